@@ -1,0 +1,11 @@
+//! The pure core of infra: the site model, loading, validation and rendering. No network, no SSH.
+
+pub mod diagnostic;
+pub mod environment;
+pub mod model;
+pub mod render;
+pub mod secrets;
+pub mod site;
+pub mod suggest;
+pub mod validate;
+pub mod vars;

@@ -1,0 +1,458 @@
+//! The site model as written by users: roles and inventories, deserialized from YAML.
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A value with the position it was written at.
+pub type Sp<T> = serde_saphyr::Spanned<T>;
+
+/// Free-form variables (`defaults`, `vars`, ...).
+pub type Vars = serde_json::Map<String, serde_json::Value>;
+
+/// `roles/<name>.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: Sp<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub includes: Vec<Sp<String>>,
+    #[serde(default)]
+    pub requires_on_same_host: Vec<Sp<String>>,
+    #[serde(default)]
+    pub count: Option<Sp<Count>>,
+    #[serde(default)]
+    pub public_ip: bool,
+    #[serde(default)]
+    pub hostname: Option<Sp<String>>,
+    #[serde(default)]
+    pub volume: Option<Volume>,
+    #[serde(default)]
+    pub reverse_dns: Option<Sp<bool>>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub exposes: Vec<Expose>,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub dirs: Vec<Dir>,
+    #[serde(default)]
+    pub files: Vec<Sp<FileEntry>>,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    #[serde(default)]
+    pub commands: Vec<Sp<Command>>,
+    #[serde(default)]
+    pub defaults: Vars,
+    #[serde(default)]
+    pub secrets: Vec<Sp<String>>,
+}
+
+/// How many hosts of an environment may hold a role.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Count {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) if a == b => write!(f, "exactly {a}"),
+            (Some(a), Some(b)) => write!(f, "between {a} and {b}"),
+            (Some(a), None) => write!(f, "at least {a}"),
+            (None, Some(b)) => write!(f, "at most {b}"),
+            (None, None) => write!(f, "any number"),
+        }
+    }
+}
+
+/// A block device a role needs, created by the cloud provider and mounted by the host phase.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub size_gb: u32,
+    pub mount: String,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default = "default_fs")]
+    pub fs: String,
+    /// Keep the volume when its host is destroyed.
+    #[serde(default = "default_true")]
+    pub keep_on_destroy: bool,
+}
+
+fn default_device() -> String {
+    "/dev/xvdf".to_string()
+}
+fn default_fs() -> String {
+    "ext4".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn root() -> String {
+    "root".to_string()
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A port and protocol, written `25/tcp`, `53/udp` or just `80` (tcp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    pub number: u16,
+    pub proto: Proto,
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = match self.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        };
+        write!(f, "{}/{}", self.number, proto)
+    }
+}
+
+impl Port {
+    pub fn parse(text: &str) -> Result<Port, String> {
+        let (num, proto) = match text.split_once('/') {
+            Some((n, p)) => (n, p),
+            None => (text, "tcp"),
+        };
+        let proto = match proto {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            other => {
+                return Err(format!(
+                    "unknown protocol `{other}` in port `{text}`: use tcp or udp"
+                ))
+            }
+        };
+        match num.trim().parse::<u16>() {
+            Ok(n) if n > 0 => Ok(Port { number: n, proto }),
+            _ => Err(format!(
+                "invalid port `{text}`: write a number from 1 to 65535, e.g. `25/tcp`"
+            )),
+        }
+    }
+}
+
+impl Serialize for Port {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port like `25/tcp`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
+                Port::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A file mode, written as a quoted octal string (`"0644"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode(pub u32);
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const HINT: &str = "write the mode as a quoted octal string, e.g. mode: \"0644\"";
+        impl de::Visitor<'_> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a quoted octal mode like \"0644\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Mode, E> {
+                Err(E::custom(format!("mode {v} is a number: {HINT}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mode, E> {
+                Err(E::custom(format!("mode {v} is a number: {HINT}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Mode, E> {
+                Err(E::custom(format!("mode {v} is a number: {HINT}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Mode, E> {
+                match u32::from_str_radix(v, 8) {
+                    Ok(m) if m <= 0o7777 && (3..=4).contains(&v.len()) => Ok(Mode(m)),
+                    _ => Err(E::custom(format!("invalid mode `{v}`: {HINT}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A port opened only to the hosts holding some roles.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expose {
+    pub port: Port,
+    pub to: Vec<Sp<String>>,
+}
+
+/// A local user account.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub home: Option<String>,
+    #[serde(default)]
+    pub shell: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A directory with its owner and mode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dir {
+    pub path: String,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+}
+
+/// A managed file: rendered from a template or copied from a static source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    #[serde(default)]
+    pub template: Option<Sp<String>>,
+    #[serde(default)]
+    pub source: Option<Sp<String>>,
+    pub dest: Sp<String>,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub vars: Vars,
+    #[serde(default)]
+    pub notify: Vec<Sp<String>>,
+    #[serde(default)]
+    pub check: Option<String>,
+}
+
+/// What a change to a service's files means for the running service.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    Reload,
+    #[default]
+    Restart,
+}
+
+/// A service a role runs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    #[serde(default = "default_true")]
+    pub enable: bool,
+    #[serde(default)]
+    pub on_change: OnChange,
+    #[serde(default)]
+    pub check: Option<String>,
+}
+
+/// An idempotent command, guarded by `unless` or `creates`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub name: String,
+    pub run: String,
+    #[serde(default)]
+    pub unless: Option<String>,
+    #[serde(default)]
+    pub creates: Option<String>,
+}
+
+/// `inventories/<env>.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub environment: Sp<String>,
+    pub domain: String,
+    pub internal_domain: String,
+    pub provider: Sp<Provider>,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub vars: Vars,
+    #[serde(default)]
+    pub role_vars: BTreeMap<String, Sp<Vars>>,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+    pub hosts: BTreeMap<String, Sp<Host>>,
+}
+
+/// Which kind of machines an environment runs on.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// EC2 instances created by infra.
+    Aws,
+    /// Existing machines reached at their `address`.
+    Static,
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderKind::Aws => "aws",
+            ProviderKind::Static => "static",
+        })
+    }
+}
+
+/// The provider and its settings (the AWS ones apply to `type: aws` only).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    #[serde(rename = "type")]
+    pub kind: ProviderKind,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub ami: Option<String>,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub vpc_cidr: Option<String>,
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    #[serde(default)]
+    pub subnet_cidr: Option<String>,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+}
+
+/// How to reach the environment's hosts over SSH.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub identity_file: Option<String>,
+    #[serde(default)]
+    pub known_hosts_file: Option<String>,
+    #[serde(default)]
+    pub jump_host: Option<Sp<String>>,
+    #[serde(default)]
+    pub config_file: Option<String>,
+}
+
+/// Where an environment's secrets come from: never from git.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// A YAML map of name -> value, outside the repository.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Environment variables `<prefix><NAME>` set secrets too; default `INFRA_SECRET_`.
+    #[serde(default)]
+    pub env_prefix: Option<String>,
+}
+
+/// One host of an inventory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub roles: Vec<Sp<String>>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub private_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub vars: Vars,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_with_and_without_protocol() {
+        assert_eq!(Port::parse("25/tcp").unwrap().to_string(), "25/tcp");
+        assert_eq!(Port::parse("53/udp").unwrap().proto, Proto::Udp);
+        assert_eq!(Port::parse("80").unwrap().to_string(), "80/tcp");
+        assert!(Port::parse("0/tcp").is_err());
+        assert!(Port::parse("70000/tcp").is_err());
+        assert!(Port::parse("25/sctp")
+            .unwrap_err()
+            .contains("unknown protocol"));
+    }
+
+    #[test]
+    fn modes_must_be_quoted_octal() {
+        #[derive(Deserialize)]
+        struct M {
+            mode: Mode,
+        }
+        let m: M = serde_saphyr::from_str("mode: \"0640\"").unwrap();
+        assert_eq!(m.mode, Mode(0o640));
+        let err = serde_saphyr::from_str::<M>("mode: 0644").err().unwrap();
+        assert!(err.to_string().contains("quoted octal string"), "{err}");
+        assert!(serde_saphyr::from_str::<M>("mode: \"0989\"").is_err());
+    }
+}

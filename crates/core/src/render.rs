@@ -1,0 +1,444 @@
+//! Rendering: every file a host gets, from Tera templates and static sources, with discovery.
+
+use crate::diagnostic::{Diagnostic, SourceLocation};
+use crate::environment::{Environment, ResolvedHost};
+use crate::model::{FileEntry, Mode, Sp};
+use crate::secrets::Secrets;
+use crate::site::Site;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
+
+/// Where a rendered file's content came from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "path")]
+pub enum Origin {
+    Template(String),
+    Source(String),
+}
+
+/// One file exactly as it would be written to a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedFile {
+    pub dest: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    pub owner: String,
+    pub group: String,
+    pub mode: Mode,
+    pub role: String,
+    pub origin: Origin,
+    pub notify: Vec<String>,
+    pub check: Option<String>,
+    /// Names of the secrets whose values appear in the content.
+    pub secrets: Vec<String>,
+    /// Names of the secrets this file needed that are not set (placeholders were rendered).
+    pub missing_secrets: Vec<String>,
+    /// The role file and the position of the entry, for diagnostics.
+    #[serde(skip)]
+    pub entry: SourceLocation,
+}
+
+/// The parsed templates of a site, with the discovery functions registered.
+pub struct Renderer {
+    tera: Tera,
+}
+
+const DEST_PREFIX: &str = "@";
+
+fn dest_template_name(role_file: &Path, index: usize) -> String {
+    format!("{DEST_PREFIX}{}#files[{index}].dest", role_file.display())
+}
+
+fn is_templated(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+impl Renderer {
+    /// Parses every `.j2` template and every templated `dest`; syntax errors become diagnostics.
+    pub fn new(site: &Site) -> (Renderer, Vec<Diagnostic>) {
+        let mut tera = Tera::default();
+        tera.autoescape_on(Vec::<&str>::new());
+        tera.register_function("hosts", fn_hosts);
+        tera.register_function("one", fn_one);
+        tera.register_function("addrs", fn_addrs);
+        let mut diags = Vec::new();
+        for t in site.templates.values().filter(|t| t.is_tera()) {
+            let file = Path::new("templates").join(&t.name);
+            let Ok(text) = std::str::from_utf8(&t.bytes) else {
+                diags.push(
+                    Diagnostic::error(format!("template `{}` is not UTF-8 text", t.name))
+                        .at(site.sources.location(&file, 1, 1, 1))
+                        .hint("use `source:` for binary files"),
+                );
+                continue;
+            };
+            if let Err(e) = tera.add_raw_template(&t.name, text) {
+                diags.push(tera_diagnostic(site, &e, None));
+            }
+        }
+        for role in site.roles.values() {
+            for (i, entry) in role.value.files.iter().enumerate() {
+                let dest = &entry.value.dest;
+                if is_templated(&dest.value) {
+                    let name = dest_template_name(&role.file, i);
+                    if let Err(e) = tera.add_raw_template(&name, &dest.value) {
+                        let at = site.loc(&role.file, dest, dest.value.chars().count());
+                        diags.push(tera_diagnostic(site, &e, Some(at)));
+                    }
+                }
+            }
+        }
+        (Renderer { tera }, diags)
+    }
+
+    pub fn has_template(&self, name: &str) -> bool {
+        self.tera.contains_template(name)
+    }
+}
+
+/// The parts of the template context shared by every host of an environment.
+pub struct SharedContext {
+    env: Value,
+    hosts: Value,
+    by_role: Value,
+}
+
+impl SharedContext {
+    pub fn new(env: &Environment) -> SharedContext {
+        let views: Vec<_> = env.hosts.values().map(|h| &h.view).collect();
+        let mut by_role: BTreeMap<&str, Vec<_>> = env
+            .site
+            .roles
+            .keys()
+            .map(|r| (r.as_str(), Vec::new()))
+            .collect();
+        for h in env.hosts.values() {
+            for r in &h.view.all_roles {
+                by_role.entry(r.as_str()).or_default().push(&h.view);
+            }
+        }
+        let inv = env.inventory;
+        let env_value = serde_json::json!({
+            "name": env.name,
+            "domain": inv.domain,
+            "internal_domain": inv.internal_domain,
+            "provider": inv.provider.value.kind,
+        });
+        SharedContext {
+            env: Value::from_serializable(&env_value),
+            hosts: Value::from_serializable(&views),
+            by_role: Value::from_serializable(&by_role),
+        }
+    }
+}
+
+/// The result of rendering one host: its files, and the problems found.
+#[derive(Debug, Default)]
+pub struct HostRender {
+    pub files: Vec<RenderedFile>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Renderer {
+    /// Renders every file `host` gets, in role apply order. Errors are collected per file, so
+    /// one broken template does not hide the others.
+    pub fn render_host(
+        &self,
+        env: &Environment,
+        shared: &SharedContext,
+        host: &ResolvedHost,
+        secrets: &Secrets,
+    ) -> HostRender {
+        let site = env.site;
+        let mut out = HostRender::default();
+        let mut secret_values = BTreeMap::new();
+        for r in &host.view.all_roles {
+            if let Some(role) = site.roles.get(r) {
+                for s in &role.value.secrets {
+                    let v = secrets
+                        .get(&s.value)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| Secrets::placeholder(&s.value));
+                    secret_values.insert(s.value.clone(), v);
+                }
+            }
+        }
+        let host_value = Value::from_serializable(&host.view);
+        let secrets_value = Value::from_serializable(&secret_values);
+        let mut base = Context::new();
+        base.insert_value("env", shared.env.clone());
+        base.insert_value("hosts", shared.hosts.clone());
+        base.insert_value("by_role", shared.by_role.clone());
+        base.insert_value("host", host_value);
+        base.insert_value("secrets", secrets_value);
+        let plain_vars = Value::from_serializable(&env.file_vars(host, &Default::default()));
+
+        for role_name in &host.view.all_roles {
+            let Some(role) = site.roles.get(role_name) else {
+                continue;
+            };
+            for (i, entry) in role.value.files.iter().enumerate() {
+                let mut ctx = base.clone();
+                if entry.value.vars.is_empty() {
+                    ctx.insert_value("vars", plain_vars.clone());
+                } else {
+                    let vars = env.file_vars(host, &entry.value.vars);
+                    ctx.insert_value("vars", Value::from_serializable(&vars));
+                }
+                match self.render_entry(site, &role.file, i, entry, &ctx) {
+                    Ok((dest, content, origin)) => {
+                        let text = String::from_utf8_lossy(&content);
+                        let missing = secret_values
+                            .iter()
+                            .filter(|(k, v)| secrets.get(k).is_none() && text.contains(v.as_str()))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        let e = &entry.value;
+                        out.files.push(RenderedFile {
+                            dest,
+                            secrets: secrets.found_in(&text),
+                            missing_secrets: missing,
+                            content,
+                            owner: e.owner.clone(),
+                            group: e.group.clone(),
+                            mode: e.mode.unwrap_or(Mode(0o644)),
+                            role: role_name.clone(),
+                            origin,
+                            notify: e.notify.iter().map(|n| n.value.clone()).collect(),
+                            check: e.check.clone(),
+                            entry: site.loc(&role.file, entry, 1),
+                        });
+                    }
+                    Err(d) => out.diagnostics.push(*d),
+                }
+            }
+        }
+        out
+    }
+
+    fn render_entry(
+        &self,
+        site: &Site,
+        role_file: &Path,
+        index: usize,
+        entry: &Sp<FileEntry>,
+        ctx: &Context,
+    ) -> Result<(String, Vec<u8>, Origin), Box<Diagnostic>> {
+        let e = &entry.value;
+        let dest = if is_templated(&e.dest.value) {
+            let at = site.loc(role_file, &e.dest, e.dest.value.chars().count());
+            self.tera
+                .render(&dest_template_name(role_file, index), ctx)
+                .map_err(|err| Box::new(tera_diagnostic(site, &err, Some(at))))?
+        } else {
+            e.dest.value.clone()
+        };
+        if let Some(t) = &e.template {
+            if !self.tera.contains_template(&t.value) {
+                // Reported by validation (missing template or syntax error).
+                return Err(Box::new(
+                    Diagnostic::error(format!("template `{}` cannot be rendered", t.value))
+                        .at(site.loc(role_file, t, t.value.chars().count())),
+                ));
+            }
+            let content = self
+                .tera
+                .render(&t.value, ctx)
+                .map_err(|err| Box::new(tera_diagnostic(site, &err, None)))?;
+            Ok((
+                dest,
+                content.into_bytes(),
+                Origin::Template(t.value.clone()),
+            ))
+        } else if let Some(s) = &e.source {
+            match site.templates.get(&s.value) {
+                Some(f) => Ok((dest, f.bytes.clone(), Origin::Source(s.value.clone()))),
+                None => Err(Box::new(
+                    Diagnostic::error(format!("source `{}` not found in templates/", s.value))
+                        .at(site.loc(role_file, s, s.value.chars().count())),
+                )),
+            }
+        } else {
+            Err(Box::new(
+                Diagnostic::error("file entry has neither `template` nor `source`")
+                    .at(site.loc(role_file, entry, 1)),
+            ))
+        }
+    }
+}
+
+/// A Tera error as a diagnostic at its template position (or at `fallback`, for strings
+/// written inside role files).
+fn tera_diagnostic(site: &Site, err: &tera::Error, fallback: Option<SourceLocation>) -> Diagnostic {
+    let report = match err.kind() {
+        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => Some(r),
+        _ => None,
+    };
+    let Some(r) = report else {
+        // Errors without a typed report (e.g. an unknown function) carry it in the text.
+        let text = err.to_string();
+        let (message, loc) = parse_report_text(&text);
+        let location = loc
+            .filter(|(name, _, _)| !name.starts_with(DEST_PREFIX))
+            .map(|(name, line, col)| {
+                site.sources
+                    .location(&PathBuf::from("templates").join(name), line, col, 1)
+            })
+            .or(fallback);
+        return Diagnostic::error(message).at_opt(location);
+    };
+    let message = r.message().to_string();
+    let hint = hint_for(&message, r.filename(), site);
+    if r.filename().starts_with(DEST_PREFIX) || r.filename().is_empty() {
+        return Diagnostic::error(message).at_opt(fallback).hint_opt(hint);
+    }
+    let span = r.span();
+    let width = if span.end_line == span.start_line {
+        span.end_col.saturating_sub(span.start_col)
+    } else {
+        1
+    };
+    let file = PathBuf::from("templates").join(r.filename());
+    Diagnostic::error(message)
+        .at(site
+            .sources
+            .location(&file, span.start_line, span.start_col + 1, width))
+        .hint_opt(hint)
+}
+
+/// Extra help for the errors users hit most.
+fn hint_for(message: &str, _template: &str, site: &Site) -> Option<String> {
+    let field = message
+        .strip_prefix("Field `")
+        .or_else(|| message.strip_prefix("Variable `"))
+        .and_then(|r| r.split('`').next())?;
+    let owners: Vec<&str> = site
+        .roles
+        .iter()
+        .filter(|(_, r)| r.value.secrets.iter().any(|s| s.value == field))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !owners.is_empty() {
+        return Some(format!(
+            "`{field}` is a secret declared by role {}; a role whose templates use secrets.{field} must list it under `secrets:`",
+            owners.join(", ")
+        ));
+    }
+    Some(format!(
+        "define `{field}` in the role's `defaults`, the inventory's `vars`/`role_vars`, or the host's `vars`"
+    ))
+}
+
+/// `error: MESSAGE\n --> NAME:LINE:COL ...` as Tera prints untyped errors.
+fn parse_report_text(text: &str) -> (String, Option<(String, usize, usize)>) {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    let loc = text.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix("--> ")?;
+        let mut parts = rest.rsplitn(3, ':');
+        let col = parts.next()?.trim().parse().ok()?;
+        let line = parts.next()?.trim().parse().ok()?;
+        let name = parts.next()?.to_string();
+        Some((name, line, col))
+    });
+    (message, loc)
+}
+
+fn role_list<'a>(
+    kwargs: &'a Kwargs,
+    state: &State,
+    func: &str,
+) -> TeraResult<(String, Vec<Value>)> {
+    let role: String = kwargs.must_get("role")?;
+    let by_role: Value = state
+        .get("by_role")?
+        .ok_or_else(|| tera::Error::message(format!("{func}() needs `by_role` in the context")))?;
+    let list = by_role
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(role.as_str())))
+        .map(|(_, v)| v.clone());
+    match list.and_then(|v| v.as_array().map(<[Value]>::to_vec)) {
+        Some(hosts) => Ok((role, hosts)),
+        None => Err(tera::Error::message(format!(
+            "{func}(role=\"{role}\"): there is no role `{role}` in roles/"
+        ))),
+    }
+}
+
+fn env_name(state: &State) -> String {
+    state
+        .get::<Value>("env")
+        .ok()
+        .flatten()
+        .and_then(|v| {
+            v.get_from_path("name")
+                .and_then(|n| n.as_str().map(str::to_string))
+        })
+        .unwrap_or_default()
+}
+
+/// `hosts(role="app")`: the hosts holding a role, sorted by name.
+fn fn_hosts(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
+    let (_, hosts) = role_list(&kwargs, state, "hosts")?;
+    Ok(Value::from(hosts))
+}
+
+/// `one(role="masterdb")`: the single host holding a role; an error unless exactly one.
+fn fn_one(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
+    let (role, hosts) = role_list(&kwargs, state, "one")?;
+    match hosts.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(tera::Error::message(format!(
+            "one(role=\"{role}\"): no host in environment `{}` holds role `{role}`",
+            env_name(state)
+        ))),
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .filter_map(|h| {
+                    h.get_from_path("name")
+                        .and_then(|n| n.as_str().map(str::to_string))
+                })
+                .collect();
+            Err(tera::Error::message(format!(
+                "one(role=\"{role}\"): {} hosts hold role `{role}` ({}), exactly one is needed",
+                many.len(),
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// `addrs(role="app", port=8000)`: `["10.0.0.5:8000", ...]` for the hosts holding a role.
+fn fn_addrs(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
+    let (_, hosts) = role_list(&kwargs, state, "addrs")?;
+    let port: Option<u64> = kwargs.get("port")?;
+    let addrs: Vec<Value> = hosts
+        .iter()
+        .filter_map(|h| {
+            h.get_from_path("private_ip")
+                .and_then(|v| v.as_str().map(str::to_string))
+        })
+        .map(|ip| match port {
+            Some(p) => Value::from(format!("{ip}:{p}")),
+            None => Value::from(ip),
+        })
+        .collect();
+    Ok(Value::from(addrs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_text_gives_name_line_and_column() {
+        let (m, loc) =
+            parse_report_text("error: Unknown function `nope`\n --> a/z.j2:2:12\n  |\n2 | x\n");
+        assert_eq!(m, "Unknown function `nope`");
+        assert_eq!(loc, Some(("a/z.j2".to_string(), 2, 12)));
+    }
+}

@@ -1,0 +1,275 @@
+//! Loading a site folder (roles, inventories, templates) into memory, collecting parse errors.
+
+use crate::diagnostic::{Diagnostic, SourceMap};
+use crate::model::{Inventory, Role, Sp};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A parsed file with the path it came from (relative to the site root).
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub file: PathBuf,
+    pub value: T,
+}
+
+/// A file under `templates/`: Tera templates end in `.j2`; any file can be a static `source`.
+#[derive(Debug, Clone)]
+pub struct TemplateFile {
+    /// Path relative to `templates/`, with `/` separators: the name roles refer to.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl TemplateFile {
+    pub fn is_tera(&self) -> bool {
+        self.name.ends_with(".j2")
+    }
+}
+
+/// Everything read from a site folder.
+#[derive(Debug, Default)]
+pub struct Site {
+    pub root: PathBuf,
+    pub roles: BTreeMap<String, Loaded<Role>>,
+    pub inventories: BTreeMap<String, Loaded<Inventory>>,
+    pub templates: BTreeMap<String, TemplateFile>,
+    pub sources: SourceMap,
+}
+
+/// The site could not be read at all (as opposed to a site with mistakes in it).
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error("{root} is not an infra site: it has no roles/ or inventories/ folder (run from a site, or pass -C DIR)")]
+    NotASite { root: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Site {
+    /// Reads every role, inventory and template under `root`. Files that do not parse are left
+    /// out and reported as diagnostics, so one run shows every mistake.
+    pub fn load(root: &Path) -> Result<(Site, Vec<Diagnostic>), SiteError> {
+        if !root.join("roles").is_dir() && !root.join("inventories").is_dir() {
+            return Err(SiteError::NotASite {
+                root: root.to_path_buf(),
+            });
+        }
+        let mut site = Site {
+            root: root.to_path_buf(),
+            ..Site::default()
+        };
+        let mut diags = Vec::new();
+        for (stem, rel, text) in read_yaml_dir(root, "roles")? {
+            if let Some(role) = parse_yaml::<Role>(&rel, &text, &mut diags) {
+                site.roles.insert(
+                    stem,
+                    Loaded {
+                        file: rel.clone(),
+                        value: role,
+                    },
+                );
+            }
+            site.sources.insert(rel, text);
+        }
+        for (stem, rel, text) in read_yaml_dir(root, "inventories")? {
+            if let Some(inv) = parse_yaml::<Inventory>(&rel, &text, &mut diags) {
+                site.inventories.insert(
+                    stem,
+                    Loaded {
+                        file: rel.clone(),
+                        value: inv,
+                    },
+                );
+            }
+            site.sources.insert(rel, text);
+        }
+        let tdir = root.join("templates");
+        if tdir.is_dir() {
+            let mut files = Vec::new();
+            walk(&tdir, &mut files)?;
+            for path in files {
+                let bytes = fs::read(&path).map_err(|source| SiteError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let name = path
+                    .strip_prefix(&tdir)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let rel = Path::new("templates").join(&name);
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    site.sources.insert(rel, text.to_string());
+                }
+                site.templates
+                    .insert(name.clone(), TemplateFile { name, bytes });
+            }
+        }
+        Ok((site, diags))
+    }
+
+    /// Location of a spanned value written in `file`.
+    pub fn loc<T>(
+        &self,
+        file: &Path,
+        sp: &Sp<T>,
+        width: usize,
+    ) -> crate::diagnostic::SourceLocation {
+        self.sources.location(
+            file,
+            sp.referenced.line() as usize,
+            sp.referenced.column() as usize,
+            width,
+        )
+    }
+}
+
+/// `(stem, relative path, text)` of every `*.yaml` / `*.yml` in `root/sub`, sorted.
+fn read_yaml_dir(root: &Path, sub: &str) -> Result<Vec<(String, PathBuf, String)>, SiteError> {
+    let dir = root.join(sub);
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let entries = fs::read_dir(&dir).map_err(|source| SiteError::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| SiteError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = entry.path();
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml") | Some("yml")
+        );
+        if !is_yaml || !path.is_file() {
+            continue;
+        }
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let text = fs::read_to_string(&path).map_err(|source| SiteError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let rel = Path::new(sub).join(path.file_name().unwrap_or_default());
+        out.push((stem.to_string(), rel, text));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SiteError> {
+    let entries = fs::read_dir(dir).map_err(|source| SiteError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| SiteError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+/// Parses one YAML file; a syntax or schema error becomes a diagnostic at its position.
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    rel: &Path,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match serde_saphyr::from_str::<T>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let message = strip_position(&e.without_snippet().to_string());
+            let (message, hint) = explain_yaml_error(&message);
+            let mut sources = SourceMap::default();
+            sources.insert(rel.to_path_buf(), text.to_string());
+            let location = e
+                .location()
+                .map(|l| sources.location(rel, l.line() as usize, l.column() as usize, 1));
+            let location = location.or_else(|| Some(sources.location(rel, 1, 1, 1)));
+            diags.push(Diagnostic::error(message).at_opt(location).hint_opt(hint));
+            None
+        }
+    }
+}
+
+/// serde-saphyr appends " at line L, column C"; the location is shown separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Turns the parser's wording into ours, with a hint where we can give one.
+fn explain_yaml_error(message: &str) -> (String, Option<String>) {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once("`, expected one of ") {
+            let names: Vec<&str> = expected.split(", ").map(|s| s.trim_matches('`')).collect();
+            let hint = crate::suggest::did_you_mean(field, names.iter().copied());
+            return (format!("unknown field `{field}`"), hint);
+        }
+        if let Some((field, expected)) = rest.split_once("`, expected ") {
+            let name = expected.trim_matches('`');
+            return (
+                format!("unknown field `{field}`"),
+                Some(format!("the only field allowed here is `{name}`")),
+            );
+        }
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest);
+        return (
+            format!("`{key}` is written twice in the same map"),
+            Some("remove or rename one of them".to_string()),
+        );
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.trim_end_matches('`');
+        return (
+            format!("missing field `{field}`"),
+            Some(format!("add `{field}:`")),
+        );
+    }
+    (message.to_string(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_gets_a_suggestion() {
+        let (m, h) = explain_yaml_error("unknown field `rolez`, expected one of `roles`, `vars`");
+        assert_eq!(m, "unknown field `rolez`");
+        assert_eq!(h.as_deref(), Some("did you mean `roles`?"));
+    }
+
+    #[test]
+    fn position_suffix_is_stripped() {
+        assert_eq!(
+            strip_position("invalid u32 at line 3, column 8"),
+            "invalid u32"
+        );
+    }
+}

@@ -1,0 +1,547 @@
+//! Validation: every check of a site and its environments, each problem a diagnostic.
+
+use crate::diagnostic::Diagnostic;
+use crate::environment::Environment;
+use crate::model::ProviderKind;
+use crate::render::{Renderer, SharedContext};
+use crate::secrets::Secrets;
+use crate::site::Site;
+use crate::suggest::did_you_mean;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Checks that need no inventory: each role on its own and the include graph.
+pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let role_names = || site.roles.keys().map(String::as_str);
+    for (stem, role) in &site.roles {
+        let r = &role.value;
+        let file = &role.file;
+        if r.name.value != *stem {
+            diags.push(
+                Diagnostic::error(format!(
+                    "role file `{}` is named `{}`, but its `name` is `{}`",
+                    file.display(),
+                    stem,
+                    r.name.value
+                ))
+                .at(site.loc(file, &r.name, r.name.value.chars().count()))
+                .hint(format!("set `name: {stem}` or rename the file")),
+            );
+        }
+        let mut unknown = |list: &[crate::model::Sp<String>], field: &str| {
+            for item in list {
+                if !site.roles.contains_key(&item.value) {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "unknown role `{}` in `{field}` of role `{stem}`",
+                            item.value
+                        ))
+                        .at(site.loc(file, item, item.value.chars().count()))
+                        .hint_opt(did_you_mean(&item.value, role_names())),
+                    );
+                }
+            }
+        };
+        unknown(&r.includes, "includes");
+        unknown(&r.requires_on_same_host, "requires_on_same_host");
+        for e in &r.exposes {
+            unknown(&e.to, "exposes.to");
+        }
+        if let Some(c) = &r.count {
+            if let (Some(min), Some(max)) = (c.value.min, c.value.max) {
+                if min > max {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "role `{stem}`: count.min {min} is above count.max {max}"
+                        ))
+                        .at(site.loc(file, c, 1)),
+                    );
+                }
+            }
+        }
+        if let Some(rdns) = &r.reverse_dns {
+            if rdns.value && (!r.public_ip || r.hostname.is_none()) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "role `{stem}` asks for reverse DNS but has no {}",
+                        if r.public_ip { "`hostname`" } else { "`public_ip: true`" }
+                    ))
+                    .at(site.loc(file, rdns, 4))
+                    .hint("reverse DNS maps the public IP to the role's hostname: set both `public_ip: true` and `hostname`"),
+                );
+            }
+        }
+        for s in &r.secrets {
+            let ok = !s.value.is_empty()
+                && s.value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "secret name `{}` is not lowercase letters, digits and _",
+                        s.value
+                    ))
+                    .at(site.loc(file, s, s.value.chars().count()))
+                    .hint("secret names become environment variables INFRA_SECRET_<NAME>"),
+                );
+            }
+        }
+        // Services this role can notify: its own and those of the roles it includes.
+        let expanded = crate::environment::expand_roles(site, [stem.as_str()]);
+        let services: BTreeSet<&str> = expanded
+            .iter()
+            .filter_map(|n| site.roles.get(n))
+            .flat_map(|r| r.value.services.iter().map(|s| s.name.as_str()))
+            .collect();
+        for entry in &r.files {
+            let e = &entry.value;
+            match (&e.template, &e.source) {
+                (Some(_), Some(_)) => diags.push(
+                    Diagnostic::error("file entry has both `template` and `source`")
+                        .at(site.loc(file, entry, 1))
+                        .hint(
+                            "`template` is rendered with Tera, `source` is copied as is: keep one",
+                        ),
+                ),
+                (None, None) => diags.push(
+                    Diagnostic::error("file entry has neither `template` nor `source`")
+                        .at(site.loc(file, entry, 1))
+                        .hint(
+                            "add `template: path/in/templates.j2` or `source: path/in/templates`",
+                        ),
+                ),
+                (Some(t), None) => {
+                    if !site.templates.contains_key(&t.value) {
+                        let names = site
+                            .templates
+                            .values()
+                            .filter(|t| t.is_tera())
+                            .map(|t| t.name.as_str());
+                        diags.push(
+                            Diagnostic::error(format!(
+                                "template `{}` not found in templates/",
+                                t.value
+                            ))
+                            .at(site.loc(file, t, t.value.chars().count()))
+                            .hint_opt(did_you_mean(&t.value, names)),
+                        );
+                    } else if !t.value.ends_with(".j2") {
+                        diags.push(
+                            Diagnostic::error(format!(
+                                "template `{}` does not end in .j2",
+                                t.value
+                            ))
+                            .at(site.loc(file, t, t.value.chars().count()))
+                            .hint(
+                                "Tera templates end in .j2; use `source:` for a file copied as is",
+                            ),
+                        );
+                    }
+                }
+                (None, Some(s)) => {
+                    if !site.templates.contains_key(&s.value) {
+                        let names = site.templates.keys().map(String::as_str);
+                        diags.push(
+                            Diagnostic::error(format!(
+                                "source `{}` not found in templates/",
+                                s.value
+                            ))
+                            .at(site.loc(file, s, s.value.chars().count()))
+                            .hint_opt(did_you_mean(&s.value, names)),
+                        );
+                    }
+                }
+            }
+            if !e.dest.value.starts_with('/') && !e.dest.value.starts_with("{{") {
+                diags.push(
+                    Diagnostic::error(format!("dest `{}` is not an absolute path", e.dest.value))
+                        .at(site.loc(file, &e.dest, e.dest.value.chars().count())),
+                );
+            }
+            for n in &e.notify {
+                if !services.contains(n.value.as_str()) {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "`notify: {}` names no service of role `{stem}` or the roles it includes",
+                            n.value
+                        ))
+                        .at(site.loc(file, n, n.value.chars().count()))
+                        .hint_opt(did_you_mean(&n.value, services.iter().copied()).or_else(|| {
+                            Some(format!("add `{}` under `services:`", n.value))
+                        })),
+                    );
+                }
+            }
+        }
+        for c in &r.commands {
+            if c.value.unless.is_none() && c.value.creates.is_none() {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "command `{}` of role `{stem}` has neither `unless` nor `creates`",
+                        c.value.name
+                    ))
+                    .at(site.loc(file, c, 1))
+                    .hint("commands must be idempotent: add `unless: <test command>` or `creates: <path>`"),
+                );
+            }
+        }
+    }
+    diags.extend(include_cycles(site));
+    diags
+}
+
+/// Each include cycle once, reported at the include that closes it.
+fn include_cycles(site: &Site) -> Vec<Diagnostic> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Active,
+        Done,
+    }
+    fn visit(
+        site: &Site,
+        name: &str,
+        marks: &mut BTreeMap<String, Mark>,
+        stack: &mut Vec<String>,
+        seen: &mut BTreeSet<BTreeSet<String>>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let Some(role) = site.roles.get(name) else {
+            return;
+        };
+        marks.insert(name.to_string(), Mark::Active);
+        stack.push(name.to_string());
+        for inc in &role.value.includes {
+            match marks.get(&inc.value) {
+                Some(Mark::Active) => {
+                    let start = stack.iter().position(|s| *s == inc.value).unwrap_or(0);
+                    let cycle: Vec<String> = stack[start..].to_vec();
+                    let key: BTreeSet<String> = cycle.iter().cloned().collect();
+                    if seen.insert(key) {
+                        let mut path = cycle.join(" -> ");
+                        path.push_str(" -> ");
+                        path.push_str(&inc.value);
+                        diags.push(
+                            Diagnostic::error(format!("include cycle: {path}"))
+                                .at(site.loc(&role.file, inc, inc.value.chars().count()))
+                                .hint(format!(
+                                    "remove `{}` from the includes of role `{name}`",
+                                    inc.value
+                                )),
+                        );
+                    }
+                }
+                Some(Mark::Done) => {}
+                None => visit(site, &inc.value, marks, stack, seen, diags),
+            }
+        }
+        stack.pop();
+        marks.insert(name.to_string(), Mark::Done);
+    }
+    let mut marks = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut diags = Vec::new();
+    for name in site.roles.keys() {
+        if !marks.contains_key(name) {
+            visit(
+                site,
+                name,
+                &mut marks,
+                &mut Vec::new(),
+                &mut seen,
+                &mut diags,
+            );
+        }
+    }
+    diags
+}
+
+fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Checks of one inventory against the roles: names, roles, counts, placement, provider, SSH.
+pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
+    let site = env.site;
+    let inv = env.inventory;
+    let file = &env.file;
+    let mut diags = Vec::new();
+    let role_names = || site.roles.keys().map(String::as_str);
+    if inv.environment.value != env.name {
+        diags.push(
+            Diagnostic::error(format!(
+                "inventory `{}` says `environment: {}`",
+                file.display(),
+                inv.environment.value
+            ))
+            .at(site.loc(
+                file,
+                &inv.environment,
+                inv.environment.value.chars().count(),
+            ))
+            .hint(format!(
+                "set `environment: {}` or rename the file",
+                env.name
+            )),
+        );
+    }
+    if inv.hosts.is_empty() {
+        diags.push(
+            Diagnostic::error(format!("environment `{}` has no hosts", env.name))
+                .at_opt(site.sources.find_key(file, "hosts:")),
+        );
+    }
+    let kind = inv.provider.value.kind;
+    let mut ips: BTreeMap<String, String> = BTreeMap::new();
+    for (name, host) in &inv.hosts {
+        let h = &host.value;
+        let host_loc = site.loc(file, host, 1);
+        if !valid_host_name(name) {
+            diags.push(
+                Diagnostic::error(format!("host name `{name}` is not a valid DNS label"))
+                    .at_opt(
+                        site.sources
+                            .find_key(file, &format!("{name}:"))
+                            .or(Some(host_loc.clone())),
+                    )
+                    .hint("use lowercase letters, digits and `-` (at most 63), e.g. `app1`"),
+            );
+        }
+        if h.roles.is_empty() {
+            diags.push(
+                Diagnostic::error(format!("host `{name}` has no roles"))
+                    .at(host_loc.clone())
+                    .hint("add `roles: [...]`"),
+            );
+        }
+        let mut seen_roles = BTreeSet::new();
+        for r in &h.roles {
+            if !site.roles.contains_key(&r.value) {
+                diags.push(
+                    Diagnostic::error(format!("unknown role `{}` on host `{name}`", r.value))
+                        .at(site.loc(file, r, r.value.chars().count()))
+                        .hint_opt(did_you_mean(&r.value, role_names())),
+                );
+            } else if !seen_roles.insert(r.value.as_str()) {
+                diags.push(
+                    Diagnostic::warning(format!(
+                        "role `{}` is listed twice on host `{name}`",
+                        r.value
+                    ))
+                    .at(site.loc(file, r, r.value.chars().count())),
+                );
+            }
+        }
+        match kind {
+            ProviderKind::Static if h.address.is_none() => diags.push(
+                Diagnostic::error(format!("static host `{name}` has no `address`"))
+                    .at(host_loc.clone())
+                    .hint("static hosts already exist: give the address SSH reaches them at"),
+            ),
+            ProviderKind::Aws if h.address.is_some() => diags.push(
+                Diagnostic::error(format!(
+                    "host `{name}` has an `address`, but the provider is aws"
+                ))
+                .at(host_loc.clone())
+                .hint("aws hosts get their addresses from EC2; set `private_ip` to fix one"),
+            ),
+            _ => {}
+        }
+        if let Some(ip) = h.private_ip {
+            if let Some(other) = ips.insert(ip.to_string(), name.clone()) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "hosts `{other}` and `{name}` both have private_ip {ip}"
+                    ))
+                    .at(host_loc.clone()),
+                );
+            }
+        }
+        // Meta-roles that need another role on the same host.
+        if let Some(resolved) = env.hosts.get(name) {
+            for r in &h.roles {
+                let Some(role) = site.roles.get(&r.value) else {
+                    continue;
+                };
+                for req in &role.value.requires_on_same_host {
+                    if !resolved.view.all_roles.contains(&req.value)
+                        && site.roles.contains_key(&req.value)
+                    {
+                        diags.push(
+                            Diagnostic::error(format!(
+                                "host `{name}` has role `{}`, which requires role `{}` on the same host",
+                                r.value, req.value
+                            ))
+                            .at(site.loc(file, r, r.value.chars().count()))
+                            .hint(format!("add `{}` to the roles of `{name}`", req.value)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (role, rv) in &inv.role_vars {
+        if !site.roles.contains_key(role) {
+            diags.push(
+                Diagnostic::error(format!("unknown role `{role}` in `role_vars`"))
+                    .at_opt(
+                        site.sources
+                            .find_key(file, &format!("{role}:"))
+                            .or(Some(site.loc(file, rv, 1))),
+                    )
+                    .hint_opt(did_you_mean(role, role_names())),
+            );
+        }
+    }
+    if let Some(j) = &inv.ssh.jump_host {
+        if !inv.hosts.contains_key(&j.value) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "ssh.jump_host `{}` is not a host of this inventory",
+                    j.value
+                ))
+                .at(site.loc(file, j, j.value.chars().count()))
+                .hint_opt(did_you_mean(&j.value, inv.hosts.keys().map(String::as_str))),
+            );
+        }
+    }
+    if kind == ProviderKind::Aws {
+        let p = &inv.provider.value;
+        let mut missing = Vec::new();
+        if p.region.is_none() {
+            missing.push("region");
+        }
+        if p.ami.is_none() {
+            missing.push("ami");
+        }
+        if p.instance_type.is_none() && inv.hosts.values().any(|h| h.value.instance_type.is_none())
+        {
+            missing.push("instance_type");
+        }
+        if p.vpc_id.is_none() && p.vpc_cidr.is_none() {
+            missing.push("vpc_id or vpc_cidr");
+        }
+        if p.subnet_id.is_none() && p.subnet_cidr.is_none() {
+            missing.push("subnet_id or subnet_cidr");
+        }
+        if !missing.is_empty() {
+            diags.push(
+                Diagnostic::error(format!("provider aws is missing {}", missing.join(", ")))
+                    .at(site.loc(file, &inv.provider, 1))
+                    .hint("see the README's \"Site format\" for the aws settings"),
+            );
+        }
+    }
+    // How many hosts hold each role.
+    for (role_name, role) in &site.roles {
+        let Some(count) = &role.value.count else {
+            continue;
+        };
+        let holders: Vec<&str> = env
+            .hosts_with_role(role_name)
+            .iter()
+            .map(|h| h.view.name.as_str())
+            .collect();
+        let n = holders.len() as u32;
+        let c = count.value;
+        let too_few = c.min.is_some_and(|m| n < m);
+        let too_many = c.max.is_some_and(|m| n > m);
+        if too_few || too_many {
+            let found = if holders.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{n} ({})", holders.join(", "))
+            };
+            let count_loc = site.loc(&role.file, count, 5);
+            diags.push(
+                Diagnostic::error(format!(
+                    "environment `{}` needs {} host{} with role `{role_name}`, found {found}",
+                    env.name,
+                    c,
+                    if c.max == Some(1) || (c.max.is_none() && c.min == Some(1)) {
+                        ""
+                    } else {
+                        "s"
+                    },
+                ))
+                .at_opt(site.sources.find_key(file, "hosts:"))
+                .note(format!(
+                    "role `{role_name}` sets count: {c} at {}:{}",
+                    count_loc.file.display(),
+                    count_loc.line
+                ))
+                .hint(if too_few {
+                    format!("add `{role_name}` to the roles of a host")
+                } else {
+                    format!(
+                        "remove `{role_name}` from all but {} of these hosts",
+                        c.max.unwrap_or(0)
+                    )
+                }),
+            );
+        }
+    }
+    diags
+}
+
+/// Renders every host of the environment: template errors (each once, with the hosts it hit)
+/// and two files for one destination on a host. Returns the missing secrets too.
+pub fn check_rendering(
+    env: &Environment,
+    renderer: &Renderer,
+    secrets: &Secrets,
+) -> (Vec<Diagnostic>, BTreeSet<String>) {
+    let site = env.site;
+    let shared = SharedContext::new(env);
+    let mut by_key: BTreeMap<String, (Diagnostic, Vec<String>)> = BTreeMap::new();
+    let mut diags = Vec::new();
+    let mut missing = BTreeSet::new();
+    for (name, host) in &env.hosts {
+        let out = renderer.render_host(env, &shared, host, secrets);
+        for d in out.diagnostics {
+            let key = format!("{:?}{}", d.location, d.message);
+            by_key
+                .entry(key)
+                .or_insert_with(|| (d, Vec::new()))
+                .1
+                .push(name.clone());
+        }
+        let mut dests: BTreeMap<&str, &crate::render::RenderedFile> = BTreeMap::new();
+        for f in &out.files {
+            missing.extend(f.missing_secrets.iter().cloned());
+            if let Some(first) = dests.insert(f.dest.as_str(), f) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "host `{name}` gets two files for {}: from role `{}` and role `{}`",
+                        f.dest, first.role, f.role
+                    ))
+                    .at(f.entry.clone())
+                    .note(format!(
+                        "the first is at {}:{}",
+                        first.entry.file.display(),
+                        first.entry.line
+                    ))
+                    .hint(
+                        "give one of them another `dest`, or move the file to a role both include",
+                    ),
+                );
+            }
+        }
+    }
+    for (_, (d, hosts)) in by_key {
+        diags.push(d.note(format!(
+            "environment `{}`, host{} {}",
+            env.name,
+            if hosts.len() == 1 { "" } else { "s" },
+            hosts.join(", ")
+        )));
+    }
+    let _ = site;
+    (diags, missing)
+}

@@ -1,0 +1,348 @@
+//! Running each command: load the site, check it, compute the data, hand it to a view.
+
+use crate::cli::{Cli, Command, RolesCommand};
+use crate::view::{self, Style};
+use infra_core::diagnostic::Diagnostic;
+use infra_core::environment::Environment;
+use infra_core::render::{Renderer, SharedContext};
+use infra_core::secrets::{Secrets, SecretsError};
+use infra_core::site::{Site, SiteError};
+use infra_core::suggest::did_you_mean;
+use infra_core::validate;
+use infra_core::vars::VarOverride;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// How a command ended; each maps to one documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failed,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+        }
+    }
+}
+
+/// A command that could not run; printed as one `error:` line (with a hint) on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("no environment `{name}` in inventories/")]
+    UnknownEnv { name: String, hint: Option<String> },
+    #[error("no host `{host}` in environment `{env}`")]
+    UnknownHost {
+        env: String,
+        host: String,
+        hint: Option<String>,
+    },
+    #[error("host `{host}` gets no file at `{dest}`")]
+    UnknownDest {
+        host: String,
+        dest: String,
+        hint: Option<String>,
+    },
+    #[error("{0}")]
+    Var(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write to standard output: {0}")]
+    Stdout(#[source] std::io::Error),
+}
+
+impl CliError {
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            CliError::UnknownEnv { hint, .. }
+            | CliError::UnknownHost { hint, .. }
+            | CliError::UnknownDest { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
+    match &cli.command {
+        Command::Validate { env, vars } => validate_cmd(cli, style, env.as_deref(), vars),
+        Command::Roles {
+            command:
+                RolesCommand::List {
+                    env,
+                    by_role,
+                    format,
+                },
+        } => {
+            let site = load(cli, style)?;
+            let Some(site) = site else {
+                return Ok(Outcome::Failed);
+            };
+            let Some(env) = checked_env(&site, env, &[], style)? else {
+                return Ok(Outcome::Failed);
+            };
+            let data = if *by_role {
+                env.hosts_by_role()
+            } else {
+                env.roles_by_host()
+            };
+            view::print_roles(&data, *format).map_err(CliError::Stdout)?;
+            Ok(Outcome::Success)
+        }
+        Command::Hosts { env, format } => {
+            let Some(site) = load(cli, style)? else {
+                return Ok(Outcome::Failed);
+            };
+            let Some(env) = checked_env(&site, env, &[], style)? else {
+                return Ok(Outcome::Failed);
+            };
+            view::print_hosts(&env, *format).map_err(CliError::Stdout)?;
+            Ok(Outcome::Success)
+        }
+        Command::Render {
+            env,
+            host,
+            dest,
+            show_secrets,
+            out_dir,
+            vars,
+        } => {
+            let overrides = parse_vars(vars)?;
+            let Some(site) = load(cli, style)? else {
+                return Ok(Outcome::Failed);
+            };
+            let Some(env) = checked_env(&site, env, &overrides, style)? else {
+                return Ok(Outcome::Failed);
+            };
+            let (renderer, diags) = Renderer::new(&site);
+            if report(style, &site, diags) {
+                return Ok(Outcome::Failed);
+            }
+            let Some(resolved) = env.hosts.get(host) else {
+                return Err(CliError::UnknownHost {
+                    env: env.name.clone(),
+                    host: host.clone(),
+                    hint: did_you_mean(host, env.hosts.keys().map(String::as_str)),
+                });
+            };
+            let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+            let shared = SharedContext::new(&env);
+            let out = renderer.render_host(&env, &shared, resolved, &secrets);
+            if report(style, &site, out.diagnostics) {
+                return Ok(Outcome::Failed);
+            }
+            let mut missing: Vec<&str> = out
+                .files
+                .iter()
+                .flat_map(|f| f.missing_secrets.iter().map(String::as_str))
+                .collect();
+            missing.sort();
+            missing.dedup();
+            if !missing.is_empty() {
+                view::print_diagnostic(style, &site, &missing_secrets_warning(&env, &missing));
+            }
+            let redact = |bytes: &[u8]| -> Vec<u8> {
+                if *show_secrets {
+                    return bytes.to_vec();
+                }
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => secrets.redact(text).into_bytes(),
+                    Err(_) => bytes.to_vec(),
+                }
+            };
+            let files: Vec<_> = match dest {
+                Some(d) => {
+                    let Some(f) = out.files.iter().find(|f| f.dest == *d) else {
+                        return Err(CliError::UnknownDest {
+                            host: host.clone(),
+                            dest: d.clone(),
+                            hint: did_you_mean(d, out.files.iter().map(|f| f.dest.as_str())),
+                        });
+                    };
+                    vec![f]
+                }
+                None => out.files.iter().collect(),
+            };
+            if let Some(dir) = out_dir {
+                for f in &files {
+                    let path = dir.join(f.dest.trim_start_matches('/'));
+                    let write = || -> std::io::Result<()> {
+                        if let Some(parent) = path.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::write(&path, redact(&f.content))
+                    };
+                    write().map_err(|source| CliError::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                eprintln!(
+                    "wrote {} files for {host} under {}",
+                    files.len(),
+                    dir.display()
+                );
+            } else if dest.is_some() {
+                view::print_raw(&redact(&files[0].content)).map_err(CliError::Stdout)?;
+            } else {
+                let shown: Vec<_> = files.iter().map(|f| (*f, redact(&f.content))).collect();
+                view::print_files(&shown).map_err(CliError::Stdout)?;
+            }
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+fn parse_vars(vars: &[String]) -> Result<Vec<VarOverride>, CliError> {
+    vars.iter()
+        .map(|v| VarOverride::parse(v).map_err(CliError::Var))
+        .collect()
+}
+
+/// Loads the site; parse errors are printed and give `None`.
+fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
+    let (site, diags) = Site::load(&cli.dir)?;
+    if report(style, &site, diags) {
+        return Ok(None);
+    }
+    Ok(Some(site))
+}
+
+/// Prints diagnostics (sorted by place); true when any is an error.
+fn report(style: &Style, site: &Site, mut diags: Vec<Diagnostic>) -> bool {
+    diags.sort_by(|a, b| a.location.cmp(&b.location).then(a.message.cmp(&b.message)));
+    let failed = diags.iter().any(Diagnostic::is_error);
+    for d in &diags {
+        view::print_diagnostic(style, site, d);
+    }
+    failed
+}
+
+fn find_env<'s>(
+    site: &'s Site,
+    name: &str,
+    overrides: &[VarOverride],
+) -> Result<Environment<'s>, CliError> {
+    Environment::resolve(site, name, overrides).ok_or_else(|| CliError::UnknownEnv {
+        name: name.to_string(),
+        hint: did_you_mean(name, site.inventories.keys().map(String::as_str)),
+    })
+}
+
+/// The environment, after the role and inventory checks passed (errors are printed).
+fn checked_env<'s>(
+    site: &'s Site,
+    name: &str,
+    overrides: &[VarOverride],
+    style: &Style,
+) -> Result<Option<Environment<'s>>, CliError> {
+    let env = find_env(site, name, overrides)?;
+    let mut diags = validate::check_roles(site);
+    diags.extend(validate::check_inventory(&env));
+    if report(style, site, diags) {
+        return Ok(None);
+    }
+    Ok(Some(env))
+}
+
+fn missing_secrets_warning(env: &Environment, names: &[&str]) -> Diagnostic {
+    let prefix = env
+        .inventory
+        .secrets
+        .env_prefix
+        .as_deref()
+        .unwrap_or(infra_core::secrets::DEFAULT_ENV_PREFIX);
+    let file = env
+        .inventory
+        .secrets
+        .file
+        .as_deref()
+        .unwrap_or("a secrets file");
+    Diagnostic::warning(format!(
+        "environment `{}`: {} secret{} not set, placeholders rendered: {}",
+        env.name,
+        names.len(),
+        if names.len() == 1 { " is" } else { "s are" },
+        names.join(", ")
+    ))
+    .hint(format!(
+        "set them in {file} or as {prefix}<NAME> environment variables; apply refuses to run without them"
+    ))
+}
+
+fn validate_cmd(
+    cli: &Cli,
+    style: &Style,
+    only: Option<&str>,
+    vars: &[String],
+) -> Result<Outcome, CliError> {
+    let overrides = parse_vars(vars)?;
+    let (site, mut diags) = Site::load(&cli.dir)?;
+    if let Some(name) = only {
+        if !site.inventories.contains_key(name) {
+            // A file that failed to parse is reported with its own diagnostic.
+            let file_exists = ["yaml", "yml"].iter().any(|ext| {
+                site.root
+                    .join("inventories")
+                    .join(format!("{name}.{ext}"))
+                    .is_file()
+            });
+            if !file_exists {
+                find_env(&site, name, &overrides)?;
+            }
+        }
+    }
+    diags.extend(validate::check_roles(&site));
+    let (renderer, template_diags) = Renderer::new(&site);
+    diags.extend(template_diags);
+    let names: Vec<String> = match only {
+        Some(n) => site
+            .inventories
+            .keys()
+            .filter(|k| *k == n)
+            .cloned()
+            .collect(),
+        None => site.inventories.keys().cloned().collect(),
+    };
+    let mut warnings = Vec::new();
+    for name in &names {
+        let Some(env) = Environment::resolve(&site, name, &overrides) else {
+            continue;
+        };
+        diags.extend(validate::check_inventory(&env));
+        let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+        let (render_diags, missing) = validate::check_rendering(&env, &renderer, &secrets);
+        diags.extend(render_diags);
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(String::as_str).collect();
+            warnings.push(missing_secrets_warning(&env, &names));
+        }
+    }
+    diags.extend(warnings);
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warns = diags.len() - errors;
+    report(style, &site, diags);
+    view::print_validate_summary(
+        style,
+        errors,
+        warns,
+        names.len(),
+        site.roles.len(),
+        site.templates.len(),
+    );
+    Ok(if errors == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
