@@ -320,6 +320,10 @@ fn validate_cmd(
             continue;
         };
         diags.extend(validate::check_inventory(&env));
+        if !site.parsed_cleanly() {
+            // Rendering a site with unparsed files would report their absence again.
+            continue;
+        }
         let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
         let (render_diags, missing) = validate::check_rendering(&env, &renderer, &secrets);
         diags.extend(render_diags);
@@ -329,6 +333,12 @@ fn validate_cmd(
         }
     }
     diags.extend(warnings);
+    if !site.parsed_cleanly() {
+        diags.push(Diagnostic::warning(
+            "templates were not rendered because some files did not parse; fix those and run validate again",
+        ));
+    }
+    let diags = validate::merge_duplicates(diags);
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warns = diags.len() - errors;
     report(style, &site, diags);

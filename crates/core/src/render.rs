@@ -188,7 +188,9 @@ impl Renderer {
                     ctx.insert_value("vars", Value::from_serializable(&vars));
                 }
                 match self.render_entry(site, &role.file, i, entry, &ctx) {
-                    Ok((dest, content, origin)) => {
+                    // A missing template or source: validation reports it once.
+                    Ok(None) => {}
+                    Ok(Some((dest, content, origin))) => {
                         let text = String::from_utf8_lossy(&content);
                         let missing = secret_values
                             .iter()
@@ -225,7 +227,7 @@ impl Renderer {
         index: usize,
         entry: &Sp<FileEntry>,
         ctx: &Context,
-    ) -> Result<(String, Vec<u8>, Origin), Box<Diagnostic>> {
+    ) -> Result<Option<(String, Vec<u8>, Origin)>, Box<Diagnostic>> {
         let e = &entry.value;
         let dest = if is_templated(&e.dest.value) {
             let at = site.loc(role_file, &e.dest, e.dest.value.chars().count());
@@ -237,34 +239,26 @@ impl Renderer {
         };
         if let Some(t) = &e.template {
             if !self.tera.contains_template(&t.value) {
-                // Reported by validation (missing template or syntax error).
-                return Err(Box::new(
-                    Diagnostic::error(format!("template `{}` cannot be rendered", t.value))
-                        .at(site.loc(role_file, t, t.value.chars().count())),
-                ));
+                // Missing, or a syntax error: reported by validation and Renderer::new.
+                return Ok(None);
             }
             let content = self
                 .tera
                 .render(&t.value, ctx)
                 .map_err(|err| Box::new(tera_diagnostic(site, &err, None)))?;
-            Ok((
+            Ok(Some((
                 dest,
                 content.into_bytes(),
                 Origin::Template(t.value.clone()),
-            ))
+            )))
         } else if let Some(s) = &e.source {
-            match site.templates.get(&s.value) {
-                Some(f) => Ok((dest, f.bytes.clone(), Origin::Source(s.value.clone()))),
-                None => Err(Box::new(
-                    Diagnostic::error(format!("source `{}` not found in templates/", s.value))
-                        .at(site.loc(role_file, s, s.value.chars().count())),
-                )),
-            }
+            // A missing source is reported by validation.
+            Ok(site
+                .templates
+                .get(&s.value)
+                .map(|f| (dest, f.bytes.clone(), Origin::Source(s.value.clone()))))
         } else {
-            Err(Box::new(
-                Diagnostic::error("file entry has neither `template` nor `source`")
-                    .at(site.loc(role_file, entry, 1)),
-            ))
+            Ok(None)
         }
     }
 }

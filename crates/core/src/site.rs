@@ -35,6 +35,10 @@ pub struct Site {
     pub inventories: BTreeMap<String, Loaded<Inventory>>,
     pub templates: BTreeMap<String, TemplateFile>,
     pub sources: SourceMap,
+    /// Role files that exist but did not parse: references to them are not "unknown".
+    pub broken_roles: std::collections::BTreeSet<String>,
+    /// Inventories that exist but did not parse.
+    pub broken_inventories: std::collections::BTreeSet<String>,
 }
 
 /// The site could not be read at all (as opposed to a site with mistakes in it).
@@ -65,26 +69,26 @@ impl Site {
         };
         let mut diags = Vec::new();
         for (stem, rel, text) in read_yaml_dir(root, "roles")? {
-            if let Some(role) = parse_yaml::<Role>(&rel, &text, &mut diags) {
-                site.roles.insert(
-                    stem,
-                    Loaded {
-                        file: rel.clone(),
-                        value: role,
-                    },
-                );
+            match parse_yaml::<Role>(&rel, &text, &mut diags) {
+                Some(value) => {
+                    let file = rel.clone();
+                    site.roles.insert(stem, Loaded { file, value });
+                }
+                None => {
+                    site.broken_roles.insert(stem);
+                }
             }
             site.sources.insert(rel, text);
         }
         for (stem, rel, text) in read_yaml_dir(root, "inventories")? {
-            if let Some(inv) = parse_yaml::<Inventory>(&rel, &text, &mut diags) {
-                site.inventories.insert(
-                    stem,
-                    Loaded {
-                        file: rel.clone(),
-                        value: inv,
-                    },
-                );
+            match parse_yaml::<Inventory>(&rel, &text, &mut diags) {
+                Some(value) => {
+                    let file = rel.clone();
+                    site.inventories.insert(stem, Loaded { file, value });
+                }
+                None => {
+                    site.broken_inventories.insert(stem);
+                }
             }
             site.sources.insert(rel, text);
         }
@@ -113,6 +117,17 @@ impl Site {
             }
         }
         Ok((site, diags))
+    }
+
+    /// Whether `name` is a role of the site (one whose file did not parse counts: its own
+    /// diagnostic says what is wrong, and references to it are not reported again).
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.contains_key(name) || self.broken_roles.contains(name)
+    }
+
+    /// Whether every file parsed, so rendering can be trusted to report real problems only.
+    pub fn parsed_cleanly(&self) -> bool {
+        self.broken_roles.is_empty() && self.broken_inventories.is_empty()
     }
 
     /// Location of a spanned value written in `file`.
@@ -206,8 +221,9 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(
             let location = e
                 .location()
                 .map(|l| sources.location(rel, l.line() as usize, l.column() as usize, 1));
-            let location = location.or_else(|| Some(sources.location(rel, 1, 1, 1)));
-            diags.push(Diagnostic::error(message).at_opt(location).hint_opt(hint));
+            let location = location.unwrap_or_else(|| sources.location(rel, 1, 1, 1));
+            let hint = hint.or_else(|| syntax_hint(&message, location.snippet.as_deref()));
+            diags.push(Diagnostic::error(message).at(location).hint_opt(hint));
             None
         }
     }
@@ -219,6 +235,22 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
+}
+
+/// Help for the YAML parser's terser syntax errors.
+fn syntax_hint(message: &str, snippet: Option<&str>) -> Option<String> {
+    if snippet.is_some_and(|l| l.starts_with('\t') || l.trim_start_matches(' ').starts_with('\t')) {
+        return Some("YAML indentation must be spaces; this line is indented with a tab".into());
+    }
+    if message.contains("did not find expected key") {
+        return Some("check this line's indentation against the lines above it".into());
+    }
+    if message.contains("illegal placement of ':'")
+        || message.contains("trailing content after double-quoted")
+    {
+        return Some("a `[`, `{` or `\"` opened on an earlier line may not be closed".into());
+    }
+    None
 }
 
 /// Turns the parser's wording into ours, with a hint where we can give one.

@@ -30,7 +30,7 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         }
         let mut unknown = |list: &[crate::model::Sp<String>], field: &str| {
             for item in list {
-                if !site.roles.contains_key(&item.value) {
+                if !site.has_role(&item.value) {
                     diags.push(
                         Diagnostic::error(format!(
                             "unknown role `{}` in `{field}` of role `{stem}`",
@@ -160,7 +160,8 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
                 );
             }
             for n in &e.notify {
-                if !services.contains(n.value.as_str()) {
+                // With a broken role file the services it defines are unknown: say nothing.
+                if site.broken_roles.is_empty() && !services.contains(n.value.as_str()) {
                     diags.push(
                         Diagnostic::error(format!(
                             "`notify: {}` names no service of role `{stem}` or the roles it includes",
@@ -322,13 +323,13 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
         }
         let mut seen_roles = BTreeSet::new();
         for r in &h.roles {
-            if !site.roles.contains_key(&r.value) {
+            if !site.has_role(&r.value) {
                 diags.push(
                     Diagnostic::error(format!("unknown role `{}` on host `{name}`", r.value))
                         .at(site.loc(file, r, r.value.chars().count()))
                         .hint_opt(did_you_mean(&r.value, role_names())),
                 );
-            } else if !seen_roles.insert(r.value.as_str()) {
+            } else if site.roles.contains_key(&r.value) && !seen_roles.insert(r.value.as_str()) {
                 diags.push(
                     Diagnostic::warning(format!(
                         "role `{}` is listed twice on host `{name}`",
@@ -387,7 +388,7 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
         }
     }
     for (role, rv) in &inv.role_vars {
-        if !site.roles.contains_key(role) {
+        if !site.has_role(role) {
             diags.push(
                 Diagnostic::error(format!("unknown role `{role}` in `role_vars`"))
                     .at_opt(
@@ -497,7 +498,6 @@ pub fn check_rendering(
     renderer: &Renderer,
     secrets: &Secrets,
 ) -> (Vec<Diagnostic>, BTreeSet<String>) {
-    let site = env.site;
     let shared = SharedContext::new(env);
     let mut by_key: BTreeMap<String, (Diagnostic, Vec<String>)> = BTreeMap::new();
     let mut diags = Vec::new();
@@ -516,21 +516,23 @@ pub fn check_rendering(
         for f in &out.files {
             missing.extend(f.missing_secrets.iter().cloned());
             if let Some(first) = dests.insert(f.dest.as_str(), f) {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "host `{name}` gets two files for {}: from role `{}` and role `{}`",
-                        f.dest, first.role, f.role
-                    ))
-                    .at(f.entry.clone())
-                    .note(format!(
-                        "the first is at {}:{}",
-                        first.entry.file.display(),
-                        first.entry.line
-                    ))
-                    .hint(
-                        "give one of them another `dest`, or move the file to a role both include",
-                    ),
-                );
+                let key = format!("{:?}{:?}{}", f.entry, first.entry, f.dest);
+                let d = Diagnostic::error(format!(
+                    "two files for {}: from role `{}` and role `{}`",
+                    f.dest, first.role, f.role
+                ))
+                .at(f.entry.clone())
+                .note(format!(
+                    "the first is at {}:{}",
+                    first.entry.file.display(),
+                    first.entry.line
+                ))
+                .hint("give one of them another `dest`, or move the file to a role both include");
+                by_key
+                    .entry(key)
+                    .or_insert_with(|| (d, Vec::new()))
+                    .1
+                    .push(name.clone());
             }
         }
     }
@@ -542,6 +544,29 @@ pub fn check_rendering(
             hosts.join(", ")
         )));
     }
-    let _ = site;
     (diags, missing)
+}
+
+/// Merges diagnostics that say the same thing at the same place (e.g. one template error in
+/// two environments), keeping every note.
+pub fn merge_duplicates(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for d in diags {
+        let key = format!("{:?}{:?}{}", d.severity, d.location, d.message);
+        match index.get(&key) {
+            Some(&i) => {
+                for n in d.notes {
+                    if !out[i].notes.contains(&n) {
+                        out[i].notes.push(n);
+                    }
+                }
+            }
+            None => {
+                index.insert(key, out.len());
+                out.push(d);
+            }
+        }
+    }
+    out
 }

@@ -303,7 +303,7 @@ fn two_files_for_one_destination_on_a_host() {
     let diags = all_diagnostics(dir.path());
     assert_eq!(
         messages(&diags),
-        vec!["host `h1` gets two files for /etc/x: from role `a` and role `b`".to_string()]
+        vec!["two files for /etc/x: from role `a` and role `b`".to_string()]
     );
 }
 

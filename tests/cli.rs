@@ -1,0 +1,678 @@
+//! The built `infra` binary on the repository's site and on copies of it with one mistake each.
+
+mod common;
+use common::*;
+
+#[test]
+fn the_repository_site_is_valid() {
+    let run = infra(&repo(), &["validate"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("valid: 2 environments,"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.lines().any(|l| l.starts_with("error")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "validate prints data on stdout: {}",
+        run.stdout
+    );
+    infra(&repo(), &["validate", "production"]).assert_code(0);
+    infra(&repo(), &["validate", "staging"]).assert_code(0);
+}
+
+/// Runs `validate` on a copy edited by `mutate`, expects exit 1 and exactly one error, and
+/// returns stderr.
+fn one_error(mutate: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, String) {
+    errors(1, mutate)
+}
+
+/// The same, expecting `n` errors.
+fn errors(n: usize, mutate: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, String) {
+    let dir = site_copy();
+    mutate(dir.path());
+    let run = infra(dir.path(), &["validate"]);
+    run.assert_code(1);
+    let errors = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .count();
+    assert_eq!(errors, n, "expected {n} errors:\n{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    (dir, run.stderr)
+}
+
+/// Asserts stderr shows `message` at `file:line:col` with the snippet and hint.
+fn assert_diag(stderr: &str, message: &str, at: &str, hint: Option<&str>) {
+    let expected_head = format!("error: {message}\n");
+    let start = stderr
+        .find(&expected_head)
+        .unwrap_or_else(|| panic!("no `{message}` in:\n{stderr}"));
+    let rest = &stderr[start + expected_head.len()..];
+    let loc_line = rest.lines().next().unwrap_or_default();
+    assert_eq!(
+        loc_line.trim_start(),
+        format!("--> {at}"),
+        "location of `{message}`:\n{stderr}"
+    );
+    if let Some(h) = hint {
+        let block: String = rest
+            .lines()
+            .take_while(|l| !l.starts_with("error:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            block.contains(&format!("= hint: {h}")),
+            "hint `{h}` missing:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/queue.yaml",
+            "includes: [satellite]",
+            "includes: [satellite]]",
+        )
+    });
+    let at = position_of(dir.path(), "roles/queue.yaml", "]]");
+    let at = at
+        .rsplit_once(':')
+        .map(|(a, c)| format!("{a}:{}", c.parse::<usize>().unwrap() + 1))
+        .unwrap();
+    assert_diag(&err, "misplaced bracket", &at, None);
+    assert!(err.contains("includes: [satellite]]\n"), "{err}");
+    // Other files are still checked, but nothing is rendered from a half-read site.
+    assert!(
+        err.contains("templates were not rendered because some files did not parse"),
+        "{err}"
+    );
+
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/queue.yaml",
+            "includes: [satellite]",
+            "\tincludes: [satellite]",
+        )
+    });
+    let at = position_of(dir.path(), "roles/queue.yaml", "includes");
+    assert_diag(
+        &err,
+        "while parsing a block mapping, did not find expected key",
+        &at,
+        Some("YAML indentation must be spaces; this line is indented with a tab"),
+    );
+}
+
+#[test]
+fn unknown_field_with_suggestion() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/nginx.yaml",
+            "packages: [nginx]",
+            "packges: [nginx]",
+        )
+    });
+    let line = line_of(dir.path(), "roles/nginx.yaml", "packges");
+    assert_diag(
+        &err,
+        "unknown field `packges`",
+        &format!("roles/nginx.yaml:{line}:1"),
+        Some("did you mean `packages`?"),
+    );
+    assert!(err.contains(&format!("{line} | packges: [nginx]")), "{err}");
+}
+
+#[test]
+fn unknown_role_on_a_host() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "inventories/production.yaml",
+            "app1:       {roles: [app]",
+            "app1:       {roles: [apps]",
+        )
+    });
+    let at = position_of(dir.path(), "inventories/production.yaml", "apps]");
+    assert_diag(
+        &err,
+        "unknown role `apps` on host `app1`",
+        &at,
+        Some("did you mean `app`?"),
+    );
+}
+
+#[test]
+fn include_cycle() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/base.yaml",
+            "includes: []",
+            "includes: [satellite]",
+        )
+    });
+    assert_diag(
+        &err,
+        "include cycle: satellite -> base -> satellite",
+        &position_of(dir.path(), "roles/base.yaml", "satellite]"),
+        Some("remove `satellite` from the includes of role `base`"),
+    );
+}
+
+#[test]
+fn count_of_a_role() {
+    // The count error, and one() in the app templates that needs exactly one queue host.
+    let (dir, err) = errors(2, |d| {
+        edit(
+            d,
+            "inventories/production.yaml",
+            "{roles: [app], private_ip: 10.10.1.51",
+            "{roles: [app, queue], private_ip: 10.10.1.51",
+        )
+    });
+    let hosts = line_of(dir.path(), "inventories/production.yaml", "hosts:");
+    assert_diag(
+        &err,
+        "environment `production` needs exactly 1 host with role `queue`, found 2 (app2, queue1)",
+        &format!("inventories/production.yaml:{hosts}:1"),
+        Some("remove `queue` from all but 1 of these hosts"),
+    );
+    assert!(
+        err.contains("= note: role `queue` sets count: exactly 1 at roles/queue.yaml:"),
+        "{err}"
+    );
+    assert!(err.contains("error: one(role=\"queue\"): 2 hosts hold role `queue` (app2, queue1), exactly one is needed"), "{err}");
+}
+
+#[test]
+fn a_missing_singleton_role() {
+    // The count, and one(role="masterdb") in the two MariaDB templates that need it.
+    let (_dir, err) = errors(3, |d| {
+        edit(d, "inventories/production.yaml", "[db, masterdb]", "[db]")
+    });
+    assert!(
+        err.contains(
+            "error: environment `production` needs exactly 1 host with role `masterdb`, found none"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("= hint: add `masterdb` to the roles of a host"),
+        "{err}"
+    );
+    assert!(err.contains("error: one(role=\"masterdb\"): no host in environment `production` holds role `masterdb`"), "{err}");
+}
+
+#[test]
+fn requires_on_same_host() {
+    let (dir, err) = one_error(|d| {
+        edit(d, "inventories/production.yaml", "[db, masterdb]", "[db]");
+        edit(
+            d,
+            "inventories/production.yaml",
+            "{roles: [sessions]",
+            "{roles: [sessions, masterdb]",
+        );
+    });
+    assert_diag(
+        &err,
+        "host `sessions1` has role `masterdb`, which requires role `db` on the same host",
+        &position_of(dir.path(), "inventories/production.yaml", "masterdb]"),
+        Some("add `db` to the roles of `sessions1`"),
+    );
+}
+
+#[test]
+fn missing_template() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/nginx.yaml",
+            "template: nginx/nginx.conf.j2",
+            "template: nginx/nginx.cnf.j2",
+        )
+    });
+    assert_diag(
+        &err,
+        "template `nginx/nginx.cnf.j2` not found in templates/",
+        &position_of(dir.path(), "roles/nginx.yaml", "nginx/nginx.cnf.j2"),
+        Some("did you mean `nginx/nginx.conf.j2`?"),
+    );
+}
+
+#[test]
+fn undefined_variable_in_a_template_is_reported_once_with_its_hosts() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "templates/nginx/nginx.conf.j2",
+            "{{ vars.nginx.worker_processes }}",
+            "{{ vars.nginx.worker_procs }}",
+        )
+    });
+    let at = position_of(dir.path(), "templates/nginx/nginx.conf.j2", "worker_procs");
+    let message = err
+        .lines()
+        .find(|l| l.starts_with("error: Field `worker_procs` is not defined."))
+        .expect(&err);
+    assert!(
+        message.contains("Available fields: client_max_body_size, keepalive_timeout,"),
+        "{err}"
+    );
+    assert_diag(
+        &err,
+        message.strip_prefix("error: ").unwrap(),
+        &at,
+        Some("define `worker_procs` in the role's `defaults`, the inventory's `vars`/`role_vars`, or the host's `vars`"),
+    );
+    // One diagnostic for every host of both environments that renders the template.
+    assert!(
+        err.contains("= note: environment `production`, hosts accounts1, app1, app2,"),
+        "{err}"
+    );
+    assert!(
+        err.contains("= note: environment `staging`, host app1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_secret_the_role_did_not_declare() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "templates/nginx/nginx.conf.j2",
+            "{{ vars.nginx.worker_processes }}",
+            "{{ secrets.redis_password }}",
+        )
+    });
+    let line = line_of(
+        dir.path(),
+        "templates/nginx/nginx.conf.j2",
+        "secrets.redis_password",
+    );
+    let msg_start = err
+        .find("error: Field `redis_password` is not defined.")
+        .expect(&err);
+    let block = &err[msg_start..];
+    assert!(
+        block.contains(&format!("--> templates/nginx/nginx.conf.j2:{line}:")),
+        "{err}"
+    );
+    assert!(block.contains("= hint: `redis_password` is a secret declared by role app, sessions; a role whose templates use secrets.redis_password must list it under `secrets:`"), "{err}");
+}
+
+#[test]
+fn two_files_for_one_destination() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/nginx.yaml",
+            "dest: /etc/nginx/nginx.conf",
+            "dest: /etc/hosts",
+        );
+    });
+    let line = line_of(dir.path(), "roles/nginx.yaml", "dest: /etc/hosts") - 1;
+    assert_diag(
+        &err,
+        "two files for /etc/hosts: from role `base` and role `nginx`",
+        &format!("roles/nginx.yaml:{line}:5"),
+        Some("give one of them another `dest`, or move the file to a role both include"),
+    );
+    assert!(
+        err.contains("= note: the first is at roles/base.yaml:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("= note: environment `production`, hosts accounts1, app1, app2,"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_at_once() {
+    let dir = site_copy();
+    edit(
+        dir.path(),
+        "roles/nginx.yaml",
+        "packages: [nginx]",
+        "packges: [nginx]",
+    );
+    edit(
+        dir.path(),
+        "inventories/staging.yaml",
+        "roles: [app]",
+        "roles: [apps]",
+    );
+    edit(
+        dir.path(),
+        "roles/base.yaml",
+        "includes: []",
+        "includes: [nope]",
+    );
+    let run = infra(dir.path(), &["validate"]);
+    run.assert_code(1);
+    for m in [
+        "unknown field `packges`",
+        "unknown role `apps` on host",
+        "unknown role `nope` in `includes` of role `base`",
+    ] {
+        assert!(run.stderr.contains(m), "missing {m}:\n{}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("invalid: 2 environments"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn validate_of_one_environment_skips_the_others() {
+    let dir = site_copy();
+    edit(
+        dir.path(),
+        "inventories/staging.yaml",
+        "roles: [app]",
+        "roles: [apps]",
+    );
+    infra(dir.path(), &["validate", "production"]).assert_code(0);
+    infra(dir.path(), &["validate", "staging"]).assert_code(1);
+}
+
+#[test]
+fn unknown_environment_and_host() {
+    let run = infra(&repo(), &["validate", "prodution"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: no environment `prodution` in inventories/\n  = hint: did you mean `production`?\n"
+    );
+    let run = infra(&repo(), &["render", "production", "ap1"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: no host `ap1` in environment `production`\n  = hint: did you mean `app1`?\n"
+    );
+    let run = infra(&repo(), &["roles", "list", "nope"]);
+    run.assert_code(1);
+    let run = infra(
+        &std::env::temp_dir().join("no-such-site-here"),
+        &["validate"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("is not an infra site"),
+        "{}",
+        run.stderr
+    );
+    infra(&repo(), &["frobnicate"]).assert_code(2);
+}
+
+#[test]
+fn roles_list_matches_salt_layout() {
+    let run = infra(&repo(), &["roles", "list", "production"]);
+    run.assert_code(0);
+    let expected = "\
+accounts1:\n    - accounts\napp1:\n    - app\napp2:\n    - app\nblog1:\n    - blog\nbots1:\n    - bots\n\
+db1:\n    - db\n    - masterdb\ndb2:\n    - db\nelastic1:\n    - elastic\njobrunner1:\n    - jobrunner\n\
+mail:\n    - mail\nmemcache1:\n    - memcache\nnotes1:\n    - notes\npg1:\n    - postgres\n\
+project1:\n    - project\nqueue1:\n    - queue\nsalt:\n    - salt\nsessions1:\n    - sessions\nsource:\n    - source\n";
+    assert_eq!(run.stdout, expected);
+    assert_eq!(run.stderr, "");
+
+    let run = infra(&repo(), &["roles", "list", "production", "--out", "json"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        "{\"accounts1\":[\"accounts\"],\"app1\":[\"app\"],\"app2\":[\"app\"],\"blog1\":[\"blog\"],\"bots1\":[\"bots\"],\
+\"db1\":[\"db\",\"masterdb\"],\"db2\":[\"db\"],\"elastic1\":[\"elastic\"],\"jobrunner1\":[\"jobrunner\"],\"mail\":[\"mail\"],\
+\"memcache1\":[\"memcache\"],\"notes1\":[\"notes\"],\"pg1\":[\"postgres\"],\"project1\":[\"project\"],\"queue1\":[\"queue\"],\
+\"salt\":[\"salt\"],\"sessions1\":[\"sessions\"],\"source\":[\"source\"]}\n"
+    );
+
+    let run = infra(&repo(), &["roles", "list", "production", "--by-role"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .starts_with("accounts:\n    - accounts1\napp:\n    - app1\n    - app2\nblog:\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\ndb:\n    - db1\n    - db2\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\nmasterdb:\n    - db1\n"),
+        "{}",
+        run.stdout
+    );
+
+    let run = infra(
+        &repo(),
+        &["roles", "list", "production", "--by-role", "--out", "json"],
+    );
+    let parsed: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(parsed["app"], ["app1", "app2"]);
+    assert_eq!(parsed["masterdb"], ["db1"]);
+
+    let run = infra(&repo(), &["roles", "list", "production", "--out", "yaml"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("db1:\n- db\n- masterdb\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn hosts_text_and_json() {
+    let run = infra(&repo(), &["hosts", "production"]);
+    run.assert_code(0);
+    let mut lines = run.stdout.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        [
+            "HOST",
+            "ROLES",
+            "PRIVATE_IP",
+            "PUBLIC_IP",
+            "ADDRESS",
+            "PROVIDER"
+        ]
+    );
+    let db1 = run.stdout.lines().find(|l| l.starts_with("db1 ")).unwrap();
+    assert_eq!(
+        db1.split_whitespace().collect::<Vec<_>>(),
+        ["db1", "db,masterdb", "10.10.1.20", "-", "10.10.1.20", "aws"]
+    );
+    let run = infra(&repo(), &["hosts", "production", "--out", "json"]);
+    run.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let mail = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "mail")
+        .unwrap();
+    assert_eq!(
+        mail["public_hostnames"],
+        serde_json::json!(["mail.webplatform.org"])
+    );
+    assert_eq!(mail["public_ip"], "(known after apply)");
+    assert_eq!(mail["fqdn"], "mail.production.wpdn");
+}
+
+#[test]
+fn render_prints_every_file_or_one_byte_for_byte() {
+    let run = infra(&repo(), &["render", "production", "app1"]);
+    run.assert_code(0);
+    let dests: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("==> "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    for d in [
+        "/etc/hosts",
+        "/etc/nginx/nginx.conf",
+        "/etc/nginx/sites-enabled/webplatform.conf",
+        "/etc/supervisor/conf.d/webplatform-gunicorn.conf",
+        "/etc/supervisor/conf.d/webplatform-celery-worker.conf",
+        "/etc/supervisor/conf.d/webplatform-celery-beat.conf",
+    ] {
+        assert!(dests.contains(&d), "{d} missing from {dests:?}");
+    }
+    // Missing secrets are named, on stderr, and rendered as placeholders.
+    assert!(
+        run.stderr
+            .contains("secrets are not set, placeholders rendered: app_db_password"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("<missing secret: app_db_password>"),
+        "{}",
+        run.stdout
+    );
+
+    let one = infra(
+        &repo(),
+        &[
+            "render",
+            "production",
+            "app1",
+            "/etc/supervisor/conf.d/webplatform-celery-beat.conf",
+        ],
+    );
+    one.assert_code(0);
+    assert!(
+        one.stdout.starts_with("; Managed by infra"),
+        "{}",
+        one.stdout
+    );
+    assert!(one.stdout.contains("[program:webplatform-celery-beat]"));
+    assert!(one.stdout.contains(" beat "), "{}", one.stdout);
+
+    let missing = infra(
+        &repo(),
+        &["render", "production", "app1", "/etc/nginx/nginx.cnf"],
+    );
+    missing.assert_code(1);
+    assert!(missing.stderr.contains("error: host `app1` gets no file at `/etc/nginx/nginx.cnf`\n  = hint: did you mean `/etc/nginx/nginx.conf`?"), "{}", missing.stderr);
+}
+
+#[test]
+fn upstreams_and_clients_are_computed_from_the_inventory() {
+    // pg_hba lists exactly the app hosts; nothing in the catalogue types their addresses.
+    let hba = infra(
+        &repo(),
+        &[
+            "render",
+            "production",
+            "pg1",
+            "/etc/postgresql/15/main/pg_hba.conf",
+        ],
+    );
+    hba.assert_code(0);
+    assert!(hba.stdout.contains("10.10.1.50/32"), "{}", hba.stdout);
+    assert!(hba.stdout.contains("10.10.1.51/32"), "{}", hba.stdout);
+    assert!(
+        !hba.stdout.contains("10.10.1.30/32"),
+        "sessions1 is not an app host:\n{}",
+        hba.stdout
+    );
+    // Adding an app host to the inventory adds it to pg_hba, with no template change.
+    let dir = site_copy();
+    edit(
+        dir.path(),
+        "inventories/production.yaml",
+        "  app1:",
+        "  app3:       {roles: [app], private_ip: 10.10.1.52}\n  app1:",
+    );
+    let hba = infra(
+        dir.path(),
+        &[
+            "render",
+            "production",
+            "pg1",
+            "/etc/postgresql/15/main/pg_hba.conf",
+        ],
+    );
+    hba.assert_code(0);
+    assert!(hba.stdout.contains("10.10.1.52/32"), "{}", hba.stdout);
+    for dir in ["roles", "templates"] {
+        let out = std::process::Command::new("grep")
+            .args(["-rnE", r"10\.(10|20)\.[0-9]+\.[0-9]+"])
+            .arg(repo().join(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "an address typed by hand in {dir}/:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn var_overrides_from_the_command_line() {
+    let run = infra(
+        &repo(),
+        &[
+            "render",
+            "production",
+            "app1",
+            "/etc/nginx/nginx.conf",
+            "--var",
+            "nginx.worker_processes=7",
+        ],
+    );
+    run.assert_code(0);
+    assert!(run.stdout.contains("worker_processes 7;"), "{}", run.stdout);
+    let bad = infra(
+        &repo(),
+        &["render", "production", "app1", "--var", "novalue"],
+    );
+    bad.assert_code(1);
+    assert!(
+        bad.stderr.contains("--var `novalue` has no `=`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn color_is_off_without_a_terminal_and_on_when_asked() {
+    let dir = site_copy();
+    edit(
+        dir.path(),
+        "roles/nginx.yaml",
+        "packages: [nginx]",
+        "packges: [nginx]",
+    );
+    let plain = infra(dir.path(), &["validate"]);
+    assert!(!plain.stderr.contains('\x1b'), "{}", plain.stderr);
+    let colored = infra(dir.path(), &["--color", "always", "validate"]);
+    assert!(
+        colored.stderr.contains("\x1b[1;31merror\x1b[0m"),
+        "{}",
+        colored.stderr
+    );
+    let never = infra(dir.path(), &["--color", "never", "validate"]);
+    assert!(!never.stderr.contains('\x1b'));
+}

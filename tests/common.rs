@@ -1,0 +1,118 @@
+//! Shared helpers for the integration tests: run the built `infra`, copy the site, edit it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root: itself a working site.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What one run of the binary printed, and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `infra ARGS` in `dir` with a clean environment (no secrets, no colour).
+pub fn infra(dir: &Path, args: &[&str]) -> Run {
+    infra_env(dir, args, &[])
+}
+
+pub fn infra_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infra"));
+    cmd.arg("-C").arg(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("INFRA_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1").env("HOME", dir.join(".no-home"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the infra binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A copy of the repository's site (roles, templates, inventories) in a temp dir.
+pub fn site_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for sub in ["roles", "templates", "inventories"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Replaces the first `from` with `to` in `file` (relative to `dir`); panics when absent, so a
+/// test never silently edits nothing.
+pub fn edit(dir: &Path, file: &str, from: &str, to: &str) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} does not contain {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// The line number (1-based) of the first line of `file` containing `needle`.
+pub fn line_of(dir: &Path, file: &str, needle: &str) -> usize {
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{file} has no line with {needle:?}"))
+        + 1
+}
+
+/// Every secret name the site's roles declare.
+pub fn secret_names(dir: &Path) -> Vec<String> {
+    let (site, _) = infra_core::site::Site::load(dir).unwrap();
+    let mut names: Vec<String> = site
+        .roles
+        .values()
+        .flat_map(|r| r.value.secrets.iter().map(|s| s.value.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `file:line:col` (1-based) of the first occurrence of `needle` in `file`.
+pub fn position_of(dir: &Path, file: &str, needle: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    for (i, l) in text.lines().enumerate() {
+        if let Some(byte) = l.find(needle) {
+            return format!("{file}:{}:{}", i + 1, l[..byte].chars().count() + 1);
+        }
+    }
+    panic!("{file} has no {needle:?}")
+}
