@@ -315,6 +315,7 @@ fn validate_cmd(
         None => site.inventories.keys().cloned().collect(),
     };
     let mut warnings = Vec::new();
+    let mut rendered = (0, 0);
     for name in &names {
         let Some(env) = Environment::resolve(&site, name, &overrides) else {
             continue;
@@ -325,10 +326,12 @@ fn validate_cmd(
             continue;
         }
         let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
-        let (render_diags, missing) = validate::check_rendering(&env, &renderer, &secrets);
-        diags.extend(render_diags);
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(String::as_str).collect();
+        let check = validate::check_rendering(&env, &renderer, &secrets);
+        diags.extend(check.diagnostics);
+        rendered.0 += check.files;
+        rendered.1 += check.hosts;
+        if !check.missing_secrets.is_empty() {
+            let names: Vec<&str> = check.missing_secrets.iter().map(String::as_str).collect();
             warnings.push(missing_secrets_warning(&env, &names));
         }
     }
@@ -349,6 +352,7 @@ fn validate_cmd(
         names.len(),
         site.roles.len(),
         site.templates.len(),
+        rendered,
     );
     Ok(if errors == 0 {
         Outcome::Success

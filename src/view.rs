@@ -95,9 +95,10 @@ pub fn print_validate_summary(
     envs: usize,
     roles: usize,
     templates: usize,
+    (files, hosts): (usize, usize),
 ) {
     let what = format!(
-        "{envs} environment{}, {roles} roles, {templates} templates",
+        "{envs} environment{}, {roles} roles, {templates} templates, {files} files rendered for {hosts} hosts",
         if envs == 1 { "" } else { "s" }
     );
     if errors == 0 {

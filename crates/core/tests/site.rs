@@ -225,7 +225,7 @@ fn all_diagnostics(dir: &Path) -> Vec<Diagnostic> {
     for name in site.inventories.keys() {
         let env = Environment::resolve(&site, name, &[]).unwrap();
         diags.extend(validate::check_inventory(&env));
-        diags.extend(validate::check_rendering(&env, &renderer, &Secrets::default()).0);
+        diags.extend(validate::check_rendering(&env, &renderer, &Secrets::default()).diagnostics);
     }
     diags
 }
