@@ -676,3 +676,22 @@ fn color_is_off_without_a_terminal_and_on_when_asked() {
     let never = infra(dir.path(), &["--color", "never", "validate"]);
     assert!(!never.stderr.contains('\x1b'));
 }
+
+#[test]
+fn a_destination_that_is_not_a_clean_absolute_path() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "roles/nginx.yaml",
+            "dest: /etc/nginx/nginx.conf",
+            "dest: \"/etc/nginx/{{ vars.nginx.worker_processes }} .conf\"",
+        )
+    });
+    let line = line_of(dir.path(), "roles/nginx.yaml", "worker_processes }} .conf") - 1;
+    assert_diag(
+        &err,
+        "destination `/etc/nginx/auto .conf` contains a space, a quote or a control character",
+        &format!("roles/nginx.yaml:{line}:5"),
+        Some("`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf"),
+    );
+}

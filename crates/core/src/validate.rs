@@ -153,12 +153,6 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
                     }
                 }
             }
-            if !e.dest.value.starts_with('/') && !e.dest.value.starts_with("{{") {
-                diags.push(
-                    Diagnostic::error(format!("dest `{}` is not an absolute path", e.dest.value))
-                        .at(site.loc(file, &e.dest, e.dest.value.chars().count())),
-                );
-            }
             for n in &e.notify {
                 // With a broken role file the services it defines are unknown: say nothing.
                 if site.broken_roles.is_empty() && !services.contains(n.value.as_str()) {
@@ -491,6 +485,24 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
     diags
 }
 
+/// Why a rendered destination is not a clean absolute file path, if it is not.
+pub fn dest_problem(dest: &str) -> Option<&'static str> {
+    if !dest.starts_with('/') {
+        Some("is not an absolute path")
+    } else if dest.ends_with('/') {
+        Some("names a directory, not a file")
+    } else if dest
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
+    {
+        Some("contains a space, a quote or a control character")
+    } else if dest.split('/').any(|part| part == ".." || part == ".") || dest.contains("//") {
+        Some("is not normalised (it has `.`, `..` or `//`)")
+    } else {
+        None
+    }
+}
+
 /// What rendering every host of an environment found.
 #[derive(Debug, Default)]
 pub struct RenderCheck {
@@ -529,6 +541,12 @@ pub fn check_rendering(env: &Environment, renderer: &Renderer, secrets: &Secrets
                         }
                         let mut dests: BTreeMap<&str, &crate::render::RenderedFile> = BTreeMap::new();
                         for f in &out.files {
+                            if let Some(problem) = dest_problem(&f.dest) {
+                                let d = Diagnostic::error(format!("destination `{}` {problem}", f.dest))
+                                    .at(f.entry.clone())
+                                    .hint("`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf");
+                                found.push((format!("{:?}{}", f.entry, f.dest), d, (*name).clone()));
+                            }
                             missing.extend(f.missing_secrets.iter().cloned());
                             if let Some(first) = dests.insert(f.dest.as_str(), f) {
                                 let d = Diagnostic::error(format!(
@@ -606,4 +624,23 @@ pub fn merge_duplicates(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dest_problem;
+
+    #[test]
+    fn destinations_must_be_clean_absolute_paths() {
+        assert_eq!(dest_problem("/etc/nginx/nginx.conf"), None);
+        assert_eq!(dest_problem("etc/x"), Some("is not an absolute path"));
+        assert_eq!(
+            dest_problem("/etc/x/"),
+            Some("names a directory, not a file")
+        );
+        assert!(dest_problem("/etc/x\"").is_some());
+        assert!(dest_problem("/etc/a b").is_some());
+        assert!(dest_problem("/etc/../x").is_some());
+        assert!(dest_problem("/etc//x").is_some());
+    }
 }
