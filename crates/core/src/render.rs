@@ -45,6 +45,9 @@ pub struct Renderer {
     tera: Tera,
 }
 
+/// A file entry's destination, content and origin.
+type Rendered = (String, Vec<u8>, Origin);
+
 const DEST_PREFIX: &str = "@";
 
 fn dest_template_name(role_file: &Path, index: usize) -> String {
@@ -227,7 +230,7 @@ impl Renderer {
         index: usize,
         entry: &Sp<FileEntry>,
         ctx: &Context,
-    ) -> Result<Option<(String, Vec<u8>, Origin)>, Box<Diagnostic>> {
+    ) -> Result<Option<Rendered>, Box<Diagnostic>> {
         let e = &entry.value;
         let dest = if is_templated(&e.dest.value) {
             let at = site.loc(role_file, &e.dest, e.dest.value.chars().count());
@@ -341,11 +344,7 @@ fn parse_report_text(text: &str) -> (String, Option<(String, usize, usize)>) {
     (message, loc)
 }
 
-fn role_list<'a>(
-    kwargs: &'a Kwargs,
-    state: &State,
-    func: &str,
-) -> TeraResult<(String, Vec<Value>)> {
+fn role_list(kwargs: &Kwargs, state: &State, func: &str) -> TeraResult<(String, Vec<Value>)> {
     let role: String = kwargs.must_get("role")?;
     let by_role: Value = state
         .get("by_role")?
