@@ -695,3 +695,21 @@ fn a_destination_that_is_not_a_clean_absolute_path() {
         Some("`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf"),
     );
 }
+
+#[test]
+fn a_hostname_that_does_not_render() {
+    let (dir, err) =
+        one_error(|d| edit(d, "roles/mail.yaml", "{{ env.domain }}", "{{ env.domian }}"));
+    let at = position_of(dir.path(), "roles/mail.yaml", "\"mail.{{ env.domian }}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: hostname of role `mail` does not render: "))
+        .expect(&err);
+    assert!(line.contains("`domian` is not defined"), "{err}");
+    assert_diag(
+        &err,
+        line.strip_prefix("error: ").unwrap(),
+        &at,
+        Some("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`"),
+    );
+}

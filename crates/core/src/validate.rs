@@ -433,6 +433,28 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
             );
         }
     }
+    // Public hostnames are Tera strings too.
+    for (role_name, role) in &site.roles {
+        let Some(h) = &role.value.hostname else {
+            continue;
+        };
+        for host in env.hosts_with_role(role_name) {
+            if let Err(e) = crate::environment::render_hostname(&h.value, &host.view.name, inv) {
+                let message = match e.kind() {
+                    tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
+                        r.message().to_string()
+                    }
+                    _ => e.to_string(),
+                };
+                diags.push(
+                    Diagnostic::error(format!("hostname of role `{role_name}` does not render: {message}"))
+                        .at(site.loc(&role.file, h, h.value.chars().count()))
+                        .hint("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`"),
+                );
+                break;
+            }
+        }
+    }
     // How many hosts hold each role.
     for (role_name, role) in &site.roles {
         let Some(count) = &role.value.count else {
