@@ -1,0 +1,146 @@
+//! Every config rendered for the production inventory passes the real program's own check
+//! (nginx -t, postgres, postfix check, gdnsd checkconf, supervisor's parser, ...), run by
+//! tests/config-checks/check.sh. Needs root and the packages .ci/run installs; without them the
+//! checker fails with a message naming what is missing.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Test values for every secret: plain, URL- and shell-safe.
+fn secret_env(dir: &Path) -> Vec<(String, String)> {
+    secret_names(dir)
+        .into_iter()
+        .map(|n| {
+            (
+                format!("INFRA_SECRET_{}", n.to_uppercase()),
+                format!("test{}value", n.replace('_', "")),
+            )
+        })
+        .collect()
+}
+
+/// Renders every host of `env` under `out/<host>/...` exactly as it would be written.
+fn render_all(site: &Path, env: &str, out: &Path) {
+    let secrets = secret_env(site);
+    let secrets: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let roles = infra(site, &["roles", "list", env, "--out", "json"]);
+    roles.assert_code(0);
+    let hosts: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&roles.stdout).unwrap();
+    for host in hosts.keys() {
+        let dir = out.join(host);
+        let r = infra_env(
+            site,
+            &[
+                "render",
+                env,
+                host,
+                "--show-secrets",
+                "--out-dir",
+                dir.to_str().unwrap(),
+            ],
+            &secrets,
+        );
+        r.assert_code(0);
+    }
+}
+
+/// Runs the checker on `dir`; returns (success, output).
+fn check(dir: &Path) -> (bool, String) {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/config-checks/check.sh"))
+        .arg(dir)
+        .output()
+        .expect("run tests/config-checks/check.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn production_configs_pass_the_real_programs_checks() {
+    let out = tempfile::tempdir().unwrap();
+    render_all(&repo(), "production", out.path());
+    let (ok, text) = check(out.path());
+    println!("{text}");
+    assert!(ok, "config checks failed:\n{text}");
+    // Each kind of check really ran on what we rendered.
+    for checker in [
+        "nginx -t",
+        "postgres",
+        "postfix",
+        "gdnsd checkconf",
+        "supervisor",
+        "mariadbd",
+        "redis-server",
+        "opendkim",
+        "sshd -t",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(checker)),
+            "no passing `{checker}` check in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_broken_template_fails_the_real_check() {
+    let site = site_copy();
+    edit(
+        site.path(),
+        "templates/nginx/nginx.conf.j2",
+        "worker_processes",
+        "worker_processez",
+    );
+    edit(
+        site.path(),
+        "templates/postfix/main.cf.j2",
+        "smtpd_relay_restrictions",
+        "smtpd_relay_restrictionz",
+    );
+    let out = tempfile::tempdir().unwrap();
+    render_all(site.path(), "production", out.path());
+    let (ok, text) = check(out.path());
+    assert!(!ok, "a broken nginx.conf and main.cf passed:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("nginx -t")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("postfix")),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_checker_fails_each_known_bad_config_on_its_own_checker() {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/config-checks/selftest.sh"))
+        .output()
+        .expect("run tests/config-checks/selftest.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success(),
+        "the checker's self-test failed:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.ends_with(" passed, 0 failed")),
+        "{text}"
+    );
+}
