@@ -125,7 +125,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
                 return Ok(Outcome::Failed);
             };
             let (renderer, diags) = Renderer::new(&site);
-            if report(style, &site, diags) {
+            if report(style, diags) {
                 return Ok(Outcome::Failed);
             }
             let Some(resolved) = env.hosts.get(host) else {
@@ -138,7 +138,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
             let shared = SharedContext::new(&env);
             let out = renderer.render_host(&env, &shared, resolved, &secrets);
-            if report(style, &site, out.diagnostics) {
+            if report(style, out.diagnostics) {
                 return Ok(Outcome::Failed);
             }
             let mut missing: Vec<&str> = out
@@ -149,7 +149,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             missing.sort();
             missing.dedup();
             if !missing.is_empty() {
-                view::print_diagnostic(style, &site, &missing_secrets_warning(&env, &missing));
+                view::print_diagnostic(style, &missing_secrets_warning(&env, &missing));
             }
             let redact = |bytes: &[u8]| -> Vec<u8> {
                 if *show_secrets {
@@ -212,18 +212,18 @@ fn parse_vars(vars: &[String]) -> Result<Vec<VarOverride>, CliError> {
 /// Loads the site; parse errors are printed and give `None`.
 fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
     let (site, diags) = Site::load(&cli.dir)?;
-    if report(style, &site, diags) {
+    if report(style, diags) {
         return Ok(None);
     }
     Ok(Some(site))
 }
 
 /// Prints diagnostics (sorted by place); true when any is an error.
-fn report(style: &Style, site: &Site, mut diags: Vec<Diagnostic>) -> bool {
+fn report(style: &Style, mut diags: Vec<Diagnostic>) -> bool {
     diags.sort_by(|a, b| a.location.cmp(&b.location).then(a.message.cmp(&b.message)));
     let failed = diags.iter().any(Diagnostic::is_error);
     for d in &diags {
-        view::print_diagnostic(style, site, d);
+        view::print_diagnostic(style, d);
     }
     failed
 }
@@ -249,7 +249,7 @@ fn checked_env<'s>(
     let env = find_env(site, name, overrides)?;
     let mut diags = validate::check_roles(site);
     diags.extend(validate::check_inventory(&env));
-    if report(style, site, diags) {
+    if report(style, diags) {
         return Ok(None);
     }
     Ok(Some(env))
@@ -344,7 +344,7 @@ fn validate_cmd(
     let diags = validate::merge_duplicates(diags);
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warns = diags.len() - errors;
-    report(style, &site, diags);
+    report(style, diags);
     view::print_validate_summary(
         style,
         errors,

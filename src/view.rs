@@ -5,7 +5,6 @@ use crate::commands::CliError;
 use infra_core::diagnostic::{Diagnostic, Severity};
 use infra_core::environment::Environment;
 use infra_core::render::{Origin, RenderedFile};
-use infra_core::site::Site;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 
@@ -37,7 +36,7 @@ impl Style {
 }
 
 /// One diagnostic on stderr, rustc-style, with the offending line and a caret.
-pub fn print_diagnostic(style: &Style, _site: &Site, d: &Diagnostic) {
+pub fn print_diagnostic(style: &Style, d: &Diagnostic) {
     let (label, code) = match d.severity {
         Severity::Error => ("error", "1;31"),
         Severity::Warning => ("warning", "1;33"),

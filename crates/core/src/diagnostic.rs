@@ -1,7 +1,6 @@
 //! Diagnostics: one problem found in the site, with its file, line, column, snippet and hint.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// How bad a diagnostic is. Errors make `validate` exit 1; warnings do not.
@@ -82,47 +81,6 @@ impl Diagnostic {
 
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
-    }
-}
-
-impl fmt::Display for Diagnostic {
-    /// Plain (uncoloured) rendering; the CLI has its own coloured view.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let label = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{label}: {}", self.message)?;
-        if let Some(loc) = &self.location {
-            write!(
-                f,
-                "\n  --> {}:{}:{}",
-                loc.file.display(),
-                loc.line,
-                loc.column
-            )?;
-            if let Some(snippet) = &loc.snippet {
-                let num = loc.line.to_string();
-                let pad = " ".repeat(num.len());
-                let caret_pad: String = snippet
-                    .chars()
-                    .take(loc.column.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                write!(
-                    f,
-                    "\n {pad} |\n {num} | {snippet}\n {pad} | {caret_pad}{}",
-                    "^".repeat(loc.width.max(1))
-                )?;
-            }
-        }
-        for note in &self.notes {
-            write!(f, "\n   = note: {note}")?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n   = hint: {hint}")?;
-        }
-        Ok(())
     }
 }
 
