@@ -287,7 +287,7 @@ fn tera_diagnostic(site: &Site, err: &tera::Error, fallback: Option<SourceLocati
         return Diagnostic::error(message).at_opt(location);
     };
     let message = r.message().to_string();
-    let hint = hint_for(&message, r.filename(), site);
+    let hint = hint_for(&message, site);
     if r.filename().starts_with(DEST_PREFIX) || r.filename().is_empty() {
         return Diagnostic::error(message).at_opt(fallback).hint_opt(hint);
     }
@@ -306,7 +306,7 @@ fn tera_diagnostic(site: &Site, err: &tera::Error, fallback: Option<SourceLocati
 }
 
 /// Extra help for the errors users hit most.
-fn hint_for(message: &str, _template: &str, site: &Site) -> Option<String> {
+fn hint_for(message: &str, site: &Site) -> Option<String> {
     let field = message
         .strip_prefix("Field `")
         .or_else(|| message.strip_prefix("Variable `"))
