@@ -1,8 +1,11 @@
 //! The pure core of infra: the site model, loading, validation and rendering. No network, no SSH.
 
+pub mod desired;
 pub mod diagnostic;
 pub mod environment;
+pub mod facts;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod secrets;
 pub mod site;

@@ -46,6 +46,8 @@ pub struct Role {
     #[serde(default)]
     pub files: Vec<Sp<FileEntry>>,
     #[serde(default)]
+    pub links: Vec<Link>,
+    #[serde(default)]
     pub services: Vec<Service>,
     #[serde(default)]
     pub commands: Vec<Sp<Command>>,
@@ -259,6 +261,14 @@ pub struct Dir {
     pub group: String,
     #[serde(default)]
     pub mode: Option<Mode>,
+}
+
+/// A symbolic link `path -> target`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub path: String,
+    pub target: String,
 }
 
 /// A managed file: rendered from a template or copied from a static source.

@@ -1,0 +1,120 @@
+//! The desired state of one host: everything its roles ask for, rendered, grouped by role in
+//! apply (include) order.
+
+use crate::environment::{Environment, ResolvedHost};
+use crate::model::{Command, Dir, Link, Mode, OnChange, User};
+use crate::render::RenderedFile;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// A service a role runs, with the role that defines it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub enable: bool,
+    pub on_change: OnChange,
+    pub check: Option<String>,
+}
+
+/// What one role contributes to a host, in the order it is applied.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoleState {
+    pub role: String,
+    pub users: Vec<User>,
+    pub dirs: Vec<Dir>,
+    pub files: Vec<RenderedFile>,
+    pub links: Vec<Link>,
+    pub services: Vec<ServiceSpec>,
+    pub commands: Vec<Command>,
+}
+
+/// Everything a host should be.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DesiredHost {
+    pub name: String,
+    /// Every package of every role, once, in role order.
+    pub packages: Vec<String>,
+    pub roles: Vec<RoleState>,
+}
+
+impl DesiredHost {
+    /// Builds the desired state from a host's rendered files and its roles' other resources.
+    /// Each user, dir, link and service is taken from the first role (in apply order) naming it.
+    pub fn new(env: &Environment, host: &ResolvedHost, files: Vec<RenderedFile>) -> DesiredHost {
+        let mut packages = Vec::new();
+        let mut seen_pkgs = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        let mut roles = Vec::new();
+        let mut files = files.into_iter().peekable();
+        for role_name in &host.view.all_roles {
+            let Some(role) = env.site.roles.get(role_name) else {
+                continue;
+            };
+            let r = &role.value;
+            for p in &r.packages {
+                if seen_pkgs.insert(p.clone()) {
+                    packages.push(p.clone());
+                }
+            }
+            let mut state = RoleState {
+                role: role_name.clone(),
+                ..RoleState::default()
+            };
+            for u in &r.users {
+                if seen.insert(format!("user:{}", u.name)) {
+                    state.users.push(u.clone());
+                }
+            }
+            for d in &r.dirs {
+                if seen.insert(format!("dir:{}", d.path)) {
+                    state.dirs.push(d.clone());
+                }
+            }
+            for l in &r.links {
+                if seen.insert(format!("link:{}", l.path)) {
+                    state.links.push(l.clone());
+                }
+            }
+            for s in &r.services {
+                if seen.insert(format!("service:{}", s.name)) {
+                    state.services.push(ServiceSpec {
+                        name: s.name.clone(),
+                        enable: s.enable,
+                        on_change: s.on_change,
+                        check: s.check.clone(),
+                    });
+                }
+            }
+            state.commands = r.commands.iter().map(|c| c.value.clone()).collect();
+            // Rendered files come grouped by role, in the same order.
+            while let Some(f) = files.next_if(|f| f.role == *role_name) {
+                state.files.push(f);
+            }
+            roles.push(state);
+        }
+        DesiredHost {
+            name: host.view.name.clone(),
+            packages,
+            roles,
+        }
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = &RenderedFile> {
+        self.roles.iter().flat_map(|r| r.files.iter())
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.roles.iter().flat_map(|r| r.services.iter())
+    }
+
+    pub fn dirs(&self) -> impl Iterator<Item = &Dir> {
+        self.roles.iter().flat_map(|r| r.dirs.iter())
+    }
+
+    pub fn commands(&self) -> impl Iterator<Item = &Command> {
+        self.roles.iter().flat_map(|r| r.commands.iter())
+    }
+}
+
+/// The default mode of a managed directory.
+pub const DIR_MODE: Mode = Mode(0o755);
