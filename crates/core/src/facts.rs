@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Where infra keeps its state on a host (the pending service actions, backups).
 pub const STATE_DIR: &str = "/var/lib/infra";
-/// Service actions recorded before files change, removed once done: `reload nginx`.
-pub const PENDING_FILE: &str = "/var/lib/infra/pending";
+/// Service actions recorded before files change, removed once done (`reload nginx`), are
+/// kept in `pending` there. Both scripts honour `INFRA_STATE_DIR` (for tests).
 
 /// How services are managed on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -161,7 +161,7 @@ pub fn script(desired: &DesiredHost) -> String {
         ));
     }
     s.push_str(&format!(
-        "[ -f {PENDING_FILE} ] && while read -r a b; do [ -n \"$b\" ] && printf 'pending\\t%s\\t%s\\n' \"$a\" \"$b\"; done < {PENDING_FILE}\n"
+        "P=\"${{INFRA_STATE_DIR:-{STATE_DIR}}}/pending\"\n[ -f \"$P\" ] && while read -r a b; do [ -n \"$b\" ] && printf 'pending\\t%s\\t%s\\n' \"$a\" \"$b\"; done < \"$P\"\n"
     ));
     s.push_str("exit 0\n");
     s

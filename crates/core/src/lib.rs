@@ -7,6 +7,7 @@ pub mod facts;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod script;
 pub mod secrets;
 pub mod site;
 pub mod suggest;

@@ -1,0 +1,300 @@
+//! The apply script: one POSIX sh program per host that runs exactly a plan's steps, in order,
+//! and reports each one on stdout as `@@infra<TAB>step<TAB>N<TAB>changed|ok|failed`.
+
+use crate::desired::DesiredHost;
+use crate::facts::{sh_quote, InitSystem, STATE_DIR};
+use crate::model::OnChange;
+use crate::plan::{HostPlan, ServiceAction, Step};
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The marker that starts every line the script reports.
+pub const MARKER: &str = "@@infra";
+
+/// The plan asks for content the desired state does not have (a stale saved plan).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScriptError {
+    #[error("host {host}: the plan writes {dest}, which the site no longer renders")]
+    MissingFile { host: String, dest: String },
+    #[error("host {host}: {dest} renders differently from when the plan was made")]
+    ContentChanged { host: String, dest: String },
+}
+
+const PRELUDE: &str = r#"set -u
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+S=${INFRA_STATE_DIR:-__STATE__}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+"#;
+
+/// Builds the script for `plan`, taking file contents from `desired` (checked against the
+/// hashes the plan was made with).
+pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, ScriptError> {
+    let contents: BTreeMap<&str, &[u8]> = desired
+        .files()
+        .map(|f| (f.dest.as_str(), f.content.as_slice()))
+        .collect();
+    let on_change: BTreeMap<&str, OnChange> = desired
+        .services()
+        .map(|s| (s.name.as_str(), s.on_change))
+        .collect();
+    // dest -> the service actions its change asks for, journaled before the file is written.
+    let mut journal: BTreeMap<&str, Vec<(&'static str, &str)>> = BTreeMap::new();
+    for step in &plan.steps {
+        if let Step::Service {
+            name,
+            triggered_by,
+            action,
+            ..
+        } = step
+        {
+            let verb = match (action, on_change.get(name.as_str())) {
+                (ServiceAction::Restart, _) | (_, Some(OnChange::Restart)) => "restart",
+                _ => "reload",
+            };
+            for dest in triggered_by {
+                journal
+                    .entry(dest.as_str())
+                    .or_default()
+                    .push((verb, name.as_str()));
+            }
+        }
+    }
+    // Which step wrote each file, to put the previous version back when a check fails.
+    let mut written: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut s = PRELUDE.replace("__STATE__", STATE_DIR);
+    let svc = |verb: &str, name: &str| -> String {
+        let n = sh_quote(name);
+        match (plan.init, verb) {
+            (InitSystem::Systemd, v) => format!("systemctl {v} {n}"),
+            (InitSystem::Sysv, "enable") => {
+                format!("update-rc.d {n} defaults && update-rc.d {n} enable")
+            }
+            (InitSystem::Sysv, v) => format!("service {n} {v}"),
+        }
+    };
+    for (i, step) in plan.steps.iter().enumerate() {
+        let _ = writeln!(s, "# step {i}: {}", step.address());
+        match step {
+            Step::Packages { names, .. } => {
+                let list: Vec<String> = names.iter().map(|n| sh_quote(n)).collect();
+                let _ = writeln!(
+                    s,
+                    "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {} > \"$log\" 2>&1 || fail {i}\nsay {i} changed",
+                    list.join(" ")
+                );
+            }
+            Step::User {
+                name,
+                system,
+                home,
+                shell,
+                groups,
+                ..
+            } => {
+                let mut args = Vec::new();
+                if *system {
+                    args.push("--system".to_string());
+                }
+                if let Some(h) = home {
+                    args.push(format!("--home-dir {}", sh_quote(h)));
+                    if !*system {
+                        args.push("--create-home".into());
+                    }
+                }
+                if let Some(sh) = shell {
+                    args.push(format!("--shell {}", sh_quote(sh)));
+                }
+                if !groups.is_empty() {
+                    args.push(format!("--groups {}", sh_quote(&groups.join(","))));
+                }
+                let _ = writeln!(
+                    s,
+                    "getent passwd {n} >/dev/null || useradd {} {n} > \"$log\" 2>&1 || fail {i}\nsay {i} changed",
+                    args.join(" "),
+                    n = sh_quote(name)
+                );
+            }
+            Step::Dir { path, after, .. } => {
+                let p = sh_quote(path);
+                let _ = writeln!(
+                    s,
+                    "{{ mkdir -p {p} && chown {o}:{g} {p} && chmod {m} {p}; }} > \"$log\" 2>&1 || fail {i}\nsay {i} changed",
+                    o = sh_quote(&after.owner),
+                    g = sh_quote(&after.group),
+                    m = after.mode
+                );
+            }
+            Step::File {
+                dest, after, check, ..
+            } => {
+                let content =
+                    contents
+                        .get(dest.as_str())
+                        .ok_or_else(|| ScriptError::MissingFile {
+                            host: plan.host.clone(),
+                            dest: dest.clone(),
+                        })?;
+                if after.sha256.as_deref() != Some(crate::facts::sha256(content).as_str()) {
+                    return Err(ScriptError::ContentChanged {
+                        host: plan.host.clone(),
+                        dest: dest.clone(),
+                    });
+                }
+                let d = sh_quote(dest);
+                for (verb, name) in journal.get(dest.as_str()).into_iter().flatten() {
+                    let _ = writeln!(s, "pending_add {verb} {}", sh_quote(name));
+                }
+                let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+                let mut body = String::new();
+                for chunk in encoded.as_bytes().chunks(76) {
+                    body.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                    body.push('\n');
+                }
+                let _ = write!(
+                    s,
+                    "backup {i} {d}\n\
+                     dir=$(dirname {d}); [ -d \"$dir\" ] || mkdir -p \"$dir\"\n\
+                     tmp=\"$dir/.infra-$$.$(basename {d}).tmp\"\n\
+                     base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n{body}INFRA_EOF\n\
+                     {{ chown {o}:{g} \"$tmp\" && chmod {m} \"$tmp\" && mv -f \"$tmp\" {d}; }} >> \"$log\" 2>&1 || {{ rm -f \"$tmp\"; fail {i}; }}\n",
+                    o = sh_quote(&after.owner),
+                    g = sh_quote(&after.group),
+                    m = after.mode
+                );
+                if let Some(c) = check {
+                    let _ = writeln!(
+                        s,
+                        "sh -c {} > \"$log\" 2>&1 < /dev/null || {{ restore {i} {d}; fail {i}; }}",
+                        sh_quote(c)
+                    );
+                }
+                let _ = writeln!(s, "say {i} changed");
+                written.insert(dest.as_str(), i);
+            }
+            Step::Link { path, target, .. } => {
+                let _ = writeln!(
+                    s,
+                    "ln -sfn {} {} > \"$log\" 2>&1 || fail {i}\nsay {i} changed",
+                    sh_quote(target),
+                    sh_quote(path)
+                );
+            }
+            Step::Service {
+                action,
+                name,
+                triggered_by,
+                check,
+                ..
+            } => {
+                if let (Some(c), false) = (check, triggered_by.is_empty()) {
+                    let restores: String = triggered_by
+                        .iter()
+                        .filter_map(|d| {
+                            written
+                                .get(d.as_str())
+                                .map(|w| format!("restore {w} {}; ", sh_quote(d)))
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "sh -c {} > \"$log\" 2>&1 < /dev/null || {{ {restores}pending_done {n}; fail {i}; }}",
+                        sh_quote(c),
+                        n = sh_quote(name)
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    "{} > \"$log\" 2>&1 < /dev/null || fail {i}",
+                    svc(action.as_str(), name)
+                );
+                if *action != ServiceAction::Enable {
+                    let _ = writeln!(s, "pending_done {}", sh_quote(name));
+                }
+                let _ = writeln!(s, "say {i} changed");
+            }
+            Step::Command { run, .. } => {
+                let _ = writeln!(
+                    s,
+                    "sh -c {} > \"$log\" 2>&1 < /dev/null || fail {i}\nsay {i} changed",
+                    sh_quote(run)
+                );
+            }
+        }
+    }
+    s.push_str("rm -f \"$S\"/backup/* \"$log\"\nprintf '@@infra\\tdone\\n'\n");
+    Ok(s)
+}
+
+/// One line the script printed, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    Step { index: usize, status: StepStatus },
+    Output(String),
+    Done,
+    Fatal(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    Changed,
+    Failed,
+}
+
+/// Parses a line of the script's stdout; other lines are not reports.
+pub fn parse_report(line: &str) -> Option<Report> {
+    let rest = line.strip_prefix(MARKER)?.strip_prefix('\t')?;
+    let mut parts = rest.splitn(3, '\t');
+    match (parts.next()?, parts.next(), parts.next()) {
+        ("step", Some(i), Some(status)) => Some(Report::Step {
+            index: i.parse().ok()?,
+            status: match status {
+                "changed" => StepStatus::Changed,
+                "failed" => StepStatus::Failed,
+                _ => return None,
+            },
+        }),
+        ("out", Some(text), None) => Some(Report::Output(text.to_string())),
+        ("out", Some(a), Some(b)) => Some(Report::Output(format!("{a}\t{b}"))),
+        ("done", None, None) => Some(Report::Done),
+        ("fatal", Some(text), _) => Some(Report::Fatal(text.to_string())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_parse() {
+        assert_eq!(
+            parse_report("@@infra\tstep\t3\tchanged"),
+            Some(Report::Step {
+                index: 3,
+                status: StepStatus::Changed
+            })
+        );
+        assert_eq!(
+            parse_report("@@infra\tout\tnginx: [emerg] bad"),
+            Some(Report::Output("nginx: [emerg] bad".into()))
+        );
+        assert_eq!(parse_report("@@infra\tdone"), Some(Report::Done));
+        assert_eq!(parse_report("hello"), None);
+    }
+}

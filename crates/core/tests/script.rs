@@ -1,0 +1,225 @@
+//! The facts and apply scripts run for real by `sh` on a temp dir: plan, apply, converge,
+//! and a failing check that puts the previous file back.
+
+use infra_core::desired::{DesiredHost, RoleState};
+use infra_core::diagnostic::SourceMap;
+use infra_core::facts;
+use infra_core::model::{Command, Dir, Link, Mode};
+use infra_core::plan::{files_to_diff, plan_host, HostPlan, Step};
+use infra_core::render::{Origin, RenderedFile};
+use infra_core::script::{apply_script, parse_report, Report, StepStatus};
+use infra_core::secrets::Secrets;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command as Process;
+
+fn whoami() -> (String, String) {
+    let out = |flag: &str| {
+        let o = Process::new("id").arg(flag).output().unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    (out("-un"), out("-gn"))
+}
+
+fn file(root: &Path, name: &str, content: &str, check: Option<String>) -> RenderedFile {
+    let (user, group) = whoami();
+    RenderedFile {
+        dest: root.join(name).to_str().unwrap().to_string(),
+        content: content.as_bytes().to_vec(),
+        owner: user,
+        group,
+        mode: Mode(0o640),
+        role: "r".into(),
+        origin: Origin::Template("t.j2".into()),
+        notify: Vec::new(),
+        check,
+        secrets: Vec::new(),
+        missing_secrets: Vec::new(),
+        entry: SourceMap::default().location(Path::new("roles/r.yaml"), 1, 1, 1),
+    }
+}
+
+fn desired(root: &Path, b_content: &str) -> DesiredHost {
+    let (user, group) = whoami();
+    let p = |n: &str| root.join(n).to_str().unwrap().to_string();
+    DesiredHost {
+        name: "local".into(),
+        packages: Vec::new(),
+        roles: vec![RoleState {
+            role: "r".into(),
+            dirs: vec![Dir {
+                path: p("d"),
+                owner: user.clone(),
+                group: group.clone(),
+                mode: Some(Mode(0o750)),
+            }],
+            files: vec![
+                file(root, "d/a.conf", "A\n", None),
+                file(
+                    root,
+                    "d/b.conf",
+                    b_content,
+                    Some(format!("grep -qx B {}", p("d/b.conf"))),
+                ),
+            ],
+            links: vec![Link {
+                path: p("l"),
+                target: p("d/a.conf"),
+            }],
+            commands: vec![Command {
+                name: "marker".into(),
+                run: format!("touch {}", p("marker")),
+                unless: None,
+                creates: Some(p("marker")),
+            }],
+            ..RoleState::default()
+        }],
+    }
+}
+
+fn sh(script: &str, state: &Path) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Process::new("sh")
+        .env("INFRA_STATE_DIR", state)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+fn plan(d: &DesiredHost, state: &Path) -> HostPlan {
+    let (code, out) = sh(&facts::script(d), state);
+    assert_eq!(code, 0, "{out}");
+    let f = facts::parse(&out).unwrap();
+    let mut current = BTreeMap::new();
+    for dest in files_to_diff(d, &f) {
+        current.insert(dest.clone(), std::fs::read(&dest).unwrap());
+    }
+    plan_host(d, &f, &current, &Secrets::default())
+}
+
+fn reports(out: &str) -> Vec<Report> {
+    out.lines().filter_map(parse_report).collect()
+}
+
+#[test]
+fn plan_apply_converge_then_a_failed_check_restores_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&root).unwrap();
+
+    let d = desired(&root, "B\n");
+    let p = plan(&d, &state);
+    let kinds: Vec<String> = p
+        .steps
+        .iter()
+        .map(|s| s.address().split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["dir", "file", "file", "link", "command"]);
+
+    let (code, out) = sh(&apply_script(&p, &d).unwrap(), &state);
+    assert_eq!(code, 0, "{out}");
+    let r = reports(&out);
+    assert_eq!(
+        r.iter()
+            .filter(|r| matches!(
+                r,
+                Report::Step {
+                    status: StepStatus::Changed,
+                    ..
+                }
+            ))
+            .count(),
+        5,
+        "{out}"
+    );
+    assert_eq!(r.last(), Some(&Report::Done));
+    assert_eq!(
+        std::fs::read_to_string(root.join("d/b.conf")).unwrap(),
+        "B\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(root.join("d/a.conf"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o640
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("d"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("l")).unwrap(),
+        root.join("d/a.conf")
+    );
+    assert!(root.join("marker").exists());
+    // No temp files left next to the destinations.
+    let names: Vec<String> = std::fs::read_dir(root.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // Converged: nothing to do.
+    let again = plan(&d, &state);
+    assert!(again.steps.is_empty(), "{:?}", again.steps);
+
+    // A change whose check fails: the previous file is put back and the step reported failed.
+    let bad = desired(&root, "X\n");
+    let p = plan(&bad, &state);
+    assert_eq!(p.steps.len(), 1);
+    let Step::File {
+        diff: Some(diff), ..
+    } = &p.steps[0]
+    else {
+        panic!("{:?}", p.steps)
+    };
+    assert_eq!(diff, "--- current\n+++ rendered\n@@ -1 +1 @@\n-B\n+X\n");
+    let (code, out) = sh(&apply_script(&p, &bad).unwrap(), &state);
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(
+        reports(&out).first(),
+        Some(&Report::Step {
+            index: 0,
+            status: StepStatus::Failed
+        })
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("d/b.conf")).unwrap(),
+        "B\n"
+    );
+    assert!(plan(&d, &state).steps.is_empty());
+}
+
+#[test]
+fn a_saved_plan_is_refused_when_the_site_renders_differently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = desired(tmp.path(), "B\n");
+    let p = plan(&d, &tmp.path().join("state"));
+    let changed = desired(tmp.path(), "C\n");
+    let err = apply_script(&p, &changed).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("renders differently from when the plan was made"),
+        "{err}"
+    );
+}
