@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Where infra keeps its state on a host (the pending service actions, backups).
+/// Where infra keeps its state on a host: `pending` holds the service actions recorded before
+/// files change and removed once done (`reload nginx`); `backup/` the files a run replaced.
+/// Both scripts honour `INFRA_STATE_DIR` instead (for tests).
 pub const STATE_DIR: &str = "/var/lib/infra";
-/// Service actions recorded before files change, removed once done (`reload nginx`), are
-/// kept in `pending` there. Both scripts honour `INFRA_STATE_DIR` (for tests).
 
 /// How services are managed on a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
