@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (validate: no errors)
-  1  the site has errors, or the command failed (nothing was changed)
-  2  bad command-line usage";
+  0  success (validate: no errors; plan --detailed-exitcode: no changes)
+  1  error: the site has errors, bad usage, a host is unreachable, or apply was refused;
+     nothing was changed
+  2  plan --detailed-exitcode: there are changes
+  3  apply: some hosts failed (the others converged; see the recap)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +59,33 @@ pub enum HostsFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// What would change on every host: file diffs, packages, the service actions they trigger.
+    #[command(after_help = EXIT_CODES)]
+    Plan {
+        env: String,
+        /// Print the plan as JSON (versioned, Terraform's action names).
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 when nothing would change, 2 when something would, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Also save the plan to FILE, for `infra apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// Make every host match the site: ENV, or a plan saved by `infra plan --out FILE`.
+    #[command(after_help = EXIT_CODES)]
+    Apply {
+        /// An environment, or the path of a saved plan.
+        target: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
     /// Check the whole site: every problem at once, with file, line and a hint.
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -95,6 +124,20 @@ pub enum Command {
         #[arg(long = "var", value_name = "KEY=VALUE")]
         vars: Vec<String>,
     },
+}
+
+/// Flags shared by plan and apply.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+    /// Only these hosts: a comma list of `host:NAME`, `role:NAME`, globs, or bare names.
+    #[arg(long, value_delimiter = ',', value_name = "PATTERNS")]
+    pub limit: Vec<String>,
+    /// How many hosts at once (0 = all).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub parallel: usize,
+    /// Override a variable, highest precedence: --var app.gunicorn.workers=8
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,12 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Success,
+    /// An error; nothing was changed.
     Failed,
+    /// `plan --detailed-exitcode` found changes.
+    Changes,
+    /// `apply` failed on some hosts.
+    Partial,
 }
 
 impl From<Outcome> for ExitCode {
@@ -25,6 +30,8 @@ impl From<Outcome> for ExitCode {
         match o {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Failed => ExitCode::from(1),
+            Outcome::Changes => ExitCode::from(2),
+            Outcome::Partial => ExitCode::from(3),
         }
     }
 }
@@ -60,6 +67,12 @@ pub enum CliError {
     },
     #[error("cannot write to standard output: {0}")]
     Stdout(#[source] std::io::Error),
+    #[error("environment `{env}` needs secrets that are not set: {}; nothing was changed", names.join(", "))]
+    MissingSecrets { env: String, names: Vec<String> },
+    #[error("the saved plan is stale: {} changed since it was made; nothing was changed", hosts.join(", "))]
+    StalePlan { hosts: Vec<String> },
+    #[error("refusing to apply without confirmation: there is no terminal to ask on; nothing was changed")]
+    NoConfirmation,
 }
 
 impl CliError {
@@ -68,6 +81,9 @@ impl CliError {
             CliError::UnknownEnv { hint, .. }
             | CliError::UnknownHost { hint, .. }
             | CliError::UnknownDest { hint, .. } => hint.as_deref(),
+            CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables"),
+            CliError::StalePlan { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan"),
+            CliError::NoConfirmation => Some("pass --yes to apply without asking"),
             _ => None,
         }
     }
@@ -75,6 +91,24 @@ impl CliError {
 
 pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
     match &cli.command {
+        Command::Plan {
+            env,
+            json,
+            detailed_exitcode,
+            out,
+            flags,
+        } => crate::run::plan_cmd(
+            cli,
+            style,
+            env,
+            *json,
+            *detailed_exitcode,
+            out.as_deref(),
+            flags,
+        ),
+        Command::Apply { target, yes, flags } => {
+            crate::run::apply_cmd(cli, style, target, *yes, flags)
+        }
         Command::Validate { env, vars } => validate_cmd(cli, style, env.as_deref(), vars),
         Command::Roles {
             command:
@@ -203,7 +237,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
     }
 }
 
-fn parse_vars(vars: &[String]) -> Result<Vec<VarOverride>, CliError> {
+pub fn parse_vars(vars: &[String]) -> Result<Vec<VarOverride>, CliError> {
     vars.iter()
         .map(|v| VarOverride::parse(v).map_err(CliError::Var))
         .collect()
@@ -219,6 +253,10 @@ fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
 }
 
 /// Prints diagnostics (sorted by place); true when any is an error.
+pub fn report_diags(style: &Style, diags: Vec<Diagnostic>) -> bool {
+    report(style, diags)
+}
+
 fn report(style: &Style, mut diags: Vec<Diagnostic>) -> bool {
     diags.sort_by(|a, b| a.location.cmp(&b.location).then(a.message.cmp(&b.message)));
     let failed = diags.iter().any(Diagnostic::is_error);
@@ -240,6 +278,15 @@ fn find_env<'s>(
 }
 
 /// The environment, after the role and inventory checks passed (errors are printed).
+pub fn checked_env_for<'s>(
+    site: &'s Site,
+    name: &str,
+    overrides: &[VarOverride],
+    style: &Style,
+) -> Result<Option<Environment<'s>>, CliError> {
+    checked_env(site, name, overrides, style)
+}
+
 fn checked_env<'s>(
     site: &'s Site,
     name: &str,

@@ -2,13 +2,28 @@
 
 mod cli;
 mod commands;
+mod engine;
+mod run;
+mod ssh;
 mod view;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // Usage errors exit 1, so `plan --detailed-exitcode`'s 2 always means "changes".
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
     let style = view::Style::new(args.color);
     match commands::run(&args, &style) {
         Ok(code) => code.into(),

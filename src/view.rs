@@ -10,7 +10,7 @@ use std::io::{self, IsTerminal, Write};
 
 /// Whether stderr gets ANSI colours.
 pub struct Style {
-    color: bool,
+    pub color: bool,
 }
 
 impl Style {
@@ -225,6 +225,237 @@ pub fn print_files(files: &[(&RenderedFile, Vec<u8>)]) -> io::Result<()> {
         out.write_all(content)?;
         if !content.ends_with(b"\n") && !content.is_empty() {
             writeln!(out)?;
+        }
+    }
+    out.flush()
+}
+
+pub fn print_warning(style: &Style, text: &str) {
+    eprintln!("{}: {text}", style.paint("1;33", "warning"));
+}
+
+pub fn print_note(style: &Style, text: &str) {
+    eprintln!("{}: {text}", style.paint("1;36", "note"));
+}
+
+pub fn print_host_error(style: &Style, e: &crate::engine::HostError) {
+    eprintln!("{}: {}", style.paint("1;31", "error"), e.error);
+    if let Some(h) = &e.hint {
+        eprintln!("  = {}: {h}", style.paint("1;36", "hint"));
+    }
+}
+
+/// Progress lines on stderr, one per event (plain lines: they are read in logs and CI too).
+pub fn progress_sink(style: &Style) -> crate::engine::Sink {
+    let color = style.color;
+    std::sync::Arc::new(move |e: crate::engine::Event| {
+        let s = Style { color };
+        match e {
+            crate::engine::Event::Planned { host, steps } => {
+                eprintln!(
+                    "{host}: {}",
+                    if steps == 0 {
+                        "up to date".to_string()
+                    } else {
+                        format!("{steps} changes to make")
+                    }
+                )
+            }
+            crate::engine::Event::Step {
+                host,
+                index,
+                total,
+                address,
+                status,
+            } => {
+                let word = match status {
+                    infra_core::script::StepStatus::Changed => s.paint("33", "changed"),
+                    infra_core::script::StepStatus::Failed => s.paint("1;31", "FAILED"),
+                };
+                eprintln!("{host}: [{}/{total}] {address}: {word}", index + 1)
+            }
+            crate::engine::Event::Output { host, line } => eprintln!("{host}:     | {line}"),
+        }
+    })
+}
+
+/// The plan, as people read it: per host, file diffs, packages and service actions.
+pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
+    use infra_core::plan::{Action, Step};
+    let mut out = io::stdout().lock();
+    let sym = |a: Action| match a {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+    };
+    let short = |h: &Option<String>| {
+        h.as_deref()
+            .map(|h| h[..h.len().min(12)].to_string())
+            .unwrap_or_else(|| "(none)".into())
+    };
+    for h in plan.hosts.iter().filter(|h| !h.steps.is_empty()) {
+        writeln!(out, "\n{} ({} changes):", h.host, h.steps.len())?;
+        for step in &h.steps {
+            match step {
+                Step::Packages { action, names } => {
+                    writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
+                }
+                Step::User { action, name, .. } => writeln!(out, "  {} user {name}", sym(*action))?,
+                Step::Dir {
+                    action,
+                    path,
+                    before,
+                    after,
+                    ..
+                } => {
+                    let was = before
+                        .as_ref()
+                        .map(|b| format!(" (was {}:{} {})", b.owner, b.group, b.mode))
+                        .unwrap_or_default();
+                    writeln!(
+                        out,
+                        "  {} dir {path} ({}:{} {}){was}",
+                        sym(*action),
+                        after.owner,
+                        after.group,
+                        after.mode
+                    )?
+                }
+                Step::File {
+                    action,
+                    dest,
+                    before,
+                    after,
+                    diff,
+                    sensitive,
+                    ..
+                } => {
+                    writeln!(
+                        out,
+                        "  {} file {dest} ({}:{} {})",
+                        sym(*action),
+                        after.owner,
+                        after.group,
+                        after.mode
+                    )?;
+                    if let Some(b) = before {
+                        if (b.owner.as_str(), b.group.as_str(), b.mode)
+                            != (after.owner.as_str(), after.group.as_str(), after.mode)
+                        {
+                            writeln!(
+                                out,
+                                "      owner/mode: {}:{} {} -> {}:{} {}",
+                                b.owner, b.group, b.mode, after.owner, after.group, after.mode
+                            )?;
+                        }
+                    }
+                    if *sensitive {
+                        let before_hash = before.as_ref().and_then(|b| b.sha256.clone());
+                        writeln!(
+                            out,
+                            "      (holds a secret: content not shown) sha256 {} -> {}",
+                            short(&before_hash),
+                            short(&after.sha256)
+                        )?;
+                    } else if let Some(d) = diff {
+                        for line in d.lines() {
+                            writeln!(out, "      {line}")?;
+                        }
+                    }
+                }
+                Step::Link {
+                    action,
+                    path,
+                    target,
+                    before,
+                    ..
+                } => {
+                    let was = before
+                        .as_ref()
+                        .map(|b| format!(" (was {b})"))
+                        .unwrap_or_default();
+                    writeln!(out, "  {} link {path} -> {target}{was}", sym(*action))?
+                }
+                Step::Service {
+                    action,
+                    name,
+                    triggered_by,
+                    check,
+                    ..
+                } => {
+                    let checked = check
+                        .as_ref()
+                        .filter(|_| !triggered_by.is_empty())
+                        .map(|c| format!(" (checked by {c})"))
+                        .unwrap_or_default();
+                    let why = if triggered_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" because of {}", triggered_by.join(", "))
+                    };
+                    writeln!(out, "  ~ service {name}: {}{checked}{why}", action.as_str())?
+                }
+                Step::Command { name, run, .. } => writeln!(out, "  + command {name:?}: {run}")?,
+            }
+        }
+    }
+    let s = plan.summary();
+    if !plan.has_changes() {
+        writeln!(out, "No changes. Infrastructure matches the configuration.")?;
+    } else {
+        writeln!(
+            out,
+            "\nHosts: {} file{}, {} package{}, {} service action{}, {} other change{} on {} of {} hosts.",
+            s.files,
+            if s.files == 1 { "" } else { "s" },
+            s.packages,
+            if s.packages == 1 { "" } else { "s" },
+            s.services,
+            if s.services == 1 { "" } else { "s" },
+            s.other,
+            if s.other == 1 { "" } else { "s" },
+            s.hosts_changed,
+            s.hosts
+        )?;
+    }
+    out.flush()
+}
+
+/// The plan as versioned JSON, with its summary.
+pub fn print_plan_json(plan: &infra_core::plan::Plan) -> io::Result<()> {
+    let mut value = serde_json::to_value(plan).map_err(io::Error::other)?;
+    value["summary"] = serde_json::to_value(plan.summary()).map_err(io::Error::other)?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&value).map_err(io::Error::other)?
+    )?;
+    out.flush()
+}
+
+/// After apply: a line per host, then each failed host with the last lines of its failure.
+pub fn print_recap(recaps: &[crate::engine::Recap]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "\nRecap:")?;
+    let width = recaps.iter().map(|r| r.host.len()).max().unwrap_or(0);
+    for r in recaps {
+        writeln!(
+            out,
+            "{:<width$} : ok={} changed={} failed={} unreachable={}",
+            r.host,
+            r.ok,
+            r.changed,
+            u8::from(r.failed && !r.unreachable),
+            u8::from(r.unreachable)
+        )?;
+    }
+    for r in recaps.iter().filter(|r| r.failed) {
+        if let Some((step, lines)) = &r.failure {
+            writeln!(out, "\n{} failed at {step}:", r.host)?;
+            for l in lines.iter().rev().take(20).rev() {
+                writeln!(out, "    {l}")?;
+            }
         }
     }
     out.flush()

@@ -417,7 +417,7 @@ fn unknown_environment_and_host() {
         "{}",
         run.stderr
     );
-    infra(&repo(), &["frobnicate"]).assert_code(2);
+    infra(&repo(), &["frobnicate"]).assert_code(1);
 }
 
 #[test]

@@ -408,6 +408,9 @@ pub struct Ssh {
     pub jump_host: Option<Sp<String>>,
     #[serde(default)]
     pub config_file: Option<String>,
+    /// Extra ssh_config options for every host, e.g. `{KexAlgorithms: curve25519-sha256}`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 /// Where an environment's secrets come from: never from git.

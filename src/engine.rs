@@ -1,0 +1,314 @@
+//! The engine: reaches every host in parallel, gathers facts, plans, and applies a plan's
+//! steps. It never prints; it reports [`Event`]s to the view.
+
+use crate::ssh::{Connection, SshConfig, SshError};
+use infra_core::desired::DesiredHost;
+use infra_core::facts;
+use infra_core::plan::{files_to_diff, plan_host, HostPlan};
+use infra_core::script::{apply_script, parse_report, Report, StepStatus};
+use infra_core::secrets::Secrets;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Progress, for the view.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Planned {
+        host: String,
+        steps: usize,
+    },
+    Step {
+        host: String,
+        index: usize,
+        total: usize,
+        address: String,
+        status: StepStatus,
+    },
+    Output {
+        host: String,
+        line: String,
+    },
+}
+
+pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A host ready to apply: its connection, desired state and plan.
+pub struct Target {
+    pub conn: Connection,
+    pub desired: DesiredHost,
+    pub plan: HostPlan,
+    /// Commands run on the host so far (for the round-trip count).
+    pub round_trips: usize,
+}
+
+/// A host that could not be planned.
+#[derive(Debug)]
+pub struct HostError {
+    pub host: String,
+    pub error: String,
+    pub hint: Option<String>,
+}
+
+/// Connects to every host, gathers its facts and plans it, `parallel` hosts at a time.
+pub async fn gather(
+    ssh: Arc<SshConfig>,
+    hosts: Vec<(DesiredHost, String)>,
+    secrets: Arc<Secrets>,
+    parallel: usize,
+    sink: Sink,
+) -> (Vec<Target>, Vec<HostError>) {
+    let sem = Arc::new(Semaphore::new(if parallel == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        parallel
+    }));
+    let mut tasks = Vec::new();
+    for (desired, address) in hosts {
+        let (ssh, secrets, sem, sink) = (ssh.clone(), secrets.clone(), sem.clone(), sink.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            let name = desired.name.clone();
+            let conn = ssh
+                .connect(&name, &address)
+                .await
+                .map_err(|e| host_error(&name, &e))?;
+            match plan_one(&conn, &desired, &secrets).await {
+                Ok((plan, round_trips)) => {
+                    sink(Event::Planned {
+                        host: name,
+                        steps: plan.steps.len(),
+                    });
+                    Ok(Target {
+                        conn,
+                        desired,
+                        plan,
+                        round_trips,
+                    })
+                }
+                Err(e) => {
+                    conn.close().await;
+                    Err(host_error(&name, &e))
+                }
+            }
+        }));
+    }
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(target)) => targets.push(target),
+            Ok(Err(e)) => errors.push(e),
+            Err(join) => errors.push(HostError {
+                host: "?".into(),
+                error: join.to_string(),
+                hint: None,
+            }),
+        }
+    }
+    targets.sort_by(|a, b| a.desired.name.cmp(&b.desired.name));
+    errors.sort_by(|a, b| a.host.cmp(&b.host));
+    (targets, errors)
+}
+
+fn host_error(host: &str, e: &SshError) -> HostError {
+    HostError {
+        host: host.to_string(),
+        error: e.to_string(),
+        hint: e.hint(),
+    }
+}
+
+/// Facts (one command), the current content of changed files when there are any (one more),
+/// then the plan.
+async fn plan_one(
+    conn: &Connection,
+    desired: &DesiredHost,
+    secrets: &Secrets,
+) -> Result<(HostPlan, usize), SshError> {
+    let fail = |what: &str, message: String| SshError::Run {
+        host: desired.name.clone(),
+        what: what.into(),
+        message,
+    };
+    let out = conn
+        .run("gathering facts", &facts::script(desired), |_| {})
+        .await?;
+    if out.code != Some(0) {
+        return Err(fail(
+            "gathering facts",
+            format!("exit {:?}: {}", out.code, out.stderr.trim()),
+        ));
+    }
+    let f = facts::parse(&out.stdout).map_err(|e| fail("reading facts", e.to_string()))?;
+    let mut round_trips = 1;
+    let wanted = files_to_diff(desired, &f);
+    let mut current = BTreeMap::new();
+    if !wanted.is_empty() {
+        round_trips += 1;
+        let mut script = String::from("for f in");
+        for w in &wanted {
+            script.push(' ');
+            script.push_str(&facts::sh_quote(w));
+        }
+        script.push_str("; do printf '@@file\\t%s\\n' \"$f\"; base64 -w0 < \"$f\"; echo; done\n");
+        let out = conn.run("reading changed files", &script, |_| {}).await?;
+        let mut lines = out.stdout.lines();
+        while let Some(line) = lines.next() {
+            if let Some(path) = line.strip_prefix("@@file\t") {
+                let data = lines.next().unwrap_or_default();
+                use base64::Engine;
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.trim()) {
+                    current.insert(path.to_string(), bytes);
+                }
+            }
+        }
+    }
+    Ok((plan_host(desired, &f, &current, secrets), round_trips))
+}
+
+/// How a host's apply ended.
+#[derive(Debug, Clone)]
+pub struct Recap {
+    pub host: String,
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: bool,
+    pub unreachable: bool,
+    /// The failing step and the last lines of its output (secrets redacted).
+    pub failure: Option<(String, Vec<String>)>,
+}
+
+/// Runs every target's plan, `parallel` hosts at a time; a failed host does not stop others.
+pub async fn apply(
+    targets: Vec<Target>,
+    secrets: Arc<Secrets>,
+    parallel: usize,
+    sink: Sink,
+) -> Vec<Recap> {
+    let sem = Arc::new(Semaphore::new(if parallel == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        parallel
+    }));
+    let mut tasks = Vec::new();
+    for t in targets {
+        let (sem, sink, secrets) = (sem.clone(), sink.clone(), secrets.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            let recap = apply_one(&t, &secrets, &sink).await;
+            t.conn.close().await;
+            recap
+        }));
+    }
+    let mut recaps = Vec::new();
+    for t in tasks {
+        if let Ok(r) = t.await {
+            recaps.push(r);
+        }
+    }
+    recaps.sort_by(|a, b| a.host.cmp(&b.host));
+    recaps
+}
+
+async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
+    let host = t.desired.name.clone();
+    let resources = count_resources(&t.desired);
+    let total = t.plan.steps.len();
+    let mut recap = Recap {
+        host: host.clone(),
+        ok: resources,
+        changed: 0,
+        failed: false,
+        unreachable: false,
+        failure: None,
+    };
+    if total == 0 {
+        return recap;
+    }
+    let script = match apply_script(&t.plan, &t.desired) {
+        Ok(s) => s,
+        Err(e) => {
+            recap.failed = true;
+            recap.failure = Some(("preparing the apply script".into(), vec![e.to_string()]));
+            return recap;
+        }
+    };
+    let mut changed = 0;
+    let mut failed_step = None;
+    let mut output = Vec::new();
+    let mut done = false;
+    let result = t
+        .conn
+        .run("applying", &script, |line| match parse_report(line) {
+            Some(Report::Step { index, status }) => {
+                let address = t
+                    .plan
+                    .steps
+                    .get(index)
+                    .map(|s| s.address())
+                    .unwrap_or_default();
+                if status == StepStatus::Changed {
+                    changed += 1;
+                } else {
+                    failed_step = Some(address.clone());
+                }
+                sink(Event::Step {
+                    host: host.clone(),
+                    index,
+                    total,
+                    address,
+                    status,
+                });
+            }
+            Some(Report::Output(text)) => {
+                let text = secrets.redact(&text);
+                sink(Event::Output {
+                    host: host.clone(),
+                    line: text.clone(),
+                });
+                output.push(text);
+            }
+            Some(Report::Done) => done = true,
+            Some(Report::Fatal(text)) => output.push(secrets.redact(&text)),
+            None => {}
+        })
+        .await;
+    recap.changed = changed;
+    recap.ok = resources.saturating_sub(changed);
+    match result {
+        Ok(out) if out.code == Some(0) && done => {}
+        Ok(out) => {
+            recap.failed = true;
+            if output.is_empty() {
+                output = out.stderr.lines().map(|l| secrets.redact(l)).collect();
+            }
+            recap.failure = Some((
+                failed_step.unwrap_or_else(|| format!("the apply script (exit {:?})", out.code)),
+                output,
+            ));
+        }
+        Err(e) => {
+            recap.failed = true;
+            recap.unreachable = true;
+            recap.failure = Some(("the connection".into(), vec![e.to_string()]));
+        }
+    }
+    recap
+}
+
+/// How many things the host's roles manage, for the recap's `ok` count.
+fn count_resources(d: &DesiredHost) -> usize {
+    d.packages.len()
+        + d.roles
+            .iter()
+            .map(|r| {
+                r.users.len()
+                    + r.dirs.len()
+                    + r.files.len()
+                    + r.links.len()
+                    + r.services.len()
+                    + r.commands.len()
+            })
+            .sum::<usize>()
+}
