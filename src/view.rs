@@ -294,7 +294,8 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
             .unwrap_or_else(|| "(none)".into())
     };
     for h in plan.hosts.iter().filter(|h| !h.steps.is_empty()) {
-        writeln!(out, "\n{} ({} changes):", h.host, h.steps.len())?;
+        let n = h.steps.len();
+        writeln!(out, "\n{} ({n} change{}):", h.host, if n == 1 { "" } else { "s" })?;
         for step in &h.steps {
             match step {
                 Step::Packages { action, names } => {
