@@ -28,6 +28,10 @@ pub enum ServiceAction {
     Start,
     Reload,
     Restart,
+    /// `enable: false`: not started at boot ...
+    Disable,
+    /// ... and not running.
+    Stop,
 }
 
 impl ServiceAction {
@@ -37,6 +41,8 @@ impl ServiceAction {
             ServiceAction::Start => "start",
             ServiceAction::Reload => "reload",
             ServiceAction::Restart => "restart",
+            ServiceAction::Disable => "disable",
+            ServiceAction::Stop => "stop",
         }
     }
 }
@@ -375,10 +381,20 @@ pub fn plan_host(
                 triggered_by,
                 check: spec.check.clone(),
             };
-            if spec.enable && !fact.enabled {
+            let why = take(&mut dirty, &spec.name);
+            if !spec.enable {
+                // Disabled services are stopped; what changed in their files waits for them.
+                if fact.enabled {
+                    steps.push(svc_step(ServiceAction::Disable, Vec::new()));
+                }
+                if fact.running {
+                    steps.push(svc_step(ServiceAction::Stop, Vec::new()));
+                }
+                continue;
+            }
+            if !fact.enabled {
                 steps.push(svc_step(ServiceAction::Enable, Vec::new()));
             }
-            let why = take(&mut dirty, &spec.name);
             if !fact.running {
                 steps.push(svc_step(ServiceAction::Start, why));
             } else if !why.is_empty() {
@@ -405,7 +421,7 @@ pub fn plan_host(
     }
     // Services notified by files of roles applied after the service's own role.
     for (svc, why) in dirty {
-        if let Some((role, spec)) = specs.get(svc.as_str()) {
+        if let Some((role, spec)) = specs.get(svc.as_str()).filter(|(_, spec)| spec.enable) {
             let restart = spec.on_change == OnChange::Restart
                 || pending_restart.get(&svc).copied().unwrap_or(false);
             steps.push(Step::Service {
@@ -737,5 +753,53 @@ mod tests {
                 hosts: 1
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod disabled_tests {
+    use super::*;
+    use crate::desired::{RoleState, ServiceSpec};
+    use crate::facts::ServiceFact;
+
+    #[test]
+    fn a_disabled_service_is_disabled_and_stopped() {
+        let d = DesiredHost {
+            name: "salt".into(),
+            packages: Vec::new(),
+            roles: vec![RoleState {
+                role: "salt".into(),
+                services: vec![ServiceSpec {
+                    name: "rsync".into(),
+                    enable: false,
+                    on_change: OnChange::Restart,
+                    check: None,
+                }],
+                ..RoleState::default()
+            }],
+        };
+        let mut f = Facts::default();
+        f.services.insert(
+            "rsync".into(),
+            ServiceFact {
+                exists: true,
+                running: true,
+                enabled: true,
+            },
+        );
+        let p = plan_host(&d, &f, &BTreeMap::new(), &Secrets::default());
+        let addrs: Vec<String> = p.steps.iter().map(Step::address).collect();
+        assert_eq!(addrs, ["service rsync disable", "service rsync stop"]);
+        f.services.insert(
+            "rsync".into(),
+            ServiceFact {
+                exists: true,
+                running: false,
+                enabled: false,
+            },
+        );
+        assert!(plan_host(&d, &f, &BTreeMap::new(), &Secrets::default())
+            .steps
+            .is_empty());
     }
 }

@@ -9,6 +9,11 @@ use base64::Engine;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// Seconds a service action may take before it is reported failed.
+pub const SERVICE_TIMEOUT: u32 = 300;
+/// Seconds a command may take.
+pub const COMMAND_TIMEOUT: u32 = 1800;
+
 /// The marker that starts every line the script reports.
 pub const MARKER: &str = "@@infra";
 
@@ -30,8 +35,10 @@ rm -f "$S"/backup/*
 log="$S/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
+  rc=$?
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
 pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
@@ -81,11 +88,17 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
     let svc = |verb: &str, name: &str| -> String {
         let n = sh_quote(name);
         match (plan.init, verb) {
-            (InitSystem::Systemd, v) => format!("systemctl {v} {n}"),
-            (InitSystem::Sysv, "enable") => {
-                format!("update-rc.d {n} defaults && update-rc.d {n} enable")
-            }
-            (InitSystem::Sysv, v) => format!("service {n} {v}"),
+            (InitSystem::Systemd, "reload") => format!("timeout {SERVICE_TIMEOUT} systemctl reload-or-restart {n}"),
+            (InitSystem::Systemd, v) => format!("timeout {SERVICE_TIMEOUT} systemctl {v} {n}"),
+            (InitSystem::Sysv, "disable") => format!("update-rc.d {n} disable"),
+            (InitSystem::Sysv, "enable") => format!(
+                "{{ [ -x /etc/init.d/{name} ] || {{ echo 'no /etc/init.d/{name} on this host (it has no systemd)'; false; }}; }} && update-rc.d {n} defaults && update-rc.d {n} enable"
+            ),
+            // A service found stopped when it is time to reload it is started instead.
+            (InitSystem::Sysv, "reload") => format!(
+                "if service {n} status >/dev/null 2>&1; then timeout {SERVICE_TIMEOUT} service {n} reload; else timeout {SERVICE_TIMEOUT} service {n} start; fi"
+            ),
+            (InitSystem::Sysv, v) => format!("timeout {SERVICE_TIMEOUT} service {n} {v}"),
         }
     };
     for (i, step) in plan.steps.iter().enumerate() {
@@ -220,10 +233,10 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                 }
                 let _ = writeln!(
                     s,
-                    "{} > \"$log\" 2>&1 < /dev/null || fail {i}",
+                    "{{ {}; }} > \"$log\" 2>&1 < /dev/null || fail {i}",
                     svc(action.as_str(), name)
                 );
-                if *action != ServiceAction::Enable {
+                if !matches!(action, ServiceAction::Enable | ServiceAction::Disable) {
                     let _ = writeln!(s, "pending_done {}", sh_quote(name));
                 }
                 let _ = writeln!(s, "say {i} changed");
@@ -231,7 +244,7 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
             Step::Command { run, .. } => {
                 let _ = writeln!(
                     s,
-                    "sh -c {} > \"$log\" 2>&1 < /dev/null || fail {i}\nsay {i} changed",
+                    "timeout {COMMAND_TIMEOUT} sh -c {} > \"$log\" 2>&1 < /dev/null || fail {i}\nsay {i} changed",
                     sh_quote(run)
                 );
             }
