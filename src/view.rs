@@ -295,7 +295,12 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
     };
     for h in plan.hosts.iter().filter(|h| !h.steps.is_empty()) {
         let n = h.steps.len();
-        writeln!(out, "\n{} ({n} change{}):", h.host, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            out,
+            "\n{} ({n} change{}):",
+            h.host,
+            if n == 1 { "" } else { "s" }
+        )?;
         for step in &h.steps {
             match step {
                 Step::Packages { action, names } => {

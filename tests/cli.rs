@@ -8,7 +8,7 @@ fn the_repository_site_is_valid() {
     let run = infra(&repo(), &["validate"]);
     run.assert_code(0);
     assert!(
-        run.stderr.contains("valid: 2 environments,"),
+        run.stderr.contains("valid: 3 environments,"),
         "{}",
         run.stderr
     );
@@ -24,6 +24,7 @@ fn the_repository_site_is_valid() {
     );
     infra(&repo(), &["validate", "production"]).assert_code(0);
     infra(&repo(), &["validate", "staging"]).assert_code(0);
+    infra(&repo(), &["validate", "sandbox"]).assert_code(0);
 }
 
 /// Runs `validate` on a copy edited by `mutate`, expects exit 1 and exactly one error, and
@@ -372,7 +373,7 @@ fn every_problem_at_once() {
         assert!(run.stderr.contains(m), "missing {m}:\n{}", run.stderr);
     }
     assert!(
-        run.stderr.contains("invalid: 2 environments"),
+        run.stderr.contains("invalid: 3 environments"),
         "{}",
         run.stderr
     );
