@@ -227,7 +227,7 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
         return recap;
     }
     let script = match apply_script(&t.plan, &t.desired) {
-        Ok(s) => s,
+        Ok(s) => pause_for_tests(s, &t.plan),
         Err(e) => {
             recap.failed = true;
             recap.failure = Some(("preparing the apply script".into(), vec![e.to_string()]));
@@ -311,4 +311,24 @@ fn count_resources(d: &DesiredHost) -> usize {
                     + r.commands.len()
             })
             .sum::<usize>()
+}
+
+/// Test hook for crash tests: with `INFRA_TEST_PAUSE_AFTER=/path/of/a/file`, the host's script
+/// sleeps right after writing that file, so a test can kill the run at that exact point.
+fn pause_for_tests(script: String, plan: &HostPlan) -> String {
+    let Ok(dest) = std::env::var("INFRA_TEST_PAUSE_AFTER") else {
+        return script;
+    };
+    let index = plan
+        .steps
+        .iter()
+        .position(|s| matches!(s, infra_core::plan::Step::File { dest: d, .. } if *d == dest));
+    match index {
+        Some(i) => script.replacen(
+            &format!("say {i} changed\n"),
+            &format!("say {i} changed\nsleep 600\n"),
+            1,
+        ),
+        None => script,
+    }
 }

@@ -146,6 +146,10 @@ impl SshConfig {
             .known_hosts_check(KnownHosts::Add)
             .user_known_hosts_file(&self.known_hosts)
             .control_directory(self.dir.path())
+            // If infra dies without closing, the master goes away on its own soon after.
+            .control_persist(openssh::ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(30).expect("30 > 0"),
+            ))
             .connect_timeout(std::time::Duration::from_secs(15));
         match b.connect_mux(alias(&self.env, host)).await {
             Ok(session) => Ok(Connection {
@@ -204,10 +208,13 @@ const WRAPPER: &str = r#"set -u
 read -r n || exit 97
 f=$(mktemp /tmp/.infra-XXXXXXXX) || exit 97
 head -c "$n" > "$f"
-setsid sh "$f" < /dev/null &
+# A background list gets /dev/null as stdin: keep the connection's stdin on fd 3 for the watchdog.
+exec 3<&0
+setsid sh "$f" < /dev/null 3<&- &
 pid=$!
-( cat > /dev/null; kill -TERM -- "-$pid" 2>/dev/null ) &
+( cat <&3 > /dev/null; kill -TERM -"$pid" 2>/dev/null ) &
 w=$!
+exec 3<&-
 wait "$pid"; rc=$?
 rm -f "$f"
 kill "$w" 2>/dev/null

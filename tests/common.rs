@@ -116,3 +116,82 @@ pub fn position_of(dir: &Path, file: &str, needle: &str) -> String {
     }
     panic!("{file} has no {needle:?}")
 }
+
+/// Sandbox hosts for end-to-end tests (tests/sandbox/sandbox.sh), torn down on drop.
+pub struct Sandbox {
+    pub state: PathBuf,
+}
+
+fn sandbox_sh() -> PathBuf {
+    repo().join("tests/sandbox/sandbox.sh")
+}
+
+/// End-to-end tests need root (namespaces); they fail, never skip, without it.
+pub fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "end-to-end tests run sandbox hosts in Linux namespaces and need root: run them as root (CI does)"
+    );
+}
+
+impl Sandbox {
+    /// Brings up `hosts` (name, ip) in `subnet` (e.g. `10.213.40.0/24`) with state in `state`.
+    pub fn up(state: &Path, subnet: &str, hosts: &[(String, String)]) -> Sandbox {
+        require_root();
+        let sb = Sandbox {
+            state: state.to_path_buf(),
+        };
+        let mut cmd = Command::new(sandbox_sh());
+        cmd.arg("up").arg(state).env("INFRA_SANDBOX_SUBNET", subnet);
+        for (name, ip) in hosts {
+            cmd.arg(format!("{name}={ip}"));
+        }
+        let out = cmd.output().expect("run sandbox.sh up");
+        assert!(
+            out.status.success(),
+            "sandbox.sh up failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sb
+    }
+
+    /// Runs `sh -c script` inside `host`.
+    pub fn exec(&self, host: &str, script: &str) -> Run {
+        let out = Command::new(sandbox_sh())
+            .arg("exec")
+            .arg(&self.state)
+            .arg(host)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .expect("run sandbox.sh exec");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) {
+        let out = Command::new(sandbox_sh())
+            .args(args)
+            .output()
+            .expect("run sandbox.sh");
+        assert!(
+            out.status.success(),
+            "sandbox.sh {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new(sandbox_sh())
+            .arg("down")
+            .arg(&self.state)
+            .output();
+    }
+}

@@ -191,9 +191,27 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                     m = after.mode
                 );
                 if let Some(c) = check {
+                    // The old file is back: its service needs nothing from this run, unless
+                    // a file written earlier in it, or an unfinished run, asked for it too.
+                    let undo: String = journal
+                        .get(dest.as_str())
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, svc)| {
+                            !plan.steps.iter().any(|st| match st {
+                                Step::Service {
+                                    name, triggered_by, ..
+                                } if name == svc => triggered_by
+                                    .iter()
+                                    .any(|t| t == "pending" || written.contains_key(t.as_str())),
+                                _ => false,
+                            })
+                        })
+                        .map(|(_, svc)| format!("pending_done {}; ", sh_quote(svc)))
+                        .collect();
                     let _ = writeln!(
                         s,
-                        "sh -c {} > \"$log\" 2>&1 < /dev/null || {{ restore {i} {d}; fail {i}; }}",
+                        "sh -c {} > \"$log\" 2>&1 < /dev/null || {{ r=$?; restore {i} {d}; {undo}(exit $r) || fail {i}; }}",
                         sh_quote(c)
                     );
                 }
@@ -226,7 +244,7 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                         .collect();
                     let _ = writeln!(
                         s,
-                        "sh -c {} > \"$log\" 2>&1 < /dev/null || {{ {restores}pending_done {n}; fail {i}; }}",
+                        "sh -c {} > \"$log\" 2>&1 < /dev/null || {{ r=$?; {restores}pending_done {n}; (exit $r) || fail {i}; }}",
                         sh_quote(c),
                         n = sh_quote(name)
                     );
