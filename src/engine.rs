@@ -132,7 +132,7 @@ async fn plan_one(
         message,
     };
     let out = conn
-        .run("gathering facts", &facts::script(desired), |_| {})
+        .read("gathering facts", &facts::script(desired))
         .await?;
     if out.code != Some(0) {
         return Err(fail(
@@ -152,7 +152,7 @@ async fn plan_one(
             script.push_str(&facts::sh_quote(w));
         }
         script.push_str("; do printf '@@file\\t%s\\n' \"$f\"; base64 -w0 < \"$f\"; echo; done\n");
-        let out = conn.run("reading changed files", &script, |_| {}).await?;
+        let out = conn.read("reading changed files", &script).await?;
         let mut lines = out.stdout.lines();
         while let Some(line) = lines.next() {
             if let Some(path) = line.strip_prefix("@@file\t") {

@@ -298,6 +298,29 @@ impl Connection {
         })
     }
 
+    /// Runs a script that changes nothing on the host: no temp file, no crash watchdog.
+    pub async fn read(&self, what: &str, script: &str) -> Result<Output, SshError> {
+        let err = |message: String| SshError::Run {
+            host: self.host.clone(),
+            what: what.to_string(),
+            message,
+        };
+        let out = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| err(error_text(&e)))?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     pub async fn close(self) {
         let _ = self.session.close().await;
     }

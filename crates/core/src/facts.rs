@@ -135,7 +135,7 @@ pub fn script(desired: &DesiredHost) -> String {
              \x20 systemctl is-enabled --quiet \"$svc\" 2>/dev/null && n=1\n\
              else\n\
              \x20 [ -x \"/etc/init.d/$svc\" ] && e=1\n\
-             \x20 [ $e = 1 ] && service \"$svc\" status >/dev/null 2>&1 && r=1\n\
+             \x20 [ $e = 1 ] && \"/etc/init.d/$svc\" status >/dev/null 2>&1 </dev/null && r=1\n\
              \x20 for l in /etc/rc2.d/S??\"$svc\"; do [ -e \"$l\" ] && n=1; done\n\
              fi\n\
              printf 'svc\\t%s\\t%s\\t%s\\t%s\\n' \"$svc\" $e $r $n\n"

@@ -96,7 +96,7 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
             ),
             // A service found stopped when it is time to reload it is started instead.
             (InitSystem::Sysv, "reload") => format!(
-                "if service {n} status >/dev/null 2>&1; then timeout {SERVICE_TIMEOUT} service {n} reload; else timeout {SERVICE_TIMEOUT} service {n} start; fi"
+                "if /etc/init.d/{name} status >/dev/null 2>&1; then timeout {SERVICE_TIMEOUT} service {n} reload; else timeout {SERVICE_TIMEOUT} service {n} start; fi"
             ),
             (InitSystem::Sysv, v) => format!("timeout {SERVICE_TIMEOUT} service {n} {v}"),
         }
@@ -182,8 +182,8 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                 let _ = write!(
                     s,
                     "backup {i} {d}\n\
-                     dir=$(dirname {d}); [ -d \"$dir\" ] || mkdir -p \"$dir\"\n\
-                     tmp=\"$dir/.infra-$$.$(basename {d}).tmp\"\n\
+                     f={d}; dir=${{f%/*}}; [ -d \"$dir\" ] || mkdir -p \"$dir\"\n\
+                     tmp=\"$dir/.infra-$$.${{f##*/}}.tmp\"\n\
                      base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n{body}INFRA_EOF\n\
                      {{ chown {o}:{g} \"$tmp\" && chmod {m} \"$tmp\" && mv -f \"$tmp\" {d}; }} >> \"$log\" 2>&1 || {{ rm -f \"$tmp\"; fail {i}; }}\n",
                     o = sh_quote(&after.owner),
@@ -233,7 +233,12 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                 check,
                 ..
             } => {
-                if let (Some(c), false) = (check, triggered_by.is_empty()) {
+                // A check already run by every file that triggers this action is not run again.
+                let checked_by_files = triggered_by.iter().all(|t| {
+                    plan.steps.iter().any(|st| matches!(st, Step::File { dest, check: Some(fc), .. } if dest == t && Some(fc) == check.as_ref()))
+                });
+                if let (Some(c), false, false) = (check, triggered_by.is_empty(), checked_by_files)
+                {
                     let restores: String = triggered_by
                         .iter()
                         .filter_map(|d| {
