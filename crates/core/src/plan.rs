@@ -340,11 +340,7 @@ pub fn plan_host(
                 }
             }
             steps.push(Step::File {
-                action: if before.is_none() {
-                    Action::Create
-                } else {
-                    Action::Update
-                },
+                action: create_or_update(&before),
                 role: role.role.clone(),
                 dest: f.dest.clone(),
                 before,
@@ -359,11 +355,7 @@ pub fn plan_host(
             let before = facts.links.get(&l.path).cloned();
             if before.as_deref() != Some(l.target.as_str()) {
                 steps.push(Step::Link {
-                    action: if before.is_none() {
-                        Action::Create
-                    } else {
-                        Action::Update
-                    },
+                    action: create_or_update(&before),
                     role: role.role.clone(),
                     path: l.path.clone(),
                     target: l.target.clone(),
@@ -398,13 +390,7 @@ pub fn plan_host(
             if !fact.running {
                 steps.push(svc_step(ServiceAction::Start, why));
             } else if !why.is_empty() {
-                let restart = spec.on_change == OnChange::Restart
-                    || pending_restart.get(&spec.name).copied().unwrap_or(false);
-                let action = if restart {
-                    ServiceAction::Restart
-                } else {
-                    ServiceAction::Reload
-                };
+                let action = change_action(spec, &pending_restart);
                 steps.push(svc_step(action, why));
             }
         }
@@ -422,14 +408,8 @@ pub fn plan_host(
     // Services notified by files of roles applied after the service's own role.
     for (svc, why) in dirty {
         if let Some((role, spec)) = specs.get(svc.as_str()).filter(|(_, spec)| spec.enable) {
-            let restart = spec.on_change == OnChange::Restart
-                || pending_restart.get(&svc).copied().unwrap_or(false);
             steps.push(Step::Service {
-                action: if restart {
-                    ServiceAction::Restart
-                } else {
-                    ServiceAction::Reload
-                },
+                action: change_action(spec, &pending_restart),
                 role: role.to_string(),
                 name: svc.clone(),
                 triggered_by: why,
@@ -442,6 +422,30 @@ pub fn plan_host(
         init: facts.init,
         facts_fingerprint: facts.fingerprint.clone(),
         steps,
+    }
+}
+
+/// Reload or restart for a change: the service's `on_change`, or restart when an unfinished
+/// run recorded one.
+fn change_action(
+    spec: &crate::desired::ServiceSpec,
+    pending_restart: &BTreeMap<String, bool>,
+) -> ServiceAction {
+    if spec.on_change == OnChange::Restart
+        || pending_restart.get(&spec.name).copied().unwrap_or(false)
+    {
+        ServiceAction::Restart
+    } else {
+        ServiceAction::Reload
+    }
+}
+
+/// Create when nothing was there, update otherwise.
+fn create_or_update<T>(before: &Option<T>) -> Action {
+    if before.is_none() {
+        Action::Create
+    } else {
+        Action::Update
     }
 }
 
