@@ -303,7 +303,8 @@ fn count_resources(d: &DesiredHost) -> usize {
         + d.roles
             .iter()
             .map(|r| {
-                r.users.len()
+                r.groups.len()
+                    + r.users.len()
                     + r.dirs.len()
                     + r.files.len()
                     + r.links.len()

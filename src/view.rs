@@ -307,6 +307,9 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
                     writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
                 }
                 Step::User { action, name, .. } => writeln!(out, "  {} user {name}", sym(*action))?,
+                Step::Group { action, name, .. } => {
+                    writeln!(out, "  {} group {name}", sym(*action))?
+                }
                 Step::Dir {
                     action,
                     path,

@@ -2,7 +2,7 @@
 //! apply (include) order.
 
 use crate::environment::{Environment, ResolvedHost};
-use crate::model::{Command, Dir, Link, Mode, OnChange, User};
+use crate::model::{Command, Dir, Group, Link, Mode, OnChange, User};
 use crate::render::RenderedFile;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -20,6 +20,7 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RoleState {
     pub role: String,
+    pub groups: Vec<Group>,
     pub users: Vec<User>,
     pub dirs: Vec<Dir>,
     pub files: Vec<RenderedFile>,
@@ -60,6 +61,11 @@ impl DesiredHost {
                 role: role_name.clone(),
                 ..RoleState::default()
             };
+            for g in &r.groups {
+                if seen.insert(format!("group:{}", g.name)) {
+                    state.groups.push(g.clone());
+                }
+            }
             for u in &r.users {
                 if seen.insert(format!("user:{}", u.name)) {
                     state.users.push(u.clone());

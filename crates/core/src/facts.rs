@@ -56,6 +56,7 @@ pub struct Facts {
     pub paths: BTreeMap<String, PathFact>,
     pub installed: BTreeSet<String>,
     pub users: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
     pub services: BTreeMap<String, ServiceFact>,
     /// Indexes (in apply order) of the commands whose `unless` / `creates` says done.
     pub commands_done: BTreeSet<usize>,
@@ -123,6 +124,17 @@ pub fn script(desired: &DesiredHost) -> String {
         s.push_str(&format!(
             "for u in {}; do getent passwd \"$u\" >/dev/null && printf 'user\\t%s\\n' \"$u\"; done\n",
             quoted_list(users.iter().copied())
+        ));
+    }
+    let groups: Vec<&str> = desired
+        .roles
+        .iter()
+        .flat_map(|r| r.groups.iter().map(|g| g.name.as_str()))
+        .collect();
+    if !groups.is_empty() {
+        s.push_str(&format!(
+            "for g in {}; do getent group \"$g\" >/dev/null && printf 'group\\t%s\\n' \"$g\"; done\n",
+            quoted_list(groups.iter().copied())
         ));
     }
     for svc in desired.services() {
@@ -220,6 +232,9 @@ pub fn parse(output: &str) -> Result<Facts, FactsError> {
             }
             ["user", name] => {
                 facts.users.insert(name.to_string());
+            }
+            ["group", name] => {
+                facts.groups.insert(name.to_string());
             }
             ["svc", name, e, r, n] => {
                 facts.services.insert(

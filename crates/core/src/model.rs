@@ -40,6 +40,8 @@ pub struct Role {
     #[serde(default)]
     pub packages: Vec<String>,
     #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
     pub users: Vec<User>,
     #[serde(default)]
     pub dirs: Vec<Dir>,
@@ -233,6 +235,15 @@ impl<'de> Deserialize<'de> for Mode {
 pub struct Expose {
     pub port: Port,
     pub to: Vec<Sp<String>>,
+}
+
+/// A local group.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    #[serde(default)]
+    pub system: bool,
 }
 
 /// A local user account.

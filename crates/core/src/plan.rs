@@ -64,6 +64,12 @@ pub enum Step {
         action: Action,
         names: Vec<String>,
     },
+    Group {
+        action: Action,
+        role: String,
+        name: String,
+        system: bool,
+    },
     User {
         action: Action,
         role: String,
@@ -121,6 +127,7 @@ impl Step {
     pub fn address(&self) -> String {
         match self {
             Step::Packages { names, .. } => format!("packages {}", names.join(" ")),
+            Step::Group { name, .. } => format!("group {name}"),
             Step::User { name, .. } => format!("user {name}"),
             Step::Dir { path, .. } => format!("dir {path}"),
             Step::File { dest, .. } => format!("file {dest}"),
@@ -257,6 +264,16 @@ pub fn plan_host(
         .collect();
     let mut command_index = 0;
     for role in &desired.roles {
+        for g in &role.groups {
+            if !facts.groups.contains(&g.name) {
+                steps.push(Step::Group {
+                    action: Action::Create,
+                    role: role.role.clone(),
+                    name: g.name.clone(),
+                    system: g.system,
+                });
+            }
+        }
         for u in &role.users {
             if !facts.users.contains(&u.name) {
                 steps.push(Step::User {
@@ -805,5 +822,46 @@ mod disabled_tests {
         assert!(plan_host(&d, &f, &BTreeMap::new(), &Secrets::default())
             .steps
             .is_empty());
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use crate::desired::RoleState;
+    use crate::model::{Group, User};
+
+    #[test]
+    fn groups_come_before_the_users_that_join_them() {
+        let d = DesiredHost {
+            name: "h".into(),
+            packages: Vec::new(),
+            roles: vec![RoleState {
+                role: "r".into(),
+                groups: vec![Group {
+                    name: "deploy".into(),
+                    system: true,
+                }],
+                users: vec![User {
+                    name: "app".into(),
+                    system: true,
+                    home: None,
+                    shell: None,
+                    groups: vec!["deploy".into()],
+                }],
+                ..RoleState::default()
+            }],
+        };
+        let p = plan_host(&d, &Facts::default(), &BTreeMap::new(), &Secrets::default());
+        let addrs: Vec<String> = p.steps.iter().map(Step::address).collect();
+        assert_eq!(addrs, ["group deploy", "user app"]);
+        let mut f = Facts::default();
+        f.groups.insert("deploy".into());
+        f.users.insert("app".into());
+        assert!(plan_host(&d, &f, &BTreeMap::new(), &Secrets::default())
+            .steps
+            .is_empty());
+        let facts = crate::facts::parse("group\tdeploy\nuser\tapp\n").unwrap();
+        assert!(facts.groups.contains("deploy") && facts.users.contains("app"));
     }
 }

@@ -112,6 +112,14 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                     list.join(" ")
                 );
             }
+            Step::Group { name, system, .. } => {
+                let _ = writeln!(
+                    s,
+                    "getent group {n} >/dev/null || groupadd {} {n} > \"$log\" 2>&1 || fail {i}\nsay {i} changed",
+                    if *system { "--system" } else { "" },
+                    n = sh_quote(name)
+                );
+            }
             Step::User {
                 name,
                 system,
