@@ -714,3 +714,18 @@ fn a_hostname_that_does_not_render() {
         Some("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`"),
     );
 }
+
+#[test]
+fn a_limit_that_matches_no_host_is_an_error_before_any_connection() {
+    let run = infra(
+        &repo(),
+        &["plan", "production", "--limit", "role:nope,host:zz*"],
+    );
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: --limit role:nope,host:zz* matches no host of `production`\n"
+    );
+    let run = infra(&repo(), &["apply", "production", "--limit", "zzz"]);
+    run.assert_code(1);
+}
