@@ -245,8 +245,12 @@ pub fn print_host_error(style: &Style, e: &crate::engine::HostError) {
     }
 }
 
-/// Progress lines on stderr, one per event (plain lines: they are read in logs and CI too).
+/// Progress on stderr: a bar per host on a terminal, plain lines (one per event) elsewhere, as
+/// in logs and CI.
 pub fn progress_sink(style: &Style) -> crate::engine::Sink {
+    if io::stderr().is_terminal() {
+        return bars_sink();
+    }
     let color = style.color;
     std::sync::Arc::new(move |e: crate::engine::Event| {
         let s = Style { color };
@@ -468,4 +472,52 @@ pub fn print_recap(recaps: &[crate::engine::Recap]) -> io::Result<()> {
         }
     }
     out.flush()
+}
+
+/// One indicatif bar per host applying; planning and command output print above the bars.
+fn bars_sink() -> crate::engine::Sink {
+    use crate::engine::Event;
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    use infra_core::script::StepStatus;
+    let multi = MultiProgress::new();
+    let bars: std::sync::Mutex<BTreeMap<String, ProgressBar>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let bar_style =
+        ProgressStyle::with_template("{prefix:>14.bold} [{bar:24}] {pos:>3}/{len:3} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    std::sync::Arc::new(move |e: Event| match e {
+        Event::Planned { host, steps } => {
+            let what = match steps {
+                0 => "up to date".to_string(),
+                1 => "1 change to make".to_string(),
+                n => format!("{n} changes to make"),
+            };
+            let _ = multi.println(format!("{host}: {what}"));
+        }
+        Event::Step {
+            host,
+            index,
+            total,
+            address,
+            status,
+        } => {
+            let Ok(mut bars) = bars.lock() else { return };
+            let bar = bars.entry(host.clone()).or_insert_with(|| {
+                let b = multi.add(ProgressBar::new(total as u64));
+                b.set_style(bar_style.clone());
+                b.set_prefix(host.clone());
+                b
+            });
+            bar.set_position(index as u64 + 1);
+            match status {
+                StepStatus::Changed if index + 1 == total => bar.finish_with_message("done"),
+                StepStatus::Changed => bar.set_message(address),
+                StepStatus::Failed => bar.abandon_with_message(format!("FAILED at {address}")),
+            }
+        }
+        Event::Output { host, line } => {
+            let _ = multi.println(format!("{host}:     | {line}"));
+        }
+    })
 }
