@@ -244,7 +244,7 @@ pub fn parse_vars(vars: &[String]) -> Result<Vec<VarOverride>, CliError> {
 }
 
 /// Loads the site; parse errors are printed and give `None`.
-fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
+pub fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
     let (site, diags) = Site::load(&cli.dir)?;
     if report(style, diags) {
         return Ok(None);
@@ -253,11 +253,7 @@ fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
 }
 
 /// Prints diagnostics (sorted by place); true when any is an error.
-pub fn report_diags(style: &Style, diags: Vec<Diagnostic>) -> bool {
-    report(style, diags)
-}
-
-fn report(style: &Style, mut diags: Vec<Diagnostic>) -> bool {
+pub fn report(style: &Style, mut diags: Vec<Diagnostic>) -> bool {
     diags.sort_by(|a, b| a.location.cmp(&b.location).then(a.message.cmp(&b.message)));
     let failed = diags.iter().any(Diagnostic::is_error);
     for d in &diags {
@@ -278,16 +274,7 @@ fn find_env<'s>(
 }
 
 /// The environment, after the role and inventory checks passed (errors are printed).
-pub fn checked_env_for<'s>(
-    site: &'s Site,
-    name: &str,
-    overrides: &[VarOverride],
-    style: &Style,
-) -> Result<Option<Environment<'s>>, CliError> {
-    checked_env(site, name, overrides, style)
-}
-
-fn checked_env<'s>(
+pub fn checked_env<'s>(
     site: &'s Site,
     name: &str,
     overrides: &[VarOverride],

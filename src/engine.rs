@@ -58,11 +58,7 @@ pub async fn gather(
     parallel: usize,
     sink: Sink,
 ) -> (Vec<Target>, Vec<HostError>) {
-    let sem = Arc::new(Semaphore::new(if parallel == 0 {
-        Semaphore::MAX_PERMITS
-    } else {
-        parallel
-    }));
+    let sem = Arc::new(host_slots(parallel));
     let mut tasks = Vec::new();
     for (desired, address) in hosts {
         let (ssh, secrets, sem, sink) = (ssh.clone(), secrets.clone(), sem.clone(), sink.clone());
@@ -186,11 +182,7 @@ pub async fn apply(
     parallel: usize,
     sink: Sink,
 ) -> Vec<Recap> {
-    let sem = Arc::new(Semaphore::new(if parallel == 0 {
-        Semaphore::MAX_PERMITS
-    } else {
-        parallel
-    }));
+    let sem = Arc::new(host_slots(parallel));
     let mut tasks = Vec::new();
     for t in targets {
         let (sem, sink, secrets) = (sem.clone(), sink.clone(), secrets.clone());
@@ -332,4 +324,13 @@ fn pause_for_tests(script: String, plan: &HostPlan) -> String {
         ),
         None => script,
     }
+}
+
+/// `--parallel N` hosts at a time; 0 means all of them.
+fn host_slots(parallel: usize) -> Semaphore {
+    Semaphore::new(if parallel == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        parallel
+    })
 }

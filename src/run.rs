@@ -1,7 +1,7 @@
 //! `plan` and `apply`: render the selected hosts, reach them, plan, confirm, apply.
 
 use crate::cli::{Cli, RunFlags};
-use crate::commands::{checked_env_for, parse_vars, report_diags, CliError, Outcome};
+use crate::commands::{checked_env, load, parse_vars, report, CliError, Outcome};
 use crate::engine::{self, Target};
 use crate::ssh::SshConfig;
 use crate::view::{self, Style};
@@ -10,7 +10,6 @@ use infra_core::environment::HostView;
 use infra_core::plan::Plan;
 use infra_core::render::{Renderer, SharedContext};
 use infra_core::secrets::Secrets;
-use infra_core::site::Site;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,15 +30,14 @@ fn prepare(
     flags: &RunFlags,
 ) -> Result<Option<Prepared>, CliError> {
     let overrides = parse_vars(&flags.vars)?;
-    let (site, diags) = Site::load(&cli.dir)?;
-    if report_diags(style, diags) {
+    let Some(site) = load(cli, style)? else {
         return Ok(None);
-    }
-    let Some(env) = checked_env_for(&site, env_name, &overrides, style)? else {
+    };
+    let Some(env) = checked_env(&site, env_name, &overrides, style)? else {
         return Ok(None);
     };
     let (renderer, diags) = Renderer::new(&site);
-    if report_diags(style, diags) {
+    if report(style, diags) {
         return Ok(None);
     }
     let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
@@ -74,7 +72,7 @@ fn prepare(
             .unwrap_or_else(|| h.view.name.clone());
         hosts.push((DesiredHost::new(&env, h, out.files), address));
     }
-    if report_diags(style, infra_core::validate::merge_duplicates(diags)) {
+    if report(style, infra_core::validate::merge_duplicates(diags)) {
         return Ok(None);
     }
     missing.sort();

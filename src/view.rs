@@ -256,14 +256,7 @@ pub fn progress_sink(style: &Style) -> crate::engine::Sink {
         let s = Style { color };
         match e {
             crate::engine::Event::Planned { host, steps } => {
-                eprintln!(
-                    "{host}: {}",
-                    if steps == 0 {
-                        "up to date".to_string()
-                    } else {
-                        format!("{steps} changes to make")
-                    }
-                )
+                eprintln!("{host}: {}", planned_text(steps))
             }
             crate::engine::Event::Step {
                 host,
@@ -488,11 +481,7 @@ fn bars_sink() -> crate::engine::Sink {
             .progress_chars("=> ");
     std::sync::Arc::new(move |e: Event| match e {
         Event::Planned { host, steps } => {
-            let what = match steps {
-                0 => "up to date".to_string(),
-                1 => "1 change to make".to_string(),
-                n => format!("{n} changes to make"),
-            };
+            let what = planned_text(steps);
             let _ = multi.println(format!("{host}: {what}"));
         }
         Event::Step {
@@ -520,4 +509,13 @@ fn bars_sink() -> crate::engine::Sink {
             let _ = multi.println(format!("{host}:     | {line}"));
         }
     })
+}
+
+/// `up to date`, `1 change to make`, `N changes to make`.
+fn planned_text(steps: usize) -> String {
+    match steps {
+        0 => "up to date".to_string(),
+        1 => "1 change to make".to_string(),
+        n => format!("{n} changes to make"),
+    }
 }
