@@ -1,5 +1,6 @@
 //! The pure core of infra: the site model, loading, validation and rendering. No network, no SSH.
 
+pub mod cloud;
 pub mod desired;
 pub mod diagnostic;
 pub mod environment;

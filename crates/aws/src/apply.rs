@@ -1,0 +1,812 @@
+//! Apply: executes a cloud plan's operations in order, resolving what earlier operations created,
+//! waiting where AWS is eventually consistent, and reporting each step as a JSON line.
+
+use crate::discover::{a_records, zone_id};
+use crate::{emit, sdk, AwsError, Clients};
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, AttributeValue, DomainType, InstanceType, IpPermission, IpRange,
+    ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeType,
+};
+use aws_sdk_route53::client::Waiters as _;
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet,
+    RrType, TagResourceType, Vpc, VpcRegion,
+};
+use infra_core::cloud::*;
+use infra_core::model::{Port, Proto};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long one wait (an instance running, a volume attaching...) may take.
+const WAIT: Duration = Duration::from_secs(900);
+
+/// An apply that stopped: at which operation, and why.
+pub struct Failure {
+    pub index: Option<usize>,
+    pub error: AwsError,
+}
+
+impl From<AwsError> for Failure {
+    fn from(error: AwsError) -> Failure {
+        Failure { index: None, error }
+    }
+}
+
+/// What this apply knows: ids created so far (by change address) and the hosts' addresses.
+struct State<'a> {
+    c: &'a Clients,
+    scope: &'a Scope,
+    created: BTreeMap<String, String>,
+    private_ips: BTreeMap<String, String>,
+    public_ips: BTreeMap<String, String>,
+    subnets_az: BTreeMap<String, String>,
+}
+
+pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
+    let before = crate::discover::discover(c, &req.scope).await?;
+    let mut st = State {
+        c,
+        scope: &req.scope,
+        created: BTreeMap::new(),
+        private_ips: before
+            .instances
+            .iter()
+            .filter_map(|i| Some((i.host.clone(), i.private_ip.clone()?)))
+            .collect(),
+        public_ips: before
+            .addresses
+            .iter()
+            .map(|a| (a.host.clone(), a.public_ip.clone()))
+            .collect(),
+        subnets_az: before
+            .subnet
+            .iter()
+            .map(|s| (s.id.clone(), s.availability_zone.clone()))
+            .collect(),
+    };
+    for (index, op) in req.ops.iter().enumerate() {
+        emit(&ProviderEvent::Start {
+            index,
+            address: op.address.clone(),
+            text: describe(&op.op),
+        });
+        let id = st
+            .run(index, &op.op)
+            .await
+            .map_err(|error| Failure {
+                index: Some(index),
+                error: AwsError::new(format!("{} ({})", op.address, describe(&op.op)), error.to_string()),
+            })?;
+        if let Some(id) = &id {
+            st.created.insert(op.address.clone(), id.clone());
+        }
+        emit(&ProviderEvent::Done { index, id });
+    }
+    let facts = crate::discover::discover(c, &req.scope).await?;
+    emit(&ProviderEvent::Facts {
+        facts: Box::new(facts),
+    });
+    Ok(())
+}
+
+fn tags(scope: &Scope, name: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
+    let mut t = vec![
+        Tag::builder().key(TAG_ENV).value(&scope.environment).build(),
+        Tag::builder().key("Name").value(name).build(),
+    ];
+    for (k, v) in extra {
+        t.push(Tag::builder().key(*k).value(*v).build());
+    }
+    t
+}
+
+fn spec(kind: ResourceType, tags: Vec<Tag>) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags))
+        .build()
+}
+
+fn permission(port: Port) -> aws_sdk_ec2::types::builders::IpPermissionBuilder {
+    IpPermission::builder()
+        .ip_protocol(match port.proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+        .from_port(port.number as i32)
+        .to_port(port.number as i32)
+}
+
+impl State<'_> {
+    fn resolve(&self, r: &Ref) -> Result<String, AwsError> {
+        match r {
+            Ref::Id(id) => Ok(id.clone()),
+            Ref::New(address) => self.created.get(address).cloned().ok_or_else(|| {
+                AwsError::new(
+                    "resolve a reference",
+                    format!("{address} was not created earlier in this apply"),
+                )
+            }),
+        }
+    }
+
+    fn value(&self, v: &RecordValue) -> Result<String, AwsError> {
+        let (map, host, what) = match v {
+            RecordValue::Ip(ip) => return Ok(ip.clone()),
+            RecordValue::PublicIpOf(h) => (&self.public_ips, h, "Elastic IP"),
+            RecordValue::PrivateIpOf(h) => (&self.private_ips, h, "private IP"),
+        };
+        map.get(host)
+            .cloned()
+            .ok_or_else(|| AwsError::new("resolve a record", format!("{host} has no {what}")))
+    }
+
+    async fn run(&mut self, index: usize, op: &CloudOp) -> Result<Option<String>, AwsError> {
+        let ec2 = &self.c.ec2;
+        let scope = self.scope;
+        let env = scope.environment.as_str();
+        match op {
+            CloudOp::CreateVpc { cidr } => {
+                let out = ec2
+                    .create_vpc()
+                    .cidr_block(cidr)
+                    .tag_specifications(spec(ResourceType::Vpc, tags(scope, env, &[])))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("CreateVpc", e))?;
+                let vpc = out
+                    .vpc()
+                    .and_then(|v| v.vpc_id())
+                    .ok_or_else(|| AwsError::new("CreateVpc", "no VPC id in the answer"))?
+                    .to_string();
+                self.internet_gateway(&vpc).await?;
+                Ok(Some(vpc))
+            }
+            CloudOp::CreateInternetGateway { vpc } => {
+                let vpc = self.resolve(vpc)?;
+                self.internet_gateway(&vpc).await.map(Some)
+            }
+            CloudOp::CreateSubnet {
+                vpc,
+                cidr,
+                availability_zone,
+            } => {
+                let out = ec2
+                    .create_subnet()
+                    .vpc_id(self.resolve(vpc)?)
+                    .cidr_block(cidr)
+                    .set_availability_zone(availability_zone.clone())
+                    .tag_specifications(spec(ResourceType::Subnet, tags(scope, env, &[])))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("CreateSubnet", e))?;
+                let s = out
+                    .subnet()
+                    .ok_or_else(|| AwsError::new("CreateSubnet", "no subnet in the answer"))?;
+                let id = s.subnet_id().unwrap_or_default().to_string();
+                self.subnets_az
+                    .insert(id.clone(), s.availability_zone().unwrap_or_default().to_string());
+                ec2.modify_subnet_attribute()
+                    .subnet_id(&id)
+                    .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+                    .send()
+                    .await
+                    .map_err(|e| sdk("ModifySubnetAttribute", e))?;
+                Ok(Some(id))
+            }
+            CloudOp::CreateSecurityGroup { vpc, name, role } => {
+                let out = ec2
+                    .create_security_group()
+                    .group_name(name)
+                    .description(format!("infra: role {role} of {env}"))
+                    .vpc_id(self.resolve(vpc)?)
+                    .tag_specifications(spec(
+                        ResourceType::SecurityGroup,
+                        tags(scope, name, &[(TAG_ROLE, role)]),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("CreateSecurityGroup", e))?;
+                Ok(out.group_id().map(str::to_string))
+            }
+            CloudOp::AuthorizeIngress {
+                group,
+                port,
+                source,
+            } => {
+                let perm = match source {
+                    Source::World => {
+                        permission(*port).ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    }
+                    Source::Group(g) => permission(*port)
+                        .user_id_group_pairs(UserIdGroupPair::builder().group_id(self.resolve(g)?).build()),
+                };
+                ec2.authorize_security_group_ingress()
+                    .group_id(self.resolve(group)?)
+                    .ip_permissions(perm.build())
+                    .send()
+                    .await
+                    .map_err(|e| sdk("AuthorizeSecurityGroupIngress", e))?;
+                Ok(None)
+            }
+            CloudOp::RevokeIngress {
+                group,
+                port,
+                source,
+            } => {
+                let perm = match source {
+                    SourceFact::Cidr(c) => {
+                        permission(*port).ip_ranges(IpRange::builder().cidr_ip(c).build())
+                    }
+                    SourceFact::Group(g) => permission(*port)
+                        .user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
+                };
+                ec2.revoke_security_group_ingress()
+                    .group_id(group)
+                    .ip_permissions(perm.build())
+                    .send()
+                    .await
+                    .map_err(|e| sdk("RevokeSecurityGroupIngress", e))?;
+                Ok(None)
+            }
+            CloudOp::DeleteSecurityGroup { id } => {
+                ec2.delete_security_group()
+                    .group_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DeleteSecurityGroup", e))?;
+                Ok(None)
+            }
+            CloudOp::RunInstance {
+                host,
+                ami,
+                instance_type,
+                subnet,
+                private_ip,
+                key_name,
+                groups,
+                tags: t,
+                client_token,
+            } => {
+                let mut instance_tags = Vec::new();
+                for (k, v) in t {
+                    instance_tags.push(Tag::builder().key(k).value(v).build());
+                }
+                let groups = groups
+                    .iter()
+                    .map(|g| self.resolve(g))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = ec2
+                    .run_instances()
+                    .image_id(ami)
+                    .instance_type(InstanceType::from(instance_type.as_str()))
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(self.resolve(subnet)?)
+                    .set_private_ip_address(private_ip.clone())
+                    .set_key_name(key_name.clone())
+                    .set_security_group_ids(Some(groups))
+                    .tag_specifications(spec(ResourceType::Instance, instance_tags))
+                    .client_token(client_token)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("RunInstances", e))?;
+                let i = out
+                    .instances()
+                    .first()
+                    .ok_or_else(|| AwsError::new("RunInstances", "no instance in the answer"))?;
+                let id = i.instance_id().unwrap_or_default().to_string();
+                if let Some(ip) = i.private_ip_address() {
+                    self.private_ips.insert(host.clone(), ip.to_string());
+                }
+                emit(&ProviderEvent::Waiting {
+                    index,
+                    text: format!("waiting for {host} ({id}) to run"),
+                });
+                ec2.wait_until_instance_running()
+                    .instance_ids(&id)
+                    .wait(WAIT)
+                    .await
+                    .map_err(|e| sdk(format!("wait for {id} to run"), e))?;
+                Ok(Some(id))
+            }
+            CloudOp::ChangeInstanceType { id, instance_type } => {
+                ec2.stop_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("StopInstances", e))?;
+                emit(&ProviderEvent::Waiting {
+                    index,
+                    text: format!("waiting for {id} to stop"),
+                });
+                ec2.wait_until_instance_stopped()
+                    .instance_ids(id)
+                    .wait(WAIT)
+                    .await
+                    .map_err(|e| sdk(format!("wait for {id} to stop"), e))?;
+                ec2.modify_instance_attribute()
+                    .instance_id(id)
+                    .instance_type(AttributeValue::builder().value(instance_type).build())
+                    .send()
+                    .await
+                    .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
+                self.start(index, id).await?;
+                Ok(None)
+            }
+            CloudOp::StartInstance { id } => {
+                self.start(index, id).await?;
+                Ok(None)
+            }
+            CloudOp::SetInstanceGroups { id, groups } => {
+                let groups = groups
+                    .iter()
+                    .map(|g| self.resolve(g))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ec2.modify_instance_attribute()
+                    .instance_id(id)
+                    .set_groups(Some(groups))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
+                Ok(None)
+            }
+            CloudOp::SetTags { id, tags: t } => {
+                ec2.create_tags()
+                    .resources(id)
+                    .set_tags(Some(
+                        t.iter()
+                            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                            .collect(),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("CreateTags", e))?;
+                Ok(None)
+            }
+            CloudOp::TerminateInstance { id } => {
+                ec2.terminate_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("TerminateInstances", e))?;
+                emit(&ProviderEvent::Waiting {
+                    index,
+                    text: format!("waiting for {id} to terminate"),
+                });
+                ec2.wait_until_instance_terminated()
+                    .instance_ids(id)
+                    .wait(WAIT)
+                    .await
+                    .map_err(|e| sdk(format!("wait for {id} to terminate"), e))?;
+                Ok(None)
+            }
+            CloudOp::CreateVolume {
+                host,
+                role,
+                size_gb,
+                subnet,
+                keep,
+            } => {
+                let subnet = self.resolve(subnet)?;
+                let az = match self.subnets_az.get(&subnet) {
+                    Some(az) => az.clone(),
+                    None => {
+                        let out = ec2
+                            .describe_subnets()
+                            .subnet_ids(&subnet)
+                            .send()
+                            .await
+                            .map_err(|e| sdk("DescribeSubnets", e))?;
+                        out.subnets()
+                            .first()
+                            .and_then(|s| s.availability_zone())
+                            .unwrap_or_default()
+                            .to_string()
+                    }
+                };
+                let keep = keep.to_string();
+                let out = ec2
+                    .create_volume()
+                    .availability_zone(az)
+                    .size(*size_gb as i32)
+                    .volume_type(VolumeType::Gp3)
+                    .tag_specifications(spec(
+                        ResourceType::Volume,
+                        tags(
+                            scope,
+                            &format!("{host}-{role}"),
+                            &[(TAG_HOST, host), (TAG_ROLE, role), (TAG_KEEP, &keep)],
+                        ),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("CreateVolume", e))?;
+                Ok(out.volume_id().map(str::to_string))
+            }
+            CloudOp::AttachVolume {
+                volume,
+                instance,
+                device,
+            } => {
+                let volume = self.resolve(volume)?;
+                let instance = self.resolve(instance)?;
+                emit(&ProviderEvent::Waiting {
+                    index,
+                    text: format!("waiting for {volume} to be available"),
+                });
+                ec2.wait_until_volume_available()
+                    .volume_ids(&volume)
+                    .wait(WAIT)
+                    .await
+                    .map_err(|e| sdk(format!("wait for {volume} to be available"), e))?;
+                ec2.attach_volume()
+                    .volume_id(&volume)
+                    .instance_id(&instance)
+                    .device(device)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("AttachVolume", e))?;
+                ec2.wait_until_volume_in_use()
+                    .volume_ids(&volume)
+                    .wait(WAIT)
+                    .await
+                    .map_err(|e| sdk(format!("wait for {volume} to attach"), e))?;
+                Ok(None)
+            }
+            CloudOp::DetachVolume { id, instance } => {
+                ec2.detach_volume()
+                    .volume_id(id)
+                    .instance_id(instance)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DetachVolume", e))?;
+                ec2.wait_until_volume_available()
+                    .volume_ids(id)
+                    .wait(WAIT)
+                    .await
+                    .map_err(|e| sdk(format!("wait for {id} to detach"), e))?;
+                Ok(None)
+            }
+            CloudOp::DeleteVolume { id } => {
+                ec2.delete_volume()
+                    .volume_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DeleteVolume", e))?;
+                Ok(None)
+            }
+            CloudOp::AllocateAddress { host } => {
+                let out = ec2
+                    .allocate_address()
+                    .domain(DomainType::Vpc)
+                    .tag_specifications(spec(
+                        ResourceType::ElasticIp,
+                        tags(scope, host, &[(TAG_HOST, host)]),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("AllocateAddress", e))?;
+                if let Some(ip) = out.public_ip() {
+                    self.public_ips.insert(host.clone(), ip.to_string());
+                }
+                Ok(out.allocation_id().map(str::to_string))
+            }
+            CloudOp::AssociateAddress { address, instance } => {
+                ec2.associate_address()
+                    .allocation_id(self.resolve(address)?)
+                    .instance_id(self.resolve(instance)?)
+                    .allow_reassociation(true)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("AssociateAddress", e))?;
+                Ok(None)
+            }
+            CloudOp::SetReverseDns { address, name } => {
+                ec2.modify_address_attribute()
+                    .allocation_id(self.resolve(address)?)
+                    .domain_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("ModifyAddressAttribute (reverse DNS)", e))?;
+                Ok(None)
+            }
+            CloudOp::ReleaseAddress {
+                allocation_id,
+                association_id,
+            } => {
+                if let Some(assoc) = association_id {
+                    ec2.disassociate_address()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .map_err(|e| sdk("DisassociateAddress", e))?;
+                }
+                ec2.release_address()
+                    .allocation_id(allocation_id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("ReleaseAddress", e))?;
+                Ok(None)
+            }
+            CloudOp::CreateZone { name, vpc } => {
+                let mut req = self
+                    .c
+                    .r53
+                    .create_hosted_zone()
+                    .name(name)
+                    // Unique per call: AWS refuses a reused reference. A killed run that
+                    // created the zone finds it by name and tag next time.
+                    .caller_reference(format!(
+                        "infra-{env}-{name}-{}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis())
+                            .unwrap_or(0)
+                    ));
+                if let Some(vpc) = vpc {
+                    req = req
+                        .hosted_zone_config(
+                            HostedZoneConfig::builder()
+                                .private_zone(true)
+                                .comment(format!("infra: internal names of {env}"))
+                                .build(),
+                        )
+                        .vpc(
+                            Vpc::builder()
+                                .vpc_id(self.resolve(vpc)?)
+                                .vpc_region(VpcRegion::from(self.c.region.as_str()))
+                                .build(),
+                        );
+                }
+                let out = req.send().await.map_err(|e| sdk("CreateHostedZone", e))?;
+                let id = out
+                    .hosted_zone()
+                    .map(|z| zone_id(z.id()).to_string())
+                    .ok_or_else(|| AwsError::new("CreateHostedZone", "no zone in the answer"))?;
+                self.c
+                    .r53
+                    .change_tags_for_resource()
+                    .resource_type(TagResourceType::Hostedzone)
+                    .resource_id(&id)
+                    .add_tags(
+                        aws_sdk_route53::types::Tag::builder()
+                            .key(TAG_ENV)
+                            .value(env)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| sdk("ChangeTagsForResource", e))?;
+                Ok(Some(id))
+            }
+            CloudOp::ChangeRecords {
+                zone,
+                zone_name,
+                changes,
+            } => {
+                let zone = self.resolve(zone)?;
+                let existing = a_records(self.c, &zone).await?;
+                let mut batch = Vec::new();
+                for ch in changes {
+                    match ch.action {
+                        RecordAction::Upsert => {
+                            batch.push(record_change(
+                                ChangeAction::Upsert,
+                                &ch.name,
+                                &[self.value(&ch.value)?],
+                                RECORD_TTL,
+                            )?);
+                        }
+                        RecordAction::Delete => {
+                            // A delete must name the record exactly as it is now.
+                            let now: Vec<_> =
+                                existing.iter().filter(|(n, _, _)| n == &ch.name).collect();
+                            if let Some((_, _, ttl)) = now.first() {
+                                let values: Vec<String> =
+                                    now.iter().map(|(_, v, _)| v.clone()).collect();
+                                batch.push(record_change(
+                                    ChangeAction::Delete,
+                                    &ch.name,
+                                    &values,
+                                    *ttl,
+                                )?);
+                            }
+                        }
+                    }
+                }
+                self.change_batch(index, &zone, zone_name, batch).await?;
+                Ok(None)
+            }
+            CloudOp::DeleteZone { id } => {
+                let existing = a_records(self.c, id).await?;
+                let mut by_name: BTreeMap<&str, (Vec<String>, i64)> = BTreeMap::new();
+                for (n, v, ttl) in &existing {
+                    let e = by_name.entry(n).or_insert((Vec::new(), *ttl));
+                    e.0.push(v.clone());
+                }
+                let batch = by_name
+                    .iter()
+                    .map(|(n, (values, ttl))| record_change(ChangeAction::Delete, n, values, *ttl))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.change_batch(index, id, id, batch).await?;
+                self.c
+                    .r53
+                    .delete_hosted_zone()
+                    .id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DeleteHostedZone", e))?;
+                Ok(None)
+            }
+            CloudOp::DeleteSubnet { id } => {
+                ec2.delete_subnet()
+                    .subnet_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DeleteSubnet", e))?;
+                Ok(None)
+            }
+            CloudOp::DeleteVpc {
+                id,
+                internet_gateway,
+            } => {
+                if let Some(igw) = internet_gateway {
+                    ec2.detach_internet_gateway()
+                        .internet_gateway_id(igw)
+                        .vpc_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| sdk("DetachInternetGateway", e))?;
+                    ec2.delete_internet_gateway()
+                        .internet_gateway_id(igw)
+                        .send()
+                        .await
+                        .map_err(|e| sdk("DeleteInternetGateway", e))?;
+                }
+                ec2.delete_vpc()
+                    .vpc_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DeleteVpc", e))?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn start(&self, index: usize, id: &str) -> Result<(), AwsError> {
+        let ec2 = &self.c.ec2;
+        ec2.start_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| sdk("StartInstances", e))?;
+        emit(&ProviderEvent::Waiting {
+            index,
+            text: format!("waiting for {id} to run"),
+        });
+        ec2.wait_until_instance_running()
+            .instance_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {id} to run"), e))?;
+        Ok(())
+    }
+
+    /// Creates and attaches an internet gateway, and routes 0.0.0.0/0 of the main route table
+    /// through it. Returns the gateway id.
+    async fn internet_gateway(&self, vpc: &str) -> Result<String, AwsError> {
+        let ec2 = &self.c.ec2;
+        let env = self.scope.environment.as_str();
+        let out = ec2
+            .create_internet_gateway()
+            .tag_specifications(spec(
+                ResourceType::InternetGateway,
+                tags(self.scope, env, &[]),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateInternetGateway", e))?;
+        let igw = out
+            .internet_gateway()
+            .and_then(|g| g.internet_gateway_id())
+            .ok_or_else(|| AwsError::new("CreateInternetGateway", "no gateway id in the answer"))?
+            .to_string();
+        ec2.attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(|e| sdk("AttachInternetGateway", e))?;
+        let tables = ec2
+            .describe_route_tables()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("vpc-id")
+                    .values(vpc)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk("DescribeRouteTables", e))?;
+        let main = tables
+            .route_tables()
+            .iter()
+            .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
+            .or_else(|| tables.route_tables().first())
+            .and_then(|t| t.route_table_id())
+            .ok_or_else(|| AwsError::new("DescribeRouteTables", format!("{vpc} has no route table")))?;
+        ec2.create_route()
+            .route_table_id(main)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&igw)
+            .send()
+            .await
+            .map_err(|e| sdk("CreateRoute", e))?;
+        Ok(igw)
+    }
+
+    /// One ChangeResourceRecordSets for a zone, and the wait until it is in sync.
+    async fn change_batch(
+        &self,
+        index: usize,
+        zone: &str,
+        zone_name: &str,
+        batch: Vec<Change>,
+    ) -> Result<(), AwsError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let out = self
+            .c
+            .r53
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .comment(format!("infra: {}", self.scope.environment))
+                    .set_changes(Some(batch))
+                    .build()
+                    .map_err(|e| AwsError::new("build a change batch", e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk(format!("ChangeResourceRecordSets on {zone_name}"), e))?;
+        if let Some(info) = out.change_info() {
+            emit(&ProviderEvent::Waiting {
+                index,
+                text: format!("waiting for the records of {zone_name} to be in sync"),
+            });
+            self.c
+                .r53
+                .wait_until_resource_record_sets_changed()
+                .id(info.id())
+                .wait(WAIT)
+                .await
+                .map_err(|e| sdk(format!("wait for the records of {zone_name}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+fn record_change(
+    action: ChangeAction,
+    name: &str,
+    values: &[String],
+    ttl: i64,
+) -> Result<Change, AwsError> {
+    let bad = |e: aws_sdk_route53::error::BuildError| AwsError::new("build a record", e.to_string());
+    let mut set = ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .ttl(ttl);
+    for v in values {
+        set = set.resource_records(ResourceRecord::builder().value(v).build().map_err(bad)?);
+    }
+    Change::builder()
+        .action(action)
+        .resource_record_set(set.build().map_err(bad)?)
+        .build()
+        .map_err(bad)
+}

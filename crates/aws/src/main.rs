@@ -1,0 +1,141 @@
+//! `infra-aws`: the AWS provider program. `infra` runs it, writes one JSON request on its stdin
+//! and reads JSON lines back (`infra_core::cloud::ProviderEvent`). It is the only crate that links
+//! the AWS SDK, so nothing else pays for building it.
+//!
+//!   infra-aws discover   < Scope          -> one `facts` line
+//!   infra-aws apply      < ApplyRequest   -> start/waiting/done lines, then `facts` (or `error`)
+//!
+//! Credentials, region and endpoint come the standard AWS way (environment, profiles,
+//! `AWS_ENDPOINT_URL`); the region of the inventory is used when none is set.
+
+mod apply;
+mod discover;
+
+use infra_core::cloud::{ApplyRequest, ProviderEvent, Scope};
+use std::io::{Read, Write};
+
+/// An error of one AWS call, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct AwsError {
+    pub what: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(what: impl Into<String>, message: impl Into<String>) -> AwsError {
+        AwsError {
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `what` failed with the SDK error `e` (its full chain: code, message, request id).
+pub fn sdk<E: std::error::Error + 'static>(what: impl Into<String>, e: E) -> AwsError {
+    AwsError::new(
+        what,
+        format!("{}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
+    )
+}
+
+/// The AWS clients of one region.
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub r53: aws_sdk_route53::Client,
+    pub region: String,
+}
+
+impl Clients {
+    async fn new(region: &str) -> Clients {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new(region.to_string()));
+        }
+        // Throttling is retried with backoff; more patiently than the SDK's 3 attempts unless
+        // the user chose (AWS_MAX_ATTEMPTS, or a profile's max_attempts).
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_max_backoff(std::time::Duration::from_secs(20)),
+            );
+        }
+        let conf = loader.load().await;
+        let region = conf
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| region.to_string());
+        Clients {
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            r53: aws_sdk_route53::Client::new(&conf),
+            region,
+        }
+    }
+}
+
+/// Writes one event line and flushes it (infra shows progress as it comes).
+pub fn emit(event: &ProviderEvent) {
+    let mut out = std::io::stdout().lock();
+    let line = serde_json::to_string(event).unwrap_or_else(|e| {
+        format!("{{\"event\":\"error\",\"index\":null,\"message\":\"cannot encode an event: {e}\"}}")
+    });
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn usage() -> ! {
+    eprintln!("usage: infra-aws discover|apply < request.json  (run by infra, not by hand)");
+    std::process::exit(1)
+}
+
+fn read_request<T: serde::de::DeserializeOwned>() -> Result<T, AwsError> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| AwsError::new("read the request", e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| AwsError::new("parse the request", e.to_string()))
+}
+
+fn main() {
+    let cmd = std::env::args().nth(1).unwrap_or_else(|| usage());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            emit(&ProviderEvent::Error {
+                index: None,
+                message: format!("cannot start the async runtime: {e}"),
+            });
+            std::process::exit(1)
+        }
+    };
+    let result = rt.block_on(async {
+        match cmd.as_str() {
+            "discover" => {
+                let scope: Scope = read_request()?;
+                let clients = Clients::new(&scope.region).await;
+                let facts = discover::discover(&clients, &scope).await?;
+                emit(&ProviderEvent::Facts {
+                    facts: Box::new(facts),
+                });
+                Ok(())
+            }
+            "apply" => {
+                let req: ApplyRequest = read_request()?;
+                let clients = Clients::new(&req.scope.region).await;
+                apply::apply(&clients, &req).await
+            }
+            _ => usage(),
+        }
+    });
+    if let Err((index, e)) = result.map_err(|e: apply::Failure| (e.index, e.error)) {
+        emit(&ProviderEvent::Error {
+            index,
+            message: e.to_string(),
+        });
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,1711 @@
+//! The cloud side of an environment: what its roles need (instances, groups, volumes, addresses,
+//! DNS), what the provider found, and the plan between them. Pure: the provider program
+//! (`infra-aws`) gathers the facts and executes the operations.
+
+use crate::environment::{Environment, KNOWN_AFTER_APPLY};
+use crate::model::{Port, ProviderKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Tag keys every resource infra creates carries; discovery filters on `infra:env`.
+pub const TAG_ENV: &str = "infra:env";
+pub const TAG_HOST: &str = "infra:host";
+pub const TAG_ROLE: &str = "infra:role";
+pub const TAG_ROLES: &str = "infra:roles";
+pub const TAG_KEEP: &str = "infra:keep";
+/// TTL of the records infra writes.
+pub const RECORD_TTL: i64 = 300;
+
+// ---------------------------------------------------------------------------------------------
+// Facts: what the provider found, by tag.
+
+/// Everything an environment owns in the cloud, as one paginated describe per kind found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudFacts {
+    pub vpc: Option<VpcFact>,
+    pub subnet: Option<SubnetFact>,
+    pub security_groups: Vec<GroupFact>,
+    pub instances: Vec<InstanceFact>,
+    pub volumes: Vec<VolumeFact>,
+    pub addresses: Vec<AddressFact>,
+    pub zones: Vec<ZoneFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcFact {
+    pub id: String,
+    pub cidr: String,
+    /// Created by infra (tagged with the environment), so infra may change and delete it.
+    pub owned: bool,
+    pub internet_gateway: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetFact {
+    pub id: String,
+    pub cidr: String,
+    pub availability_zone: String,
+    pub owned: bool,
+}
+
+/// Where an ingress rule lets traffic in from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFact {
+    Cidr(String),
+    Group(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RuleFact {
+    pub port: Port,
+    pub source: SourceFact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFact {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub rules: Vec<RuleFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFact {
+    pub id: String,
+    pub host: String,
+    /// `pending`, `running`, `stopping`, `stopped` (terminated ones are not listed).
+    pub state: String,
+    pub ami: String,
+    pub instance_type: String,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub security_groups: Vec<String>,
+    pub roles: String,
+    pub launch_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeFact {
+    pub id: String,
+    pub host: String,
+    pub role: String,
+    pub size_gb: u32,
+    pub attached_to: Option<String>,
+    pub device: Option<String>,
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressFact {
+    pub allocation_id: String,
+    pub public_ip: String,
+    pub host: String,
+    pub instance: Option<String>,
+    pub association_id: Option<String>,
+    pub reverse_dns: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneFact {
+    pub id: String,
+    /// Without the trailing dot.
+    pub name: String,
+    pub private: bool,
+    pub owned: bool,
+    pub records: Vec<RecordFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordFact {
+    /// Without the trailing dot.
+    pub name: String,
+    pub value: String,
+}
+
+impl CloudFacts {
+    /// sha256 of the facts: a saved plan is refused when the cloud changed since.
+    pub fn fingerprint(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        crate::facts::hex(&Sha256::digest(text.as_bytes()))
+    }
+
+    /// The running (or starting) instance of `host`: the oldest one when there are several.
+    pub fn instance(&self, host: &str) -> Option<&InstanceFact> {
+        self.instances
+            .iter()
+            .filter(|i| i.host == host)
+            .min_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)))
+    }
+
+    pub fn address(&self, host: &str) -> Option<&AddressFact> {
+        self.addresses.iter().find(|a| a.host == host)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations: what the provider executes, in `phase` order.
+
+/// A resource: one that exists (its id), or one an earlier operation of the same apply creates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ref {
+    Id(String),
+    /// The address of the change that creates it, e.g. `aws_instance.app1`.
+    New(String),
+}
+
+impl fmt::Display for Ref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ref::Id(id) => f.write_str(id),
+            Ref::New(_) => f.write_str(KNOWN_AFTER_APPLY),
+        }
+    }
+}
+
+/// Where a desired rule lets traffic in from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    World,
+    Group(Ref),
+}
+
+/// The value of an A record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordValue {
+    Ip(String),
+    /// The Elastic IP of a host, allocated in this apply.
+    PublicIpOf(String),
+    /// The private IP of a host, launched in this apply.
+    PrivateIpOf(String),
+}
+
+impl fmt::Display for RecordValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordValue::Ip(ip) => f.write_str(ip),
+            _ => f.write_str(KNOWN_AFTER_APPLY),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordAction {
+    Upsert,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChange {
+    pub action: RecordAction,
+    pub name: String,
+    pub value: RecordValue,
+}
+
+/// One call (or short sequence of calls) to the cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CloudOp {
+    /// Also creates and attaches an internet gateway, and routes 0.0.0.0/0 through it.
+    CreateVpc {
+        cidr: String,
+    },
+    CreateInternetGateway {
+        vpc: Ref,
+    },
+    /// Instances launched in it get a public IP for their outbound traffic.
+    CreateSubnet {
+        vpc: Ref,
+        cidr: String,
+        availability_zone: Option<String>,
+    },
+    CreateSecurityGroup {
+        vpc: Ref,
+        name: String,
+        role: String,
+    },
+    AuthorizeIngress {
+        group: Ref,
+        port: Port,
+        source: Source,
+    },
+    RevokeIngress {
+        group: String,
+        port: Port,
+        source: SourceFact,
+    },
+    DeleteSecurityGroup {
+        id: String,
+    },
+    RunInstance {
+        host: String,
+        ami: String,
+        instance_type: String,
+        subnet: Ref,
+        private_ip: Option<String>,
+        key_name: Option<String>,
+        groups: Vec<Ref>,
+        tags: BTreeMap<String, String>,
+        /// Deterministic: AWS returns the first instance when a killed run launches again.
+        client_token: String,
+    },
+    /// Stops the instance, changes its type, starts it again.
+    ChangeInstanceType {
+        id: String,
+        instance_type: String,
+    },
+    StartInstance {
+        id: String,
+    },
+    SetInstanceGroups {
+        id: String,
+        groups: Vec<Ref>,
+    },
+    SetTags {
+        id: String,
+        tags: BTreeMap<String, String>,
+    },
+    /// Terminates and waits until it is gone (its volumes are then free to attach elsewhere).
+    TerminateInstance {
+        id: String,
+    },
+    CreateVolume {
+        host: String,
+        role: String,
+        size_gb: u32,
+        subnet: Ref,
+        keep: bool,
+    },
+    /// Waits until the volume is available, attaches, waits until attached.
+    AttachVolume {
+        volume: Ref,
+        instance: Ref,
+        device: String,
+    },
+    DetachVolume {
+        id: String,
+        instance: String,
+    },
+    DeleteVolume {
+        id: String,
+    },
+    AllocateAddress {
+        host: String,
+    },
+    AssociateAddress {
+        address: Ref,
+        instance: Ref,
+    },
+    SetReverseDns {
+        address: Ref,
+        name: String,
+    },
+    /// Disassociates first when associated.
+    ReleaseAddress {
+        allocation_id: String,
+        association_id: Option<String>,
+    },
+    CreateZone {
+        name: String,
+        /// A private zone, associated with this VPC.
+        vpc: Option<Ref>,
+    },
+    ChangeRecords {
+        zone: Ref,
+        zone_name: String,
+        changes: Vec<RecordChange>,
+    },
+    /// Deletes the zone's remaining A records first.
+    DeleteZone {
+        id: String,
+    },
+    DeleteSubnet {
+        id: String,
+    },
+    /// Detaches and deletes its internet gateway first.
+    DeleteVpc {
+        id: String,
+        internet_gateway: Option<String>,
+    },
+}
+
+impl CloudOp {
+    /// Execution order: every op of a lower phase runs before any of a higher one.
+    pub fn phase(&self) -> u8 {
+        use CloudOp::*;
+        match self {
+            CreateVpc { .. } => 10,
+            CreateInternetGateway { .. } => 11,
+            CreateSubnet { .. } => 12,
+            CreateSecurityGroup { .. } => 20,
+            RevokeIngress { .. } => 21,
+            AuthorizeIngress { .. } => 22,
+            ChangeRecords { .. } => 30,
+            ReleaseAddress { .. } => 31,
+            DetachVolume { .. } => 32,
+            DeleteVolume { .. } => 33,
+            TerminateInstance { .. } => 34,
+            RunInstance { .. } => 40,
+            ChangeInstanceType { .. } => 41,
+            StartInstance { .. } => 42,
+            SetInstanceGroups { .. } | SetTags { .. } => 43,
+            CreateVolume { .. } => 50,
+            AttachVolume { .. } => 51,
+            AllocateAddress { .. } => 52,
+            AssociateAddress { .. } => 53,
+            SetReverseDns { .. } => 54,
+            CreateZone { .. } => 60,
+            DeleteSecurityGroup { .. } => 70,
+            DeleteZone { .. } => 75,
+            DeleteSubnet { .. } => 80,
+            DeleteVpc { .. } => 81,
+        }
+    }
+}
+
+/// Records are written after zones exist: a record change of a zone created in this apply runs
+/// after `CreateZone`. Deleting records runs first (phase 30), upserts after the zones (65).
+fn record_phase(changes: &[RecordChange], zone: &Ref) -> u8 {
+    if matches!(zone, Ref::New(_)) || changes.iter().any(|c| c.action == RecordAction::Upsert) {
+        65
+    } else {
+        30
+    }
+}
+
+/// An operation with its place in the apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub phase: u8,
+    /// The change it belongs to.
+    pub address: String,
+    #[serde(flatten)]
+    pub op: CloudOp,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plan.
+
+/// Terraform's actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudAction {
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl CloudAction {
+    /// Terraform's symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CloudAction::Create => "+",
+            CloudAction::Update => "~",
+            CloudAction::Replace => "-/+",
+            CloudAction::Delete => "-",
+        }
+    }
+}
+
+/// One attribute line: `+ name = after`, `~ name = before -> after`, `- name = before`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attr {
+    pub name: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// This attribute is why the resource is replaced.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+}
+
+/// One resource that changes, with its attribute lines and the operations that change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudChange {
+    /// e.g. `aws_instance.app1`.
+    pub address: String,
+    pub action: CloudAction,
+    pub attrs: Vec<Attr>,
+    pub ops: Vec<Op>,
+}
+
+/// The cloud section of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudPlan {
+    pub provider: String,
+    pub region: String,
+    /// `sha256` of the facts it was computed from.
+    pub facts_fingerprint: String,
+    pub changes: Vec<CloudChange>,
+    /// Resources that stay although their host or the environment goes (`keep_on_destroy`).
+    pub kept: Vec<String>,
+    /// Hosts with no running instance before this apply: planned as fresh machines.
+    pub new_hosts: Vec<String>,
+}
+
+/// `add`, `change`, `destroy` counts, as Terraform prints them (a replace is one add and one
+/// destroy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudSummary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+impl CloudPlan {
+    pub fn summary(&self) -> CloudSummary {
+        let mut s = CloudSummary::default();
+        for c in &self.changes {
+            match c.action {
+                CloudAction::Create => s.add += 1,
+                CloudAction::Update => s.change += 1,
+                CloudAction::Replace => {
+                    s.add += 1;
+                    s.destroy += 1
+                }
+                CloudAction::Delete => s.destroy += 1,
+            }
+        }
+        s
+    }
+
+    pub fn destroys(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| matches!(c.action, CloudAction::Delete | CloudAction::Replace))
+    }
+
+    /// Every operation in execution order (stable within a phase).
+    pub fn ops(&self) -> Vec<Op> {
+        let mut ops: Vec<Op> = self
+            .changes
+            .iter()
+            .flat_map(|c| c.ops.iter().cloned())
+            .collect();
+        ops.sort_by_key(|o| o.phase);
+        ops
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Desired state, from the environment.
+
+/// An inventory whose AWS settings cannot work: names the inventory file and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct CloudConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+struct DesiredInstance {
+    host: String,
+    ami: String,
+    instance_type: String,
+    private_ip: Option<String>,
+    key_name: Option<String>,
+    roles: String,
+    groups: Vec<String>,
+    public_ip: bool,
+    reverse_dns: Option<String>,
+    public_hostnames: Vec<String>,
+    volumes: Vec<DesiredVolume>,
+}
+
+#[derive(Debug, Clone)]
+struct DesiredVolume {
+    role: String,
+    size_gb: u32,
+    device: String,
+    keep: bool,
+}
+
+/// Whether the plan converges the environment or removes everything it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Converge,
+    Destroy,
+}
+
+/// The security group name of a role.
+pub fn group_name(env: &str, role: &str) -> String {
+    format!("{env}-{role}")
+}
+
+/// A ClientToken that is the same for the same launch (AWS returns the first instance when the
+/// same token comes again), and new when the host is replaced (another AMI).
+pub fn client_token(env: &str, host: &str, ami: &str, generation: usize) -> String {
+    let digest = Sha256::digest(format!("{env}\0{host}\0{ami}\0{generation}").as_bytes());
+    format!("infra-{}", &crate::facts::hex(&digest)[..32])
+}
+
+/// The plan of the cloud side of `env` against what the provider found.
+pub fn plan(
+    env: &Environment,
+    facts: &CloudFacts,
+    mode: Mode,
+) -> Result<CloudPlan, CloudConfigError> {
+    let inv = env.inventory;
+    let prov = &inv.provider.value;
+    let file = env.file.display().to_string();
+    let err = |message: String| CloudConfigError {
+        file: file.clone(),
+        message,
+    };
+    if prov.kind != ProviderKind::Aws {
+        return Err(err("the cloud plan is for `provider.type: aws`".into()));
+    }
+    let region = prov
+        .region
+        .clone()
+        .ok_or_else(|| err("provider.region is missing: add e.g. `region: us-east-1`".into()))?;
+    let mut p = Planner {
+        env: env.name.clone(),
+        facts,
+        changes: Vec::new(),
+        kept: Vec::new(),
+        new_instances: BTreeSet::new(),
+    };
+    let instances = if mode == Mode::Converge {
+        desired_instances(env).map_err(err)?
+    } else {
+        Vec::new()
+    };
+    let (vpc, subnet) = p.network(env, mode).map_err(err)?;
+    let groups = p.security_groups(env, &vpc, mode);
+    p.instances(&instances, &subnet, &groups);
+    p.volumes(&instances, &subnet);
+    p.addresses(&instances);
+    p.zones(env, &instances, &vpc, mode);
+    p.network_teardown(mode);
+    let new_hosts = p.new_instances.iter().cloned().collect();
+    Ok(CloudPlan {
+        provider: "aws".into(),
+        region,
+        facts_fingerprint: facts.fingerprint(),
+        changes: p.changes,
+        kept: p.kept,
+        new_hosts,
+    })
+}
+
+fn desired_instances(env: &Environment) -> Result<Vec<DesiredInstance>, String> {
+    let inv = env.inventory;
+    let prov = &inv.provider.value;
+    let site = env.site;
+    let named_in_exposes: BTreeSet<&str> = site
+        .roles
+        .values()
+        .flat_map(|r| r.value.exposes.iter())
+        .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (name, h) in &env.hosts {
+        let host = &inv.hosts[name].value;
+        let ami = prov.ami.clone().ok_or_else(|| {
+            "provider.ami is missing: add the AMI id to launch, e.g. `ami: ami-0123456789abcdef0`"
+                .to_string()
+        })?;
+        let instance_type = h.view.instance_type.clone().ok_or_else(|| {
+            format!("host {name} has no instance_type: set it on the host or as provider.instance_type")
+        })?;
+        let roles: Vec<_> = h
+            .view
+            .all_roles
+            .iter()
+            .filter_map(|r| site.roles.get(r).map(|l| &l.value))
+            .collect();
+        let groups = roles
+            .iter()
+            .filter(|r| {
+                !r.ports.is_empty()
+                    || !r.exposes.is_empty()
+                    || named_in_exposes.contains(r.name.value.as_str())
+            })
+            .map(|r| group_name(&env.name, &r.name.value))
+            .collect();
+        let public_ip = roles.iter().any(|r| r.public_ip);
+        let reverse_dns = roles
+            .iter()
+            .any(|r| r.reverse_dns.as_ref().is_some_and(|v| v.value))
+            .then(|| h.view.public_hostnames.first().cloned())
+            .flatten();
+        let volumes = roles
+            .iter()
+            .filter_map(|r| {
+                r.volume.as_ref().map(|v| DesiredVolume {
+                    role: r.name.value.clone(),
+                    size_gb: v.size_gb,
+                    device: v.device.clone(),
+                    keep: v.keep_on_destroy,
+                })
+            })
+            .collect();
+        out.push(DesiredInstance {
+            host: name.clone(),
+            ami,
+            instance_type,
+            private_ip: host.private_ip.map(|ip| ip.to_string()),
+            key_name: prov.key_name.clone(),
+            roles: h.view.roles.join(","),
+            groups,
+            public_ip,
+            reverse_dns,
+            public_hostnames: h.view.public_hostnames.clone(),
+            volumes,
+        });
+    }
+    Ok(out)
+}
+
+struct Planner<'f> {
+    env: String,
+    facts: &'f CloudFacts,
+    changes: Vec<CloudChange>,
+    kept: Vec<String>,
+    /// Hosts whose instance is launched by this plan (new or replaced).
+    new_instances: BTreeSet<String>,
+}
+
+fn q(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+fn list(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn added(name: &str, value: String) -> Attr {
+    Attr {
+        name: name.into(),
+        before: None,
+        after: Some(value),
+        forces_replacement: false,
+    }
+}
+
+fn removed(name: &str, value: String) -> Attr {
+    Attr {
+        name: name.into(),
+        before: Some(value),
+        after: None,
+        forces_replacement: false,
+    }
+}
+
+fn changed(name: &str, before: String, after: String) -> Attr {
+    Attr {
+        name: name.into(),
+        before: Some(before),
+        after: Some(after),
+        forces_replacement: false,
+    }
+}
+
+impl Planner<'_> {
+    fn push(&mut self, address: String, action: CloudAction, attrs: Vec<Attr>, ops: Vec<CloudOp>) {
+        let ops = ops
+            .into_iter()
+            .map(|op| Op {
+                phase: match &op {
+                    CloudOp::ChangeRecords { changes, zone, .. } => record_phase(changes, zone),
+                    other => other.phase(),
+                },
+                address: address.clone(),
+                op,
+            })
+            .collect();
+        self.changes.push(CloudChange {
+            address,
+            action,
+            attrs,
+            ops,
+        });
+    }
+
+    fn tags(&self, name: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut t = BTreeMap::new();
+        t.insert(TAG_ENV.to_string(), self.env.clone());
+        t.insert("Name".to_string(), name.to_string());
+        for (k, v) in extra {
+            t.insert(k.to_string(), v.to_string());
+        }
+        t
+    }
+
+    /// The VPC and subnet the instances go in: named by id, found by tag, or created.
+    fn network(&mut self, env: &Environment, mode: Mode) -> Result<(Ref, Ref), String> {
+        let prov = &env.inventory.provider.value;
+        let f = self.facts;
+        if mode == Mode::Destroy {
+            let vpc = f.vpc.as_ref().map(|v| Ref::Id(v.id.clone()));
+            let subnet = f.subnet.as_ref().map(|s| Ref::Id(s.id.clone()));
+            return Ok((
+                vpc.unwrap_or(Ref::New("aws_vpc.main".into())),
+                subnet.unwrap_or(Ref::New("aws_subnet.main".into())),
+            ));
+        }
+        let vpc = match (&prov.vpc_id, &f.vpc) {
+            (Some(id), Some(v)) if &v.id == id => Ref::Id(id.clone()),
+            (Some(id), _) => {
+                return Err(format!(
+                    "provider.vpc_id {id} was not found in region {}: check the id and the region, or remove vpc_id and set vpc_cidr to let infra create one",
+                    prov.region.as_deref().unwrap_or("?")
+                ))
+            }
+            (None, Some(v)) => {
+                if let Some(cidr) = &prov.vpc_cidr {
+                    if &v.cidr != cidr {
+                        return Err(format!(
+                            "the environment's VPC {} has CIDR {}, the inventory says vpc_cidr {cidr}: a VPC's CIDR cannot change; put back {} or destroy the environment first",
+                            v.id, v.cidr, v.cidr
+                        ));
+                    }
+                }
+                Ref::Id(v.id.clone())
+            }
+            (None, None) => {
+                let cidr = prov.vpc_cidr.clone().ok_or_else(|| {
+                    "provider has neither vpc_id nor vpc_cidr: name an existing VPC with `vpc_id: vpc-...` or let infra create one with `vpc_cidr: 10.10.0.0/16`".to_string()
+                })?;
+                self.push(
+                    "aws_vpc.main".into(),
+                    CloudAction::Create,
+                    vec![
+                        added("cidr_block", q(&cidr)),
+                        added("internet_gateway", "true".into()),
+                        added("tags.Name", q(&self.env)),
+                    ],
+                    vec![CloudOp::CreateVpc { cidr }],
+                );
+                Ref::New("aws_vpc.main".into())
+            }
+        };
+        if let Some(v) = f.vpc.as_ref().filter(|v| v.owned && v.internet_gateway.is_none()) {
+            self.push(
+                "aws_internet_gateway.main".into(),
+                CloudAction::Create,
+                vec![added("vpc_id", q(&v.id))],
+                vec![CloudOp::CreateInternetGateway {
+                    vpc: Ref::Id(v.id.clone()),
+                }],
+            );
+        }
+        let subnet = match (&prov.subnet_id, &f.subnet) {
+            (Some(id), Some(s)) if &s.id == id => Ref::Id(id.clone()),
+            (Some(id), _) => {
+                return Err(format!(
+                    "provider.subnet_id {id} was not found in the VPC: check the id, or remove subnet_id and set subnet_cidr to let infra create one"
+                ))
+            }
+            (None, Some(s)) => {
+                if let Some(cidr) = &prov.subnet_cidr {
+                    if &s.cidr != cidr {
+                        return Err(format!(
+                            "the environment's subnet {} has CIDR {}, the inventory says subnet_cidr {cidr}: put back {}",
+                            s.id, s.cidr, s.cidr
+                        ));
+                    }
+                }
+                Ref::Id(s.id.clone())
+            }
+            (None, None) => {
+                let cidr = prov.subnet_cidr.clone().ok_or_else(|| {
+                    "provider has neither subnet_id nor subnet_cidr: add `subnet_cidr: 10.10.1.0/24` (inside vpc_cidr)".to_string()
+                })?;
+                let mut attrs = vec![added("cidr_block", q(&cidr))];
+                if let Some(az) = &prov.availability_zone {
+                    attrs.push(added("availability_zone", q(az)));
+                }
+                attrs.push(added("map_public_ip_on_launch", "true".into()));
+                self.push(
+                    "aws_subnet.main".into(),
+                    CloudAction::Create,
+                    attrs,
+                    vec![CloudOp::CreateSubnet {
+                        vpc: vpc.clone(),
+                        cidr,
+                        availability_zone: prov.availability_zone.clone(),
+                    }],
+                );
+                Ref::New("aws_subnet.main".into())
+            }
+        };
+        Ok((vpc, subnet))
+    }
+
+    /// One group per role that opens ports or is named in an `exposes.to`; returns name -> ref.
+    fn security_groups(
+        &mut self,
+        env: &Environment,
+        vpc: &Ref,
+        mode: Mode,
+    ) -> BTreeMap<String, Ref> {
+        let site = env.site;
+        let held: BTreeSet<&str> = env
+            .hosts
+            .values()
+            .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
+            .collect();
+        let named: BTreeSet<&str> = held
+            .iter()
+            .filter_map(|r| site.roles.get(*r))
+            .flat_map(|r| r.value.exposes.iter())
+            .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
+            .collect();
+        // role -> wanted rules as (port, source role or None for the world)
+        let mut wanted: BTreeMap<String, BTreeSet<(Port, Option<String>)>> = BTreeMap::new();
+        if mode == Mode::Converge {
+            for role in &held {
+                let Some(r) = site.roles.get(*role).map(|l| &l.value) else {
+                    continue;
+                };
+                if r.ports.is_empty() && r.exposes.is_empty() && !named.contains(role) {
+                    continue;
+                }
+                let rules = wanted.entry(role.to_string()).or_default();
+                for port in &r.ports {
+                    rules.insert((*port, None));
+                }
+                for e in &r.exposes {
+                    for to in &e.to {
+                        if held.contains(to.value.as_str()) {
+                            rules.insert((e.port, Some(to.value.clone())));
+                        }
+                    }
+                }
+            }
+        }
+        let existing: BTreeMap<&str, &GroupFact> = self
+            .facts
+            .security_groups
+            .iter()
+            .map(|g| (g.role.as_str(), g))
+            .collect();
+        let id_to_role: BTreeMap<&str, &str> = self
+            .facts
+            .security_groups
+            .iter()
+            .map(|g| (g.id.as_str(), g.role.as_str()))
+            .collect();
+        let mut refs = BTreeMap::new();
+        for role in wanted.keys() {
+            let name = group_name(&self.env, role);
+            let r = match existing.get(role.as_str()) {
+                Some(g) => Ref::Id(g.id.clone()),
+                None => Ref::New(format!("aws_security_group.{role}")),
+            };
+            refs.insert(name, r);
+        }
+        let env_name = self.env.clone();
+        let source_text = |src: &Option<String>| match src {
+            None => "0.0.0.0/0".to_string(),
+            Some(r) => group_name(&env_name, r),
+        };
+        for (role, rules) in &wanted {
+            let address = format!("aws_security_group.{role}");
+            let name = group_name(&self.env, role);
+            let group_ref = refs[&name].clone();
+            let have: BTreeSet<(Port, Option<String>)> = existing
+                .get(role.as_str())
+                .map(|g| {
+                    g.rules
+                        .iter()
+                        .map(|r| (r.port, have_key(r, &id_to_role)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut ops = Vec::new();
+            let mut attrs = Vec::new();
+            let is_new = !existing.contains_key(role.as_str());
+            if is_new {
+                attrs.push(added("name", q(&name)));
+                ops.push(CloudOp::CreateSecurityGroup {
+                    vpc: vpc.clone(),
+                    name: name.clone(),
+                    role: role.clone(),
+                });
+            }
+            for (port, src) in rules.difference(&have) {
+                attrs.push(added(
+                    &format!("ingress {port}"),
+                    format!("from {}", source_text(src)),
+                ));
+                ops.push(CloudOp::AuthorizeIngress {
+                    group: group_ref.clone(),
+                    port: *port,
+                    source: match src {
+                        None => Source::World,
+                        Some(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
+                    },
+                });
+            }
+            if let Some(g) = existing.get(role.as_str()) {
+                for rule in &g.rules {
+                    let src = have_key(rule, &id_to_role);
+                    if !rules.contains(&(rule.port, src.clone())) {
+                        attrs.push(removed(
+                            &format!("ingress {}", rule.port),
+                            format!("from {}", source_label(&self.env, &src)),
+                        ));
+                        ops.push(CloudOp::RevokeIngress {
+                            group: g.id.clone(),
+                            port: rule.port,
+                            source: rule.source.clone(),
+                        });
+                    }
+                }
+            }
+            if !ops.is_empty() {
+                let action = if is_new {
+                    CloudAction::Create
+                } else {
+                    CloudAction::Update
+                };
+                self.push(address, action, attrs, ops);
+            }
+        }
+        // Groups of roles no host holds any more: their rules go first (groups refer to each
+        // other), the groups after the instances that used them.
+        let gone: Vec<&GroupFact> = self
+            .facts
+            .security_groups
+            .iter()
+            .filter(|g| !wanted.contains_key(&g.role))
+            .collect();
+        for g in gone {
+            let mut attrs = vec![removed("name", q(&g.name))];
+            let mut ops = Vec::new();
+            for rule in &g.rules {
+                let src = have_key(rule, &id_to_role);
+                attrs.push(removed(
+                    &format!("ingress {}", rule.port),
+                    format!("from {}", source_label(&self.env, &src)),
+                ));
+                ops.push(CloudOp::RevokeIngress {
+                    group: g.id.clone(),
+                    port: rule.port,
+                    source: rule.source.clone(),
+                });
+            }
+            ops.push(CloudOp::DeleteSecurityGroup { id: g.id.clone() });
+            self.push(
+                format!("aws_security_group.{}", g.role),
+                CloudAction::Delete,
+                attrs,
+                ops,
+            );
+        }
+        refs
+    }
+
+    fn instances(
+        &mut self,
+        wanted: &[DesiredInstance],
+        subnet: &Ref,
+        groups: &BTreeMap<String, Ref>,
+    ) {
+        let f = self.facts;
+        let group_names: BTreeMap<&str, &str> = f
+            .security_groups
+            .iter()
+            .map(|g| (g.id.as_str(), g.name.as_str()))
+            .collect();
+        let env_name = self.env.clone();
+        for d in wanted {
+            let address = format!("aws_instance.{}", d.host);
+            let group_refs: Vec<Ref> = d.groups.iter().map(|g| groups[g].clone()).collect();
+            let mut tags = self.tags(&d.host, &[(TAG_HOST, &d.host), (TAG_ROLES, &d.roles)]);
+            tags.insert("Name".into(), d.host.clone());
+            let run = |generation: usize| CloudOp::RunInstance {
+                host: d.host.clone(),
+                ami: d.ami.clone(),
+                instance_type: d.instance_type.clone(),
+                subnet: subnet.clone(),
+                private_ip: d.private_ip.clone(),
+                key_name: d.key_name.clone(),
+                groups: group_refs.clone(),
+                tags: tags.clone(),
+                client_token: client_token(&env_name, &d.host, &d.ami, generation),
+            };
+            let launch_attrs = || {
+                let mut a = vec![
+                    added("ami", q(&d.ami)),
+                    added("instance_type", q(&d.instance_type)),
+                    added(
+                        "private_ip",
+                        q(d.private_ip.as_deref().unwrap_or(KNOWN_AFTER_APPLY)),
+                    ),
+                    added("security_groups", list(&d.groups)),
+                    added("tags.infra:roles", q(&d.roles)),
+                ];
+                if d.private_ip.is_none() {
+                    a[2].after = Some(KNOWN_AFTER_APPLY.into());
+                }
+                a
+            };
+            // Extra instances of one host (a launch that was retried by hand, say) go.
+            for extra in f.instances.iter().filter(|i| i.host == d.host).filter(|i| {
+                f.instance(&d.host)
+                    .is_some_and(|first| first.id != i.id)
+            }) {
+                self.push(
+                    format!("aws_instance.{}[{}]", d.host, extra.id),
+                    CloudAction::Delete,
+                    vec![removed("id", q(&extra.id))],
+                    vec![CloudOp::TerminateInstance {
+                        id: extra.id.clone(),
+                    }],
+                );
+            }
+            let Some(have) = f.instance(&d.host) else {
+                self.new_instances.insert(d.host.clone());
+                self.push(address, CloudAction::Create, launch_attrs(), vec![run(0)]);
+                continue;
+            };
+            let ip_moves = d
+                .private_ip
+                .as_ref()
+                .is_some_and(|ip| have.private_ip.as_ref() != Some(ip));
+            if have.ami != d.ami || ip_moves {
+                self.new_instances.insert(d.host.clone());
+                let mut attrs = Vec::new();
+                if have.ami != d.ami {
+                    let mut a = changed("ami", q(&have.ami), q(&d.ami));
+                    a.forces_replacement = true;
+                    attrs.push(a);
+                }
+                if ip_moves {
+                    let mut a = changed(
+                        "private_ip",
+                        q(have.private_ip.as_deref().unwrap_or("")),
+                        q(d.private_ip.as_deref().unwrap_or("")),
+                    );
+                    a.forces_replacement = true;
+                    attrs.push(a);
+                }
+                attrs.push(changed("id", q(&have.id), KNOWN_AFTER_APPLY.into()));
+                // A new launch after a replace needs a token of its own.
+                let generation = f.instances.len() + 1;
+                self.push(
+                    address,
+                    CloudAction::Replace,
+                    attrs,
+                    vec![
+                        CloudOp::TerminateInstance {
+                            id: have.id.clone(),
+                        },
+                        run(generation),
+                    ],
+                );
+                continue;
+            }
+            let mut attrs = Vec::new();
+            let mut ops = Vec::new();
+            if have.instance_type != d.instance_type {
+                attrs.push(changed(
+                    "instance_type",
+                    q(&have.instance_type),
+                    q(&d.instance_type),
+                ));
+                ops.push(CloudOp::ChangeInstanceType {
+                    id: have.id.clone(),
+                    instance_type: d.instance_type.clone(),
+                });
+            } else if have.state == "stopped" || have.state == "stopping" {
+                attrs.push(changed("state", q(&have.state), q("running")));
+                ops.push(CloudOp::StartInstance {
+                    id: have.id.clone(),
+                });
+            }
+            let mut have_groups: Vec<String> = have
+                .security_groups
+                .iter()
+                .map(|id| {
+                    group_names
+                        .get(id.as_str())
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| id.clone())
+                })
+                .collect();
+            have_groups.sort();
+            let mut want_groups = d.groups.clone();
+            want_groups.sort();
+            if have_groups != want_groups {
+                attrs.push(changed(
+                    "security_groups",
+                    list(&have_groups),
+                    list(&want_groups),
+                ));
+                ops.push(CloudOp::SetInstanceGroups {
+                    id: have.id.clone(),
+                    groups: group_refs.clone(),
+                });
+            }
+            if have.roles != d.roles {
+                attrs.push(changed("tags.infra:roles", q(&have.roles), q(&d.roles)));
+                ops.push(CloudOp::SetTags {
+                    id: have.id.clone(),
+                    tags: [(TAG_ROLES.to_string(), d.roles.clone())].into(),
+                });
+            }
+            if !ops.is_empty() {
+                self.push(address, CloudAction::Update, attrs, ops);
+            }
+        }
+        let wanted_hosts: BTreeSet<&str> = wanted.iter().map(|d| d.host.as_str()).collect();
+        for i in f
+            .instances
+            .iter()
+            .filter(|i| !wanted_hosts.contains(i.host.as_str()))
+        {
+            let extra = f.instance(&i.host).is_some_and(|first| first.id != i.id);
+            let address = if extra {
+                format!("aws_instance.{}[{}]", i.host, i.id)
+            } else {
+                format!("aws_instance.{}", i.host)
+            };
+            self.push(
+                address,
+                CloudAction::Delete,
+                vec![
+                    removed("id", q(&i.id)),
+                    removed("instance_type", q(&i.instance_type)),
+                    removed("private_ip", q(i.private_ip.as_deref().unwrap_or(""))),
+                ],
+                vec![CloudOp::TerminateInstance { id: i.id.clone() }],
+            );
+        }
+    }
+
+    /// The instance `host` will have after this apply.
+    fn instance_ref(&self, host: &str) -> Ref {
+        match self.facts.instance(host) {
+            Some(i) if !self.new_instances.contains(host) => Ref::Id(i.id.clone()),
+            _ => Ref::New(format!("aws_instance.{host}")),
+        }
+    }
+
+    fn volumes(&mut self, wanted: &[DesiredInstance], subnet: &Ref) {
+        let f = self.facts;
+        let mut wanted_keys = BTreeSet::new();
+        for d in wanted {
+            for v in &d.volumes {
+                wanted_keys.insert((d.host.clone(), v.role.clone()));
+                let address = format!("aws_ebs_volume.{}-{}", d.host, v.role);
+                let instance = self.instance_ref(&d.host);
+                let attach = CloudOp::AttachVolume {
+                    volume: Ref::New(address.clone()),
+                    instance: instance.clone(),
+                    device: v.device.clone(),
+                };
+                match f
+                    .volumes
+                    .iter()
+                    .find(|x| x.host == d.host && x.role == v.role)
+                {
+                    None => self.push(
+                        address.clone(),
+                        CloudAction::Create,
+                        vec![
+                            added("size", format!("{}", v.size_gb)),
+                            added("device_name", q(&v.device)),
+                            added("instance_id", instance.to_string()),
+                            added("keep_on_destroy", v.keep.to_string()),
+                        ],
+                        vec![
+                            CloudOp::CreateVolume {
+                                host: d.host.clone(),
+                                role: v.role.clone(),
+                                size_gb: v.size_gb,
+                                subnet: subnet.clone(),
+                                keep: v.keep,
+                            },
+                            attach,
+                        ],
+                    ),
+                    Some(have) => {
+                        let attached_here = match (&instance, &have.attached_to) {
+                            (Ref::Id(id), Some(at)) => id == at,
+                            _ => false,
+                        };
+                        if attached_here {
+                            continue;
+                        }
+                        let mut ops = Vec::new();
+                        if let Some(at) = &have.attached_to {
+                            // Attached to an instance that is not this host's: free it first,
+                            // unless that instance is terminated by this plan anyway.
+                            let terminated = self.changes.iter().flat_map(|c| &c.ops).any(
+                                |o| matches!(&o.op, CloudOp::TerminateInstance { id } if id == at),
+                            );
+                            if !terminated {
+                                ops.push(CloudOp::DetachVolume {
+                                    id: have.id.clone(),
+                                    instance: at.clone(),
+                                });
+                            }
+                        }
+                        ops.push(CloudOp::AttachVolume {
+                            volume: Ref::Id(have.id.clone()),
+                            instance: instance.clone(),
+                            device: v.device.clone(),
+                        });
+                        self.push(
+                            address,
+                            CloudAction::Update,
+                            vec![changed(
+                                "instance_id",
+                                q(have.attached_to.as_deref().unwrap_or("")),
+                                instance.to_string(),
+                            )],
+                            ops,
+                        );
+                    }
+                }
+            }
+        }
+        for v in &f.volumes {
+            if wanted_keys.contains(&(v.host.clone(), v.role.clone())) {
+                continue;
+            }
+            let address = format!("aws_ebs_volume.{}-{}", v.host, v.role);
+            if v.keep {
+                self.kept.push(format!(
+                    "{address} ({}, {} GB): keep_on_destroy; delete it by hand when it is no longer needed",
+                    v.id, v.size_gb
+                ));
+                continue;
+            }
+            let mut ops = Vec::new();
+            if let Some(at) = &v.attached_to {
+                ops.push(CloudOp::DetachVolume {
+                    id: v.id.clone(),
+                    instance: at.clone(),
+                });
+            }
+            ops.push(CloudOp::DeleteVolume { id: v.id.clone() });
+            self.push(
+                address,
+                CloudAction::Delete,
+                vec![
+                    removed("id", q(&v.id)),
+                    removed("size", format!("{}", v.size_gb)),
+                ],
+                ops,
+            );
+        }
+    }
+
+    fn addresses(&mut self, wanted: &[DesiredInstance]) {
+        let f = self.facts;
+        let mut wanted_hosts = BTreeSet::new();
+        for d in wanted.iter().filter(|d| d.public_ip) {
+            wanted_hosts.insert(d.host.clone());
+            let address = format!("aws_eip.{}", d.host);
+            let instance = self.instance_ref(&d.host);
+            match f.address(&d.host) {
+                None => {
+                    let mut attrs = vec![
+                        added("public_ip", KNOWN_AFTER_APPLY.into()),
+                        added("instance", instance.to_string()),
+                    ];
+                    let eip = Ref::New(address.clone());
+                    let mut ops = vec![
+                        CloudOp::AllocateAddress {
+                            host: d.host.clone(),
+                        },
+                        CloudOp::AssociateAddress {
+                            address: eip.clone(),
+                            instance,
+                        },
+                    ];
+                    if let Some(name) = &d.reverse_dns {
+                        attrs.push(added("reverse_dns", q(name)));
+                        ops.push(CloudOp::SetReverseDns {
+                            address: eip,
+                            name: name.clone(),
+                        });
+                    }
+                    self.push(address, CloudAction::Create, attrs, ops);
+                }
+                Some(have) => {
+                    let mut attrs = Vec::new();
+                    let mut ops = Vec::new();
+                    let eip = Ref::Id(have.allocation_id.clone());
+                    let associated = matches!((&instance, &have.instance), (Ref::Id(a), Some(b)) if a == b);
+                    if !associated {
+                        attrs.push(changed(
+                            "instance",
+                            q(have.instance.as_deref().unwrap_or("")),
+                            instance.to_string(),
+                        ));
+                        ops.push(CloudOp::AssociateAddress {
+                            address: eip.clone(),
+                            instance,
+                        });
+                    }
+                    if let Some(name) = &d.reverse_dns {
+                        let have_name = have
+                            .reverse_dns
+                            .as_deref()
+                            .map(|n| n.trim_end_matches('.'));
+                        if have_name != Some(name.as_str()) {
+                            attrs.push(changed(
+                                "reverse_dns",
+                                q(have_name.unwrap_or("")),
+                                q(name),
+                            ));
+                            ops.push(CloudOp::SetReverseDns {
+                                address: eip,
+                                name: name.clone(),
+                            });
+                        }
+                    }
+                    if !ops.is_empty() {
+                        self.push(address, CloudAction::Update, attrs, ops);
+                    }
+                }
+            }
+        }
+        for a in f
+            .addresses
+            .iter()
+            .filter(|a| !wanted_hosts.contains(&a.host))
+        {
+            self.push(
+                format!("aws_eip.{}", a.host),
+                CloudAction::Delete,
+                vec![
+                    removed("public_ip", q(&a.public_ip)),
+                    removed("allocation_id", q(&a.allocation_id)),
+                ],
+                vec![CloudOp::ReleaseAddress {
+                    allocation_id: a.allocation_id.clone(),
+                    association_id: a.association_id.clone(),
+                }],
+            );
+        }
+    }
+
+    /// The public zone (the roles' hostnames) and the private internal zone (every host).
+    fn zones(&mut self, env: &Environment, wanted: &[DesiredInstance], vpc: &Ref, mode: Mode) {
+        let inv = env.inventory;
+        let f = self.facts;
+        let public_ips: BTreeSet<&str> = f.addresses.iter().map(|a| a.public_ip.as_str()).collect();
+        for (private, zone_name) in [(false, &inv.domain), (true, &inv.internal_domain)] {
+            let zone_name = zone_name.trim_end_matches('.').to_string();
+            let kind = if private { "internal" } else { "public" };
+            let have = f
+                .zones
+                .iter()
+                .find(|z| z.name == zone_name && z.private == private);
+            // name -> value
+            let mut records: BTreeMap<String, RecordValue> = BTreeMap::new();
+            for d in wanted {
+                if private {
+                    let value = match (&d.private_ip, f.instance(&d.host)) {
+                        (Some(ip), _) => RecordValue::Ip(ip.clone()),
+                        (None, Some(i)) if !self.new_instances.contains(&d.host) => i
+                            .private_ip
+                            .clone()
+                            .map(RecordValue::Ip)
+                            .unwrap_or(RecordValue::PrivateIpOf(d.host.clone())),
+                        _ => RecordValue::PrivateIpOf(d.host.clone()),
+                    };
+                    records.insert(format!("{}.{zone_name}", d.host), value);
+                } else if d.public_ip {
+                    let value = match f.address(&d.host) {
+                        Some(a) => RecordValue::Ip(a.public_ip.clone()),
+                        None => RecordValue::PublicIpOf(d.host.clone()),
+                    };
+                    for name in &d.public_hostnames {
+                        let name = name.trim_end_matches('.');
+                        if name == zone_name || name.ends_with(&format!(".{zone_name}")) {
+                            records.insert(name.to_string(), value.clone());
+                        }
+                    }
+                }
+            }
+            let zone_address = format!("aws_route53_zone.{kind}");
+            let zone_ref = match have {
+                Some(z) => Ref::Id(z.id.clone()),
+                None => Ref::New(zone_address.clone()),
+            };
+            if have.is_none() && !records.is_empty() {
+                let mut attrs = vec![added("name", q(&zone_name))];
+                if private {
+                    attrs.push(added("vpc_id", vpc.to_string()));
+                }
+                self.push(
+                    zone_address.clone(),
+                    CloudAction::Create,
+                    attrs,
+                    vec![CloudOp::CreateZone {
+                        name: zone_name.clone(),
+                        vpc: private.then(|| vpc.clone()),
+                    }],
+                );
+            }
+            let mut changes = Vec::new();
+            let have_records: BTreeMap<&str, &str> = have
+                .map(|z| {
+                    z.records
+                        .iter()
+                        .map(|r| (r.name.as_str(), r.value.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (name, value) in &records {
+                let same = matches!(value, RecordValue::Ip(ip) if have_records.get(name.as_str()) == Some(&ip.as_str()));
+                if same {
+                    continue;
+                }
+                let before = have_records.get(name.as_str()).map(|v| q(v));
+                let attrs = vec![Attr {
+                    name: "A".into(),
+                    before: before.clone(),
+                    after: Some(q(&value.to_string())),
+                    forces_replacement: false,
+                }];
+                let action = if before.is_some() {
+                    CloudAction::Update
+                } else {
+                    CloudAction::Create
+                };
+                self.changes.push(CloudChange {
+                    address: format!("aws_route53_record.{name}"),
+                    action,
+                    attrs,
+                    ops: Vec::new(),
+                });
+                changes.push(RecordChange {
+                    action: RecordAction::Upsert,
+                    name: name.clone(),
+                    value: value.clone(),
+                });
+            }
+            // Ours to delete: every record of the internal zone; in the public zone, those
+            // that point at one of the environment's Elastic IPs.
+            for (name, value) in &have_records {
+                if records.contains_key(*name) {
+                    continue;
+                }
+                if !private && !public_ips.contains(value) {
+                    continue;
+                }
+                self.changes.push(CloudChange {
+                    address: format!("aws_route53_record.{name}"),
+                    action: CloudAction::Delete,
+                    attrs: vec![removed("A", q(value))],
+                    ops: Vec::new(),
+                });
+                changes.push(RecordChange {
+                    action: RecordAction::Delete,
+                    name: name.to_string(),
+                    value: RecordValue::Ip(value.to_string()),
+                });
+            }
+            if !changes.is_empty() {
+                // The record changes of one zone are one batch: the ops hang on the zone.
+                let phase = record_phase(&changes, &zone_ref);
+                let op = Op {
+                    phase,
+                    address: zone_address.clone(),
+                    op: CloudOp::ChangeRecords {
+                        zone: zone_ref.clone(),
+                        zone_name: zone_name.clone(),
+                        changes,
+                    },
+                };
+                if let Some(c) = self.changes.iter_mut().find(|c| c.address == zone_address) {
+                    c.ops.push(op);
+                } else if let Some(c) = self
+                    .changes
+                    .iter_mut()
+                    .rev()
+                    .find(|c| c.address.starts_with("aws_route53_record."))
+                {
+                    c.ops.push(op);
+                }
+            }
+            if mode == Mode::Destroy {
+                if let Some(z) = have.filter(|z| z.owned) {
+                    self.push(
+                        zone_address,
+                        CloudAction::Delete,
+                        vec![removed("name", q(&z.name))],
+                        vec![CloudOp::DeleteZone { id: z.id.clone() }],
+                    );
+                }
+            }
+        }
+    }
+
+    fn network_teardown(&mut self, mode: Mode) {
+        if mode != Mode::Destroy {
+            return;
+        }
+        let f = self.facts;
+        if let Some(s) = f.subnet.as_ref().filter(|s| s.owned) {
+            self.push(
+                "aws_subnet.main".into(),
+                CloudAction::Delete,
+                vec![removed("cidr_block", q(&s.cidr))],
+                vec![CloudOp::DeleteSubnet { id: s.id.clone() }],
+            );
+        }
+        if let Some(v) = f.vpc.as_ref().filter(|v| v.owned) {
+            self.push(
+                "aws_vpc.main".into(),
+                CloudAction::Delete,
+                vec![removed("cidr_block", q(&v.cidr))],
+                vec![CloudOp::DeleteVpc {
+                    id: v.id.clone(),
+                    internet_gateway: v.internet_gateway.clone(),
+                }],
+            );
+        }
+    }
+}
+
+/// A fact rule's source as the role it names (`None` for the world).
+fn have_key(rule: &RuleFact, id_to_role: &BTreeMap<&str, &str>) -> Option<String> {
+    match &rule.source {
+        SourceFact::Cidr(c) if c == "0.0.0.0/0" => None,
+        SourceFact::Cidr(c) => Some(format!("cidr:{c}")),
+        SourceFact::Group(id) => Some(
+            id_to_role
+                .get(id.as_str())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("group:{id}")),
+        ),
+    }
+}
+
+fn source_label(env: &str, src: &Option<String>) -> String {
+    match src {
+        None => "0.0.0.0/0".into(),
+        Some(s) if s.starts_with("cidr:") || s.starts_with("group:") => {
+            s.split_once(':').map(|x| x.1).unwrap_or(s).to_string()
+        }
+        Some(role) => group_name(env, role),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The protocol between `infra` and its provider program: one JSON request on stdin, JSON lines
+// back on stdout.
+
+/// What the provider needs to find an environment's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub environment: String,
+    pub region: String,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub domain: String,
+    pub internal_domain: String,
+}
+
+impl Scope {
+    pub fn of(env: &Environment) -> Scope {
+        let inv = env.inventory;
+        let prov = &inv.provider.value;
+        Scope {
+            environment: env.name.clone(),
+            region: prov.region.clone().unwrap_or_default(),
+            vpc_id: prov.vpc_id.clone(),
+            subnet_id: prov.subnet_id.clone(),
+            domain: inv.domain.trim_end_matches('.').to_string(),
+            internal_domain: inv.internal_domain.trim_end_matches('.').to_string(),
+        }
+    }
+}
+
+/// `infra-aws discover` reads a `Scope`; `infra-aws apply` reads this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub scope: Scope,
+    /// In execution order.
+    pub ops: Vec<Op>,
+}
+
+/// One line of the provider's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProviderEvent {
+    /// An operation starts.
+    Start {
+        index: usize,
+        address: String,
+        text: String,
+    },
+    /// A long wait goes on (instance starting, volume attaching...).
+    Waiting { index: usize, text: String },
+    /// An operation finished; `id` of what it created, if anything.
+    Done { index: usize, id: Option<String> },
+    /// The facts: the answer to `discover`, and the last line of an `apply`.
+    Facts { facts: Box<CloudFacts> },
+    /// Nothing more happens: `index` is the operation that failed, if one did.
+    Error {
+        index: Option<usize>,
+        message: String,
+    },
+}
+
+/// A one-line description of an operation, for progress.
+pub fn describe(op: &CloudOp) -> String {
+    use CloudOp::*;
+    match op {
+        CreateVpc { cidr } => format!("create VPC {cidr} with an internet gateway"),
+        CreateInternetGateway { .. } => "create the internet gateway".into(),
+        CreateSubnet { cidr, .. } => format!("create subnet {cidr}"),
+        CreateSecurityGroup { name, .. } => format!("create security group {name}"),
+        AuthorizeIngress { port, .. } => format!("open {port}"),
+        RevokeIngress { group, port, .. } => format!("close {port} on {group}"),
+        DeleteSecurityGroup { id } => format!("delete security group {id}"),
+        RunInstance {
+            host,
+            instance_type,
+            ..
+        } => format!("launch {host} ({instance_type}) and wait until it runs"),
+        ChangeInstanceType { id, instance_type } => {
+            format!("stop {id}, change its type to {instance_type}, start it")
+        }
+        StartInstance { id } => format!("start {id}"),
+        SetInstanceGroups { id, .. } => format!("set the security groups of {id}"),
+        SetTags { id, .. } => format!("tag {id}"),
+        TerminateInstance { id } => format!("terminate {id} and wait until it is gone"),
+        CreateVolume {
+            host, role, size_gb, ..
+        } => format!("create the {size_gb} GB volume of {host} ({role})"),
+        AttachVolume { device, .. } => format!("attach the volume at {device}"),
+        DetachVolume { id, .. } => format!("detach volume {id}"),
+        DeleteVolume { id } => format!("delete volume {id}"),
+        AllocateAddress { host } => format!("allocate the Elastic IP of {host}"),
+        AssociateAddress { .. } => "associate the Elastic IP".into(),
+        SetReverseDns { name, .. } => format!("set reverse DNS to {name}"),
+        ReleaseAddress { allocation_id, .. } => format!("release Elastic IP {allocation_id}"),
+        CreateZone { name, vpc } => format!(
+            "create the {} zone {name}",
+            if vpc.is_some() { "private" } else { "public" }
+        ),
+        ChangeRecords {
+            zone_name, changes, ..
+        } => format!("write {} records in {zone_name}", changes.len()),
+        DeleteZone { id } => format!("delete zone {id}"),
+        DeleteSubnet { id } => format!("delete subnet {id}"),
+        DeleteVpc { id, .. } => format!("delete VPC {id}"),
+    }
+}
