@@ -86,6 +86,15 @@ pub enum Command {
         #[command(flatten)]
         flags: RunFlags,
     },
+    /// Remove everything an aws environment owns: instances, addresses, records, groups, and the
+    /// network infra created (volumes with keep_on_destroy stay).
+    #[command(after_help = EXIT_CODES)]
+    Destroy {
+        env: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Check the whole site: every problem at once, with file, line and a hint.
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -132,6 +141,10 @@ pub struct RunFlags {
     /// Only these hosts: a comma list of `host:NAME`, `role:NAME`, globs, or bare names.
     #[arg(long, value_delimiter = ',', value_name = "PATTERNS")]
     pub limit: Vec<String>,
+    /// Only the cloud section (aws inventories): machines, groups, volumes, addresses and DNS;
+    /// no host is contacted.
+    #[arg(long)]
+    pub cloud_only: bool,
     /// How many hosts at once (0 = all).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub parallel: usize,

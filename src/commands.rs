@@ -73,17 +73,24 @@ pub enum CliError {
     StalePlan { hosts: Vec<String> },
     #[error("refusing to apply without confirmation: there is no terminal to ask on; nothing was changed")]
     NoConfirmation,
+    #[error(transparent)]
+    Provider(#[from] crate::provider::ProviderError),
+    #[error(transparent)]
+    Cloud(#[from] infra_core::cloud::CloudConfigError),
+    #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
+    StaleCloud { env: String },
 }
 
 impl CliError {
-    pub fn hint(&self) -> Option<&str> {
+    pub fn hint(&self) -> Option<String> {
         match self {
             CliError::UnknownEnv { hint, .. }
             | CliError::UnknownHost { hint, .. }
-            | CliError::UnknownDest { hint, .. } => hint.as_deref(),
-            CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables"),
-            CliError::StalePlan { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan"),
-            CliError::NoConfirmation => Some("pass --yes to apply without asking"),
+            | CliError::UnknownDest { hint, .. } => hint.clone(),
+            CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables".into()),
+            CliError::StalePlan { .. } | CliError::StaleCloud { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
+            CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
+            CliError::Provider(e) => e.hint(),
             _ => None,
         }
     }
@@ -109,6 +116,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
         Command::Apply { target, yes, flags } => {
             crate::run::apply_cmd(cli, style, target, *yes, flags)
         }
+        Command::Destroy { env, yes } => crate::run::destroy_cmd(cli, style, env, *yes),
         Command::Validate { env, vars } => validate_cmd(cli, style, env.as_deref(), vars),
         Command::Roles {
             command:

@@ -56,6 +56,7 @@ pub async fn gather(
     hosts: Vec<(DesiredHost, String)>,
     secrets: Arc<Secrets>,
     parallel: usize,
+    connect_wait: std::time::Duration,
     sink: Sink,
 ) -> (Vec<Target>, Vec<HostError>) {
     let sem = Arc::new(host_slots(parallel));
@@ -65,10 +66,21 @@ pub async fn gather(
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
             let name = desired.name.clone();
-            let conn = ssh
-                .connect(&name, &address)
-                .await
-                .map_err(|e| host_error(&name, &e))?;
+            // A machine launched moments ago takes a while to run sshd: retry until the wait
+            // is over (0 for hosts that were already there).
+            let deadline = tokio::time::Instant::now() + connect_wait;
+            let conn = loop {
+                match ssh.connect(&name, &address).await {
+                    Ok(c) => break c,
+                    Err(e @ SshError::Connect { .. })
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        let _ = e;
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    }
+                    Err(e) => return Err(host_error(&name, &e)),
+                }
+            };
             match plan_one(&conn, &desired, &secrets).await {
                 Ok((plan, round_trips)) => {
                     sink(Event::Planned {

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod engine;
+mod provider;
 mod run;
 mod ssh;
 mod view;

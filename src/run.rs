@@ -5,9 +5,13 @@ use crate::commands::{checked_env, load, parse_vars, report, CliError, Outcome};
 use crate::engine::{self, Target};
 use crate::ssh::SshConfig;
 use crate::view::{self, Style};
+use crate::provider;
+use infra_core::cloud::{self, CloudFacts, CloudPlan, Scope};
 use infra_core::desired::DesiredHost;
 use infra_core::environment::HostView;
-use infra_core::plan::Plan;
+use infra_core::facts::Facts;
+use infra_core::model::ProviderKind;
+use infra_core::plan::{plan_host, HostPlan, Plan};
 use infra_core::render::{Renderer, SharedContext};
 use infra_core::secrets::Secrets;
 use std::io::{BufRead, IsTerminal, Write};
@@ -17,10 +21,23 @@ use std::sync::Arc;
 /// Everything needed to reach and plan the selected hosts of an environment.
 struct Prepared {
     env: String,
+    /// Hosts to reach over SSH, with their address.
     hosts: Vec<(DesiredHost, String)>,
+    /// Hosts whose machine does not exist yet: planned as fresh machines.
+    fresh: Vec<DesiredHost>,
     secrets: Secrets,
     ssh: SshConfig,
     missing_secrets: Vec<String>,
+    /// The cloud section (aws inventories) and the scope the provider works in.
+    cloud: Option<(Scope, CloudPlan)>,
+}
+
+/// What the cloud side of a run does.
+enum CloudStage {
+    /// Ask the provider what exists and plan the cloud (plan, apply).
+    Plan,
+    /// The cloud was just applied: these are the facts after it; plan only the hosts.
+    Known(Box<CloudFacts>),
 }
 
 fn prepare(
@@ -28,26 +45,54 @@ fn prepare(
     style: &Style,
     env_name: &str,
     flags: &RunFlags,
+    stage: CloudStage,
 ) -> Result<Option<Prepared>, CliError> {
     let overrides = parse_vars(&flags.vars)?;
     let Some(site) = load(cli, style)? else {
         return Ok(None);
     };
-    let Some(env) = checked_env(&site, env_name, &overrides, style)? else {
+    let Some(mut env) = checked_env(&site, env_name, &overrides, style)? else {
         return Ok(None);
     };
+    let mut cloud_plan = None;
+    let mut fresh_names = Vec::new();
+    if env.inventory.provider.value.kind == ProviderKind::Aws {
+        let scope = Scope::of(&env);
+        let (facts, plan_it) = match stage {
+            CloudStage::Plan => {
+                view::print_note(
+                    style,
+                    &format!("reading the AWS resources of {} ({})", env.name, scope.region),
+                );
+                (provider::discover(&scope)?, true)
+            }
+            CloudStage::Known(f) => (*f, false),
+        };
+        env.set_cloud_facts(&facts);
+        if plan_it {
+            let plan = cloud::plan(&env, &facts, cloud::Mode::Converge)?;
+            fresh_names = plan.new_hosts.clone();
+            cloud_plan = Some((scope, plan));
+        }
+    }
     let (renderer, diags) = Renderer::new(&site);
     if report(style, diags) {
         return Ok(None);
     }
     let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
     let shared = SharedContext::new(&env);
+    if flags.cloud_only && cloud_plan.is_none() {
+        return Err(CliError::Var(format!(
+            "--cloud-only: `{}` is a static inventory, it has no cloud section",
+            env.name
+        )));
+    }
     let selected: Vec<_> = env
         .hosts
         .values()
-        .filter(|h| selected(&flags.limit, &h.view))
+        .filter(|h| !flags.cloud_only && selected(&flags.limit, &h.view))
         .collect();
-    if selected.is_empty() {
+    if selected.is_empty() && !flags.cloud_only {
         return Err(CliError::Var(format!(
             "--limit {} matches no host of `{}`",
             flags.limit.join(","),
@@ -55,6 +100,7 @@ fn prepare(
         )));
     }
     let mut hosts = Vec::new();
+    let mut fresh = Vec::new();
     let mut diags = Vec::new();
     let mut missing = Vec::new();
     for h in selected {
@@ -70,7 +116,12 @@ fn prepare(
             .address
             .clone()
             .unwrap_or_else(|| h.view.name.clone());
-        hosts.push((DesiredHost::new(&env, h, out.files), address));
+        let desired = DesiredHost::new(&env, h, out.files);
+        if fresh_names.contains(&h.view.name) {
+            fresh.push(desired);
+        } else {
+            hosts.push((desired, address));
+        }
     }
     if report(style, infra_core::validate::merge_duplicates(diags)) {
         return Ok(None);
@@ -81,9 +132,11 @@ fn prepare(
     Ok(Some(Prepared {
         env: env.name.clone(),
         hosts,
+        fresh,
         secrets,
         ssh,
         missing_secrets: missing,
+        cloud: cloud_plan,
     }))
 }
 
@@ -133,6 +186,7 @@ struct Planned {
     targets: Vec<Target>,
     plan: Plan,
     secrets: Arc<Secrets>,
+    scope: Option<Scope>,
 }
 
 impl Planned {
@@ -146,10 +200,12 @@ impl Planned {
     }
 }
 
-/// Connects and plans; unreachable hosts are errors (nothing is changed anywhere).
+/// Connects and plans; unreachable hosts are errors (nothing is changed anywhere). Hosts whose
+/// machine does not exist yet are planned against a fresh machine, without connecting.
 fn plan_hosts(
     p: Prepared,
     parallel: usize,
+    connect_wait: std::time::Duration,
     style: &Style,
 ) -> Result<Result<Planned, Outcome>, CliError> {
     let rt = runtime()?;
@@ -160,15 +216,31 @@ fn plan_hosts(
         p.hosts,
         secrets.clone(),
         parallel,
+        connect_wait,
         view::progress_sink(style),
     ));
-    let plan = Plan::new(&p.env, targets.iter().map(|t| t.plan.clone()).collect());
+    let fresh_plans: Vec<HostPlan> = p
+        .fresh
+        .iter()
+        .map(|d| plan_host(d, &Facts::fresh(), &Default::default(), &secrets))
+        .collect();
+    let mut plan = Plan::new(
+        &p.env,
+        targets
+            .iter()
+            .map(|t| t.plan.clone())
+            .chain(fresh_plans)
+            .collect(),
+    );
+    let scope = p.cloud.as_ref().map(|(s, _)| s.clone());
+    plan.cloud = p.cloud.map(|(_, c)| c);
     let planned = Planned {
         rt,
         _ssh: ssh,
         targets,
         plan,
         secrets,
+        scope,
     };
     if !errors.is_empty() {
         for e in &errors {
@@ -197,7 +269,7 @@ pub fn plan_cmd(
     out: Option<&Path>,
     flags: &RunFlags,
 ) -> Result<Outcome, CliError> {
-    let Some(p) = prepare(cli, style, env, flags)? else {
+    let Some(p) = prepare(cli, style, env, flags, CloudStage::Plan)? else {
         return Ok(Outcome::Failed);
     };
     if !p.missing_secrets.is_empty() {
@@ -209,7 +281,7 @@ pub fn plan_cmd(
             ),
         );
     }
-    let planned = match plan_hosts(p, flags.parallel, style)? {
+    let planned = match plan_hosts(p, flags.parallel, Default::default(), style)? {
         Ok(x) => x,
         Err(o) => return Ok(o),
     };
@@ -238,6 +310,25 @@ pub fn plan_cmd(
     })
 }
 
+/// Asks for `yes` on the terminal; refuses without one.
+fn confirm(question: &str) -> Result<bool, CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NoConfirmation);
+    }
+    eprint!("{question} Only 'yes' is accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() != "yes" {
+        eprintln!("Apply cancelled; nothing was changed.");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// How long the host phase waits for sshd on machines the cloud phase just launched.
+const NEW_MACHINE_SSH_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub fn apply_cmd(
     cli: &Cli,
     style: &Style,
@@ -250,7 +341,7 @@ pub fn apply_cmd(
         .as_ref()
         .map(|p| p.environment.clone())
         .unwrap_or_else(|| target.to_string());
-    let Some(p) = prepare(cli, style, &env, flags)? else {
+    let Some(p) = prepare(cli, style, &env, flags, CloudStage::Plan)? else {
         return Ok(Outcome::Failed);
     };
     if !p.missing_secrets.is_empty() {
@@ -259,18 +350,26 @@ pub fn apply_cmd(
             names: p.missing_secrets.clone(),
         });
     }
-    let mut planned = match plan_hosts(p, flags.parallel, style)? {
+    let mut planned = match plan_hosts(p, flags.parallel, Default::default(), style)? {
         Ok(x) => x,
         Err(o) => return Ok(o),
     };
     if let Some(saved) = saved {
-        // The saved plan is applied as reviewed, and only to hosts that did not change since.
+        // The saved plan is applied as reviewed: only if the cloud did not change since, and
+        // only to hosts that did not change since (or are still to be created).
+        if let Some(c) = &saved.cloud {
+            let now = planned.plan.cloud.as_ref().map(|c| c.facts_fingerprint.as_str());
+            if now != Some(c.facts_fingerprint.as_str()) {
+                planned.close();
+                return Err(CliError::StaleCloud { env });
+            }
+        }
         let stale: Vec<String> = saved
             .hosts
             .iter()
             .filter(|s| {
-                !planned.targets.iter().any(|t| {
-                    t.plan.host == s.host && t.plan.facts_fingerprint == s.facts_fingerprint
+                !planned.plan.hosts.iter().any(|t| {
+                    t.host == s.host && t.facts_fingerprint == s.facts_fingerprint
                 })
             })
             .map(|s| s.host.clone())
@@ -295,23 +394,69 @@ pub fn apply_cmd(
         return Ok(Outcome::Success);
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            planned.close();
-            return Err(CliError::NoConfirmation);
-        }
-        eprint!(
-            "Apply these changes to {}? Only 'yes' is accepted: ",
-            planned.plan.environment
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            planned.close();
-            eprintln!("Apply cancelled; nothing was changed.");
-            return Ok(Outcome::Failed);
+        let question = format!("Apply these changes to {}?", planned.plan.environment);
+        match confirm(&question) {
+            Ok(true) => {}
+            other => {
+                planned.close();
+                return other.map(|_| Outcome::Failed);
+            }
         }
     }
+    let cloud_changes = planned
+        .plan
+        .cloud
+        .as_ref()
+        .is_some_and(|c| !c.changes.is_empty());
+    if !cloud_changes {
+        return Ok(apply_hosts(planned, flags, style)?);
+    }
+    // The cloud first; then the hosts, planned again against what the cloud now is (new
+    // machines get their real facts, templates their real addresses).
+    let cloud_plan = planned.plan.cloud.clone().unwrap_or_default();
+    let scope = planned.scope.clone();
+    planned.close();
+    let Some(scope) = scope else {
+        return Err(CliError::Var("a cloud plan without a provider scope".into()));
+    };
+    let facts = provider::apply(&scope, &cloud_plan, &mut view::cloud_progress(style))?;
+    view::print_cloud_done(style, &cloud_plan);
+    if flags.cloud_only {
+        return Ok(Outcome::Success);
+    }
+    let Some(p) = prepare(cli, style, &env, flags, CloudStage::Known(Box::new(facts)))? else {
+        return Ok(Outcome::Failed);
+    };
+    forget_new_host_keys(&p, &cloud_plan.new_hosts);
+    let wait = if cloud_plan.new_hosts.is_empty() {
+        Default::default()
+    } else {
+        view::print_note(
+            style,
+            &format!(
+                "waiting for SSH on the new machines: {}",
+                cloud_plan.new_hosts.join(", ")
+            ),
+        );
+        NEW_MACHINE_SSH_WAIT
+    };
+    let planned = match plan_hosts(p, flags.parallel, wait, style)? {
+        Ok(x) => x,
+        Err(o) => return Ok(o),
+    };
+    apply_hosts(planned, flags, style)
+}
+
+/// A machine launched by this apply has new host keys: forget whatever its address had.
+fn forget_new_host_keys(p: &Prepared, new_hosts: &[String]) {
+    for (d, address) in &p.hosts {
+        if new_hosts.contains(&d.name) {
+            p.ssh.forget(address);
+        }
+    }
+}
+
+fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outcome, CliError> {
     let Planned {
         rt,
         _ssh,
@@ -332,6 +477,36 @@ pub fn apply_cmd(
     } else {
         Outcome::Success
     })
+}
+
+/// `infra destroy ENV`: everything the environment owns in the cloud goes.
+pub fn destroy_cmd(cli: &Cli, style: &Style, env_name: &str, yes: bool) -> Result<Outcome, CliError> {
+    let Some(site) = load(cli, style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let Some(env) = checked_env(&site, env_name, &[], style)? else {
+        return Ok(Outcome::Failed);
+    };
+    if env.inventory.provider.value.kind != ProviderKind::Aws {
+        return Err(CliError::Var(format!(
+            "`{env_name}` is a static inventory: infra created none of its machines, so there is nothing to destroy"
+        )));
+    }
+    let scope = Scope::of(&env);
+    let facts = provider::discover(&scope)?;
+    let cloud_plan = cloud::plan(&env, &facts, cloud::Mode::Destroy)?;
+    let mut plan = Plan::new(&env.name, Vec::new());
+    plan.cloud = Some(cloud_plan.clone());
+    view::print_plan(&plan).map_err(CliError::Stdout)?;
+    if cloud_plan.changes.is_empty() {
+        return Ok(Outcome::Success);
+    }
+    if !yes && !confirm(&format!("Destroy everything {env_name} owns in AWS?"))? {
+        return Ok(Outcome::Failed);
+    }
+    provider::apply(&scope, &cloud_plan, &mut view::cloud_progress(style))?;
+    view::print_cloud_done(style, &cloud_plan);
+    Ok(Outcome::Success)
 }
 
 /// A saved plan, when `target` names a file rather than an environment.

@@ -135,6 +135,20 @@ impl SshConfig {
         })
     }
 
+    /// Forgets the recorded host keys of `address` (a machine launched anew at it has new ones).
+    pub fn forget(&self, address: &str) {
+        if self.known_hosts.is_file() {
+            let _ = std::process::Command::new("ssh-keygen")
+                .arg("-R")
+                .arg(address)
+                .arg("-f")
+                .arg(&self.known_hosts)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("config")
     }

@@ -277,9 +277,86 @@ pub fn progress_sink(style: &Style) -> crate::engine::Sink {
 }
 
 /// The plan, as people read it: per host, file diffs, packages and service actions.
+/// Progress of a cloud apply: one line per operation and per wait, on stderr.
+pub fn cloud_progress(style: &Style) -> impl FnMut(crate::provider::Progress) + '_ {
+    use crate::provider::Progress;
+    let started = std::time::Instant::now();
+    move |p| {
+        let t = started.elapsed().as_secs();
+        match p {
+            Progress::Start { address, text } => {
+                eprintln!("{}: {text}...", style.paint("1", address))
+            }
+            Progress::Waiting { text } => eprintln!("  {text} ({t}s elapsed)"),
+            Progress::Done { address } => eprintln!("{}: done ({t}s elapsed)", address),
+        }
+    }
+}
+
+pub fn print_cloud_done(style: &Style, plan: &infra_core::cloud::CloudPlan) {
+    let s = plan.summary();
+    eprintln!(
+        "{}: {} added, {} changed, {} destroyed.",
+        style.paint("1;32", "Cloud apply complete"),
+        s.add,
+        s.change,
+        s.destroy
+    );
+}
+
+/// The cloud section: Terraform's symbols and attribute lines.
+fn print_cloud(out: &mut impl Write, cloud: &infra_core::cloud::CloudPlan) -> io::Result<()> {
+    use infra_core::cloud::CloudAction;
+    if cloud.changes.is_empty() && cloud.kept.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nCloud ({}, {}):", cloud.provider, cloud.region)?;
+    for c in &cloud.changes {
+        let what = match c.action {
+            CloudAction::Create => "will be created",
+            CloudAction::Update => "will be updated in-place",
+            CloudAction::Replace => "must be replaced",
+            CloudAction::Delete => "will be destroyed",
+        };
+        writeln!(out, "  # {} {what}", c.address)?;
+        writeln!(out, "  {} {}", c.action.symbol(), c.address)?;
+        let width = c.attrs.iter().map(|a| a.name.len()).max().unwrap_or(0);
+        for a in &c.attrs {
+            let line = match (&a.before, &a.after) {
+                (None, Some(after)) => format!("+ {:width$} = {after}", a.name),
+                (Some(before), None) => format!("- {:width$} = {before}", a.name),
+                (Some(before), Some(after)) => {
+                    format!("~ {:width$} = {before} -> {after}", a.name)
+                }
+                (None, None) => continue,
+            };
+            let forces = if a.forces_replacement {
+                " # forces replacement"
+            } else {
+                ""
+            };
+            writeln!(out, "      {line}{forces}")?;
+        }
+    }
+    for k in &cloud.kept {
+        writeln!(out, "  # kept: {k}")?;
+    }
+    Ok(())
+}
+
 pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
     use infra_core::plan::{Action, Step};
     let mut out = io::stdout().lock();
+    if let Some(cloud) = &plan.cloud {
+        print_cloud(&mut out, cloud)?;
+    }
+    if let Some(cloud) = plan.cloud.as_ref().filter(|c| !c.new_hosts.is_empty()) {
+        writeln!(
+            out,
+            "\nNew machines, planned as fresh hosts (what is already on the image is found after launch): {}",
+            cloud.new_hosts.join(", ")
+        )?;
+    }
     let sym = |a: Action| match a {
         Action::Create => "+",
         Action::Update => "~",
@@ -409,9 +486,18 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
     if !plan.has_changes() {
         writeln!(out, "No changes. Infrastructure matches the configuration.")?;
     } else {
+        if let Some(cloud) = &plan.cloud {
+            let c = cloud.summary();
+            writeln!(
+                out,
+                "\nCloud: {} to add, {} to change, {} to destroy.",
+                c.add, c.change, c.destroy
+            )?;
+        }
         writeln!(
             out,
-            "\nHosts: {} file{}, {} package{}, {} service action{}, {} other change{} on {} of {} hosts.",
+            "{}Hosts: {} file{}, {} package{}, {} service action{}, {} other change{} on {} of {} hosts.",
+            if plan.cloud.is_some() { "" } else { "\n" },
             s.files,
             if s.files == 1 { "" } else { "s" },
             s.packages,

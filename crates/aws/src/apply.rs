@@ -68,7 +68,7 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
     for (index, op) in req.ops.iter().enumerate() {
         emit(&ProviderEvent::Start {
             index,
-            address: op.address.clone(),
+            address: op.resource.clone(),
             text: describe(&op.op),
         });
         let id = st
@@ -76,10 +76,10 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
             .await
             .map_err(|error| Failure {
                 index: Some(index),
-                error: AwsError::new(format!("{} ({})", op.address, describe(&op.op)), error.to_string()),
+                error: AwsError::new(format!("{} ({})", op.resource, describe(&op.op)), error.to_string()),
             })?;
         if let Some(id) = &id {
-            st.created.insert(op.address.clone(), id.clone());
+            st.created.insert(op.resource.clone(), id.clone());
         }
         emit(&ProviderEvent::Done { index, id });
     }

@@ -359,7 +359,7 @@ impl CloudOp {
             AttachVolume { .. } => 51,
             AllocateAddress { .. } => 52,
             AssociateAddress { .. } => 53,
-            SetReverseDns { .. } => 54,
+            SetReverseDns { .. } => 66,
             CreateZone { .. } => 60,
             DeleteSecurityGroup { .. } => 70,
             DeleteZone { .. } => 75,
@@ -383,8 +383,8 @@ fn record_phase(changes: &[RecordChange], zone: &Ref) -> u8 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     pub phase: u8,
-    /// The change it belongs to.
-    pub address: String,
+    /// The address of the change it belongs to.
+    pub resource: String,
     #[serde(flatten)]
     pub op: CloudOp,
 }
@@ -721,7 +721,7 @@ impl Planner<'_> {
                     CloudOp::ChangeRecords { changes, zone, .. } => record_phase(changes, zone),
                     other => other.phase(),
                 },
-                address: address.clone(),
+                resource: address.clone(),
                 op,
             })
             .collect();
@@ -1475,7 +1475,10 @@ impl Planner<'_> {
                 let attrs = vec![Attr {
                     name: "A".into(),
                     before: before.clone(),
-                    after: Some(q(&value.to_string())),
+                    after: Some(match value {
+                        RecordValue::Ip(ip) => q(ip),
+                        _ => KNOWN_AFTER_APPLY.to_string(),
+                    }),
                     forces_replacement: false,
                 }];
                 let action = if before.is_some() {
@@ -1521,7 +1524,7 @@ impl Planner<'_> {
                 let phase = record_phase(&changes, &zone_ref);
                 let op = Op {
                     phase,
-                    address: zone_address.clone(),
+                    resource: zone_address.clone(),
                     op: CloudOp::ChangeRecords {
                         zone: zone_ref.clone(),
                         zone_name: zone_name.clone(),

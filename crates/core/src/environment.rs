@@ -1,6 +1,7 @@
 //! An environment resolved from its inventory: hosts with expanded roles, addresses and vars.
 
-use crate::model::{Inventory, ProviderKind, Vars};
+use crate::cloud::CloudFacts;
+use crate::model::{Inventory, JumpAddress, ProviderKind, Vars};
 use crate::site::Site;
 use crate::vars::{deep_merge, VarOverride};
 use serde::Serialize;
@@ -89,6 +90,9 @@ impl<'s> Environment<'s> {
                 };
                 let address = match kind {
                     ProviderKind::Static => host.address.clone(),
+                    ProviderKind::Aws if is_public_jump(inv, host_name) => {
+                        Some(KNOWN_AFTER_APPLY.to_string())
+                    }
                     ProviderKind::Aws => private_ip.clone(),
                 };
                 let public_hostnames = all_roles
@@ -138,6 +142,31 @@ impl<'s> Environment<'s> {
         })
     }
 
+    /// Fills in the addresses the cloud assigned: private IPs of instances, Elastic IPs, and
+    /// where SSH reaches each host (the jump host at its public address unless
+    /// `ssh.jump_address: private`, every other host at its private IP).
+    pub fn set_cloud_facts(&mut self, facts: &CloudFacts) {
+        let inv = self.inventory;
+        for (name, h) in self.hosts.iter_mut() {
+            let instance = facts.instance(name);
+            if let Some(ip) = instance.and_then(|i| i.private_ip.clone()) {
+                h.view.private_ip = Some(ip);
+            }
+            if let Some(a) = facts.address(name) {
+                h.view.public_ip = Some(a.public_ip.clone());
+            }
+            h.view.address = if is_public_jump(inv, name) {
+                match (&h.view.public_ip, instance.and_then(|i| i.public_ip.clone())) {
+                    (Some(ip), _) if ip != KNOWN_AFTER_APPLY => Some(ip.clone()),
+                    (_, Some(ip)) => Some(ip),
+                    _ => Some(KNOWN_AFTER_APPLY.to_string()),
+                }
+            } else {
+                h.view.private_ip.clone()
+            };
+        }
+    }
+
     /// The hosts holding `role` (directly or through includes), sorted by name.
     pub fn hosts_with_role(&self, role: &str) -> Vec<&ResolvedHost> {
         self.hosts
@@ -172,6 +201,12 @@ impl<'s> Environment<'s> {
         deep_merge(&mut vars, &self.overrides);
         vars
     }
+}
+
+/// The jump host of a cloud inventory, reached at its public address.
+fn is_public_jump(inv: &Inventory, host: &str) -> bool {
+    inv.ssh.jump_address == JumpAddress::Public
+        && inv.ssh.jump_host.as_ref().is_some_and(|j| j.value == host)
 }
 
 /// Roles with their includes, included roles first, each once; unknown roles and include

@@ -67,6 +67,21 @@ pub struct Facts {
     pub fingerprint: String,
 }
 
+/// The fingerprint of a host planned before its machine exists.
+pub const FRESH: &str = "new machine";
+
+impl Facts {
+    /// A machine that does not exist yet: what a fresh Debian image is assumed to hold for the
+    /// plan (nothing managed). The host phase gathers the real facts once it is up.
+    pub fn fresh() -> Facts {
+        Facts {
+            init: InitSystem::Systemd,
+            fingerprint: FRESH.to_string(),
+            ..Facts::default()
+        }
+    }
+}
+
 /// `'text'` for sh, whatever the text holds.
 pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))

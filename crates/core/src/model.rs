@@ -417,11 +417,24 @@ pub struct Ssh {
     pub known_hosts_file: Option<String>,
     #[serde(default)]
     pub jump_host: Option<Sp<String>>,
+    /// Which address of a cloud jump host SSH uses: `public` (default) or `private` (through a
+    /// VPN or peering, or the local sandbox).
+    #[serde(default)]
+    pub jump_address: JumpAddress,
     #[serde(default)]
     pub config_file: Option<String>,
     /// Extra ssh_config options for every host, e.g. `{KexAlgorithms: curve25519-sha256}`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// Which address of the jump host SSH connects to.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JumpAddress {
+    #[default]
+    Public,
+    Private,
 }
 
 /// Where an environment's secrets come from: never from git.

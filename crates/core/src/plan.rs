@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the plan's JSON form.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
 
 /// Terraform's action names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +164,9 @@ pub struct Summary {
 pub struct Plan {
     pub format_version: String,
     pub environment: String,
+    /// The cloud section (aws inventories): applied before the hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::cloud::CloudPlan>,
     pub hosts: Vec<HostPlan>,
 }
 
@@ -173,12 +176,14 @@ impl Plan {
         Plan {
             format_version: FORMAT_VERSION.to_string(),
             environment: environment.to_string(),
+            cloud: None,
             hosts,
         }
     }
 
     pub fn has_changes(&self) -> bool {
         self.hosts.iter().any(|h| !h.steps.is_empty())
+            || self.cloud.as_ref().is_some_and(|c| !c.changes.is_empty())
     }
 
     pub fn summary(&self) -> Summary {

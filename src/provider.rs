@@ -1,0 +1,164 @@
+//! Runs the cloud provider program (`infra-aws`): finds it, sends it one JSON request and reads
+//! its JSON lines back. The SDK lives in that program, so this binary never links it.
+
+use infra_core::cloud::{ApplyRequest, CloudFacts, CloudPlan, ProviderEvent, Scope};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The provider program failed or could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("cannot run the AWS provider {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("AWS ({environment}): {message}")]
+    Failed {
+        environment: String,
+        message: String,
+        /// Operations that finished before the failure.
+        done: usize,
+    },
+    #[error("the AWS provider {path} {message}")]
+    Protocol { path: PathBuf, message: String },
+}
+
+impl ProviderError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ProviderError::Spawn { .. } => Some(
+                "build it with `cargo build --workspace` (it sits next to the infra binary), or set INFRA_AWS_PROVIDER to its path".into(),
+            ),
+            ProviderError::Failed { done, .. } if *done > 0 => Some(format!(
+                "{done} cloud operations finished before this one; run the same command again: infra finds what exists by its tags and goes on from there"
+            )),
+            ProviderError::Failed { .. } => Some(
+                "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID...), the region, and AWS_ENDPOINT_URL if you use one".into(),
+            ),
+            ProviderError::Protocol { .. } => None,
+        }
+    }
+}
+
+/// Where the `infra-aws` program is: `INFRA_AWS_PROVIDER`, next to this binary, or on PATH.
+pub fn program() -> PathBuf {
+    if let Some(p) = std::env::var_os("INFRA_AWS_PROVIDER") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let sibling = exe.with_file_name("infra-aws");
+        if sibling.is_file() {
+            return sibling;
+        }
+    }
+    PathBuf::from("infra-aws")
+}
+
+/// Progress of an apply, for the view.
+pub enum Progress<'a> {
+    Start { address: &'a str, text: &'a str },
+    Waiting { text: &'a str },
+    Done { address: &'a str },
+}
+
+fn run(
+    verb: &str,
+    request: &impl serde::Serialize,
+    environment: &str,
+    on_event: &mut dyn FnMut(&ProviderEvent),
+) -> Result<CloudFacts, ProviderError> {
+    let path = program();
+    let mut child = Command::new(&path)
+        .arg(verb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| ProviderError::Spawn {
+            path: path.clone(),
+            source,
+        })?;
+    let protocol = |message: String| ProviderError::Protocol {
+        path: path.clone(),
+        message,
+    };
+    {
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| protocol("has no stdin".into()))?;
+        let text = serde_json::to_vec(request).map_err(|e| protocol(e.to_string()))?;
+        stdin
+            .write_all(&text)
+            .map_err(|e| protocol(format!("did not take the request: {e}")))?;
+    }
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| protocol("has no stdout".into()))?;
+    let mut facts = None;
+    let mut failure = None;
+    let mut done = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| protocol(format!("output unreadable: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: ProviderEvent = serde_json::from_str(&line)
+            .map_err(|e| protocol(format!("printed `{line}`, not an event: {e}")))?;
+        match &event {
+            ProviderEvent::Facts { facts: f } => facts = Some((**f).clone()),
+            ProviderEvent::Error { message, .. } => failure = Some(message.clone()),
+            ProviderEvent::Done { .. } => done += 1,
+            _ => {}
+        }
+        on_event(&event);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| protocol(format!("could not be waited for: {e}")))?;
+    if let Some(message) = failure {
+        return Err(ProviderError::Failed {
+            environment: environment.to_string(),
+            message,
+            done,
+        });
+    }
+    match (facts, status.success()) {
+        (Some(f), true) => Ok(f),
+        (_, false) => Err(ProviderError::Failed {
+            environment: environment.to_string(),
+            message: format!("the provider exited with {status}"),
+            done,
+        }),
+        (None, true) => Err(protocol("ended without its facts".into())),
+    }
+}
+
+/// Everything the environment owns in the cloud.
+pub fn discover(scope: &Scope) -> Result<CloudFacts, ProviderError> {
+    run("discover", scope, &scope.environment, &mut |_| {})
+}
+
+/// Executes the plan's operations in order; returns the facts after.
+pub fn apply(
+    scope: &Scope,
+    plan: &CloudPlan,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CloudFacts, ProviderError> {
+    let req = ApplyRequest {
+        scope: scope.clone(),
+        ops: plan.ops(),
+    };
+    let addresses: Vec<String> = req.ops.iter().map(|o| o.resource.clone()).collect();
+    run("apply", &req, &scope.environment, &mut |e| match e {
+        ProviderEvent::Start { address, text, .. } => progress(Progress::Start { address, text }),
+        ProviderEvent::Waiting { text, .. } => progress(Progress::Waiting { text }),
+        ProviderEvent::Done { index, .. } => progress(Progress::Done {
+            address: addresses.get(*index).map(String::as_str).unwrap_or("?"),
+        }),
+        _ => {}
+    })
+}
