@@ -377,6 +377,16 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
         )?;
         for step in &h.steps {
             match step {
+                Step::Volume {
+                    action,
+                    device,
+                    fs,
+                    mount,
+                } => writeln!(
+                    out,
+                    "  {} volume {device} mounted at {mount} ({fs}, formatted only if blank)",
+                    sym(*action)
+                )?,
                 Step::Packages { action, names } => {
                     writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
                 }

@@ -33,6 +33,8 @@ pub struct RoleState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DesiredHost {
     pub name: String,
+    /// Cloud volumes to format (when blank) and mount, before anything else.
+    pub volumes: Vec<crate::model::Volume>,
     /// Every package of every role, once, in role order.
     pub packages: Vec<String>,
     pub roles: Vec<RoleState>,
@@ -98,8 +100,18 @@ impl DesiredHost {
             }
             roles.push(state);
         }
+        let volumes = if host.view.provider == crate::model::ProviderKind::Aws {
+            host.view
+                .all_roles
+                .iter()
+                .filter_map(|r| env.site.roles.get(r)?.value.volume.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         DesiredHost {
             name: host.view.name.clone(),
+            volumes,
             packages,
             roles,
         }

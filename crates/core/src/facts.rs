@@ -61,6 +61,8 @@ pub struct Facts {
     /// Indexes (in apply order) of the commands whose `unless` / `creates` says done.
     pub commands_done: BTreeSet<usize>,
     pub links: BTreeMap<String, String>,
+    /// Mount point -> source device, for the volumes' mount points that are mounted.
+    pub mounts: BTreeMap<String, String>,
     /// `(action, service)` lines of the pending file, in order.
     pub pending: Vec<(String, String)>,
     /// sha256 of the raw output: a saved plan is only applied to a host whose facts still match.
@@ -102,6 +104,12 @@ pub fn script(desired: &DesiredHost) -> String {
         "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
     );
     s.push_str("if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi\nprintf 'init\\t%s\\n' \"$init\"\n");
+    for v in &desired.volumes {
+        s.push_str(&format!(
+            "findmnt -n -o SOURCE --mountpoint {m} 2>/dev/null | while read -r d; do printf 'mount\\t%s\\t%s\\n' {m} \"$d\"; done\n",
+            m = sh_quote(&v.mount)
+        ));
+    }
     let mut paths: Vec<&str> = desired.files().map(|f| f.dest.as_str()).collect();
     paths.extend(desired.dirs().map(|d| d.path.as_str()));
     let links: Vec<&str> = desired
@@ -270,6 +278,9 @@ pub fn parse(output: &str) -> Result<Facts, FactsError> {
             }
             ["link", path, target] => {
                 facts.links.insert(path.to_string(), target.to_string());
+            }
+            ["mount", point, device] => {
+                facts.mounts.insert(point.to_string(), device.to_string());
             }
             ["pending", action, service] => facts
                 .pending

@@ -60,6 +60,13 @@ pub struct FileState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
+    /// A cloud volume: formatted only when it holds no filesystem, then mounted (and in fstab).
+    Volume {
+        action: Action,
+        device: String,
+        fs: String,
+        mount: String,
+    },
     Packages {
         action: Action,
         names: Vec<String>,
@@ -126,6 +133,7 @@ impl Step {
     /// A short, stable address for views and logs, e.g. `file /etc/hosts`.
     pub fn address(&self) -> String {
         match self {
+            Step::Volume { mount, .. } => format!("volume {mount}"),
             Step::Packages { names, .. } => format!("packages {}", names.join(" ")),
             Step::Group { name, .. } => format!("group {name}"),
             Step::User { name, .. } => format!("user {name}"),
@@ -231,6 +239,16 @@ pub fn plan_host(
     secrets: &Secrets,
 ) -> HostPlan {
     let mut steps = Vec::new();
+    for v in &desired.volumes {
+        if !facts.mounts.contains_key(&v.mount) {
+            steps.push(Step::Volume {
+                action: Action::Create,
+                device: v.device.clone(),
+                fs: v.fs.clone(),
+                mount: v.mount.clone(),
+            });
+        }
+    }
     let missing: Vec<String> = desired
         .packages
         .iter()

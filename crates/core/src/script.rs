@@ -104,6 +104,30 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
     for (i, step) in plan.steps.iter().enumerate() {
         let _ = writeln!(s, "# step {i}: {}", step.address());
         match step {
+            Step::Volume {
+                device, fs, mount, ..
+            } => {
+                let (d, f, m) = (sh_quote(device), sh_quote(fs), sh_quote(mount));
+                // Wait for the attachment to show; format only a device without a filesystem,
+                // and then carry over what the mount point already held (data of a package
+                // installed before the volume came); mount by UUID from fstab (nofail: the host
+                // still boots without it).
+                let _ = writeln!(
+                    s,
+                    "dev={d}; n=0; while [ ! -b \"$dev\" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done\n\
+                     if [ ! -b \"$dev\" ]; then echo \"no block device $dev: is the volume attached?\" > \"$log\"; fail {i}; fi\n\
+                     if ! blkid -o value -s TYPE \"$dev\" >/dev/null 2>&1; then\n\
+                     \x20 mkfs -t {f} -q \"$dev\" > \"$log\" 2>&1 || fail {i}\n\
+                     \x20 if [ -d {m} ] && [ -n \"$(ls -A {m})\" ]; then\n\
+                     \x20   t=$(mktemp -d) && mount -t {f} \"$dev\" \"$t\" && cp -a {m}/. \"$t\"/ && umount \"$t\" && rmdir \"$t\" || fail {i}\n\
+                     \x20 fi\n\
+                     fi\n\
+                     mkdir -p {m} && uuid=$(blkid -o value -s UUID \"$dev\") || fail {i}\n\
+                     grep -q \"^UUID=$uuid \" /etc/fstab 2>/dev/null || printf 'UUID=%s %s %s defaults,nofail 0 2\\n' \"$uuid\" {m} {f} >> /etc/fstab || fail {i}\n\
+                     mount {m} > \"$log\" 2>&1 || mount -t {f} \"$dev\" {m} > \"$log\" 2>&1 || fail {i}\n\
+                     say {i} changed"
+                );
+            }
             Step::Packages { names, .. } => {
                 let list: Vec<String> = names.iter().map(|n| sh_quote(n)).collect();
                 let _ = writeln!(

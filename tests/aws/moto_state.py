@@ -1,0 +1,172 @@
+"""Dump what an environment looks like in AWS (or moto), independently of the project's code.
+
+The Rust integration tests run this against a moto server to check what the project did, with
+boto3 rather than with the project's own AWS client. Read-only calls only.
+
+Usage: moto_state.py ENV   (region from AWS_DEFAULT_REGION, default us-east-1; endpoint from
+AWS_ENDPOINT_URL, which boto3 honours)
+
+Prints one JSON object (sorted keys, indent 1) with everything tagged infra:env=ENV: instances
+(terminated ones included), security_groups (by name, rules as "22/tcp from 0.0.0.0/0" or
+"3306/tcp from <group name>"), volumes, addresses (with their PTR record), vpcs and subnets;
+plus every Route 53 hosted zone in the account with its tags and A records. Any API error
+exits non-zero with the error on stderr and nothing on stdout.
+"""
+
+import json
+import os
+import sys
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+def tags(resource):
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
+
+
+def paginate(client, operation, key, **kwargs):
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page[key]
+
+
+def rules(group, group_names):
+    """Ingress rules as sorted strings like "22/tcp from 0.0.0.0/0"."""
+    out = []
+    for perm in group["IpPermissions"]:
+        proto = perm["IpProtocol"]
+        if proto == "-1":
+            what = "all"
+        else:
+            low, high = perm.get("FromPort"), perm.get("ToPort")
+            ports = str(low) if low == high else f"{low}-{high}"
+            what = f"{ports}/{proto}"
+        sources = [r["CidrIp"] for r in perm.get("IpRanges", [])]
+        sources += [r["CidrIpv6"] for r in perm.get("Ipv6Ranges", [])]
+        sources += [group_names.get(p["GroupId"], p["GroupId"]) for p in perm.get("UserIdGroupPairs", [])]
+        out += [f"{what} from {source}" for source in sources]
+    return sorted(out)
+
+
+def zone(route53, z):
+    zone_id = z["Id"].split("/")[-1]
+    tag_set = route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
+    a_records = {}
+    for rrset in paginate(route53, "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone_id):
+        if rrset["Type"] != "A":
+            continue
+        values = [r["Value"] for r in rrset.get("ResourceRecords", [])]
+        if "AliasTarget" in rrset:
+            values.append(rrset["AliasTarget"]["DNSName"])
+        a_records.setdefault(rrset["Name"].rstrip("."), []).extend(values)
+    return {
+        "private": z["Config"]["PrivateZone"],
+        "id": zone_id,
+        "tags": tags(tag_set["ResourceTagSet"]),
+        "a_records": {name: v[0] if len(v) == 1 else sorted(v) for name, v in a_records.items()},
+    }
+
+
+def inspect(env):
+    ec2 = boto3.client("ec2", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    route53 = boto3.client("route53")
+    env_filter = [{"Name": "tag:infra:env", "Values": [env]}]
+
+    # Every instance and group (not only this env's) so that references resolve.
+    all_instances = [
+        i
+        for r in paginate(ec2, "describe_instances", "Reservations")
+        for i in r["Instances"]
+    ]
+    host_of = {i["InstanceId"]: tags(i).get("infra:host") for i in all_instances}
+    all_groups = list(paginate(ec2, "describe_security_groups", "SecurityGroups"))
+    group_names = {g["GroupId"]: g["GroupName"] for g in all_groups}
+
+    instances = [
+        {
+            "id": i["InstanceId"],
+            "host": tags(i).get("infra:host"),
+            "state": i["State"]["Name"],
+            "type": i["InstanceType"],
+            "ami": i["ImageId"],
+            "private_ip": i.get("PrivateIpAddress"),
+            "security_groups": sorted(g["GroupName"] for g in i.get("SecurityGroups", [])),
+            "tags": tags(i),
+        }
+        for i in all_instances
+        if tags(i).get("infra:env") == env
+    ]
+    security_groups = {
+        g["GroupName"]: {"role": tags(g).get("infra:role"), "rules": rules(g, group_names)}
+        for g in all_groups
+        if tags(g).get("infra:env") == env
+    }
+
+    volumes = []
+    for v in paginate(ec2, "describe_volumes", "Volumes", Filters=env_filter):
+        attachment = (v.get("Attachments") or [{}])[0]
+        volumes.append({
+            "id": v["VolumeId"],
+            "host": tags(v).get("infra:host"),
+            "role": tags(v).get("infra:role"),
+            "size": v["Size"],
+            "state": v["State"],
+            "attached_to_host": host_of.get(attachment.get("InstanceId")),
+            "device": attachment.get("Device"),
+            "tags": tags(v),
+        })
+
+    addresses = []
+    for a in ec2.describe_addresses(Filters=env_filter)["Addresses"]:
+        attrs = list(paginate(
+            ec2, "describe_addresses_attribute", "Addresses",
+            AllocationIds=[a["AllocationId"]], Attribute="domain-name",
+        ))
+        addresses.append({
+            "allocation_id": a["AllocationId"],
+            "public_ip": a["PublicIp"],
+            "host": tags(a).get("infra:host"),
+            "instance_host": host_of.get(a.get("InstanceId")),
+            "ptr": attrs[0].get("PtrRecord") if attrs else None,
+        })
+
+    zones = {
+        z["Name"].rstrip("."): zone(route53, z)
+        for z in paginate(route53, "list_hosted_zones", "HostedZones")
+    }
+
+    vpcs = [
+        {"id": v["VpcId"], "cidr": v["CidrBlock"], "tags": tags(v)}
+        for v in paginate(ec2, "describe_vpcs", "Vpcs", Filters=env_filter)
+    ]
+    subnets = [
+        {
+            "id": s["SubnetId"],
+            "cidr": s["CidrBlock"],
+            "az": s["AvailabilityZone"],
+            "map_public_ip_on_launch": s["MapPublicIpOnLaunch"],
+            "tags": tags(s),
+        }
+        for s in paginate(ec2, "describe_subnets", "Subnets", Filters=env_filter)
+    ]
+
+    key = lambda *fields: lambda d: tuple(d[f] or "" for f in fields)  # noqa: E731
+    return {
+        "instances": sorted(instances, key=key("host", "id")),
+        "security_groups": security_groups,
+        "volumes": sorted(volumes, key=key("host", "role", "id")),
+        "addresses": sorted(addresses, key=key("host", "allocation_id")),
+        "zones": zones,
+        "vpcs": sorted(vpcs, key=key("id")),
+        "subnets": sorted(subnets, key=key("id")),
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: inspect.py ENV")
+    try:
+        state = inspect(sys.argv[1])
+    except (BotoCoreError, ClientError) as e:
+        sys.exit(f"inspect.py: {e}")
+    print(json.dumps(state, sort_keys=True, indent=1))
