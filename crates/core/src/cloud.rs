@@ -581,7 +581,7 @@ pub fn plan(
     let (vpc, subnet) = p.network(env, mode).map_err(err)?;
     let groups = p.security_groups(env, &vpc, mode);
     p.instances(&instances, &subnet, &groups);
-    p.volumes(&instances, &subnet);
+    p.volumes(env, &instances, &subnet);
     p.addresses(&instances);
     p.zones(env, &instances, &vpc, mode);
     p.network_teardown(mode);
@@ -1196,7 +1196,7 @@ impl Planner<'_> {
         }
     }
 
-    fn volumes(&mut self, wanted: &[DesiredInstance], subnet: &Ref) {
+    fn volumes(&mut self, env: &Environment, wanted: &[DesiredInstance], subnet: &Ref) {
         let f = self.facts;
         let mut wanted_keys = BTreeSet::new();
         for d in wanted {
@@ -1280,7 +1280,15 @@ impl Planner<'_> {
                 continue;
             }
             let address = format!("aws_ebs_volume.{}-{}", v.host, v.role);
-            if v.keep {
+            // The role says whether its volume may go; the tag written at creation says it
+            // when the role is gone from the site.
+            let keep = env
+                .site
+                .roles
+                .get(&v.role)
+                .and_then(|r| r.value.volume.as_ref())
+                .map_or(v.keep, |vol| vol.keep_on_destroy);
+            if keep {
                 self.kept.push(format!(
                     "{address} ({}, {} GB): keep_on_destroy; delete it by hand when it is no longer needed",
                     v.id, v.size_gb

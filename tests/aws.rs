@@ -1,0 +1,534 @@
+//! The cloud section against moto (a local EC2 + Route53): the production inventory's machines,
+//! groups, volumes, addresses and names created as the roles require, changes converged, hosts
+//! removed, and a run killed right after its launches. Each test runs its own moto server
+//! (tests/aws/moto_server.py) on a free loopback port and checks the result with boto3
+//! (tests/aws/moto_state.py), not with infra's own AWS client.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A moto server of this test's own, stopped on drop.
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+fn moto_python() -> PathBuf {
+    let p = std::env::var_os("INFRA_MOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/infra-ci/moto/bin/python"));
+    let ok = Command::new(&p)
+        .args(["-c", "import moto, boto3"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "moto is not installed at {}: .ci/run installs it (python3 -m venv /opt/infra-ci/moto && /opt/infra-ci/moto/bin/pip install 'moto[server]==5.2.5'), or set INFRA_MOTO_PYTHON",
+        p.display()
+    );
+    p
+}
+
+/// The provider program, built next to the infra binary by `cargo test --workspace`.
+fn provider() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_infra")).with_file_name("infra-aws");
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace (`cargo build --workspace`; `cargo test --workspace` does)",
+        p.display()
+    );
+    p
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let python = moto_python();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(python)
+            .arg(repo().join("tests/aws/moto_server.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen on {port} in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_MAX_ATTEMPTS", "1".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+            ("INFRA_AWS_PROVIDER", provider().display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    pub fn infra(&self, dir: &Path, args: &[&str]) -> Run {
+        let env = self.env();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        infra_env(dir, args, &pairs)
+    }
+
+    /// Everything tagged with `env` (and every hosted zone), as boto3 sees it.
+    pub fn state(&self, env: &str) -> Value {
+        let out = Command::new(moto_python())
+            .arg(repo().join("tests/aws/moto_state.py"))
+            .arg(env)
+            .envs(self.env())
+            .output()
+            .expect("run moto_state.py");
+        assert!(
+            out.status.success(),
+            "moto_state.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("moto_state.py prints JSON")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Instances that are not terminated, by host.
+fn live(state: &Value) -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for i in state["instances"].as_array().unwrap() {
+        if i["state"] != "terminated" && i["state"] != "shutting-down" {
+            out.entry(i["host"].as_str().unwrap().to_string())
+                .or_default()
+                .push(i.clone());
+        }
+    }
+    out
+}
+
+fn strs(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The plan's lines with runs of spaces squeezed (attribute lines are aligned).
+fn squeezed(text: &str) -> String {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn hosts_json(dir: &Path, env: &str) -> Vec<Value> {
+    let r = infra(dir, &["hosts", env, "--out", "json"]);
+    r.assert_code(0);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn production_in_moto_is_what_the_roles_require() {
+    let moto = Moto::start();
+    let site = site_copy();
+    let dir = site.path();
+    let first = moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"]);
+    first.assert_code(0);
+    assert!(
+        first.stderr.contains("Cloud apply complete: 78 added, 0 changed, 0 destroyed."),
+        "{}",
+        first.stderr
+    );
+
+    let state = moto.state("production");
+    let hosts = hosts_json(dir, "production");
+    let live = live(&state);
+    assert_eq!(live.len(), hosts.len(), "one instance per host: {live:?}");
+    let group_rules: BTreeMap<String, BTreeSet<String>> = state["security_groups"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, g)| (name.clone(), strs(&g["rules"])))
+        .collect();
+    let (site_model, _) = infra_core::site::Site::load(dir).unwrap();
+    for h in &hosts {
+        let name = h["name"].as_str().unwrap();
+        let inst = &live[name];
+        assert_eq!(inst.len(), 1, "{name}: {inst:?}");
+        let i = &inst[0];
+        assert_eq!(i["state"], "running", "{name}");
+        assert_eq!(i["type"], h["instance_type"], "{name}");
+        assert_eq!(i["private_ip"], h["private_ip"], "{name}");
+        assert_eq!(i["ami"], "ami-0123456789abcdef0");
+        let roles: Vec<&str> = h["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(i["tags"]["infra:env"], "production");
+        assert_eq!(i["tags"]["infra:host"], name);
+        assert_eq!(i["tags"]["Name"], name);
+        assert_eq!(i["tags"]["infra:roles"], roles.join(","));
+        // Each role that opens a port has its group on the host, and every host is in base.
+        let groups = strs(&i["security_groups"]);
+        assert!(groups.contains("production-base"), "{name}: {groups:?}");
+        for r in h["all_roles"].as_array().unwrap() {
+            let r = r.as_str().unwrap();
+            let role = &site_model.roles[r].value;
+            if !role.ports.is_empty() || !role.exposes.is_empty() {
+                assert!(
+                    groups.contains(&format!("production-{r}")),
+                    "{name} lacks the group of {r}"
+                );
+            }
+        }
+        // SSH: open to the world only on the jump host (salt), and on source, whose role
+        // serves git over SSH (gitolite); every host takes SSH from the jump host.
+        let rules: BTreeSet<&String> = groups.iter().flat_map(|g| &group_rules[g]).collect();
+        let world_ssh = rules.contains(&"22/tcp from 0.0.0.0/0".to_string());
+        assert_eq!(world_ssh, name == "salt" || name == "source", "{name}: {rules:?}");
+        assert!(
+            rules.contains(&"22/tcp from production-salt".to_string()),
+            "{name}: {rules:?}"
+        );
+    }
+    // Ports open to the world, and exposes open to the groups of the roles named only.
+    assert_eq!(
+        group_rules["production-base"],
+        strs(&serde_json::json!(["22/tcp from production-salt"]))
+    );
+    assert_eq!(
+        group_rules["production-postgres"],
+        strs(&serde_json::json!(["5432/tcp from production-app"]))
+    );
+    let mail = &group_rules["production-mail"];
+    assert!(mail.contains("25/tcp from 0.0.0.0/0") && mail.contains("25/tcp from production-base"));
+    let db = &group_rules["production-db"];
+    assert!(db.contains("3306/tcp from production-app"));
+    assert!(!db.iter().any(|r| r.contains("0.0.0.0/0")), "{db:?}");
+
+    // Volumes: one per role that needs one, attached to its host at the role's device.
+    let volumes: BTreeMap<String, &Value> = state["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["host"].as_str().unwrap().to_string(), v))
+        .collect();
+    let with_volume: BTreeSet<&str> = ["salt", "source", "db1", "db2", "pg1", "elastic1"].into();
+    assert_eq!(volumes.keys().map(String::as_str).collect::<BTreeSet<_>>(), with_volume);
+    for (host, v) in &volumes {
+        assert_eq!(v["attached_to_host"], host.as_str());
+        assert_eq!(v["device"], "/dev/xvdf");
+        assert_eq!(v["state"], "in-use");
+    }
+    assert_eq!(volumes["db1"]["size"], 100);
+    assert_eq!(volumes["pg1"]["size"], 50);
+
+    // Elastic IPs where a role needs a public IP; reverse DNS where the role requires it.
+    let addresses: BTreeMap<String, &Value> = state["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["host"].as_str().unwrap().to_string(), a))
+        .collect();
+    let public: BTreeSet<String> = hosts
+        .iter()
+        .filter(|h| h["public_ip"].is_string())
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(addresses.keys().cloned().collect::<BTreeSet<_>>(), public);
+    for (host, a) in &addresses {
+        assert_eq!(a["instance_host"], host.as_str());
+        let ptr = if host == "mail" {
+            Value::from("mail.webplatform.org.")
+        } else {
+            Value::Null
+        };
+        assert_eq!(a["ptr"], ptr, "{host}");
+    }
+
+    // Route53: public hostnames at the Elastic IPs, every host in the private internal zone.
+    let zones = &state["zones"];
+    assert_eq!(zones["webplatform.org"]["private"], false);
+    assert_eq!(zones["production.wpdn"]["private"], true);
+    assert_eq!(zones["production.wpdn"]["tags"]["infra:env"], "production");
+    let public_records = zones["webplatform.org"]["a_records"].as_object().unwrap();
+    let internal_records = zones["production.wpdn"]["a_records"].as_object().unwrap();
+    let mut hostnames = 0;
+    for h in &hosts {
+        let name = h["name"].as_str().unwrap();
+        assert_eq!(
+            internal_records[&format!("{name}.production.wpdn")],
+            h["private_ip"],
+            "{name}"
+        );
+        for hn in h["public_hostnames"].as_array().unwrap() {
+            hostnames += 1;
+            assert_eq!(
+                public_records[hn.as_str().unwrap()],
+                addresses[name]["public_ip"],
+                "{hn}"
+            );
+        }
+    }
+    assert_eq!(public_records.len(), hostnames);
+    assert_eq!(internal_records.len(), hosts.len());
+
+    // Nothing left to do.
+    let again = moto.infra(dir, &["plan", "production", "--cloud-only", "--detailed-exitcode"]);
+    again.assert_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    // `infra destroy`: refused without a terminal to confirm on, then everything goes but
+    // the volumes whose role keeps them.
+    let refused = moto.infra(dir, &["destroy", "production"]);
+    refused.assert_code(1);
+    assert!(refused.stderr.contains("refusing to apply without confirmation"));
+    assert_eq!(crate::live(&moto.state("production")).len(), hosts.len());
+    let destroy = moto.infra(dir, &["destroy", "production", "--yes"]);
+    destroy.assert_code(0);
+    let out = squeezed(&destroy.stdout);
+    assert!(out.contains("- aws_instance.salt"), "{out}");
+    assert!(out.contains("# kept: aws_ebs_volume.db1-db"), "{out}");
+    let after = moto.state("production");
+    assert!(crate::live(&after).is_empty());
+    assert!(after["security_groups"].as_object().unwrap().is_empty());
+    assert!(after["addresses"].as_array().unwrap().is_empty());
+    assert!(after["vpcs"].as_array().unwrap().is_empty());
+    assert!(after["zones"].as_object().unwrap().is_empty(), "{}", after["zones"]);
+    let kept: Vec<&Value> = after["volumes"].as_array().unwrap().iter().collect();
+    assert_eq!(kept.len(), with_volume.len());
+    assert!(kept.iter().all(|v| v["state"] == "available"));
+}
+
+#[test]
+fn changes_to_type_ports_and_roles_converge() {
+    let moto = Moto::start();
+    let site = site_copy();
+    let dir = site.path();
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
+    edit(
+        dir,
+        "inventories/production.yaml",
+        "app1:       {roles: [app], private_ip: 10.10.1.50, instance_type: t3.medium}",
+        "app1:       {roles: [app], private_ip: 10.10.1.50, instance_type: t3.large}",
+    );
+    edit(dir, "roles/postgres.yaml", "\"5432/tcp\"", "\"6432/tcp\"");
+    edit(
+        dir,
+        "inventories/production.yaml",
+        "bots1:      {roles: [bots],",
+        "bots1:      {roles: [bots, memcache],",
+    );
+    let plan = moto.infra(
+        dir,
+        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
+    );
+    plan.assert_code(2);
+    let out = squeezed(&plan.stdout);
+    for line in [
+        "# aws_instance.app1 will be updated in-place",
+        "~ aws_instance.app1",
+        "~ instance_type = \"t3.medium\" -> \"t3.large\"",
+        "~ aws_security_group.postgres",
+        "+ ingress 6432/tcp = from production-app",
+        "- ingress 5432/tcp = from production-app",
+        "~ aws_instance.bots1",
+        "~ security_groups = [\"production-base\"] -> [\"production-base\", \"production-memcache\"]",
+        "~ tags.infra:roles = \"bots\" -> \"bots,memcache\"",
+        "Cloud: 0 to add, 3 to change, 0 to destroy.",
+    ] {
+        assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
+    }
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
+    let state = moto.state("production");
+    let live = live(&state);
+    assert_eq!(live["app1"][0]["type"], "t3.large");
+    assert_eq!(live["app1"][0]["state"], "running");
+    assert_eq!(live["bots1"][0]["tags"]["infra:roles"], "bots,memcache");
+    assert!(strs(&live["bots1"][0]["security_groups"]).contains("production-memcache"));
+    assert_eq!(
+        strs(&state["security_groups"]["production-postgres"]["rules"]),
+        strs(&serde_json::json!(["6432/tcp from production-app"]))
+    );
+    // memcached now answers bots1 too: the memcache group lets the new member in.
+    assert!(strs(&state["security_groups"]["production-memcache"]["rules"])
+        .contains("11211/tcp from production-app"));
+    moto.infra(
+        dir,
+        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
+    )
+    .assert_code(0);
+}
+
+#[test]
+fn removed_hosts_are_destroyed_after_confirmation() {
+    let moto = Moto::start();
+    let site = site_copy();
+    let dir = site.path();
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
+    let before = moto.state("production");
+    // elastic's volume may go with its host; db's is kept (keep_on_destroy: true).
+    edit(dir, "roles/elastic.yaml", "keep_on_destroy: true", "keep_on_destroy: false");
+    for host in ["db2:", "elastic1:", "app2:"] {
+        let path = dir.join("inventories/production.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(host))
+            .collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    }
+    let plan = moto.infra(dir, &["plan", "production", "--cloud-only"]);
+    plan.assert_code(0);
+    let out = squeezed(&plan.stdout);
+    for line in [
+        "# aws_instance.db2 will be destroyed",
+        "- aws_instance.db2",
+        "- aws_instance.elastic1",
+        "- aws_instance.app2",
+        "- aws_eip.app2",
+        "- aws_route53_record.db2.production.wpdn",
+        "- aws_route53_record.app2.production.wpdn",
+        "# kept: aws_ebs_volume.db2-db",
+    ] {
+        assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
+    }
+    assert!(!out.contains("- aws_ebs_volume.db2-db"), "{out}");
+
+    let refused = moto.infra(dir, &["apply", "production", "--cloud-only"]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("refusing to apply without confirmation"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(live(&moto.state("production")), live(&before), "a refused apply changed the cloud");
+
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
+    let after = moto.state("production");
+    let live_after = live(&after);
+    for gone in ["db2", "elastic1", "app2"] {
+        assert!(!live_after.contains_key(gone), "{gone} still runs");
+    }
+    assert_eq!(live_after.len(), 15);
+    let volumes: BTreeMap<&str, &Value> = after["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["host"].as_str().unwrap(), v))
+        .collect();
+    assert_eq!(volumes["db2"]["state"], "available", "db2's volume is kept, detached");
+    assert!(!volumes.contains_key("elastic1"), "elastic1's volume goes");
+    assert!(!after["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["host"] == "app2"));
+    let internal = after["zones"]["production.wpdn"]["a_records"].as_object().unwrap();
+    assert!(!internal.contains_key("db2.production.wpdn"));
+    assert_eq!(internal.len(), 15);
+    moto.infra(
+        dir,
+        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
+    )
+    .assert_code(0);
+}
+
+#[test]
+fn an_apply_killed_after_its_launches_creates_no_duplicate() {
+    let moto = Moto::start();
+    let site = site_copy();
+    let dir = site.path();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infra"));
+    cmd.arg("-C")
+        .arg(dir)
+        .args(["apply", "production", "--cloud-only", "--yes"])
+        .envs(moto.env())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let pgid = child.id() as i32;
+    let mut launched = 0;
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("aws_instance.") && line.contains(": done") {
+            launched += 1;
+            if launched == 5 {
+                // infra and infra-aws together, as a SIGKILL of the terminal's process group.
+                kill_group(pgid);
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(launched, 5, "the apply ended before 5 launches:\n{}", seen.join("\n"));
+    let mid = live(&moto.state("production"));
+    assert!(
+        (5..18).contains(&mid.len()),
+        "killed after 5 launches, {} instances run",
+        mid.len()
+    );
+
+    let plan = moto.infra(dir, &["plan", "production", "--cloud-only"]);
+    plan.assert_code(0);
+    let creates = plan.stdout.matches("+ aws_instance.").count();
+    assert_eq!(creates, 18 - mid.len(), "{}", plan.stdout);
+
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
+    let after = live(&moto.state("production"));
+    assert_eq!(after.len(), 18);
+    for (host, instances) in &after {
+        assert_eq!(instances.len(), 1, "{host} has {} instances", instances.len());
+    }
+    for (host, i) in &mid {
+        assert_eq!(after[host][0]["id"], i[0]["id"], "{host} was launched again");
+    }
+    moto.infra(
+        dir,
+        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
+    )
+    .assert_code(0);
+}
+
+fn kill_group(pgid: i32) {
+    let status = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL -{pgid}");
+}
