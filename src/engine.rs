@@ -72,9 +72,7 @@ pub async fn gather(
             let conn = loop {
                 match ssh.connect(&name, &address).await {
                     Ok(c) => break c,
-                    Err(e @ SshError::Connect { .. })
-                        if tokio::time::Instant::now() < deadline =>
-                    {
+                    Err(e @ SshError::Connect { .. }) if tokio::time::Instant::now() < deadline => {
                         let _ = e;
                         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                     }

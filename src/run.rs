@@ -3,9 +3,9 @@
 use crate::cli::{Cli, RunFlags};
 use crate::commands::{checked_env, load, parse_vars, report, CliError, Outcome};
 use crate::engine::{self, Target};
+use crate::provider;
 use crate::ssh::SshConfig;
 use crate::view::{self, Style};
-use crate::provider;
 use infra_core::cloud::{self, CloudFacts, CloudPlan, Scope};
 use infra_core::desired::DesiredHost;
 use infra_core::environment::HostView;
@@ -62,7 +62,10 @@ fn prepare(
             CloudStage::Plan => {
                 view::print_note(
                     style,
-                    &format!("reading the AWS resources of {} ({})", env.name, scope.region),
+                    &format!(
+                        "reading the AWS resources of {} ({})",
+                        env.name, scope.region
+                    ),
                 );
                 (provider::discover(&scope)?, true)
             }
@@ -358,7 +361,11 @@ pub fn apply_cmd(
         // The saved plan is applied as reviewed: only if the cloud did not change since, and
         // only to hosts that did not change since (or are still to be created).
         if let Some(c) = &saved.cloud {
-            let now = planned.plan.cloud.as_ref().map(|c| c.facts_fingerprint.as_str());
+            let now = planned
+                .plan
+                .cloud
+                .as_ref()
+                .map(|c| c.facts_fingerprint.as_str());
             if now != Some(c.facts_fingerprint.as_str()) {
                 planned.close();
                 return Err(CliError::StaleCloud { env });
@@ -368,9 +375,11 @@ pub fn apply_cmd(
             .hosts
             .iter()
             .filter(|s| {
-                !planned.plan.hosts.iter().any(|t| {
-                    t.host == s.host && t.facts_fingerprint == s.facts_fingerprint
-                })
+                !planned
+                    .plan
+                    .hosts
+                    .iter()
+                    .any(|t| t.host == s.host && t.facts_fingerprint == s.facts_fingerprint)
             })
             .map(|s| s.host.clone())
             .collect();
@@ -409,7 +418,7 @@ pub fn apply_cmd(
         .as_ref()
         .is_some_and(|c| !c.changes.is_empty());
     if !cloud_changes {
-        return Ok(apply_hosts(planned, flags, style)?);
+        return apply_hosts(planned, flags, style);
     }
     // The cloud first; then the hosts, planned again against what the cloud now is (new
     // machines get their real facts, templates their real addresses).
@@ -417,7 +426,9 @@ pub fn apply_cmd(
     let scope = planned.scope.clone();
     planned.close();
     let Some(scope) = scope else {
-        return Err(CliError::Var("a cloud plan without a provider scope".into()));
+        return Err(CliError::Var(
+            "a cloud plan without a provider scope".into(),
+        ));
     };
     let facts = provider::apply(&scope, &cloud_plan, &mut view::cloud_progress(style))?;
     view::print_cloud_done(style, &cloud_plan);
@@ -480,7 +491,12 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
 }
 
 /// `infra destroy ENV`: everything the environment owns in the cloud goes.
-pub fn destroy_cmd(cli: &Cli, style: &Style, env_name: &str, yes: bool) -> Result<Outcome, CliError> {
+pub fn destroy_cmd(
+    cli: &Cli,
+    style: &Style,
+    env_name: &str,
+    yes: bool,
+) -> Result<Outcome, CliError> {
     let Some(site) = load(cli, style)? else {
         return Ok(Outcome::Failed);
     };

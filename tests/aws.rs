@@ -64,7 +64,10 @@ impl Moto {
         let moto = Moto { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {port} in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on {port} in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
@@ -72,7 +75,10 @@ impl Moto {
 
     pub fn env(&self) -> Vec<(String, String)> {
         [
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
@@ -159,7 +165,9 @@ fn production_in_moto_is_what_the_roles_require() {
     let first = moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"]);
     first.assert_code(0);
     assert!(
-        first.stderr.contains("Cloud apply complete: 78 added, 0 changed, 0 destroyed."),
+        first
+            .stderr
+            .contains("Cloud apply complete: 78 added, 0 changed, 0 destroyed."),
         "{}",
         first.stderr
     );
@@ -211,7 +219,11 @@ fn production_in_moto_is_what_the_roles_require() {
         // serves git over SSH (gitolite); every host takes SSH from the jump host.
         let rules: BTreeSet<&String> = groups.iter().flat_map(|g| &group_rules[g]).collect();
         let world_ssh = rules.contains(&"22/tcp from 0.0.0.0/0".to_string());
-        assert_eq!(world_ssh, name == "salt" || name == "source", "{name}: {rules:?}");
+        assert_eq!(
+            world_ssh,
+            name == "salt" || name == "source",
+            "{name}: {rules:?}"
+        );
         assert!(
             rules.contains(&"22/tcp from production-salt".to_string()),
             "{name}: {rules:?}"
@@ -240,7 +252,10 @@ fn production_in_moto_is_what_the_roles_require() {
         .map(|v| (v["host"].as_str().unwrap().to_string(), v))
         .collect();
     let with_volume: BTreeSet<&str> = ["salt", "source", "db1", "db2", "pg1", "elastic1"].into();
-    assert_eq!(volumes.keys().map(String::as_str).collect::<BTreeSet<_>>(), with_volume);
+    assert_eq!(
+        volumes.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        with_volume
+    );
     for (host, v) in &volumes {
         assert_eq!(v["attached_to_host"], host.as_str());
         assert_eq!(v["device"], "/dev/xvdf");
@@ -300,7 +315,10 @@ fn production_in_moto_is_what_the_roles_require() {
     assert_eq!(internal_records.len(), hosts.len());
 
     // Nothing left to do.
-    let again = moto.infra(dir, &["plan", "production", "--cloud-only", "--detailed-exitcode"]);
+    let again = moto.infra(
+        dir,
+        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
+    );
     again.assert_code(0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 
@@ -308,7 +326,9 @@ fn production_in_moto_is_what_the_roles_require() {
     // the volumes whose role keeps them.
     let refused = moto.infra(dir, &["destroy", "production"]);
     refused.assert_code(1);
-    assert!(refused.stderr.contains("refusing to apply without confirmation"));
+    assert!(refused
+        .stderr
+        .contains("refusing to apply without confirmation"));
     assert_eq!(crate::live(&moto.state("production")).len(), hosts.len());
     let destroy = moto.infra(dir, &["destroy", "production", "--yes"]);
     destroy.assert_code(0);
@@ -320,7 +340,11 @@ fn production_in_moto_is_what_the_roles_require() {
     assert!(after["security_groups"].as_object().unwrap().is_empty());
     assert!(after["addresses"].as_array().unwrap().is_empty());
     assert!(after["vpcs"].as_array().unwrap().is_empty());
-    assert!(after["zones"].as_object().unwrap().is_empty(), "{}", after["zones"]);
+    assert!(
+        after["zones"].as_object().unwrap().is_empty(),
+        "{}",
+        after["zones"]
+    );
     let kept: Vec<&Value> = after["volumes"].as_array().unwrap().iter().collect();
     assert_eq!(kept.len(), with_volume.len());
     assert!(kept.iter().all(|v| v["state"] == "available"));
@@ -379,8 +403,10 @@ fn changes_to_type_ports_and_roles_converge() {
         strs(&serde_json::json!(["6432/tcp from production-app"]))
     );
     // memcached now answers bots1 too: the memcache group lets the new member in.
-    assert!(strs(&state["security_groups"]["production-memcache"]["rules"])
-        .contains("11211/tcp from production-app"));
+    assert!(
+        strs(&state["security_groups"]["production-memcache"]["rules"])
+            .contains("11211/tcp from production-app")
+    );
     moto.infra(
         dir,
         &["plan", "production", "--cloud-only", "--detailed-exitcode"],
@@ -397,7 +423,12 @@ fn removed_hosts_are_destroyed_after_confirmation() {
         .assert_code(0);
     let before = moto.state("production");
     // elastic's volume may go with its host; db's is kept (keep_on_destroy: true).
-    edit(dir, "roles/elastic.yaml", "keep_on_destroy: true", "keep_on_destroy: false");
+    edit(
+        dir,
+        "roles/elastic.yaml",
+        "keep_on_destroy: true",
+        "keep_on_destroy: false",
+    );
     for host in ["db2:", "elastic1:", "app2:"] {
         let path = dir.join("inventories/production.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -427,11 +458,17 @@ fn removed_hosts_are_destroyed_after_confirmation() {
     let refused = moto.infra(dir, &["apply", "production", "--cloud-only"]);
     refused.assert_code(1);
     assert!(
-        refused.stderr.contains("refusing to apply without confirmation"),
+        refused
+            .stderr
+            .contains("refusing to apply without confirmation"),
         "{}",
         refused.stderr
     );
-    assert_eq!(live(&moto.state("production")), live(&before), "a refused apply changed the cloud");
+    assert_eq!(
+        live(&moto.state("production")),
+        live(&before),
+        "a refused apply changed the cloud"
+    );
 
     moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
         .assert_code(0);
@@ -447,14 +484,19 @@ fn removed_hosts_are_destroyed_after_confirmation() {
         .iter()
         .map(|v| (v["host"].as_str().unwrap(), v))
         .collect();
-    assert_eq!(volumes["db2"]["state"], "available", "db2's volume is kept, detached");
+    assert_eq!(
+        volumes["db2"]["state"], "available",
+        "db2's volume is kept, detached"
+    );
     assert!(!volumes.contains_key("elastic1"), "elastic1's volume goes");
     assert!(!after["addresses"]
         .as_array()
         .unwrap()
         .iter()
         .any(|a| a["host"] == "app2"));
-    let internal = after["zones"]["production.wpdn"]["a_records"].as_object().unwrap();
+    let internal = after["zones"]["production.wpdn"]["a_records"]
+        .as_object()
+        .unwrap();
     assert!(!internal.contains_key("db2.production.wpdn"));
     assert_eq!(internal.len(), 15);
     moto.infra(
@@ -495,7 +537,12 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
         }
     }
     let _ = child.wait();
-    assert_eq!(launched, 5, "the apply ended before 5 launches:\n{}", seen.join("\n"));
+    assert_eq!(
+        launched,
+        5,
+        "the apply ended before 5 launches:\n{}",
+        seen.join("\n")
+    );
     let mid = live(&moto.state("production"));
     assert!(
         (5..18).contains(&mid.len()),
@@ -513,10 +560,18 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
     let after = live(&moto.state("production"));
     assert_eq!(after.len(), 18);
     for (host, instances) in &after {
-        assert_eq!(instances.len(), 1, "{host} has {} instances", instances.len());
+        assert_eq!(
+            instances.len(),
+            1,
+            "{host} has {} instances",
+            instances.len()
+        );
     }
     for (host, i) in &mid {
-        assert_eq!(after[host][0]["id"], i[0]["id"], "{host} was launched again");
+        assert_eq!(
+            after[host][0]["id"], i[0]["id"],
+            "{host} was launched again"
+        );
     }
     moto.infra(
         dir,

@@ -37,7 +37,10 @@ impl Demo {
 
     fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ACCESS_KEY_ID", "moto".into()),
             ("AWS_SECRET_ACCESS_KEY", "moto".into()),
             ("AWS_MAX_ATTEMPTS", "1".into()),
@@ -105,7 +108,10 @@ fn moto_plus_sandbox_hosts_from_nothing_to_a_serving_app() {
         first.stderr
     );
     // The cloud phase ran first, then the host phase on the machines it launched.
-    let cloud_done = first.stderr.find("Cloud apply complete: ").expect("cloud phase");
+    let cloud_done = first
+        .stderr
+        .find("Cloud apply complete: ")
+        .expect("cloud phase");
     let hosts_start = first
         .stderr
         .find("waiting for SSH on the new machines")
@@ -115,9 +121,18 @@ fn moto_plus_sandbox_hosts_from_nothing_to_a_serving_app() {
     // The volumes were formatted and mounted by the host phase.
     let mount = demo.exec("queue1", "findmnt -n -o SOURCE,FSTYPE /var/lib/postgresql");
     mount.assert_code(0);
-    assert_eq!(mount.stdout.split_whitespace().collect::<Vec<_>>(), ["/dev/xvdf", "ext4"]);
+    assert_eq!(
+        mount.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["/dev/xvdf", "ext4"]
+    );
     let fstab = demo.exec("queue1", "cat /etc/fstab");
-    assert!(fstab.stdout.contains(" /var/lib/postgresql ext4 defaults,nofail 0 2"), "{}", fstab.stdout);
+    assert!(
+        fstab
+            .stdout
+            .contains(" /var/lib/postgresql ext4 defaults,nofail 0 2"),
+        "{}",
+        fstab.stdout
+    );
     // postgres runs on the volume, with the cluster carried over onto it.
     let pg = demo.exec("queue1", "runuser -u postgres -- psql -tAc 'select 1' 2>&1");
     assert_eq!(pg.stdout.trim(), "1", "{}", pg.stderr);
@@ -129,12 +144,17 @@ fn moto_plus_sandbox_hosts_from_nothing_to_a_serving_app() {
         .args(["-o", "ConnectTimeout=3", "app1", "true"])
         .output()
         .unwrap();
-    assert!(!direct.status.success(), "app1 must not accept SSH from the controller");
+    assert!(
+        !direct.status.success(),
+        "app1 must not accept SSH from the controller"
+    );
     let hosts = demo.infra(&["plan", "aws-sandbox", "--detailed-exitcode"]);
     hosts.assert_code(0);
     assert!(hosts.stdout.contains("No changes."), "{}", hosts.stdout);
     assert!(
-        hosts.stderr.contains("8 hosts planned with 8 remote commands after login"),
+        hosts
+            .stderr
+            .contains("8 hosts planned with 8 remote commands after login"),
         "{}",
         hosts.stderr
     );

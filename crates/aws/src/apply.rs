@@ -10,8 +10,8 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_route53::client::Waiters as _;
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet,
-    RrType, TagResourceType, Vpc, VpcRegion,
+    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType,
+    TagResourceType, Vpc, VpcRegion,
 };
 use infra_core::cloud::*;
 use infra_core::model::{Port, Proto};
@@ -71,13 +71,13 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
             address: op.resource.clone(),
             text: describe(&op.op),
         });
-        let id = st
-            .run(index, &op.op)
-            .await
-            .map_err(|error| Failure {
-                index: Some(index),
-                error: AwsError::new(format!("{} ({})", op.resource, describe(&op.op)), error.to_string()),
-            })?;
+        let id = st.run(index, &op.op).await.map_err(|error| Failure {
+            index: Some(index),
+            error: AwsError::new(
+                format!("{} ({})", op.resource, describe(&op.op)),
+                error.to_string(),
+            ),
+        })?;
         if let Some(id) = &id {
             st.created.insert(op.resource.clone(), id.clone());
         }
@@ -92,7 +92,10 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
 
 fn tags(scope: &Scope, name: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
     let mut t = vec![
-        Tag::builder().key(TAG_ENV).value(&scope.environment).build(),
+        Tag::builder()
+            .key(TAG_ENV)
+            .value(&scope.environment)
+            .build(),
         Tag::builder().key("Name").value(name).build(),
     ];
     for (k, v) in extra {
@@ -185,8 +188,10 @@ impl State<'_> {
                     .subnet()
                     .ok_or_else(|| AwsError::new("CreateSubnet", "no subnet in the answer"))?;
                 let id = s.subnet_id().unwrap_or_default().to_string();
-                self.subnets_az
-                    .insert(id.clone(), s.availability_zone().unwrap_or_default().to_string());
+                self.subnets_az.insert(
+                    id.clone(),
+                    s.availability_zone().unwrap_or_default().to_string(),
+                );
                 ec2.modify_subnet_attribute()
                     .subnet_id(&id)
                     .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
@@ -219,8 +224,11 @@ impl State<'_> {
                     Source::World => {
                         permission(*port).ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
                     }
-                    Source::Group(g) => permission(*port)
-                        .user_id_group_pairs(UserIdGroupPair::builder().group_id(self.resolve(g)?).build()),
+                    Source::Group(g) => permission(*port).user_id_group_pairs(
+                        UserIdGroupPair::builder()
+                            .group_id(self.resolve(g)?)
+                            .build(),
+                    ),
                 };
                 ec2.authorize_security_group_ingress()
                     .group_id(self.resolve(group)?)
@@ -736,7 +744,9 @@ impl State<'_> {
             .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
             .or_else(|| tables.route_tables().first())
             .and_then(|t| t.route_table_id())
-            .ok_or_else(|| AwsError::new("DescribeRouteTables", format!("{vpc} has no route table")))?;
+            .ok_or_else(|| {
+                AwsError::new("DescribeRouteTables", format!("{vpc} has no route table"))
+            })?;
         ec2.create_route()
             .route_table_id(main)
             .destination_cidr_block("0.0.0.0/0")
@@ -796,7 +806,8 @@ fn record_change(
     values: &[String],
     ttl: i64,
 ) -> Result<Change, AwsError> {
-    let bad = |e: aws_sdk_route53::error::BuildError| AwsError::new("build a record", e.to_string());
+    let bad =
+        |e: aws_sdk_route53::error::BuildError| AwsError::new("build a record", e.to_string());
     let mut set = ResourceRecordSet::builder()
         .name(name)
         .r#type(RrType::A)

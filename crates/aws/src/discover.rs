@@ -387,7 +387,11 @@ pub async fn a_records(c: &Clients, id: &str) -> Result<Vec<(String, String, i64
                 ));
             }
         }
-        match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
+        match (
+            page.is_truncated(),
+            page.next_record_name(),
+            page.next_record_type(),
+        ) {
             (true, Some(n), Some(t)) => start = Some((n.to_string(), t.clone())),
             _ => break,
         }

@@ -49,7 +49,9 @@ pub struct Clients {
 impl Clients {
     async fn new(region: &str) -> Clients {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
         // Throttling is retried with backoff; more patiently than the SDK's 3 attempts unless
@@ -78,7 +80,9 @@ impl Clients {
 pub fn emit(event: &ProviderEvent) {
     let mut out = std::io::stdout().lock();
     let line = serde_json::to_string(event).unwrap_or_else(|e| {
-        format!("{{\"event\":\"error\",\"index\":null,\"message\":\"cannot encode an event: {e}\"}}")
+        format!(
+            "{{\"event\":\"error\",\"index\":null,\"message\":\"cannot encode an event: {e}\"}}"
+        )
     });
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

@@ -98,7 +98,9 @@ fn discover_then_apply_then_discover() {
     let (code, events, err) = provider(&url, "discover", &serde_json::to_string(&scope()).unwrap());
     assert_eq!(code, 0, "{err}");
     match &events[..] {
-        [ProviderEvent::Facts { facts }] => assert!(facts.vpc.is_none() && facts.instances.is_empty()),
+        [ProviderEvent::Facts { facts }] => {
+            assert!(facts.vpc.is_none() && facts.instances.is_empty())
+        }
         other => panic!("{other:?}"),
     }
     let req = ApplyRequest {
@@ -113,8 +115,12 @@ fn discover_then_apply_then_discover() {
     };
     let (code, events, err) = provider(&url, "apply", &serde_json::to_string(&req).unwrap());
     assert_eq!(code, 0, "{err}");
-    assert!(matches!(&events[0], ProviderEvent::Start { index: 0, address, .. } if address == "aws_vpc.main"));
-    assert!(matches!(&events[1], ProviderEvent::Done { index: 0, id: Some(id) } if id.starts_with("vpc-")));
+    assert!(
+        matches!(&events[0], ProviderEvent::Start { index: 0, address, .. } if address == "aws_vpc.main")
+    );
+    assert!(
+        matches!(&events[1], ProviderEvent::Done { index: 0, id: Some(id) } if id.starts_with("vpc-"))
+    );
     match events.last() {
         Some(ProviderEvent::Facts { facts }) => {
             let vpc = facts.vpc.as_ref().expect("the new VPC, found by its tag");
@@ -136,14 +142,19 @@ fn failures_are_error_lines_and_exit_1() {
     let (code, events, _) = provider(&url, "discover", &serde_json::to_string(&scope()).unwrap());
     assert_eq!(code, 1);
     match &events[..] {
-        [ProviderEvent::Error { index: None, message }] => {
+        [ProviderEvent::Error {
+            index: None,
+            message,
+        }] => {
             assert!(message.contains("describe"), "{message}")
         }
         other => panic!("{other:?}"),
     }
     let (code, events, _) = provider(&url, "apply", "{not json");
     assert_eq!(code, 1);
-    assert!(matches!(&events[..], [ProviderEvent::Error { message, .. }] if message.contains("parse the request")));
+    assert!(
+        matches!(&events[..], [ProviderEvent::Error { message, .. }] if message.contains("parse the request"))
+    );
     let m = moto();
     let url = format!("http://127.0.0.1:{}", m.1);
     let req = ApplyRequest {
@@ -159,8 +170,14 @@ fn failures_are_error_lines_and_exit_1() {
     let (code, events, _) = provider(&url, "apply", &serde_json::to_string(&req).unwrap());
     assert_eq!(code, 1);
     match events.last() {
-        Some(ProviderEvent::Error { index: Some(0), message }) => {
-            assert!(message.contains("aws_instance.x") && message.contains("TerminateInstances"), "{message}")
+        Some(ProviderEvent::Error {
+            index: Some(0),
+            message,
+        }) => {
+            assert!(
+                message.contains("aws_instance.x") && message.contains("TerminateInstances"),
+                "{message}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -614,7 +614,9 @@ fn desired_instances(env: &Environment) -> Result<Vec<DesiredInstance>, String> 
                 .to_string()
         })?;
         let instance_type = h.view.instance_type.clone().ok_or_else(|| {
-            format!("host {name} has no instance_type: set it on the host or as provider.instance_type")
+            format!(
+                "host {name} has no instance_type: set it on the host or as provider.instance_type"
+            )
         })?;
         let roles: Vec<_> = h
             .view
@@ -791,7 +793,11 @@ impl Planner<'_> {
                 Ref::New("aws_vpc.main".into())
             }
         };
-        if let Some(v) = f.vpc.as_ref().filter(|v| v.owned && v.internet_gateway.is_none()) {
+        if let Some(v) = f
+            .vpc
+            .as_ref()
+            .filter(|v| v.owned && v.internet_gateway.is_none())
+        {
             self.push(
                 "aws_internet_gateway.main".into(),
                 CloudAction::Create,
@@ -1055,10 +1061,12 @@ impl Planner<'_> {
                 a
             };
             // Extra instances of one host (a launch that was retried by hand, say) go.
-            for extra in f.instances.iter().filter(|i| i.host == d.host).filter(|i| {
-                f.instance(&d.host)
-                    .is_some_and(|first| first.id != i.id)
-            }) {
+            for extra in f
+                .instances
+                .iter()
+                .filter(|i| i.host == d.host)
+                .filter(|i| f.instance(&d.host).is_some_and(|first| first.id != i.id))
+            {
                 self.push(
                     format!("aws_instance.{}[{}]", d.host, extra.id),
                     CloudAction::Delete,
@@ -1351,7 +1359,8 @@ impl Planner<'_> {
                     let mut attrs = Vec::new();
                     let mut ops = Vec::new();
                     let eip = Ref::Id(have.allocation_id.clone());
-                    let associated = matches!((&instance, &have.instance), (Ref::Id(a), Some(b)) if a == b);
+                    let associated =
+                        matches!((&instance, &have.instance), (Ref::Id(a), Some(b)) if a == b);
                     if !associated {
                         attrs.push(changed(
                             "instance",
@@ -1364,16 +1373,10 @@ impl Planner<'_> {
                         });
                     }
                     if let Some(name) = &d.reverse_dns {
-                        let have_name = have
-                            .reverse_dns
-                            .as_deref()
-                            .map(|n| n.trim_end_matches('.'));
+                        let have_name =
+                            have.reverse_dns.as_deref().map(|n| n.trim_end_matches('.'));
                         if have_name != Some(name.as_str()) {
-                            attrs.push(changed(
-                                "reverse_dns",
-                                q(have_name.unwrap_or("")),
-                                q(name),
-                            ));
+                            attrs.push(changed("reverse_dns", q(have_name.unwrap_or("")), q(name)));
                             ops.push(CloudOp::SetReverseDns {
                                 address: eip,
                                 name: name.clone(),
@@ -1699,7 +1702,10 @@ pub fn describe(op: &CloudOp) -> String {
         SetTags { id, .. } => format!("tag {id}"),
         TerminateInstance { id } => format!("terminate {id} and wait until it is gone"),
         CreateVolume {
-            host, role, size_gb, ..
+            host,
+            role,
+            size_gb,
+            ..
         } => format!("create the {size_gb} GB volume of {host} ({role})"),
         AttachVolume { device, .. } => format!("attach the volume at {device}"),
         DetachVolume { id, .. } => format!("detach volume {id}"),

@@ -156,7 +156,10 @@ impl<'s> Environment<'s> {
                 h.view.public_ip = Some(a.public_ip.clone());
             }
             h.view.address = if is_public_jump(inv, name) {
-                match (&h.view.public_ip, instance.and_then(|i| i.public_ip.clone())) {
+                match (
+                    &h.view.public_ip,
+                    instance.and_then(|i| i.public_ip.clone()),
+                ) {
                     (Some(ip), _) if ip != KNOWN_AFTER_APPLY => Some(ip.clone()),
                     (_, Some(ip)) => Some(ip),
                     _ => Some(KNOWN_AFTER_APPLY.to_string()),

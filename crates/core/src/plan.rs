@@ -541,9 +541,10 @@ mod tests {
 
     /// nginx role (nginx.conf, service nginx reload) then app role (site file notifying nginx,
     /// supervisor program notifying supervisor, service supervisor restart).
-    fn desired() -> DesiredHost {
+    pub(super) fn desired() -> DesiredHost {
         DesiredHost {
             name: "app1".into(),
+            volumes: Vec::new(),
             packages: vec!["nginx".into(), "supervisor".into()],
             roles: vec![
                 RoleState {
@@ -807,9 +808,37 @@ mod disabled_tests {
     use crate::facts::ServiceFact;
 
     #[test]
+    fn a_volume_is_mounted_first_and_only_until_it_is() {
+        let mut d = super::tests::desired();
+        d.volumes = vec![crate::model::Volume {
+            size_gb: 10,
+            mount: "/var/lib/postgresql".into(),
+            device: "/dev/xvdf".into(),
+            fs: "ext4".into(),
+            keep_on_destroy: true,
+        }];
+        let mut f = Facts::fresh();
+        let p = plan_host(&d, &f, &BTreeMap::new(), &Secrets::default());
+        assert_eq!(
+            p.steps[0],
+            Step::Volume {
+                action: Action::Create,
+                device: "/dev/xvdf".into(),
+                fs: "ext4".into(),
+                mount: "/var/lib/postgresql".into(),
+            }
+        );
+        f.mounts
+            .insert("/var/lib/postgresql".into(), "/dev/xvdf".into());
+        let p = plan_host(&d, &f, &BTreeMap::new(), &Secrets::default());
+        assert!(!p.steps.iter().any(|s| matches!(s, Step::Volume { .. })));
+    }
+
+    #[test]
     fn a_disabled_service_is_disabled_and_stopped() {
         let d = DesiredHost {
             name: "salt".into(),
+            volumes: Vec::new(),
             packages: Vec::new(),
             roles: vec![RoleState {
                 role: "salt".into(),
@@ -858,6 +887,7 @@ mod group_tests {
     fn groups_come_before_the_users_that_join_them() {
         let d = DesiredHost {
             name: "h".into(),
+            volumes: Vec::new(),
             packages: Vec::new(),
             roles: vec![RoleState {
                 role: "r".into(),

@@ -129,8 +129,20 @@ fn instance_type_is_an_update_and_a_stray_instance_a_destroy() {
     let env = Environment::resolve(&site, "production", &[]).unwrap();
     let facts = CloudFacts {
         instances: vec![
-            instance("app1", "i-1", "ami-0123456789abcdef0", "10.10.1.50", "t3.small"),
-            instance("old9", "i-9", "ami-0123456789abcdef0", "10.10.1.99", "t3.small"),
+            instance(
+                "app1",
+                "i-1",
+                "ami-0123456789abcdef0",
+                "10.10.1.50",
+                "t3.small",
+            ),
+            instance(
+                "old9",
+                "i-9",
+                "ami-0123456789abcdef0",
+                "10.10.1.99",
+                "t3.small",
+            ),
         ],
         ..CloudFacts::default()
     };
@@ -172,7 +184,13 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
             role: "base".into(),
             rules: vec![],
         }],
-        instances: vec![instance("salt", "i-1", "ami-0123456789abcdef0", "10.10.1.10", "t3.small")],
+        instances: vec![instance(
+            "salt",
+            "i-1",
+            "ami-0123456789abcdef0",
+            "10.10.1.10",
+            "t3.small",
+        )],
         volumes: vec![VolumeFact {
             id: "vol-1".into(),
             host: "salt".into(),
@@ -222,7 +240,10 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(order, ["records", "address", "instance", "group", "subnet", "vpc"]);
+    assert_eq!(
+        order,
+        ["records", "address", "instance", "group", "subnet", "vpc"]
+    );
     let records = p
         .ops()
         .into_iter()
@@ -236,7 +257,10 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
     assert_eq!(p.kept.len(), 1);
     assert!(p.kept[0].starts_with("aws_ebs_volume.salt-salt (vol-1, 100 GB)"));
     // The public zone was not created by infra: it stays.
-    assert!(!p.changes.iter().any(|c| c.address == "aws_route53_zone.public"));
+    assert!(!p
+        .changes
+        .iter()
+        .any(|c| c.address == "aws_route53_zone.public"));
 }
 
 #[test]
@@ -255,8 +279,17 @@ fn a_named_vpc_that_does_not_exist_is_an_error_naming_the_inventory() {
     assert!(diags.is_empty(), "{diags:?}");
     let env = Environment::resolve(&site, "production", &[]).unwrap();
     let e = plan(&env, &CloudFacts::default(), Mode::Converge).unwrap_err();
-    assert!(e.file.ends_with("inventories/production.yaml"), "{}", e.file);
-    assert!(e.message.contains("vpc_id vpc-0abc was not found in region us-east-1"), "{}", e.message);
+    assert!(
+        e.file.ends_with("inventories/production.yaml"),
+        "{}",
+        e.file
+    );
+    assert!(
+        e.message
+            .contains("vpc_id vpc-0abc was not found in region us-east-1"),
+        "{}",
+        e.message
+    );
 }
 
 fn copy(from: &std::path::Path, to: &std::path::Path) {

@@ -44,6 +44,7 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
     let p = |n: &str| root.join(n).to_str().unwrap().to_string();
     DesiredHost {
         name: "local".into(),
+        volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {
             role: "r".into(),
