@@ -75,8 +75,6 @@ pub enum CliError {
     NoConfirmation,
     #[error(transparent)]
     Provider(#[from] crate::provider::ProviderError),
-    #[error(transparent)]
-    Cloud(#[from] infra_core::cloud::CloudConfigError),
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },
 }

@@ -54,9 +54,29 @@ fn prepare(
     let Some(mut env) = checked_env(&site, env_name, &overrides, style)? else {
         return Ok(None);
     };
+    let is_aws = env.inventory.provider.value.kind == ProviderKind::Aws;
+    if flags.cloud_only && !is_aws {
+        return Err(CliError::Var(format!(
+            "--cloud-only: `{}` is a static inventory, it has no cloud section",
+            env.name
+        )));
+    }
+    let selected_names: Vec<String> = env
+        .hosts
+        .values()
+        .filter(|h| !flags.cloud_only && selected(&flags.limit, &h.view))
+        .map(|h| h.view.name.clone())
+        .collect();
+    if selected_names.is_empty() && !flags.cloud_only {
+        return Err(CliError::Var(format!(
+            "--limit {} matches no host of `{}`",
+            flags.limit.join(","),
+            env.name
+        )));
+    }
     let mut cloud_plan = None;
     let mut fresh_names = Vec::new();
-    if env.inventory.provider.value.kind == ProviderKind::Aws {
+    if is_aws {
         let scope = Scope::of(&env);
         let (facts, plan_it) = match stage {
             CloudStage::Plan => {
@@ -73,7 +93,13 @@ fn prepare(
         };
         env.set_cloud_facts(&facts);
         if plan_it {
-            let plan = cloud::plan(&env, &facts, cloud::Mode::Converge)?;
+            let plan = match cloud::plan(&env, &facts, cloud::Mode::Converge) {
+                Ok(p) => p,
+                Err(d) => {
+                    report(style, vec![*d]);
+                    return Ok(None);
+                }
+            };
             fresh_names = plan.new_hosts.clone();
             cloud_plan = Some((scope, plan));
         }
@@ -84,29 +110,11 @@ fn prepare(
     }
     let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
     let shared = SharedContext::new(&env);
-    if flags.cloud_only && cloud_plan.is_none() {
-        return Err(CliError::Var(format!(
-            "--cloud-only: `{}` is a static inventory, it has no cloud section",
-            env.name
-        )));
-    }
-    let selected: Vec<_> = env
-        .hosts
-        .values()
-        .filter(|h| !flags.cloud_only && selected(&flags.limit, &h.view))
-        .collect();
-    if selected.is_empty() && !flags.cloud_only {
-        return Err(CliError::Var(format!(
-            "--limit {} matches no host of `{}`",
-            flags.limit.join(","),
-            env.name
-        )));
-    }
     let mut hosts = Vec::new();
     let mut fresh = Vec::new();
     let mut diags = Vec::new();
     let mut missing = Vec::new();
-    for h in selected {
+    for h in selected_names.iter().filter_map(|n| env.hosts.get(n)) {
         let out = renderer.render_host(&env, &shared, h, &secrets);
         diags.extend(out.diagnostics);
         missing.extend(
@@ -510,7 +518,13 @@ pub fn destroy_cmd(
     }
     let scope = Scope::of(&env);
     let facts = provider::discover(&scope)?;
-    let cloud_plan = cloud::plan(&env, &facts, cloud::Mode::Destroy)?;
+    let cloud_plan = match cloud::plan(&env, &facts, cloud::Mode::Destroy) {
+        Ok(p) => p,
+        Err(d) => {
+            report(style, vec![*d]);
+            return Ok(Outcome::Failed);
+        }
+    };
     let mut plan = Plan::new(&env.name, Vec::new());
     plan.cloud = Some(cloud_plan.clone());
     view::print_plan(&plan).map_err(CliError::Stdout)?;

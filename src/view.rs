@@ -527,6 +527,9 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
 pub fn print_plan_json(plan: &infra_core::plan::Plan) -> io::Result<()> {
     let mut value = serde_json::to_value(plan).map_err(io::Error::other)?;
     value["summary"] = serde_json::to_value(plan.summary()).map_err(io::Error::other)?;
+    if let Some(cloud) = &plan.cloud {
+        value["cloud_summary"] = serde_json::to_value(cloud.summary()).map_err(io::Error::other)?;
+    }
     let mut out = io::stdout().lock();
     writeln!(
         out,

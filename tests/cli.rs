@@ -8,7 +8,7 @@ fn the_repository_site_is_valid() {
     let run = infra(&repo(), &["validate"]);
     run.assert_code(0);
     assert!(
-        run.stderr.contains("valid: 3 environments,"),
+        run.stderr.contains("valid: 4 environments,"),
         "{}",
         run.stderr
     );
@@ -373,7 +373,7 @@ fn every_problem_at_once() {
         assert!(run.stderr.contains(m), "missing {m}:\n{}", run.stderr);
     }
     assert!(
-        run.stderr.contains("invalid: 3 environments"),
+        run.stderr.contains("invalid: 4 environments"),
         "{}",
         run.stderr
     );

@@ -31,12 +31,25 @@ impl AwsError {
     }
 }
 
-/// `what` failed with the SDK error `e` (its full chain: code, message, request id).
+/// `what` failed with the SDK error `e`: its chain of messages (service code and message,
+/// or why the request could not be sent), without the SDK's debug dump.
 pub fn sdk<E: std::error::Error + 'static>(what: impl Into<String>, e: E) -> AwsError {
-    AwsError::new(
-        what,
-        format!("{}", aws_sdk_ec2::error::DisplayErrorContext(&e)),
-    )
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    if text.contains("loading credentials") || text.contains("no credentials") {
+        text = format!(
+            "no AWS credentials found ({text}); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        );
+    }
+    AwsError::new(what, text)
 }
 
 /// The AWS clients of one region.

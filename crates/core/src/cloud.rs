@@ -2,6 +2,7 @@
 //! DNS), what the provider found, and the plan between them. Pure: the provider program
 //! (`infra-aws`) gathers the facts and executes the operations.
 
+use crate::diagnostic::Diagnostic;
 use crate::environment::{Environment, KNOWN_AFTER_APPLY};
 use crate::model::{Port, ProviderKind};
 use serde::{Deserialize, Serialize};
@@ -496,14 +497,6 @@ impl CloudPlan {
 // ---------------------------------------------------------------------------------------------
 // Desired state, from the environment.
 
-/// An inventory whose AWS settings cannot work: names the inventory file and the fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct CloudConfigError {
-    pub file: String,
-    pub message: String,
-}
-
 #[derive(Debug, Clone)]
 struct DesiredInstance {
     host: String,
@@ -547,17 +540,16 @@ pub fn client_token(env: &str, host: &str, ami: &str, generation: usize) -> Stri
 }
 
 /// The plan of the cloud side of `env` against what the provider found.
+/// An inventory whose AWS settings cannot work with what exists is an error at its `provider`.
 pub fn plan(
     env: &Environment,
     facts: &CloudFacts,
     mode: Mode,
-) -> Result<CloudPlan, CloudConfigError> {
+) -> Result<CloudPlan, Box<Diagnostic>> {
     let inv = env.inventory;
     let prov = &inv.provider.value;
-    let file = env.file.display().to_string();
-    let err = |message: String| CloudConfigError {
-        file: file.clone(),
-        message,
+    let err = |message: String| {
+        Box::new(Diagnostic::error(message).at(env.site.loc(&env.file, &inv.provider, 1)))
     };
     if prov.kind != ProviderKind::Aws {
         return Err(err("the cloud plan is for `provider.type: aws`".into()));
@@ -757,26 +749,10 @@ impl Planner<'_> {
                 subnet.unwrap_or(Ref::New("aws_subnet.main".into())),
             ));
         }
-        let vpc = match (&prov.vpc_id, &f.vpc) {
-            (Some(id), Some(v)) if &v.id == id => Ref::Id(id.clone()),
-            (Some(id), _) => {
-                return Err(format!(
-                    "provider.vpc_id {id} was not found in region {}: check the id and the region, or remove vpc_id and set vpc_cidr to let infra create one",
-                    prov.region.as_deref().unwrap_or("?")
-                ))
-            }
-            (None, Some(v)) => {
-                if let Some(cidr) = &prov.vpc_cidr {
-                    if &v.cidr != cidr {
-                        return Err(format!(
-                            "the environment's VPC {} has CIDR {}, the inventory says vpc_cidr {cidr}: a VPC's CIDR cannot change; put back {} or destroy the environment first",
-                            v.id, v.cidr, v.cidr
-                        ));
-                    }
-                }
-                Ref::Id(v.id.clone())
-            }
-            (None, None) => {
+        let found_vpc = f.vpc.as_ref().map(|v| (v.id.as_str(), v.cidr.as_str()));
+        let vpc = match existing("VPC", "vpc", &prov.vpc_id, &prov.vpc_cidr, found_vpc)? {
+            Some(r) => r,
+            None => {
                 let cidr = prov.vpc_cidr.clone().ok_or_else(|| {
                     "provider has neither vpc_id nor vpc_cidr: name an existing VPC with `vpc_id: vpc-...` or let infra create one with `vpc_cidr: 10.10.0.0/16`".to_string()
                 })?;
@@ -807,25 +783,16 @@ impl Planner<'_> {
                 }],
             );
         }
-        let subnet = match (&prov.subnet_id, &f.subnet) {
-            (Some(id), Some(s)) if &s.id == id => Ref::Id(id.clone()),
-            (Some(id), _) => {
-                return Err(format!(
-                    "provider.subnet_id {id} was not found in the VPC: check the id, or remove subnet_id and set subnet_cidr to let infra create one"
-                ))
-            }
-            (None, Some(s)) => {
-                if let Some(cidr) = &prov.subnet_cidr {
-                    if &s.cidr != cidr {
-                        return Err(format!(
-                            "the environment's subnet {} has CIDR {}, the inventory says subnet_cidr {cidr}: put back {}",
-                            s.id, s.cidr, s.cidr
-                        ));
-                    }
-                }
-                Ref::Id(s.id.clone())
-            }
-            (None, None) => {
+        let found_subnet = f.subnet.as_ref().map(|s| (s.id.as_str(), s.cidr.as_str()));
+        let subnet = match existing(
+            "subnet",
+            "subnet",
+            &prov.subnet_id,
+            &prov.subnet_cidr,
+            found_subnet,
+        )? {
+            Some(r) => r,
+            None => {
                 let cidr = prov.subnet_cidr.clone().ok_or_else(|| {
                     "provider has neither subnet_id nor subnet_cidr: add `subnet_cidr: 10.10.1.0/24` (inside vpc_cidr)".to_string()
                 })?;
@@ -1031,8 +998,7 @@ impl Planner<'_> {
         for d in wanted {
             let address = format!("aws_instance.{}", d.host);
             let group_refs: Vec<Ref> = d.groups.iter().map(|g| groups[g].clone()).collect();
-            let mut tags = self.tags(&d.host, &[(TAG_HOST, &d.host), (TAG_ROLES, &d.roles)]);
-            tags.insert("Name".into(), d.host.clone());
+            let tags = self.tags(&d.host, &[(TAG_HOST, &d.host), (TAG_ROLES, &d.roles)]);
             let run = |generation: usize| CloudOp::RunInstance {
                 host: d.host.clone(),
                 ami: d.ami.clone(),
@@ -1045,20 +1011,18 @@ impl Planner<'_> {
                 client_token: client_token(&env_name, &d.host, &d.ami, generation),
             };
             let launch_attrs = || {
-                let mut a = vec![
+                vec![
                     added("ami", q(&d.ami)),
                     added("instance_type", q(&d.instance_type)),
                     added(
                         "private_ip",
-                        q(d.private_ip.as_deref().unwrap_or(KNOWN_AFTER_APPLY)),
+                        d.private_ip
+                            .as_deref()
+                            .map_or_else(|| KNOWN_AFTER_APPLY.to_string(), q),
                     ),
                     added("security_groups", list(&d.groups)),
                     added("tags.infra:roles", q(&d.roles)),
-                ];
-                if d.private_ip.is_none() {
-                    a[2].after = Some(KNOWN_AFTER_APPLY.into());
-                }
-                a
+                ]
             };
             // Extra instances of one host (a launch that was retried by hand, say) go.
             for extra in f
@@ -1590,6 +1554,30 @@ impl Planner<'_> {
                 }],
             );
         }
+    }
+}
+
+/// A VPC or subnet that exists: the one named by `<key>_id`, or the environment's own (whose
+/// CIDR cannot move). `None` when it is to be created.
+fn existing(
+    what: &str,
+    key: &str,
+    id: &Option<String>,
+    cidr: &Option<String>,
+    found: Option<(&str, &str)>,
+) -> Result<Option<Ref>, String> {
+    match (id, found) {
+        (Some(id), Some((fid, _))) if fid == id => Ok(Some(Ref::Id(id.clone()))),
+        (Some(id), _) => Err(format!(
+            "provider.{key}_id {id} was not found: check the id and the region, or remove {key}_id and set {key}_cidr to let infra create the {what}"
+        )),
+        (None, Some((fid, fcidr))) => match cidr {
+            Some(c) if c != fcidr => Err(format!(
+                "the environment's {what} {fid} has CIDR {fcidr}, the inventory says {key}_cidr {c}: a {what}'s CIDR cannot change; put back {fcidr} or destroy the environment first"
+            )),
+            _ => Ok(Some(Ref::Id(fid.to_string()))),
+        },
+        (None, None) => Ok(None),
     }
 }
 

@@ -783,8 +783,27 @@ mod tests {
                 &Secrets::default(),
             )],
         );
+        let mut p = p;
+        p.cloud = Some(crate::cloud::CloudPlan {
+            provider: "aws".into(),
+            region: "us-east-1".into(),
+            changes: vec![crate::cloud::CloudChange {
+                address: "aws_eip.mail".into(),
+                action: crate::cloud::CloudAction::Create,
+                attrs: Vec::new(),
+                ops: vec![crate::cloud::Op {
+                    phase: 53,
+                    resource: "aws_eip.mail".into(),
+                    op: crate::cloud::CloudOp::AssociateAddress {
+                        address: crate::cloud::Ref::New("aws_eip.mail".into()),
+                        instance: crate::cloud::Ref::Id("i-1".into()),
+                    },
+                }],
+            }],
+            ..Default::default()
+        });
         let json = serde_json::to_string(&p).unwrap();
-        assert!(json.starts_with("{\"format_version\":\"1\""));
+        assert!(json.starts_with("{\"format_version\":\"2\""));
         let back: Plan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
         assert_eq!(

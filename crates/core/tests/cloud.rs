@@ -279,14 +279,12 @@ fn a_named_vpc_that_does_not_exist_is_an_error_naming_the_inventory() {
     assert!(diags.is_empty(), "{diags:?}");
     let env = Environment::resolve(&site, "production", &[]).unwrap();
     let e = plan(&env, &CloudFacts::default(), Mode::Converge).unwrap_err();
-    assert!(
-        e.file.ends_with("inventories/production.yaml"),
-        "{}",
-        e.file
-    );
+    let at = e.location.as_ref().expect("a location");
+    assert!(at.file.ends_with("inventories/production.yaml"), "{at:?}");
+    assert_eq!(at.line, 5, "the first line of the provider block");
     assert!(
         e.message
-            .contains("vpc_id vpc-0abc was not found in region us-east-1"),
+            .contains("provider.vpc_id vpc-0abc was not found: check the id and the region"),
         "{}",
         e.message
     );
