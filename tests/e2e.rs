@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 const SUBNET: &str = "10.213.40";
 
+/// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Env {
-    site: tempfile::TempDir,
     sandbox: Sandbox,
+    site: tempfile::TempDir,
     ips: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
 }
@@ -93,8 +94,8 @@ fn setup() -> Env {
     let pairs: Vec<(String, String)> = ips.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
     let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
     Env {
-        site,
         sandbox,
+        site,
         ips,
         secrets,
     }
