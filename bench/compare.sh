@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# infra against Ansible and pyinfra on the same sandbox hosts, in the same run. As root:
+#   bench/compare.sh                       N = 10 and 50, added RTT 0 and 25 ms, 3 runs each
+#   bench/compare.sh --hosts 10 --rtt 0 --runs 5 --tools infra,pyinfra --cases noop,check
+# It installs the peers itself (pinned: bench/compare/{ansible,pyinfra}/install.sh), builds
+# infra in release mode, brings the hosts up with tests/sandbox/sandbox.sh (10.213.80.0/24),
+# and writes bench/results-compare.md: the machine, the versions, then the table
+# (bench/compare/compare.py says how each figure is measured). A benchmark, not a test.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${OUT:-$repo/bench/results-compare.md}
+[ "$(id -u)" = 0 ] || { echo "bench/compare.sh: run as root (the hosts are namespaces)" >&2; exit 1; }
+bash "$repo/bench/compare/ansible/install.sh" >&2
+bash "$repo/bench/compare/pyinfra/install.sh" >&2
+(cd "$repo" && cargo build --release --locked --quiet -p infra)
+"$repo/tests/sandbox/sandbox.sh" setup > /dev/null
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+start=$(date -u '+%Y-%m-%d %H:%M UTC')
+python3 "$repo/bench/compare/compare.py" --out "$table" "$@"
+{
+  echo "## bench/compare.sh $*"
+  echo
+  echo "$start; $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r), load at end $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Versions: infra $(git -C "$repo" rev-parse --short HEAD) ($("$repo/target/release/infra" --version)),"\
+    "$("${ANSIBLE_VENV:-/opt/infra-bench/ansible-venv}/bin/ansible-playbook" --version | head -1),"\
+    "pyinfra $("${PYINFRA_VENV:-/opt/infra-bench/pyinfra-venv}/bin/python" -c 'import importlib.metadata as m; print(m.version("pyinfra"))'),"\
+    "$(ssh -V 2>&1), $(python3 --version)."
+  echo
+  cat "$table"
+} > "$out"
+cat "$out"
