@@ -295,6 +295,9 @@ class Bench:
                         self.record(hosts, "first", t, wall, mem, extra)
             else:
                 wall, mem, extra = self.run_tool(tools[0], "first")
+            # The hosts were rebuilt with new host keys: every tool meets them afresh.
+            for t in tools:
+                self.forget_keys(t)
             for case in ("noop", "check", "change", "floor"):
                 if case not in cases:
                     continue
