@@ -72,8 +72,7 @@ pub async fn gather(
             let conn = loop {
                 match ssh.connect(&name, &address).await {
                     Ok(c) => break c,
-                    Err(e @ SshError::Connect { .. }) if tokio::time::Instant::now() < deadline => {
-                        let _ = e;
+                    Err(SshError::Connect { .. }) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                     }
                     Err(e) => return Err(host_error(&name, &e)),

@@ -44,26 +44,16 @@ struct State<'a> {
 }
 
 pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
-    let before = crate::discover::discover(c, &req.scope).await?;
+    // No discovery first: the plan names existing resources by id and known addresses as
+    // literals; what this apply creates (ids, addresses, a new subnet's zone) is recorded as it
+    // goes, and a volume in an existing subnet looks the subnet's zone up once.
     let mut st = State {
         c,
         scope: &req.scope,
         created: BTreeMap::new(),
-        private_ips: before
-            .instances
-            .iter()
-            .filter_map(|i| Some((i.host.clone(), i.private_ip.clone()?)))
-            .collect(),
-        public_ips: before
-            .addresses
-            .iter()
-            .map(|a| (a.host.clone(), a.public_ip.clone()))
-            .collect(),
-        subnets_az: before
-            .subnet
-            .iter()
-            .map(|s| (s.id.clone(), s.availability_zone.clone()))
-            .collect(),
+        private_ips: BTreeMap::new(),
+        public_ips: BTreeMap::new(),
+        subnets_az: BTreeMap::new(),
     };
     for (index, op) in req.ops.iter().enumerate() {
         emit(&ProviderEvent::Start {

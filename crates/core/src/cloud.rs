@@ -880,11 +880,6 @@ impl Planner<'_> {
             };
             refs.insert(name, r);
         }
-        let env_name = self.env.clone();
-        let source_text = |src: &Option<String>| match src {
-            None => "0.0.0.0/0".to_string(),
-            Some(r) => group_name(&env_name, r),
-        };
         for (role, rules) in &wanted {
             let address = format!("aws_security_group.{role}");
             let name = group_name(&self.env, role);
@@ -912,7 +907,7 @@ impl Planner<'_> {
             for (port, src) in rules.difference(&have) {
                 attrs.push(added(
                     &format!("ingress {port}"),
-                    format!("from {}", source_text(src)),
+                    format!("from {}", source_label(&self.env, src)),
                 ));
                 ops.push(CloudOp::AuthorizeIngress {
                     group: group_ref.clone(),
