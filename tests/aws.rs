@@ -36,24 +36,10 @@ fn moto_python() -> PathBuf {
     p
 }
 
-/// The provider program, built next to the infra binary by `cargo test --workspace`.
-fn provider() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_infra")).with_file_name("infra-aws");
-    assert!(
-        p.is_file(),
-        "{} is missing: build the workspace (`cargo build --workspace`; `cargo test --workspace` does)",
-        p.display()
-    );
-    p
-}
-
 impl Moto {
     pub fn start() -> Moto {
         let python = moto_python();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let child = Command::new(python)
             .arg(repo().join("tests/aws/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -74,28 +60,11 @@ impl Moto {
     }
 
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_DEFAULT_REGION", "us-east-1".into()),
-            ("AWS_MAX_ATTEMPTS", "1".into()),
-            ("AWS_CONFIG_FILE", "/dev/null".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-            ("INFRA_AWS_PROVIDER", provider().display().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        aws_env(self.port)
     }
 
     pub fn infra(&self, dir: &Path, args: &[&str]) -> Run {
-        let env = self.env();
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        infra_env(dir, args, &pairs)
+        infra_with(dir, args, &self.env())
     }
 
     /// Everything tagged with `env` (and every hosted zone), as boto3 sees it.

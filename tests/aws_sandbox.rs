@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 struct Demo {
@@ -35,45 +35,12 @@ impl Demo {
         }
     }
 
-    fn aws_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.port),
-            ),
-            ("AWS_ACCESS_KEY_ID", "moto".into()),
-            ("AWS_SECRET_ACCESS_KEY", "moto".into()),
-            ("AWS_MAX_ATTEMPTS", "1".into()),
-            (
-                "INFRA_AWS_PROVIDER",
-                Path::new(env!("CARGO_BIN_EXE_infra"))
-                    .with_file_name("infra-aws")
-                    .display()
-                    .to_string(),
-            ),
-        ]
-    }
-
     fn infra(&self, args: &[&str]) -> Run {
-        let env = self.aws_env();
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        infra_env(self.site.path(), args, &pairs)
+        infra_with(self.site.path(), args, &aws_env(self.port))
     }
 
     fn exec(&self, host: &str, script: &str) -> Run {
-        let state = self.site.path().join(".infra/aws-sandbox");
-        let out = Command::new(repo().join("tests/sandbox/sandbox.sh"))
-            .arg("exec")
-            .arg(&state)
-            .arg(host)
-            .args(["--", "sh", "-c", script])
-            .output()
-            .expect("sandbox.sh exec");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        sandbox_exec(&self.site.path().join(".infra/aws-sandbox"), host, script)
     }
 }
 
@@ -86,13 +53,9 @@ impl Drop for Demo {
 #[test]
 fn moto_plus_sandbox_hosts_from_nothing_to_a_serving_app() {
     require_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     let demo = Demo {
         site: site_copy(),
-        port,
+        port: free_port(),
     };
     let first = demo.run(&[]);
     first.assert_code(0);
@@ -138,14 +101,8 @@ fn moto_plus_sandbox_hosts_from_nothing_to_a_serving_app() {
     assert_eq!(pg.stdout.trim(), "1", "{}", pg.stderr);
 
     // Only the jump host takes SSH from the controller: the others were reached through it.
-    let direct = Command::new("ssh")
-        .arg("-F")
-        .arg(demo.site.path().join(".infra/aws-sandbox/ssh_config"))
-        .args(["-o", "ConnectTimeout=3", "app1", "true"])
-        .output()
-        .unwrap();
     assert!(
-        !direct.status.success(),
+        !direct_ssh_works(&demo.site.path().join(".infra/aws-sandbox"), "app1"),
         "app1 must not accept SSH from the controller"
     );
     let hosts = demo.infra(&["plan", "aws-sandbox", "--detailed-exitcode"]);

@@ -125,14 +125,8 @@ fn the_site_on_eight_sandbox_hosts() {
             "reject",
         ]);
     }
-    let direct = Command::new("ssh")
-        .args(["-F"])
-        .arg(env.sandbox.state.join("ssh_config"))
-        .args(["-o", "ConnectTimeout=3", "app1", "true"])
-        .output()
-        .unwrap();
     assert!(
-        !direct.status.success(),
+        !direct_ssh_works(&env.sandbox.state, "app1"),
         "app1 must not accept SSH from the controller"
     );
 

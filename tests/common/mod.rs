@@ -160,18 +160,7 @@ impl Sandbox {
 
     /// Runs `sh -c script` inside `host`.
     pub fn exec(&self, host: &str, script: &str) -> Run {
-        let out = Command::new(sandbox_sh())
-            .arg("exec")
-            .arg(&self.state)
-            .arg(host)
-            .args(["--", "sh", "-c", script])
-            .output()
-            .expect("run sandbox.sh exec");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        sandbox_exec(&self.state, host, script)
     }
 
     pub fn run(&self, args: &[&str]) {
@@ -194,4 +183,75 @@ impl Drop for Sandbox {
             .arg(&self.state)
             .output();
     }
+}
+
+/// Runs `sh -c script` inside sandbox host `host` of the sandbox whose state is `state`.
+pub fn sandbox_exec(state: &Path, host: &str, script: &str) -> Run {
+    let out = Command::new(sandbox_sh())
+        .arg("exec")
+        .arg(state)
+        .arg(host)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .expect("run sandbox.sh exec");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Whether `host` of the sandbox whose state is `state` accepts SSH from the controller
+/// directly (not through the jump host).
+pub fn direct_ssh_works(state: &Path, host: &str) -> bool {
+    Command::new("ssh")
+        .arg("-F")
+        .arg(state.join("ssh_config"))
+        .args(["-o", "ConnectTimeout=3", host, "true"])
+        .output()
+        .expect("run ssh")
+        .status
+        .success()
+}
+
+/// A loopback port nothing listens on (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The provider program, built next to the infra binary by `cargo test --workspace`.
+pub fn provider() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_infra")).with_file_name("infra-aws");
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace (`cargo build --workspace`; `cargo test --workspace` does)",
+        p.display()
+    );
+    p
+}
+
+/// The environment that points infra (and boto3) at a moto server on `port`, and nowhere else.
+pub fn aws_env(port: u16) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ("AWS_MAX_ATTEMPTS", "1".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ("INFRA_AWS_PROVIDER", provider().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `infra ARGS` in `dir` with `env` added (pairs of owned strings).
+pub fn infra_with(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    infra_env(dir, args, &pairs)
 }

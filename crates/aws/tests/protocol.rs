@@ -18,6 +18,14 @@ impl Drop for Moto {
     }
 }
 
+/// A loopback port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 fn moto() -> Moto {
     let python = std::env::var_os("INFRA_MOTO_PYTHON")
         .map(PathBuf::from)
@@ -27,10 +35,7 @@ fn moto() -> Moto {
         "moto is not installed at {}: .ci/run installs it, or set INFRA_MOTO_PYTHON",
         python.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = free_port();
     let server = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/aws/moto_server.py");
     let child = Command::new(python)
         .arg(server)
@@ -134,10 +139,7 @@ fn discover_then_apply_then_discover() {
 #[test]
 fn failures_are_error_lines_and_exit_1() {
     // Nothing listens here: a read that fails is an error, not an empty environment.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let (code, events, _) = provider(&url, "discover", &serde_json::to_string(&scope()).unwrap());
     assert_eq!(code, 1);
