@@ -31,6 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SANDBOX = os.path.join(REPO, "tests/sandbox/sandbox.sh")
 PREFIX = "10.213.80"
+# The rounds of the slow peers in the default matrix (--runs-for): the whole matrix then takes
+# about 1 h 45 min on 2 cores instead of over 3 h.
+SLOW_RUNS = ["ansible@10=2", "ansible@50=1", "pyinfra@50=2"]
 MODES = {
     "infra": {"noop": "apply", "first": "apply", "change": "apply", "check": "plan"},
     "ansible": {"noop": "apply", "first": "apply", "change": "apply", "check": "check"},
@@ -273,11 +276,20 @@ class Bench:
                 m.wait()
         return wall, mem
 
+    def runs(self, tool, n):
+        """Rounds for a tool at N hosts: --runs, or what a --runs-for TOOL@N=K says."""
+        return self.args.runs_for.get((tool, n), self.args.runs)
+
+    def order(self, tools, r, n):
+        """Round r's order: rotated by one each round; tools out of rounds drop out."""
+        rotated = tools[r % len(tools):] + tools[:r % len(tools)]
+        return [t for t in rotated if r < self.runs(t, n)]
+
     def one(self, n, rtt):
         hosts = Hosts(self.work, n, rtt)
         tools = self.args.tools
         cases = self.args.cases
-        runs = self.args.runs
+        runs = max([self.runs(t, n) for t in tools] + [self.args.runs])
         try:
             up = hosts.up()
             log(f"N={n}: sandbox up in {up:.1f} s")
@@ -286,7 +298,7 @@ class Bench:
                 self.write_state(hosts, t, self.tag)
             if "first" in cases:
                 for r in range(runs):
-                    for t in tools[r % len(tools):] + tools[:r % len(tools)]:
+                    for t in self.order(tools, r, n):
                         hosts.stop_relay()
                         hosts.up()
                         hosts.start_relay()
@@ -302,7 +314,7 @@ class Bench:
                 if case not in cases:
                     continue
                 for r in range(runs):
-                    order = tools[r % len(tools):] + tools[:r % len(tools)]
+                    order = self.order(tools, r, n)
                     if case == "floor":
                         order = ["floor", "floor-open"]
                     for t in order:
@@ -330,28 +342,33 @@ class Bench:
             k = (r["n"], r["rtt"], r["case"])
             if k not in keys:
                 keys.append(k)
-        lines.append("| N | added RTT | case | tool | median s | min–max s | × infra | peak MB (controller) | infra remote commands/host (planning; +1 apply script on a host with changes) |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append("| N | added RTT | case | tool | runs | median s | min–max s | × infra | × floor "
+                     "| peak MB (controller) | infra remote commands/host (planning; +1 apply "
+                     "script on a host with changes) |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for n, rtt, case in keys:
             rows = [r for r in self.results if (r["n"], r["rtt"], r["case"]) == (n, rtt, case)]
+            floors = [r["wall"] for r in self.results
+                      if (r["n"], r["rtt"], r["case"], r["tool"]) == (n, rtt, "floor", "floor")]
+            floor = statistics.median(floors) if floors else None
             tools = []
             for r in rows:
                 if r["tool"] not in tools:
                     tools.append(r["tool"])
             med = {t: statistics.median([r["wall"] for r in rows if r["tool"] == t]) for t in tools}
-            base = med.get("infra")
-            if case == "floor":
-                base = None
+            base = None if case == "floor" else med.get("infra")
             for t in tools:
                 walls = [r["wall"] for r in rows if r["tool"] == t]
                 mems = [r["mem"] for r in rows if r["tool"] == t]
                 cmds = [r["extra"].get("remote_commands") for r in rows if r["tool"] == t]
                 cmds = [c for c in cmds if c is not None]
                 ratio = f"{med[t] / base:.1f}" if base and t != "infra" else ("1" if t == "infra" else "")
+                vs_floor = f"{med[t] / floor:.2f}" if floor and t != "floor" else ""
                 per_host = f"{statistics.median(cmds) / n:g}" if cmds else ""
                 lines.append(
-                    f"| {n} | {rtt} ms | {case} | {t} | {med[t]:.2f} | {min(walls):.2f}–{max(walls):.2f} "
-                    f"| {ratio} | {max(mems) / 2**20:.0f} | {per_host} |")
+                    f"| {n} | {rtt} ms | {case} | {t} | {len(walls)} | {med[t]:.2f} "
+                    f"| {min(walls):.2f}–{max(walls):.2f} | {ratio} | {vs_floor} "
+                    f"| {max(mems) / 2**20:.0f} | {per_host} |")
         with open(self.args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -361,6 +378,10 @@ def main():
     p.add_argument("--hosts", default="10,50")
     p.add_argument("--rtt", default="0,25", help="added round-trip times in ms")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs-for", action="append", default=None, metavar="TOOL@N=K",
+                   help="K rounds instead of --runs for TOOL at N hosts (repeatable; 'none' for "
+                        "--runs everywhere). Default: " + " ".join(SLOW_RUNS) + " (one Ansible "
+                        "run of 50 hosts takes about 6 minutes on 2 cores, one pyinfra run 1-2)")
     p.add_argument("--tools", default="infra,ansible,pyinfra")
     p.add_argument("--cases", default="first,noop,check,change,floor")
     p.add_argument("--work", default="/tmp/infra-bench-compare")
@@ -368,6 +389,17 @@ def main():
     args = p.parse_args()
     args.tools = args.tools.split(",")
     args.cases = args.cases.split(",")
+    runs_for = {}
+    for spec in SLOW_RUNS if args.runs_for is None else args.runs_for:
+        if spec == "none":
+            continue
+        try:
+            who, k = spec.split("=")
+            tool, n = who.split("@")
+            runs_for[(tool, int(n))] = int(k)
+        except ValueError:
+            p.error(f"--runs-for {spec}: expected TOOL@N=K, e.g. ansible@50=1")
+    args.runs_for = runs_for
     os.makedirs(args.work, exist_ok=True)
     b = Bench(args)
     for n in [int(x) for x in args.hosts.split(",")]:
