@@ -75,6 +75,8 @@ pub enum CliError {
     NoConfirmation,
     #[error(transparent)]
     Provider(#[from] crate::provider::ProviderError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },
 }
@@ -89,6 +91,7 @@ impl CliError {
             CliError::StalePlan { .. } | CliError::StaleCloud { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
             CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
             CliError::Provider(e) => e.hint(),
+            CliError::Ssh(e) => e.hint(),
             _ => None,
         }
     }

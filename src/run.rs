@@ -4,7 +4,7 @@ use crate::cli::{Cli, RunFlags};
 use crate::commands::{checked_env, load, parse_vars, report, CliError, Outcome};
 use crate::engine::{self, Target};
 use crate::provider;
-use crate::ssh::SshConfig;
+use crate::ssh::{Login, SshConfig};
 use crate::view::{self, Style};
 use infra_core::cloud::{self, CloudFacts, CloudPlan, Scope};
 use infra_core::desired::DesiredHost;
@@ -139,7 +139,7 @@ fn prepare(
     }
     missing.sort();
     missing.dedup();
-    let ssh = SshConfig::new(&env).map_err(|e| CliError::Var(e.to_string()))?;
+    let ssh = SshConfig::new(&env)?;
     Ok(Some(Prepared {
         env: env.name.clone(),
         hosts,
@@ -261,13 +261,20 @@ fn plan_hosts(
         return Ok(Err(Outcome::Failed));
     }
     let trips: usize = planned.targets.iter().map(|t| t.round_trips).sum();
-    view::print_note(
-        style,
-        &format!(
-            "{} hosts planned with {trips} remote commands after login",
-            planned.targets.len()
-        ),
+    let reused = planned
+        .targets
+        .iter()
+        .filter(|t| t.conn.login == Login::Reused)
+        .count();
+    let mut note = format!(
+        "{} hosts planned with {trips} remote commands after login; {} new SSH logins",
+        planned.targets.len(),
+        planned.targets.len() - reused
     );
+    if reused > 0 {
+        note.push_str(&format!(", {reused} kept connections reused"));
+    }
+    view::print_note(style, &note);
     Ok(Ok(planned))
 }
 

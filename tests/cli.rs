@@ -729,3 +729,33 @@ fn a_limit_that_matches_no_host_is_an_error_before_any_connection() {
     let run = infra(&repo(), &["apply", "production", "--limit", "zzz"]);
     run.assert_code(1);
 }
+
+#[test]
+fn a_control_persist_that_is_not_a_duration() {
+    let (dir, err) = one_error(|d| {
+        edit(
+            d,
+            "inventories/production.yaml",
+            "  jump_host: salt\n",
+            "  jump_host: salt\n  control_persist: soon\n",
+        )
+    });
+    let at = position_of(dir.path(), "inventories/production.yaml", "soon");
+    assert_diag(
+        &err,
+        "ssh.control_persist `soon` is not a duration",
+        &at,
+        Some("write seconds or a number with a unit, as OpenSSH's ControlPersist: `90s`, `10m`, `1h`; leave it out to close connections at the end of every run"),
+    );
+    // Well-formed durations pass.
+    for good in ["90", "90s", "10m", "1h30m"] {
+        let dir = site_copy();
+        edit(
+            dir.path(),
+            "inventories/production.yaml",
+            "  jump_host: salt\n",
+            &format!("  jump_host: salt\n  control_persist: {good}\n"),
+        );
+        infra(dir.path(), &["validate", "production"]).assert_code(0);
+    }
+}

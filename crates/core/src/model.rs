@@ -426,6 +426,49 @@ pub struct Ssh {
     /// Extra ssh_config options for every host, e.g. `{KexAlgorithms: curve25519-sha256}`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Keep each host's SSH connection open this long after a run (`90s`, `10m`, `1h`, as
+    /// OpenSSH's ControlPersist), so the next run within that time logs in no more. Off when
+    /// absent: every run opens and closes its own connections.
+    #[serde(default)]
+    pub control_persist: Option<Sp<String>>,
+}
+
+impl Ssh {
+    /// `control_persist` in seconds, when set and well formed (validation reports the rest).
+    pub fn persist_seconds(&self) -> Option<u64> {
+        self.control_persist
+            .as_ref()
+            .and_then(|p| parse_duration(&p.value))
+    }
+}
+
+/// A duration as OpenSSH writes one: a number of seconds, or numbers each followed by `s`,
+/// `m`, `h`, `d` or `w` (`90`, `90s`, `10m`, `1h30m`). `None` if malformed or zero.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().filter(|&n| n > 0);
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        let n: u64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+    }
+    (number.is_empty() && total > 0).then_some(total)
 }
 
 /// Which address of the jump host SSH connects to.
@@ -478,6 +521,29 @@ mod tests {
         assert!(Port::parse("25/sctp")
             .unwrap_err()
             .contains("unknown protocol"));
+    }
+
+    #[test]
+    fn durations_read_as_openssh_writes_them() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration("2d"), Some(172_800));
+        assert_eq!(parse_duration("1W"), Some(604_800));
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "soon",
+            "10 m",
+            "m",
+            "10x",
+            "-5",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -406,6 +406,18 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
             );
         }
     }
+    if let Some(p) = &inv.ssh.control_persist {
+        if crate::model::parse_duration(&p.value).is_none() {
+            diags.push(
+                Diagnostic::error(format!(
+                    "ssh.control_persist `{}` is not a duration",
+                    p.value
+                ))
+                .at(site.loc(file, p, p.value.chars().count().max(1)))
+                .hint("write seconds or a number with a unit, as OpenSSH's ControlPersist: `90s`, `10m`, `1h`; leave it out to close connections at the end of every run"),
+            );
+        }
+    }
     if kind == ProviderKind::Aws {
         let p = &inv.provider.value;
         let mut missing = Vec::new();
