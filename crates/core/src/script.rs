@@ -27,7 +27,9 @@ pub enum ScriptError {
 }
 
 const PRELUDE: &str = r#"set -u
+umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-__STATE__}
 P="$S/pending"
 mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
@@ -205,22 +207,29 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                 for (verb, name) in journal.get(dest.as_str()).into_iter().flatten() {
                     let _ = writeln!(s, "pending_add {verb} {}", sh_quote(name));
                 }
-                let encoded = base64::engine::general_purpose::STANDARD.encode(content);
-                let mut body = String::new();
-                for chunk in encoded.as_bytes().chunks(76) {
-                    body.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-                    body.push('\n');
-                }
-                let _ = write!(
+                let _ = writeln!(
                     s,
                     "backup {i} {d}\n\
                      f={d}; dir=${{f%/*}}; [ -d \"$dir\" ] || mkdir -p \"$dir\"\n\
-                     tmp=\"$dir/.infra-$$.${{f##*/}}.tmp\"\n\
-                     base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n{body}INFRA_EOF\n\
-                     {{ chown {o}:{g} \"$tmp\" && chmod {m} \"$tmp\" && mv -f \"$tmp\" {d}; }} >> \"$log\" 2>&1 || {{ rm -f \"$tmp\"; fail {i}; }}\n",
-                    o = sh_quote(&after.owner),
-                    g = sh_quote(&after.group),
-                    m = after.mode
+                     tmp=\"$dir/.infra-$$.${{f##*/}}.tmp\"; [ -e \"$tmp\" ] && rm -f \"$tmp\""
+                );
+                write_tmp(&mut s, content, after.mode, i);
+                // Owner and mode are set before the file takes its place, with as few
+                // processes as it takes: a new file already has the script's own user and
+                // group (unless its directory is setgid), and the mode `umask` gave it.
+                let mut fix = Vec::new();
+                let (o, g) = (sh_quote(&after.owner), sh_quote(&after.group));
+                fix.push(format!(
+                    "{{ [ {o}:{g} = \"$me\" ] && ! [ -g \"$dir\" ]; }} || chown {o}:{g} \"$tmp\""
+                ));
+                if umask_for(after.mode).is_none() {
+                    fix.push(format!("chmod {} \"$tmp\"", after.mode));
+                }
+                fix.push(format!("mv -f \"$tmp\" {d}"));
+                let _ = writeln!(
+                    s,
+                    "{{ {}; }} >> \"$log\" 2>&1 || {{ rm -f \"$tmp\"; fail {i}; }}",
+                    fix.join(" && ")
                 );
                 if let Some(c) = check {
                     // The old file is back: its service needs nothing from this run, unless
@@ -307,6 +316,41 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
     }
     s.push_str("rm -f \"$S\"/backup/* \"$log\"\nprintf '@@infra\\tdone\\n'\n");
     Ok(s)
+}
+
+/// The umask under which the shell's `>` creates a file with exactly `mode` (0666 & ~umask),
+/// when there is one: no execute or special bits.
+fn umask_for(mode: crate::model::Mode) -> Option<u32> {
+    (mode.0 & !0o666 == 0).then_some(0o777 & !mode.0)
+}
+
+/// Writes `content` to "$tmp" and leaves `log` holding any error. Text goes through the shell's
+/// own `printf` (no process); content that is not UTF-8 or holds a NUL byte, through `base64 -d`.
+/// The file is created under the umask that gives it its mode, when one does.
+fn write_tmp(s: &mut String, content: &[u8], mode: crate::model::Mode, i: usize) {
+    let umask = umask_for(mode).unwrap_or(0o077);
+    let _ = write!(s, "umask {umask:03o}; ");
+    match std::str::from_utf8(content) {
+        Ok(text) if !text.contains('\0') => {
+            let _ = writeln!(
+                s,
+                "printf %s {} > \"$tmp\" 2>\"$log\"; rc=$?; umask 022; [ $rc = 0 ] || {{ rm -f \"$tmp\"; fail {i}; }}",
+                sh_quote(text)
+            );
+        }
+        _ => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+            let mut body = String::new();
+            for chunk in encoded.as_bytes().chunks(76) {
+                body.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                body.push('\n');
+            }
+            let _ = write!(
+                s,
+                "base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n{body}INFRA_EOF\nrc=$?; umask 022; [ $rc = 0 ] || {{ rm -f \"$tmp\"; fail {i}; }}\n"
+            );
+        }
+    }
 }
 
 /// One line the script printed, parsed.

@@ -224,3 +224,123 @@ fn a_saved_plan_is_refused_when_the_site_renders_differently() {
         "{err}"
     );
 }
+
+/// Files written through both paths (the shell's printf for text, base64 for bytes that are
+/// not UTF-8 or hold NUL), with modes umask gives (0600, 0644) and modes it cannot (0755,
+/// 2750), with quotes, backslashes, `$`, no final newline, and another owner's group.
+#[test]
+fn every_kind_of_content_and_mode_lands_exactly() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&root).unwrap();
+    let (user, _) = whoami();
+    // A group that is not the script's own, when the machine has one (CI runs as root).
+    let other_group = ["daemon", "bin", "sys", "adm"]
+        .into_iter()
+        .find(|g| {
+            Process::new("getent")
+                .args(["group", g])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .filter(|_| user == "root");
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        (
+            "text",
+            b"it's \"quoted\" $HOME `x` \\n \\\\\nno final newline".to_vec(),
+            0o644,
+        ),
+        ("secret", b"password: s3cr'et\n".to_vec(), 0o600),
+        ("script", b"#!/bin/sh\necho hi\n".to_vec(), 0o755),
+        ("binary", vec![0, 159, 146, 150, 255, b'\n', 0], 0o644),
+        ("latin1", b"caf\xe9\n".to_vec(), 0o640),
+        ("setgid", b"x\n".to_vec(), 0o2750),
+        ("empty", Vec::new(), 0o644),
+    ];
+    let mut files = Vec::new();
+    for (name, content, mode) in &cases {
+        let mut f = file(&root, name, "", None);
+        f.content = content.clone();
+        f.mode = Mode(*mode);
+        if *name == "secret" {
+            if let Some(g) = other_group {
+                f.group = g.to_string();
+            }
+        }
+        files.push(f);
+    }
+    let d = DesiredHost {
+        name: "local".into(),
+        volumes: Vec::new(),
+        packages: Vec::new(),
+        roles: vec![RoleState {
+            role: "r".into(),
+            files,
+            ..RoleState::default()
+        }],
+    };
+    let p = plan(&d, &state);
+    assert_eq!(p.steps.len(), cases.len());
+    let script = apply_script(&p, &d).unwrap();
+    // Text is written by the shell itself; only what is not text goes through base64.
+    assert_eq!(script.matches("base64 -d").count(), 2, "{script}");
+    let (code, out) = sh(&script, &state);
+    assert_eq!(code, 0, "{out}");
+    for (name, content, mode) in &cases {
+        let path = root.join(name);
+        assert_eq!(&std::fs::read(&path).unwrap(), content, "{name}");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, *mode, "{name}");
+    }
+    if let Some(g) = other_group {
+        let gid = std::fs::metadata(root.join("secret")).unwrap().gid();
+        let out = Process::new("getent").args(["group", g]).output().unwrap();
+        let want: u32 = String::from_utf8_lossy(&out.stdout)
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(gid, want, "the secret's group");
+    }
+    assert!(plan(&d, &state).steps.is_empty(), "converged");
+}
+
+/// The facts script reads packages from dpkg's database; it must agree with dpkg-query on
+/// this machine, for an essential package (`Essential:` comes before `Status:`), ordinary
+/// ones, and a package that is not there.
+#[test]
+fn installed_packages_agree_with_dpkg_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names = [
+        "bash",
+        "dpkg",
+        "coreutils",
+        "libc6",
+        "openssh-client",
+        "infra-no-such-package",
+    ];
+    let d = DesiredHost {
+        name: "local".into(),
+        volumes: Vec::new(),
+        packages: names.iter().map(|s| s.to_string()).collect(),
+        roles: Vec::new(),
+    };
+    let (code, out) = sh(&facts::script(&d), tmp.path());
+    assert_eq!(code, 0, "{out}");
+    let f = facts::parse(&out).unwrap();
+    for name in names {
+        let q = Process::new("dpkg-query")
+            .args(["-W", "-f=${db:Status-Abbrev}", name])
+            .output()
+            .expect("dpkg-query (the tests run on Debian)");
+        let installed = String::from_utf8_lossy(&q.stdout).starts_with("ii");
+        assert_eq!(f.installed.contains(name), installed, "{name}: {out}");
+    }
+    assert!(
+        f.installed.contains("bash") && f.installed.contains("dpkg"),
+        "{out}"
+    );
+}
