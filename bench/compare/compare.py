@@ -36,6 +36,9 @@ PREFIX = "10.213.80"
 SLOW_RUNS = ["ansible@10=2", "ansible@50=1", "pyinfra@50=2"]
 MODES = {
     "infra": {"noop": "apply", "first": "apply", "change": "apply", "check": "plan"},
+    # infra with ssh.control_persist: each run takes up the connections the previous one kept
+    # (bench/compare/infra/run.sh, INFRA_BENCH_KEEP); not in the default tools.
+    "infra-kept": {"noop": "apply", "first": "apply", "change": "apply", "check": "plan"},
     "ansible": {"noop": "apply", "first": "apply", "change": "apply", "check": "check"},
     "pyinfra": {"noop": "apply", "first": "apply", "change": "apply", "check": "dry"},
 }
@@ -214,15 +217,23 @@ class Bench:
                     os.remove(os.path.join(root, f))
 
     def run_tool(self, tool, case):
-        cmd = [os.path.join(HERE, tool, "run.sh"), MODES[tool][case], self.state(tool)]
-        ok = (0, 2) if (tool, case) == ("infra", "check") else (0,)
-        wall, mem, out, err = timed(cmd, ok=ok, group=tool)
+        infra = tool.startswith("infra")
+        script = os.path.join(HERE, "infra" if infra else tool, "run.sh")
+        cmd = [script, MODES[tool][case], self.state(tool)]
+        ok = (0, 2) if infra and case == "check" else (0,)
+        env = None
+        if tool == "infra-kept":
+            env = dict(os.environ, INFRA_BENCH_KEEP="10m",
+                       INFRA_SSH_CONTROL_DIR=os.path.join(self.work, "cm-kept"))
+        wall, mem, out, err = timed(cmd, env=env, ok=ok, group=tool)
         extra = {}
-        if tool == "infra":
+        if infra:
             for line in err.splitlines():
                 if "hosts planned with" in line:
                     w = line.split()
                     extra["remote_commands"] = int(w[w.index("with") + 1])
+                    if "new SSH logins" in line:
+                        extra["logins"] = int(w[w.index("new") - 1])
             if case in ("noop", "check") and "No changes." not in out:
                 raise RuntimeError(f"infra {case} found changes:\n{out[-2000:]}")
         return wall, mem, extra
@@ -343,8 +354,8 @@ class Bench:
             if k not in keys:
                 keys.append(k)
         lines.append("| N | added RTT | case | tool | runs | median s | min–max s | × infra | × floor "
-                     "| peak MB (controller) | infra remote commands/host (planning; +1 apply "
-                     "script on a host with changes) |")
+                     "| peak MB (controller) | infra per host: remote commands (planning; +1 apply "
+                     "script on a host with changes); new SSH logins |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for n, rtt, case in keys:
             rows = [r for r in self.results if (r["n"], r["rtt"], r["case"]) == (n, rtt, case)]
@@ -365,6 +376,10 @@ class Bench:
                 ratio = f"{med[t] / base:.1f}" if base and t != "infra" else ("1" if t == "infra" else "")
                 vs_floor = f"{med[t] / floor:.2f}" if floor and t != "floor" else ""
                 per_host = f"{statistics.median(cmds) / n:g}" if cmds else ""
+                logins = [r["extra"].get("logins") for r in rows if r["tool"] == t]
+                logins = [c for c in logins if c is not None]
+                if logins:
+                    per_host += f"; {statistics.median(logins) / n:g}"
                 lines.append(
                     f"| {n} | {rtt} ms | {case} | {t} | {len(walls)} | {med[t]:.2f} "
                     f"| {min(walls):.2f}–{max(walls):.2f} | {ratio} | {vs_floor} "

@@ -6,8 +6,10 @@
 # `bench` variables). The site is generated into STATE/infra-site when those change (not timed
 # on later runs, as a checked-in site would not be regenerated either).
 # Settings: --parallel = number of hosts (all at once), the OpenSSH defaults otherwise; one
-# connection per host per run (no connection kept between runs); StrictHostKeyChecking
-# accept-new with a known_hosts file under STATE.
+# connection per host per run, closed at its end (no connection kept between runs), unless
+# INFRA_BENCH_KEEP is set (the `infra-kept` tool of compare.py): then the inventory says
+# `ssh.control_persist: $INFRA_BENCH_KEEP` and a run takes up the connections the previous
+# run kept. StrictHostKeyChecking accept-new with a known_hosts file under STATE.
 set -euo pipefail
 mode=$1 state=$(cd "$2" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +18,10 @@ infra=${INFRA_BIN:-$here/../../../target/release/infra}
 site=$state/infra-site
 python=${PYTHON:-python3}
 
+keep=${INFRA_BENCH_KEEP:-} kept=
+[ -f "$site/.keep" ] && read -r kept < "$site/.keep" || true
 if [ ! -f "$site/.stamp" ] || [ "$state/vars.json" -nt "$site/.stamp" ] || [ "$state/hosts.json" -nt "$site/.stamp" ] ||
+  [ "$keep" != "$kept" ] ||
   [ -n "$(find "$workload" "$0" -newer "$site/.stamp" -print -quit)" ]; then
   rm -rf "$site"
   mkdir -p "$site/roles" "$site/inventories" "$site/templates/app"
@@ -26,9 +31,9 @@ if [ ! -f "$site/.stamp" ] || [ "$state/vars.json" -nt "$site/.stamp" ] || [ "$s
     sed -e 's/\bbench\./vars.bench./g' -e 's/\bprogram\./vars.program./g' -e 's/\bhost_name\b/host.name/g' \
       "$t" > "$site/templates/app/$(basename "$t")"
   done
-  "$python" - "$workload/files.json" "$state" "$site" <<'PY'
+  "$python" - "$workload/files.json" "$state" "$site" "$keep" <<'PY'
 import json, sys
-files, state, site = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+files, state, site, keep = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
 hosts = json.load(open(f"{state}/hosts.json"))
 bench = json.load(open(f"{state}/vars.json"))
 ports = {h["port"] for h in hosts}
@@ -59,11 +64,14 @@ inventory = {
     "vars": {"bench": bench},
     "hosts": {h["name"]: {"roles": ["app"], "address": h["ip"]} for h in hosts},
 }
+if keep:
+    inventory["ssh"]["control_persist"] = keep
 # JSON is YAML: no YAML library needed.
 json.dump(role, open(f"{site}/roles/app.yaml", "w"), indent=1)
 json.dump(inventory, open(f"{site}/inventories/bench.yaml", "w"), indent=1)
 PY
   "$python" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$state/hosts.json" > "$site/.hosts"
+  printf '%s\n' "$keep" > "$site/.keep"
   touch "$site/.stamp"
 fi
 n=$(<"$site/.hosts")
