@@ -21,11 +21,13 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (bench/compare/report.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -80,8 +82,11 @@ class Hosts:
             return
         maps = [f"{self.addr(h)[0]}:2222={ip}:22" for h, ip in self.ips.items()]
         self.relay = subprocess.Popen([sys.executable, os.path.join(HERE, "delay_relay.py"),
-                                       str(self.rtt), *maps], stdout=subprocess.PIPE, text=True)
-        assert self.relay.stdout.readline().strip() == "ready", "the delay relay did not start"
+                                       str(self.rtt), *maps], stdout=subprocess.PIPE, text=True,
+                                      preexec_fn=die_with_parent)
+        if self.relay.stdout.readline().strip() != "ready":
+            raise RuntimeError("the delay relay did not start (its error is above; a relay left "
+                               "over from an interrupted run holds the ports? pkill -f delay_relay.py)")
 
     def stop_relay(self):
         if self.relay:
@@ -98,6 +103,14 @@ class Hosts:
 
     def key(self):
         return os.path.join(self.state, "id_ed25519")
+
+
+def die_with_parent():
+    """In a child, before exec: SIGTERM when the benchmark dies (Linux PR_SET_PDEATHSIG), so no
+    relay outlives an interrupted run and holds its ports."""
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 class Peak:
@@ -347,45 +360,8 @@ class Bench:
             hosts.down()
 
     def write_report(self):
-        lines = []
-        keys = []
-        for r in self.results:
-            k = (r["n"], r["rtt"], r["case"])
-            if k not in keys:
-                keys.append(k)
-        lines.append("| N | added RTT | case | tool | runs | median s | min–max s | × infra | × floor "
-                     "| peak MB (controller) | infra per host: remote commands (planning; +1 apply "
-                     "script on a host with changes); new SSH logins |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        for n, rtt, case in keys:
-            rows = [r for r in self.results if (r["n"], r["rtt"], r["case"]) == (n, rtt, case)]
-            floors = [r["wall"] for r in self.results
-                      if (r["n"], r["rtt"], r["case"], r["tool"]) == (n, rtt, "floor", "floor")]
-            floor = statistics.median(floors) if floors else None
-            tools = []
-            for r in rows:
-                if r["tool"] not in tools:
-                    tools.append(r["tool"])
-            med = {t: statistics.median([r["wall"] for r in rows if r["tool"] == t]) for t in tools}
-            base = None if case == "floor" else med.get("infra")
-            for t in tools:
-                walls = [r["wall"] for r in rows if r["tool"] == t]
-                mems = [r["mem"] for r in rows if r["tool"] == t]
-                cmds = [r["extra"].get("remote_commands") for r in rows if r["tool"] == t]
-                cmds = [c for c in cmds if c is not None]
-                ratio = f"{med[t] / base:.1f}" if base and t != "infra" else ("1" if t == "infra" else "")
-                vs_floor = f"{med[t] / floor:.2f}" if floor and t != "floor" else ""
-                per_host = f"{statistics.median(cmds) / n:g}" if cmds else ""
-                logins = [r["extra"].get("logins") for r in rows if r["tool"] == t]
-                logins = [c for c in logins if c is not None]
-                if logins:
-                    per_host += f"; {statistics.median(logins) / n:g}"
-                lines.append(
-                    f"| {n} | {rtt} ms | {case} | {t} | {len(walls)} | {med[t]:.2f} "
-                    f"| {min(walls):.2f}–{max(walls):.2f} | {ratio} | {vs_floor} "
-                    f"| {max(mems) / 2**20:.0f} | {per_host} |")
         with open(self.args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write(report.report(self.results))
 
 
 def main():
@@ -400,6 +376,8 @@ def main():
     p.add_argument("--tools", default="infra,ansible,pyinfra")
     p.add_argument("--cases", default="first,noop,check,change,floor")
     p.add_argument("--work", default="/tmp/infra-bench-compare")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with the run whose results are in WORK/results.json")
     p.add_argument("--out", default=os.path.join(REPO, "bench/results-compare.md"))
     args = p.parse_args()
     args.tools = args.tools.split(",")
@@ -417,9 +395,19 @@ def main():
     args.runs_for = runs_for
     os.makedirs(args.work, exist_ok=True)
     b = Bench(args)
+    done = set()
+    if args.resume:
+        # An interrupted run goes on: what WORK/results.json has of it stays, and every
+        # (N, RTT) part it holds whole (its floor is measured last) is not run again.
+        with open(os.path.join(args.work, "results.json")) as f:
+            b.results = json.load(f)
+        done = {(r["n"], r["rtt"]) for r in b.results if r["case"] == "floor"}
+        b.results = [r for r in b.results if (r["n"], r["rtt"]) in done]
+        log(f"resuming: {sorted(done)} already measured")
     for n in [int(x) for x in args.hosts.split(",")]:
         for rtt in [int(x) for x in args.rtt.split(",")]:
-            b.one(n, rtt)
+            if (n, rtt) not in done:
+                b.one(n, rtt)
     log(f"results in {args.out}")
 
 
