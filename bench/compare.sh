@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # infra against Ansible and pyinfra on the same sandbox hosts, in the same run. As root:
-#   bench/compare.sh                       N = 10 and 50, added RTT 0 and 25 ms, 3 runs each
+#   bench/compare.sh                       N = 10 and 50, added RTT 0 and 25 ms, 3 runs (the slow
+#                                          peers fewer: compare.py --runs-for), about 2 h
 #   bench/compare.sh --hosts 10 --rtt 0 --runs 5 --tools infra,pyinfra --cases noop,check
 # On a fresh Debian 12 machine it installs what it needs itself: the workload's packages (nginx,
 # supervisor: the hosts see this machine's packages through their overlay root, and have no
