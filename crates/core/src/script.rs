@@ -332,11 +332,7 @@ fn write_tmp(s: &mut String, content: &[u8], mode: crate::model::Mode, i: usize)
     let _ = write!(s, "umask {umask:03o}; ");
     match std::str::from_utf8(content) {
         Ok(text) if !text.contains('\0') => {
-            let _ = writeln!(
-                s,
-                "printf %s {} > \"$tmp\" 2>\"$log\"; rc=$?; umask 022; [ $rc = 0 ] || {{ rm -f \"$tmp\"; fail {i}; }}",
-                sh_quote(text)
-            );
+            let _ = writeln!(s, "printf %s {} > \"$tmp\" 2>\"$log\"", sh_quote(text));
         }
         _ => {
             let encoded = base64::engine::general_purpose::STANDARD.encode(content);
@@ -347,10 +343,14 @@ fn write_tmp(s: &mut String, content: &[u8], mode: crate::model::Mode, i: usize)
             }
             let _ = write!(
                 s,
-                "base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n{body}INFRA_EOF\nrc=$?; umask 022; [ $rc = 0 ] || {{ rm -f \"$tmp\"; fail {i}; }}\n"
+                "base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n{body}INFRA_EOF\n"
             );
         }
     }
+    let _ = writeln!(
+        s,
+        "rc=$?; umask 022; [ $rc = 0 ] || {{ rm -f \"$tmp\"; fail {i}; }}"
+    );
 }
 
 /// One line the script printed, parsed.
