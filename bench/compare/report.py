@@ -13,30 +13,26 @@ HEADER = ("| N | added RTT | case | tool | runs | median s | min–max s | × in
           "script on a host with changes); new SSH logins |")
 
 
+def matching(results, n, rtt, case, tool):
+    return [r for r in results if (r["n"], r["rtt"], r["case"], r["tool"]) == (n, rtt, case, tool)]
+
+
 def median(results, n, rtt, case, tool):
-    walls = [r["wall"] for r in results
-             if (r["n"], r["rtt"], r["case"], r["tool"]) == (n, rtt, case, tool)]
+    walls = [r["wall"] for r in matching(results, n, rtt, case, tool)]
     return statistics.median(walls) if walls else None
 
 
 def table(results):
     lines = [HEADER, "|---|---|---|---|---|---|---|---|---|---|---|"]
-    keys = []
-    for r in results:
-        k = (r["n"], r["rtt"], r["case"])
-        if k not in keys:
-            keys.append(k)
-    for n, rtt, case in keys:
-        rows = [r for r in results if (r["n"], r["rtt"], r["case"]) == (n, rtt, case)]
+    # In the order the run measured them.
+    for n, rtt, case in dict.fromkeys((r["n"], r["rtt"], r["case"]) for r in results):
         floor = median(results, n, rtt, "floor", "floor")
-        tools = []
-        for r in rows:
-            if r["tool"] not in tools:
-                tools.append(r["tool"])
+        tools = dict.fromkeys(r["tool"] for r in results
+                              if (r["n"], r["rtt"], r["case"]) == (n, rtt, case))
         med = {t: median(results, n, rtt, case, t) for t in tools}
         base = None if case == "floor" else med.get("infra")
         for t in tools:
-            mine = [r for r in rows if r["tool"] == t]
+            mine = matching(results, n, rtt, case, t)
             walls = [r["wall"] for r in mine]
             cmds = [r["extra"]["remote_commands"] for r in mine if "remote_commands" in r["extra"]]
             logins = [r["extra"]["logins"] for r in mine if "logins" in r["extra"]]
@@ -54,11 +50,6 @@ def table(results):
 
 def goals(results):
     """infra against the issue's goals, for each N and RTT of the run (medians)."""
-    combos = []
-    for r in results:
-        if (r["n"], r["rtt"]) not in combos:
-            combos.append((r["n"], r["rtt"]))
-
     def ratio(a, b, fmt="{:.2f}×"):
         return fmt.format(a / b) if a and b else "not measured"
 
@@ -68,12 +59,12 @@ def goals(results):
              "| remote commands per host, no-op plan (≤ 2) "
              "| kept connections: no-op plan ÷ floor over open connections |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for n, rtt in combos:
+    for n, rtt in dict.fromkeys((r["n"], r["rtt"]) for r in results):
         m = lambda case, tool: median(results, n, rtt, case, tool)  # noqa: E731
         floor, floor_open = m("floor", "floor"), m("floor", "floor-open")
-        cmds = [r["extra"]["remote_commands"] / n for r in results
-                if (r["n"], r["rtt"], r["case"], r["tool"]) == (n, rtt, "check", "infra")
-                and "remote_commands" in r["extra"]]
+        cmds = [r["extra"]["remote_commands"] / n
+                for r in matching(results, n, rtt, "check", "infra")
+                if "remote_commands" in r["extra"]]
         lines.append(
             f"| {n} | {rtt} ms | {ratio(m('check', 'infra'), floor)} "
             f"| {ratio(m('noop', 'infra'), floor)} | {ratio(m('change', 'infra'), floor)} "
