@@ -148,19 +148,36 @@ pub fn print_roles(data: &BTreeMap<String, Vec<String>>, format: RolesFormat) ->
     out.flush()
 }
 
+/// A host in `hosts --out json`: the template's `host` object and the packages its roles install.
+#[derive(serde::Serialize)]
+struct HostRow<'a> {
+    #[serde(flatten)]
+    view: &'a infra_core::environment::HostView,
+    packages: Vec<String>,
+}
+
 /// `hosts`: a table, or a JSON array of host objects.
 pub fn print_hosts(env: &Environment, format: HostsFormat) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    let views: Vec<_> = env.hosts.values().map(|h| &h.view).collect();
     match format {
         HostsFormat::Json => {
-            let json = serde_json::to_string_pretty(&views).map_err(io::Error::other)?;
+            let rows: Vec<_> = env
+                .hosts
+                .values()
+                .map(|h| HostRow {
+                    view: &h.view,
+                    packages: env.packages(h),
+                })
+                .collect();
+            let json = serde_json::to_string_pretty(&rows).map_err(io::Error::other)?;
             writeln!(out, "{json}")?;
         }
         HostsFormat::Text => {
             let dash = || "-".to_string();
-            let rows: Vec<[String; 6]> = views
-                .iter()
+            let rows: Vec<[String; 6]> = env
+                .hosts
+                .values()
+                .map(|h| &h.view)
                 .map(|v| {
                     [
                         v.name.clone(),

@@ -34,8 +34,10 @@ down() {
 if [ "${1:-}" = down ]; then down; exit 0; fi
 [ "$(id -u)" = 0 ] || { echo "run as root: sandbox hosts are Linux namespaces"; exit 1; }
 
-if [ ! -x "$infra" ] || [ ! -x "$(dirname "$infra")/infra-aws" ]; then
-  (cd "$repo" && cargo build --release --workspace --quiet)
+if [ -z "${INFRA_BIN:-}" ]; then
+  # shellcheck source=tests/sandbox/toolchain.sh
+  . "$repo/tests/sandbox/toolchain.sh"
+  cargo_build "$repo" build --release --locked --workspace --quiet || exit 1
 fi
 if ! "$python" -c 'import moto' 2>/dev/null; then
   python=$state/moto-venv/bin/python

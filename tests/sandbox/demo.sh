@@ -9,10 +9,21 @@ cd "$repo"
 state=.infra/sandbox
 infra=${INFRA_BIN:-$repo/target/release/infra}
 if [ "${1:-}" = down ]; then
-  exec tests/sandbox/sandbox.sh down "$state"
+  tests/sandbox/sandbox.sh down "$state"
+  # The next `up` makes new hosts with new host keys: forget the old ones.
+  rm -f .infra/known_hosts/sandbox
+  exit 0
 fi
-[ -x "$infra" ] || cargo build --release --quiet
-tests/sandbox/sandbox.sh setup --cache exim4-daemon-light exim4-base exim4-config bsd-mailx >/dev/null
+[ "$(id -u)" = 0 ] || { echo "run as root (sudo $0): sandbox hosts are Linux namespaces" >&2; exit 1; }
+if [ -z "${INFRA_BIN:-}" ]; then
+  # shellcheck source=tests/sandbox/toolchain.sh
+  . tests/sandbox/toolchain.sh
+  cargo_build "$repo" build --release --locked --quiet || exit 1
+fi
+# The hosts have no network: every package the site installs must be in the shared apt cache
+# (on a fresh machine none is installed yet; exim4 is always cached: it conflicts with postfix).
+mapfile -t packages < <("$infra" hosts sandbox --out json | python3 -c 'import json,sys; print("\n".join(sorted({p for h in json.load(sys.stdin) for p in h["packages"]})))')
+tests/sandbox/sandbox.sh setup --cache exim4-daemon-light exim4-base exim4-config bsd-mailx "${packages[@]}" >/dev/null
 mkdir -p "$state"
 secrets=$state/secrets.yaml
 if [ ! -f "$secrets" ]; then

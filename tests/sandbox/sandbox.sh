@@ -714,7 +714,13 @@ EOF
     fi
     if [ ${#cache[@]} -gt 0 ]; then
         echo "sandbox: downloading into /var/cache/apt/archives: ${cache[*]}" >&2
-        apt-get install -d --reinstall "${aptopts[@]}" "${cache[@]}"
+        # Packages that conflict (postfix, exim4) cannot be resolved together: then one at a time.
+        if ! apt-get install -d --reinstall "${aptopts[@]}" "${cache[@]}" 2>/dev/null; then
+            for p in "${cache[@]}"; do
+                apt-get install -d --reinstall "${aptopts[@]}" "$p" >/dev/null ||
+                    die "cannot download $p into the apt cache"
+            done
+        fi
     fi
     modprobe nf_tables 2>/dev/null || true
     echo "sandbox: setup done" >&2

@@ -44,8 +44,7 @@ impl DesiredHost {
     /// Builds the desired state from a host's rendered files and its roles' other resources.
     /// Each user, dir, link and service is taken from the first role (in apply order) naming it.
     pub fn new(env: &Environment, host: &ResolvedHost, files: Vec<RenderedFile>) -> DesiredHost {
-        let mut packages = Vec::new();
-        let mut seen_pkgs = BTreeSet::new();
+        let packages = env.packages(host);
         let mut seen = BTreeSet::new();
         let mut roles = Vec::new();
         let mut files = files.into_iter().peekable();
@@ -54,11 +53,6 @@ impl DesiredHost {
                 continue;
             };
             let r = &role.value;
-            for p in &r.packages {
-                if seen_pkgs.insert(p.clone()) {
-                    packages.push(p.clone());
-                }
-            }
             let mut state = RoleState {
                 role: role_name.clone(),
                 ..RoleState::default()

@@ -178,6 +178,19 @@ impl<'s> Environment<'s> {
             .collect()
     }
 
+    /// The packages a host's roles install, in apply order, each once.
+    pub fn packages(&self, host: &ResolvedHost) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        host.view
+            .all_roles
+            .iter()
+            .filter_map(|r| self.site.roles.get(r))
+            .flat_map(|role| role.value.packages.iter())
+            .filter(|p| seen.insert(p.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// Salt's `grains.get roles` view: host -> roles as written, both sorted.
     pub fn roles_by_host(&self) -> BTreeMap<String, Vec<String>> {
         self.hosts
