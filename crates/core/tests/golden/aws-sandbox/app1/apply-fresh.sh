@@ -1,0 +1,514 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx nginx python3 python3-venv supervisor gunicorn python3-celery python3-psycopg2 python3-redis
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'nginx' 'python3' 'python3-venv' 'supervisor' 'gunicorn' 'python3-celery' 'python3-psycopg2' 'python3-redis' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for app1.aws-sandbox.internal; computed from inventories/aws-sandbox.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# aws-sandbox hosts (aws-sandbox.internal)
+(known after apply)	app1.aws-sandbox.internal app1
+(known after apply)	app2.aws-sandbox.internal app2
+(known after apply)	db1.aws-sandbox.internal db1
+(known after apply)	mail.aws-sandbox.internal mail
+(known after apply)	queue1.aws-sandbox.internal queue1
+(known after apply)	salt.aws-sandbox.internal salt
+(known after apply)	sessions1.aws-sandbox.internal sessions1
+(known after apply)	source.aws-sandbox.internal source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: file /etc/resolv.conf
+backup 2 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search aws-sandbox.internal
+nameserver (known after apply)
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
+say 3 changed
+# step 4: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+pending_done 'ssh'
+say 4 changed
+# step 5: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 5 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''aws-sandbox.test'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.aws-sandbox.internal'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: file /etc/mailname
+pending_add restart 'exim4'
+backup 6 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'app1.aws-sandbox.internal
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+# step 8: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+pending_done 'exim4'
+say 8 changed
+# step 9: file /etc/nginx/nginx.conf
+pending_add reload 'nginx'
+backup 9 '/etc/nginx/nginx.conf'
+f='/etc/nginx/nginx.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role nginx) for app1.aws-sandbox.internal.
+user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log;
+include /etc/nginx/modules-enabled/*.conf;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    server_tokens off;
+    keepalive_timeout 65;
+    client_max_body_size 20m;
+
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers off;
+
+    access_log /var/log/nginx/access.log;
+
+    gzip on;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_types text/plain text/css application/json application/javascript text/xml application/xml image/svg+xml;
+
+    include /etc/nginx/conf.d/*.conf;
+    include /etc/nginx/sites-enabled/*.conf;
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 9; }
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 9 '/etc/nginx/nginx.conf'; pending_done 'nginx'; (exit $r) || fail 9; }
+say 9 changed
+# step 10: service nginx enable
+{ timeout 300 systemctl enable 'nginx'; } > "$log" 2>&1 < /dev/null || fail 10
+say 10 changed
+# step 11: service nginx start
+{ timeout 300 systemctl start 'nginx'; } > "$log" 2>&1 < /dev/null || fail 11
+pending_done 'nginx'
+say 11 changed
+# step 12: file /usr/local/sbin/infra-app-setup
+backup 12 '/usr/local/sbin/infra-app-setup'
+f='/usr/local/sbin/infra-app-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+# Managed by infra (role app). `check` exits 0 when there is nothing to do; `apply` does it:
+# the layout under /var/www/webplatform (also listed in the role'\''s dirs, which spell out
+# the default app name) and the virtualenv, which sees Debian'\''s gunicorn and celery
+# (--system-site-packages).
+set -eu
+ROOT=/var/www/webplatform
+USER=www-data
+
+layout_ok() {
+    for d in source env log public/static public/media ssl run; do
+        [ -d "$ROOT/$d" ] || return 1
+    done
+}
+
+case "${1:-}" in
+    check)
+        layout_ok && [ -x "$ROOT/env/bin/python" ]
+        ;;
+    apply)
+        install -d -m 0755 "$ROOT" "$ROOT/source" "$ROOT/env" "$ROOT/public" "$ROOT/public/static"
+        install -d -m 0750 -o "$USER" -g adm "$ROOT/log"
+        install -d -m 0755 -o "$USER" -g "$USER" "$ROOT/public/media" "$ROOT/run"
+        install -d -m 0700 "$ROOT/ssl"
+        [ -x "$ROOT/env/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$ROOT/env"
+        ;;
+    *)
+        echo "usage: $0 check|apply" >&2
+        exit 2
+        ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-app-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+say 12 changed
+# step 13: command app virtualenv
+timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 13
+say 13 changed
+# step 14: dir /var/www/webplatform
+{ mkdir -p '/var/www/webplatform' && chown 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 14
+say 14 changed
+# step 15: dir /var/www/webplatform/source
+{ mkdir -p '/var/www/webplatform/source' && chown 'root':'root' '/var/www/webplatform/source' && chmod 0755 '/var/www/webplatform/source'; } > "$log" 2>&1 || fail 15
+say 15 changed
+# step 16: dir /var/www/webplatform/env
+{ mkdir -p '/var/www/webplatform/env' && chown 'root':'root' '/var/www/webplatform/env' && chmod 0755 '/var/www/webplatform/env'; } > "$log" 2>&1 || fail 16
+say 16 changed
+# step 17: dir /var/www/webplatform/log
+{ mkdir -p '/var/www/webplatform/log' && chown 'www-data':'adm' '/var/www/webplatform/log' && chmod 0750 '/var/www/webplatform/log'; } > "$log" 2>&1 || fail 17
+say 17 changed
+# step 18: dir /var/www/webplatform/public
+{ mkdir -p '/var/www/webplatform/public' && chown 'root':'root' '/var/www/webplatform/public' && chmod 0755 '/var/www/webplatform/public'; } > "$log" 2>&1 || fail 18
+say 18 changed
+# step 19: dir /var/www/webplatform/public/static
+{ mkdir -p '/var/www/webplatform/public/static' && chown 'root':'root' '/var/www/webplatform/public/static' && chmod 0755 '/var/www/webplatform/public/static'; } > "$log" 2>&1 || fail 19
+say 19 changed
+# step 20: dir /var/www/webplatform/public/media
+{ mkdir -p '/var/www/webplatform/public/media' && chown 'www-data':'www-data' '/var/www/webplatform/public/media' && chmod 0755 '/var/www/webplatform/public/media'; } > "$log" 2>&1 || fail 20
+say 20 changed
+# step 21: dir /var/www/webplatform/ssl
+{ mkdir -p '/var/www/webplatform/ssl' && chown 'root':'root' '/var/www/webplatform/ssl' && chmod 0700 '/var/www/webplatform/ssl'; } > "$log" 2>&1 || fail 21
+say 21 changed
+# step 22: dir /var/www/webplatform/run
+{ mkdir -p '/var/www/webplatform/run' && chown 'www-data':'www-data' '/var/www/webplatform/run' && chmod 0755 '/var/www/webplatform/run'; } > "$log" 2>&1 || fail 22
+say 22 changed
+# step 23: dir /etc/webplatform
+{ mkdir -p '/etc/webplatform' && chown 'root':'www-data' '/etc/webplatform' && chmod 0750 '/etc/webplatform'; } > "$log" 2>&1 || fail 23
+say 23 changed
+# step 24: file /etc/nginx/sites-enabled/webplatform.conf
+pending_add reload 'nginx'
+backup 24 '/etc/nginx/sites-enabled/webplatform.conf'
+f='/etc/nginx/sites-enabled/webplatform.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role app): webplatform on app1.aws-sandbox.internal.
+# nginx serves static and media files itself and proxies everything else to gunicorn.
+upstream webplatform_gunicorn {
+    server 127.0.0.1:8000 fail_timeout=0;
+}
+
+server {
+    listen 80 default_server;
+
+    server_name aws-sandbox.test www.aws-sandbox.test app1.aws-sandbox.internal;
+
+    access_log /var/log/nginx/webplatform-access.log;
+    error_log /var/log/nginx/webplatform-error.log;
+
+    root /var/www/webplatform/public;
+
+    location /static/ {
+        alias /var/www/webplatform/public/static/;
+        expires 30d;
+        access_log off;
+    }
+
+    location /media/ {
+        alias /var/www/webplatform/public/media/;
+        expires 7d;
+    }
+
+    location / {
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_redirect off;
+        proxy_read_timeout 30s;
+        proxy_pass http://webplatform_gunicorn;
+    }
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 24; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/webplatform.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 24; }
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 24 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 24; }
+say 24 changed
+# step 25: file /etc/webplatform/gunicorn.conf.py
+pending_add restart 'supervisor'
+backup 25 '/etc/webplatform/gunicorn.conf.py'
+f='/etc/webplatform/gunicorn.conf.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 137; printf %s '# Managed by infra (role app): gunicorn settings for webplatform on app1.aws-sandbox.internal.
+bind = "127.0.0.1:8000"
+workers = 3
+worker_class = "sync"
+timeout = 30
+max_requests = 1000
+max_requests_jitter = 50
+chdir = "/var/www/webplatform/source"
+pythonpath = "/var/www/webplatform/source"
+proc_name = "webplatform"
+forwarded_allow_ips = "127.0.0.1"
+accesslog = "/var/www/webplatform/log/gunicorn-access.log"
+errorlog = "-"
+loglevel = "info"
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 25; }
+{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/gunicorn.conf.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 25; }
+say 25 changed
+# step 26: file /etc/webplatform/env
+pending_add restart 'supervisor'
+backup 26 '/etc/webplatform/env'
+f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 137; printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app1.aws-sandbox.internal.
+# Read by /usr/local/bin/webplatform-run with `set -a; . <this file>`.
+# Secrets come from the secrets file / environment, never from git; they must not contain
+# a single quote, and those in URLs must be URL-safe.
+DJANGO_SETTINGS_MODULE='\''webplatform.settings'\''
+SECRET_KEY='\''canary-app_secret_key'\''
+DEBUG='\''false'\''
+ALLOWED_HOSTS='\''aws-sandbox.test,www.aws-sandbox.test,app1.aws-sandbox.internal'\''
+STATIC_ROOT='\''/var/www/webplatform/public/static'\''
+MEDIA_ROOT='\''/var/www/webplatform/public/media'\''
+
+DB_NAME='\''webplatform'\''
+DB_USER='\''webplatform'\''
+DB_PASSWORD='\''canary-app_db_password'\''
+DB_HOST='\''(known after apply)'\''
+DB_PORT='\''5432'\''
+DATABASE_URL='\''postgres://webplatform:canary-app_db_password@(known after apply):5432/webplatform'\''
+
+BROKER_URL='\''amqp://webplatform:canary-rabbitmq_app_password@(known after apply):5672/webplatform'\''
+CELERY_BROKER_URL='\''amqp://webplatform:canary-rabbitmq_app_password@(known after apply):5672/webplatform'\''
+
+# Session store: Redis on the sessions hosts.
+REDIS_HOSTS='\''(known after apply):6379'\''
+REDIS_PASSWORD='\''canary-redis_password'\''
+SESSION_REDIS_URL='\''redis://:canary-redis_password@(known after apply):6379/0'\''
+SESSION_MEMCACHED_LOCATION='\''(known after apply):11211'\''
+# General object cache: memcached on the memcache hosts (empty when the environment has none).
+CACHE_MEMCACHED_LOCATION='\'''\''
+
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 26; }
+{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 26; }
+say 26 changed
+# step 27: file /usr/local/bin/webplatform-run
+pending_add restart 'supervisor'
+backup 27 '/usr/local/bin/webplatform-run'
+f='/usr/local/bin/webplatform-run'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+# Managed by infra (role app): run a command of webplatform with /etc/webplatform/env
+# exported, from the source directory. Used by the supervisor programs.
+set -eu
+set -a
+. /etc/webplatform/env
+set +a
+cd /var/www/webplatform/source
+exec "$@"
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 27; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/usr/local/bin/webplatform-run'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 27; }
+say 27 changed
+# step 28: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
+pending_add restart 'supervisor'
+backup 28 '/etc/supervisor/conf.d/webplatform-gunicorn.conf'
+f='/etc/supervisor/conf.d/webplatform-gunicorn.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '; Managed by infra (role app): supervisor program webplatform-gunicorn on app1.aws-sandbox.internal.
+; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
+[program:webplatform-gunicorn]
+command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m gunicorn --config /etc/webplatform/gunicorn.conf.py infra_demo_wsgi:application
+directory=/var/www/webplatform/source
+user=www-data
+numprocs=1
+autostart=true
+autorestart=true
+startsecs=5
+; The broker, database or sessions store may come up after this host (hosts apply in parallel):
+; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
+startretries=30
+stopsignal=TERM
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+priority=100
+redirect_stderr=true
+stdout_logfile=/var/log/supervisor/webplatform-gunicorn.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 28; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-gunicorn.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 28; }
+say 28 changed
+# step 29: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
+pending_add restart 'supervisor'
+backup 29 '/etc/supervisor/conf.d/webplatform-celery-worker.conf'
+f='/etc/supervisor/conf.d/webplatform-celery-worker.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '; Managed by infra (role app): supervisor program webplatform-celery-worker on app1.aws-sandbox.internal.
+; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
+[program:webplatform-celery-worker]
+command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery worker --loglevel info --concurrency 2
+directory=/var/www/webplatform/source
+user=www-data
+numprocs=1
+autostart=true
+autorestart=true
+startsecs=5
+; The broker, database or sessions store may come up after this host (hosts apply in parallel):
+; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
+startretries=30
+stopsignal=TERM
+stopwaitsecs=600
+stopasgroup=true
+killasgroup=true
+priority=200
+redirect_stderr=true
+stdout_logfile=/var/log/supervisor/webplatform-celery-worker.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 29; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-worker.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 29; }
+say 29 changed
+# step 30: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
+pending_add restart 'supervisor'
+backup 30 '/etc/supervisor/conf.d/webplatform-celery-beat.conf'
+f='/etc/supervisor/conf.d/webplatform-celery-beat.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '; Managed by infra (role app): supervisor program webplatform-celery-beat on app1.aws-sandbox.internal.
+; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
+[program:webplatform-celery-beat]
+command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery beat --loglevel info --schedule /var/www/webplatform/run/celerybeat-schedule
+directory=/var/www/webplatform/source
+user=www-data
+numprocs=1
+autostart=true
+autorestart=true
+startsecs=5
+; The broker, database or sessions store may come up after this host (hosts apply in parallel):
+; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
+startretries=30
+stopsignal=TERM
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+priority=300
+redirect_stderr=true
+stdout_logfile=/var/log/supervisor/webplatform-celery-beat.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 30; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-beat.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 30; }
+say 30 changed
+# step 31: file /var/www/webplatform/source/infra_demo_wsgi.py
+backup 31 '/var/www/webplatform/source/infra_demo_wsgi.py'
+f='/var/www/webplatform/source/infra_demo_wsgi.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '"""A tiny WSGI application shipped by infra (role app) so that a fresh environment serves
+something end to end. Real deployments set vars.app.wsgi_module to their own application."""
+
+import os
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/healthz":
+        body = b"ok\n"
+    else:
+        body = ("hello from %s\n" % os.environ.get("DJANGO_SETTINGS_MODULE", "infra")).encode()
+    start_response("200 OK", [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+    ])
+    return [body]
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 31; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_wsgi.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 31; }
+say 31 changed
+# step 32: file /var/www/webplatform/source/infra_demo_celery.py
+backup 32 '/var/www/webplatform/source/infra_demo_celery.py'
+f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
+programs have something to run. Real deployments set vars.app.celery_app to their own."""
+
+import os
+
+from celery import Celery
+
+app = Celery("infra_demo", broker=os.environ["BROKER_URL"])
+app.conf.beat_schedule = {
+    "heartbeat": {"task": "infra_demo_celery.heartbeat", "schedule": 300.0},
+}
+
+
+@app.task
+def heartbeat():
+    return "ok"
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 32; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 32; }
+say 32 changed
+# step 33: service supervisor enable
+{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 33
+say 33 changed
+# step 34: service supervisor start
+{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 34
+pending_done 'supervisor'
+say 34 changed
+# step 35: service nginx reload
+{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 35
+pending_done 'nginx'
+say 35 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,77 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages gitolite3
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'gitolite3' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for source.aws-sandbox.internal; computed from inventories/aws-sandbox.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# aws-sandbox hosts (aws-sandbox.internal)
+(known after apply)	app1.aws-sandbox.internal app1
+(known after apply)	app2.aws-sandbox.internal app2
+(known after apply)	db1.aws-sandbox.internal db1
+(known after apply)	mail.aws-sandbox.internal mail
+(known after apply)	queue1.aws-sandbox.internal queue1
+(known after apply)	salt.aws-sandbox.internal salt
+(known after apply)	sessions1.aws-sandbox.internal sessions1
+(known after apply)	source.aws-sandbox.internal source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: service exim4 restart
+{ timeout 300 service 'exim4' restart; } > "$log" 2>&1 < /dev/null || fail 3
+pending_done 'exim4'
+say 3 changed
+# step 4: user git
+getent passwd 'git' >/dev/null || useradd --system --home-dir '/srv/git' --shell '/bin/sh' 'git' > "$log" 2>&1 || fail 4
+say 4 changed
+# step 5: dir /srv/git
+{ mkdir -p '/srv/git' && chown 'git':'git' '/srv/git' && chmod 0750 '/srv/git'; } > "$log" 2>&1 || fail 5
+say 5 changed
+# step 6: file /etc/gitolite3/admin.pub
+backup 6 '/etc/gitolite3/admin.pub'
+f='/etc/gitolite3/admin.pub'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'canary-gitolite_admin_pubkey
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gitolite3/admin.pub'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: command gitolite setup
+timeout 1800 sh -c 'runuser -u git -- env HOME=/srv/git gitolite setup -pk /etc/gitolite3/admin.pub' > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,211 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx nginx
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'nginx' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for accounts1.production.wpdn; computed from inventories/production.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# production hosts (production.wpdn)
+10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.50	app1.production.wpdn app1
+10.10.1.51	app2.production.wpdn app2
+10.10.1.61	blog1.production.wpdn blog1
+10.10.1.70	bots1.production.wpdn bots1
+10.10.1.20	db1.production.wpdn db1
+10.10.1.21	db2.production.wpdn db2
+10.10.1.40	elastic1.production.wpdn elastic1
+10.10.1.71	jobrunner1.production.wpdn jobrunner1
+10.10.1.12	mail.production.wpdn mail
+10.10.1.31	memcache1.production.wpdn memcache1
+10.10.1.62	notes1.production.wpdn notes1
+10.10.1.25	pg1.production.wpdn pg1
+10.10.1.63	project1.production.wpdn project1
+10.10.1.35	queue1.production.wpdn queue1
+10.10.1.10	salt.production.wpdn salt
+10.10.1.30	sessions1.production.wpdn sessions1
+10.10.1.11	source.production.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: file /etc/resolv.conf
+backup 2 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search production.wpdn
+nameserver 10.10.1.10
+nameserver 169.254.169.253
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
+say 3 changed
+# step 4: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+pending_done 'ssh'
+say 4 changed
+# step 5: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 5 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''webplatform.org'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.production.wpdn'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: file /etc/mailname
+pending_add restart 'exim4'
+backup 6 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'accounts1.production.wpdn
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+# step 8: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+pending_done 'exim4'
+say 8 changed
+# step 9: file /etc/nginx/nginx.conf
+pending_add reload 'nginx'
+backup 9 '/etc/nginx/nginx.conf'
+f='/etc/nginx/nginx.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role nginx) for accounts1.production.wpdn.
+user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log;
+include /etc/nginx/modules-enabled/*.conf;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    sendfile on;
+    tcp_nopush on;
+    types_hash_max_size 2048;
+    server_tokens off;
+    keepalive_timeout 65;
+    client_max_body_size 20m;
+
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers off;
+
+    access_log /var/log/nginx/access.log;
+
+    gzip on;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_types text/plain text/css application/json application/javascript text/xml application/xml image/svg+xml;
+
+    include /etc/nginx/conf.d/*.conf;
+    include /etc/nginx/sites-enabled/*.conf;
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 9; }
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 9 '/etc/nginx/nginx.conf'; pending_done 'nginx'; (exit $r) || fail 9; }
+say 9 changed
+# step 10: service nginx enable
+{ timeout 300 systemctl enable 'nginx'; } > "$log" 2>&1 < /dev/null || fail 10
+say 10 changed
+# step 11: service nginx start
+{ timeout 300 systemctl start 'nginx'; } > "$log" 2>&1 < /dev/null || fail 11
+pending_done 'nginx'
+say 11 changed
+# step 12: dir /var/www/accounts
+{ mkdir -p '/var/www/accounts' && chown 'root':'root' '/var/www/accounts' && chmod 0755 '/var/www/accounts'; } > "$log" 2>&1 || fail 12
+say 12 changed
+# step 13: dir /var/www/accounts/public
+{ mkdir -p '/var/www/accounts/public' && chown 'root':'root' '/var/www/accounts/public' && chmod 0755 '/var/www/accounts/public'; } > "$log" 2>&1 || fail 13
+say 13 changed
+# step 14: file /etc/nginx/sites-enabled/accounts.conf
+pending_add reload 'nginx'
+backup 14 '/etc/nginx/sites-enabled/accounts.conf'
+f='/etc/nginx/sites-enabled/accounts.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra: site accounts on accounts1.production.wpdn.
+server {
+    listen 80;
+    server_name accounts.webplatform.org accounts1.production.wpdn;
+
+    access_log /var/log/nginx/accounts-access.log;
+    error_log /var/log/nginx/accounts-error.log;
+
+    root /var/www/accounts/public;
+    index index.html;
+
+    location / {
+        try_files $uri $uri/ =404;
+    }
+
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/accounts.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 14; }
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 14 '/etc/nginx/sites-enabled/accounts.conf'; (exit $r) || fail 14; }
+say 14 changed
+# step 15: service nginx reload
+{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 15
+pending_done 'nginx'
+say 15 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

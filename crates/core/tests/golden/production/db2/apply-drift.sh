@@ -1,0 +1,164 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages mariadb-client
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'mariadb-client' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for db2.production.wpdn; computed from inventories/production.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# production hosts (production.wpdn)
+10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.50	app1.production.wpdn app1
+10.10.1.51	app2.production.wpdn app2
+10.10.1.61	blog1.production.wpdn blog1
+10.10.1.70	bots1.production.wpdn bots1
+10.10.1.20	db1.production.wpdn db1
+10.10.1.21	db2.production.wpdn db2
+10.10.1.40	elastic1.production.wpdn elastic1
+10.10.1.71	jobrunner1.production.wpdn jobrunner1
+10.10.1.12	mail.production.wpdn mail
+10.10.1.31	memcache1.production.wpdn memcache1
+10.10.1.62	notes1.production.wpdn notes1
+10.10.1.25	pg1.production.wpdn pg1
+10.10.1.63	project1.production.wpdn project1
+10.10.1.35	queue1.production.wpdn queue1
+10.10.1.10	salt.production.wpdn salt
+10.10.1.30	sessions1.production.wpdn sessions1
+10.10.1.11	source.production.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: dir /etc/mysql/tls
+{ mkdir -p '/etc/mysql/tls' && chown 'root':'mysql' '/etc/mysql/tls' && chmod 0750 '/etc/mysql/tls'; } > "$log" 2>&1 || fail 3
+say 3 changed
+# step 4: file /etc/mysql/tls/ca.pem
+pending_add restart 'mariadb'
+backup 4 '/etc/mysql/tls/ca.pem'
+f='/etc/mysql/tls/ca.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'canary-mariadb_tls_ca_cert
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 4; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/ca.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 4; }
+say 4 changed
+# step 5: file /usr/local/sbin/infra-mariadb-setup
+backup 5 '/usr/local/sbin/infra-mariadb-setup'
+f='/usr/local/sbin/infra-mariadb-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+# Managed by infra (role db) for db2.production.wpdn. `check` exits 0 when there is nothing to do;
+# `apply` does it:
+#  - root@localhost: unix_socket, or the root password from secrets;
+#  - the replication user '\''repl'\'' for every db host of production, REQUIRE SSL
+#    (created with sql_log_bin=0 on each host, so moving masterdb needs no user changes);
+#  - on the masterdb host: no replication source; on the others: replicate from masterdb over TLS.
+# A new replica of a master that already holds data must be seeded first (mariabackup).
+set -eu
+ROOT_PW='\''canary-mariadb_root_password'\''
+REPL_USER='\''repl'\''
+REPL_PW='\''canary-mariadb_replication_password'\''
+MASTER_IP='\''10.10.1.20'\''
+MASTER_PORT='\''3306'\''
+IS_MASTER=no
+REPL_HOSTS='\''10.10.1.20 10.10.1.21'\''
+
+sql() { mariadb --protocol=socket -uroot -N -B -e "$1"; }
+
+root_password_ok() {
+    # Not as root: unix_socket authentication fails, so the password is what is checked.
+    runuser -u nobody -- mariadb --protocol=socket -uroot -p"$ROOT_PW" -N -B -e '\''SELECT 1'\'' >/dev/null 2>&1
+}
+
+repl_users_ok() {
+    for ip in $REPL_HOSTS; do
+        [ "$(sql "SELECT COUNT(*) FROM mysql.user WHERE User = '\''$REPL_USER'\'' AND Host = '\''$ip'\'' AND ssl_type = '\''ANY'\''")" = "1" ] || return 1
+    done
+}
+
+source_host() { mariadb --protocol=socket -uroot -e '\''SHOW SLAVE STATUS\G'\'' | awk '\''$1 == "Master_Host:" { print $2 }'\''; }
+
+source_ok() {
+    if [ "$IS_MASTER" = yes ]; then
+        [ -z "$(source_host)" ]
+    else
+        [ "$(source_host)" = "$MASTER_IP" ]
+    fi
+}
+
+case "${1:-}" in
+    check)
+        root_password_ok && repl_users_ok && source_ok
+        ;;
+    apply)
+        sql "ALTER USER '\''root'\''@'\''localhost'\'' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('\''$ROOT_PW'\'')"
+        for ip in $REPL_HOSTS; do
+            sql "SET SESSION sql_log_bin = 0;
+                 CREATE USER IF NOT EXISTS '\''$REPL_USER'\''@'\''$ip'\'' IDENTIFIED BY '\''$REPL_PW'\'' REQUIRE SSL;
+                 ALTER USER '\''$REPL_USER'\''@'\''$ip'\'' IDENTIFIED BY '\''$REPL_PW'\'' REQUIRE SSL;
+                 GRANT REPLICATION SLAVE ON *.* TO '\''$REPL_USER'\''@'\''$ip'\'';"
+        done
+        if ! source_ok; then
+            if [ "$IS_MASTER" = yes ]; then
+                sql "STOP SLAVE; RESET SLAVE ALL;"
+            else
+                sql "STOP SLAVE;
+                     CHANGE MASTER TO MASTER_HOST = '\''$MASTER_IP'\'', MASTER_PORT = $MASTER_PORT,
+                         MASTER_USER = '\''$REPL_USER'\'', MASTER_PASSWORD = '\''$REPL_PW'\'',
+                         MASTER_SSL = 1, MASTER_SSL_CA = '\''/etc/mysql/tls/ca.pem'\'',
+                         MASTER_USE_GTID = slave_pos;
+                     START SLAVE;"
+            fi
+        fi
+        ;;
+    *)
+        echo "usage: $0 check|apply" >&2
+        exit 2
+        ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-mariadb-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: service mariadb restart
+sh -c 'mariadbd --help --verbose' > "$log" 2>&1 < /dev/null || { r=$?; restore 4 '/etc/mysql/tls/ca.pem'; pending_done 'mariadb'; (exit $r) || fail 6; }
+{ timeout 300 systemctl restart 'mariadb'; } > "$log" 2>&1 < /dev/null || fail 6
+pending_done 'mariadb'
+say 6 changed
+# step 7: command mariadb root password, replication user and replication source
+timeout 1800 sh -c '/usr/local/sbin/infra-mariadb-setup apply' > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

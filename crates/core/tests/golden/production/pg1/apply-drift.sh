@@ -1,0 +1,126 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages postgresql-client-15
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'postgresql-client-15' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for pg1.production.wpdn; computed from inventories/production.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# production hosts (production.wpdn)
+10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.50	app1.production.wpdn app1
+10.10.1.51	app2.production.wpdn app2
+10.10.1.61	blog1.production.wpdn blog1
+10.10.1.70	bots1.production.wpdn bots1
+10.10.1.20	db1.production.wpdn db1
+10.10.1.21	db2.production.wpdn db2
+10.10.1.40	elastic1.production.wpdn elastic1
+10.10.1.71	jobrunner1.production.wpdn jobrunner1
+10.10.1.12	mail.production.wpdn mail
+10.10.1.31	memcache1.production.wpdn memcache1
+10.10.1.62	notes1.production.wpdn notes1
+10.10.1.25	pg1.production.wpdn pg1
+10.10.1.63	project1.production.wpdn project1
+10.10.1.35	queue1.production.wpdn queue1
+10.10.1.10	salt.production.wpdn salt
+10.10.1.30	sessions1.production.wpdn sessions1
+10.10.1.11	source.production.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: file /usr/local/sbin/infra-postgres-setup
+backup 3 '/usr/local/sbin/infra-postgres-setup'
+f='/usr/local/sbin/infra-postgres-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+# Managed by infra (role postgres). `check` exits 0 when there is nothing to do; `apply` does it:
+#  - restarts the cluster if the running listen_addresses differs from postgresql.conf
+#    (a reload does not apply it), or a reloaded setting is waiting for a restart;
+#  - creates (or updates the password of) the role and database webplatform.
+set -eu
+NAME='\''webplatform'\''
+LISTEN='\''localhost,10.10.1.25'\''
+
+psql_q() {
+    runuser -u postgres -- psql -X -q -t -A -v ON_ERROR_STOP=1 -c "$1"
+}
+
+needs_restart() {
+    [ "$(psql_q '\''SHOW listen_addresses'\'')" != "$LISTEN" ] && return 0
+    [ "$(psql_q '\''SELECT count(*) FROM pg_settings WHERE pending_restart'\'')" != "0" ] && return 0
+    return 1
+}
+
+has_role() { [ "$(psql_q "SELECT 1 FROM pg_roles WHERE rolname = '\''$NAME'\''")" = "1" ]; }
+has_db() { [ "$(psql_q "SELECT 1 FROM pg_database WHERE datname = '\''$NAME'\''")" = "1" ]; }
+
+case "${1:-}" in
+    check)
+        ! needs_restart && has_role && has_db
+        ;;
+    apply)
+        if needs_restart; then
+            pg_ctlcluster 15 main restart
+        fi
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" <<'\''SQL'\''
+SELECT format('\''CREATE ROLE %I LOGIN'\'', :'\''name'\'')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'\''name'\'') \gexec
+SQL
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" -v pw='\''canary-app_db_password'\'' <<'\''SQL'\''
+SELECT format('\''ALTER ROLE %I PASSWORD %L'\'', :'\''name'\'', :'\''pw'\'') \gexec
+SQL
+        if ! has_db; then
+            runuser -u postgres -- createdb --owner="$NAME" --encoding=UTF8 --template=template0 "$NAME"
+        fi
+        ;;
+    *)
+        echo "usage: $0 check|apply" >&2
+        exit 2
+        ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-postgres-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 3; }
+say 3 changed
+# step 4: service postgresql restart
+{ timeout 300 systemctl restart 'postgresql'; } > "$log" 2>&1 < /dev/null || fail 4
+pending_done 'postgresql'
+say 4 changed
+# step 5: command postgres role and database for the app
+timeout 1800 sh -c '/usr/local/sbin/infra-postgres-setup apply' > "$log" 2>&1 < /dev/null || fail 5
+say 5 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,268 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: volume /var/lib/postgresql
+dev='/dev/xvdf'; n=0; while [ ! -b "$dev" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done
+if [ ! -b "$dev" ]; then echo "no block device $dev: is the volume attached?" > "$log"; fail 0; fi
+if ! blkid -o value -s TYPE "$dev" >/dev/null 2>&1; then
+  mkfs -t 'ext4' -q "$dev" > "$log" 2>&1 || fail 0
+  if [ -d '/var/lib/postgresql' ] && [ -n "$(ls -A '/var/lib/postgresql')" ]; then
+    t=$(mktemp -d) && mount -t 'ext4' "$dev" "$t" && cp -a '/var/lib/postgresql'/. "$t"/ && umount "$t" && rmdir "$t" || fail 0
+  fi
+fi
+mkdir -p '/var/lib/postgresql' && uuid=$(blkid -o value -s UUID "$dev") || fail 0
+grep -q "^UUID=$uuid " /etc/fstab 2>/dev/null || printf 'UUID=%s %s %s defaults,nofail 0 2\n' "$uuid" '/var/lib/postgresql' 'ext4' >> /etc/fstab || fail 0
+mount '/var/lib/postgresql' > "$log" 2>&1 || mount -t 'ext4' "$dev" '/var/lib/postgresql' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx postgresql-15 postgresql-client-15
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'postgresql-15' 'postgresql-client-15' > "$log" 2>&1 || fail 1
+say 1 changed
+# step 2: file /etc/hosts
+backup 2 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for pg1.production.wpdn; computed from inventories/production.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# production hosts (production.wpdn)
+10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.50	app1.production.wpdn app1
+10.10.1.51	app2.production.wpdn app2
+10.10.1.61	blog1.production.wpdn blog1
+10.10.1.70	bots1.production.wpdn bots1
+10.10.1.20	db1.production.wpdn db1
+10.10.1.21	db2.production.wpdn db2
+10.10.1.40	elastic1.production.wpdn elastic1
+10.10.1.71	jobrunner1.production.wpdn jobrunner1
+10.10.1.12	mail.production.wpdn mail
+10.10.1.31	memcache1.production.wpdn memcache1
+10.10.1.62	notes1.production.wpdn notes1
+10.10.1.25	pg1.production.wpdn pg1
+10.10.1.63	project1.production.wpdn project1
+10.10.1.35	queue1.production.wpdn queue1
+10.10.1.10	salt.production.wpdn salt
+10.10.1.30	sessions1.production.wpdn sessions1
+10.10.1.11	source.production.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: file /etc/resolv.conf
+backup 3 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search production.wpdn
+nameserver 10.10.1.10
+nameserver 169.254.169.253
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 3; }
+say 3 changed
+# step 4: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+say 4 changed
+# step 5: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 5
+pending_done 'ssh'
+say 5 changed
+# step 6: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 6 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''webplatform.org'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.production.wpdn'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: file /etc/mailname
+pending_add restart 'exim4'
+backup 7 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'pg1.production.wpdn
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 7; }
+say 7 changed
+# step 8: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+say 8 changed
+# step 9: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 9
+pending_done 'exim4'
+say 9 changed
+# step 10: file /etc/postgresql/15/main/postgresql.conf
+pending_add reload 'postgresql'
+backup 10 '/etc/postgresql/15/main/postgresql.conf'
+f='/etc/postgresql/15/main/postgresql.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role postgres) for pg1.production.wpdn: PostgreSQL 15, cluster 15/main.
+
+data_directory = '\''/var/lib/postgresql/15/main'\''
+hba_file = '\''/etc/postgresql/15/main/pg_hba.conf'\''
+ident_file = '\''/etc/postgresql/15/main/pg_ident.conf'\''
+external_pid_file = '\''/var/run/postgresql/15-main.pid'\''
+cluster_name = '\''15/main'\''
+
+# Connections
+listen_addresses = '\''localhost,10.10.1.25'\''
+port = 5432
+max_connections = 200
+unix_socket_directories = '\''/var/run/postgresql'\''
+password_encryption = scram-sha-256
+
+ssl = on
+ssl_cert_file = '\''/etc/ssl/certs/ssl-cert-snakeoil.pem'\''
+ssl_key_file = '\''/etc/ssl/private/ssl-cert-snakeoil.key'\''
+
+
+# Resources
+shared_buffers = 2GB
+work_mem = 4MB
+dynamic_shared_memory_type = posix
+max_wal_size = 1GB
+min_wal_size = 80MB
+
+# Logging
+log_line_prefix = '\''%m [%p] %q%u@%d '\''
+log_timezone = '\''Etc/UTC'\''
+
+# Locale and formatting
+datestyle = '\''iso, mdy'\''
+timezone = '\''Etc/UTC'\''
+lc_messages = '\''C.UTF-8'\''
+lc_monetary = '\''C.UTF-8'\''
+lc_numeric = '\''C.UTF-8'\''
+lc_time = '\''C.UTF-8'\''
+default_text_search_config = '\''pg_catalog.english'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10; }
+{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/postgresql.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 10; }
+sh -c 'runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres --config-file=/etc/postgresql/15/main/postgresql.conf -C data_directory' > "$log" 2>&1 < /dev/null || { r=$?; restore 10 '/etc/postgresql/15/main/postgresql.conf'; pending_done 'postgresql'; (exit $r) || fail 10; }
+say 10 changed
+# step 11: file /etc/postgresql/15/main/pg_hba.conf
+pending_add reload 'postgresql'
+backup 11 '/etc/postgresql/15/main/pg_hba.conf'
+f='/etc/postgresql/15/main/pg_hba.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 137; printf %s '# Managed by infra (role postgres) for pg1.production.wpdn.
+# TYPE  DATABASE        USER            ADDRESS                 METHOD
+local   all             postgres                                peer
+local   all             all                                     peer
+host    all             all             127.0.0.1/32            scram-sha-256
+host    all             all             ::1/128                 scram-sha-256
+
+# webplatform: one line per app host of production.
+host    webplatform     webplatform     10.10.1.50/32        scram-sha-256
+host    webplatform     webplatform     10.10.1.51/32        scram-sha-256
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
+{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/pg_hba.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+say 11 changed
+# step 12: file /usr/local/sbin/infra-postgres-setup
+backup 12 '/usr/local/sbin/infra-postgres-setup'
+f='/usr/local/sbin/infra-postgres-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+# Managed by infra (role postgres). `check` exits 0 when there is nothing to do; `apply` does it:
+#  - restarts the cluster if the running listen_addresses differs from postgresql.conf
+#    (a reload does not apply it), or a reloaded setting is waiting for a restart;
+#  - creates (or updates the password of) the role and database webplatform.
+set -eu
+NAME='\''webplatform'\''
+LISTEN='\''localhost,10.10.1.25'\''
+
+psql_q() {
+    runuser -u postgres -- psql -X -q -t -A -v ON_ERROR_STOP=1 -c "$1"
+}
+
+needs_restart() {
+    [ "$(psql_q '\''SHOW listen_addresses'\'')" != "$LISTEN" ] && return 0
+    [ "$(psql_q '\''SELECT count(*) FROM pg_settings WHERE pending_restart'\'')" != "0" ] && return 0
+    return 1
+}
+
+has_role() { [ "$(psql_q "SELECT 1 FROM pg_roles WHERE rolname = '\''$NAME'\''")" = "1" ]; }
+has_db() { [ "$(psql_q "SELECT 1 FROM pg_database WHERE datname = '\''$NAME'\''")" = "1" ]; }
+
+case "${1:-}" in
+    check)
+        ! needs_restart && has_role && has_db
+        ;;
+    apply)
+        if needs_restart; then
+            pg_ctlcluster 15 main restart
+        fi
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" <<'\''SQL'\''
+SELECT format('\''CREATE ROLE %I LOGIN'\'', :'\''name'\'')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'\''name'\'') \gexec
+SQL
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" -v pw='\''canary-app_db_password'\'' <<'\''SQL'\''
+SELECT format('\''ALTER ROLE %I PASSWORD %L'\'', :'\''name'\'', :'\''pw'\'') \gexec
+SQL
+        if ! has_db; then
+            runuser -u postgres -- createdb --owner="$NAME" --encoding=UTF8 --template=template0 "$NAME"
+        fi
+        ;;
+    *)
+        echo "usage: $0 check|apply" >&2
+        exit 2
+        ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-postgres-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+say 12 changed
+# step 13: service postgresql enable
+{ timeout 300 systemctl enable 'postgresql'; } > "$log" 2>&1 < /dev/null || fail 13
+say 13 changed
+# step 14: service postgresql start
+{ timeout 300 systemctl start 'postgresql'; } > "$log" 2>&1 < /dev/null || fail 14
+pending_done 'postgresql'
+say 14 changed
+# step 15: command postgres role and database for the app
+timeout 1800 sh -c '/usr/local/sbin/infra-postgres-setup apply' > "$log" 2>&1 < /dev/null || fail 15
+say 15 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

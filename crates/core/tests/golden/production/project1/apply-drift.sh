@@ -1,0 +1,103 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages php-mysql
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'php-mysql' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for project1.production.wpdn; computed from inventories/production.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# production hosts (production.wpdn)
+10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.50	app1.production.wpdn app1
+10.10.1.51	app2.production.wpdn app2
+10.10.1.61	blog1.production.wpdn blog1
+10.10.1.70	bots1.production.wpdn bots1
+10.10.1.20	db1.production.wpdn db1
+10.10.1.21	db2.production.wpdn db2
+10.10.1.40	elastic1.production.wpdn elastic1
+10.10.1.71	jobrunner1.production.wpdn jobrunner1
+10.10.1.12	mail.production.wpdn mail
+10.10.1.31	memcache1.production.wpdn memcache1
+10.10.1.62	notes1.production.wpdn notes1
+10.10.1.25	pg1.production.wpdn pg1
+10.10.1.63	project1.production.wpdn project1
+10.10.1.35	queue1.production.wpdn queue1
+10.10.1.10	salt.production.wpdn salt
+10.10.1.30	sessions1.production.wpdn sessions1
+10.10.1.11	source.production.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: service nginx restart
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; pending_done 'nginx'; (exit $r) || fail 3; }
+{ timeout 300 systemctl restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 3
+pending_done 'nginx'
+say 3 changed
+# step 4: dir /var/www/project
+{ mkdir -p '/var/www/project' && chown 'root':'root' '/var/www/project' && chmod 0755 '/var/www/project'; } > "$log" 2>&1 || fail 4
+say 4 changed
+# step 5: file /etc/nginx/sites-enabled/project.conf
+backup 5 '/etc/nginx/sites-enabled/project.conf'
+f='/etc/nginx/sites-enabled/project.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra: site project on project1.production.wpdn.
+server {
+    listen 80;
+    server_name project.webplatform.org project1.production.wpdn;
+
+    access_log /var/log/nginx/project-access.log;
+    error_log /var/log/nginx/project-error.log;
+
+    root /var/www/project/public;
+    index index.html index.php;
+
+    location / {
+        try_files $uri $uri/ /index.php?$args;
+    }
+
+    location ~ \.php$ {
+        include snippets/fastcgi-php.conf;
+        fastcgi_pass unix:/run/php/php-fpm.sock;
+    }
+
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/project.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 5 '/etc/nginx/sites-enabled/project.conf'; (exit $r) || fail 5; }
+say 5 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,388 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: volume /srv/backups
+dev='/dev/xvdf'; n=0; while [ ! -b "$dev" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done
+if [ ! -b "$dev" ]; then echo "no block device $dev: is the volume attached?" > "$log"; fail 0; fi
+if ! blkid -o value -s TYPE "$dev" >/dev/null 2>&1; then
+  mkfs -t 'ext4' -q "$dev" > "$log" 2>&1 || fail 0
+  if [ -d '/srv/backups' ] && [ -n "$(ls -A '/srv/backups')" ]; then
+    t=$(mktemp -d) && mount -t 'ext4' "$dev" "$t" && cp -a '/srv/backups'/. "$t"/ && umount "$t" && rmdir "$t" || fail 0
+  fi
+fi
+mkdir -p '/srv/backups' && uuid=$(blkid -o value -s UUID "$dev") || fail 0
+grep -q "^UUID=$uuid " /etc/fstab 2>/dev/null || printf 'UUID=%s %s %s defaults,nofail 0 2\n' "$uuid" '/srv/backups' 'ext4' >> /etc/fstab || fail 0
+mount '/srv/backups' > "$log" 2>&1 || mount -t 'ext4' "$dev" '/srv/backups' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx gdnsd xinetd
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'gdnsd' 'xinetd' > "$log" 2>&1 || fail 1
+say 1 changed
+# step 2: file /etc/hosts
+backup 2 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for salt.production.wpdn; computed from inventories/production.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# production hosts (production.wpdn)
+10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.50	app1.production.wpdn app1
+10.10.1.51	app2.production.wpdn app2
+10.10.1.61	blog1.production.wpdn blog1
+10.10.1.70	bots1.production.wpdn bots1
+10.10.1.20	db1.production.wpdn db1
+10.10.1.21	db2.production.wpdn db2
+10.10.1.40	elastic1.production.wpdn elastic1
+10.10.1.71	jobrunner1.production.wpdn jobrunner1
+10.10.1.12	mail.production.wpdn mail
+10.10.1.31	memcache1.production.wpdn memcache1
+10.10.1.62	notes1.production.wpdn notes1
+10.10.1.25	pg1.production.wpdn pg1
+10.10.1.63	project1.production.wpdn project1
+10.10.1.35	queue1.production.wpdn queue1
+10.10.1.10	salt.production.wpdn salt
+10.10.1.30	sessions1.production.wpdn sessions1
+10.10.1.11	source.production.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: file /etc/resolv.conf
+backup 3 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search production.wpdn
+nameserver 10.10.1.10
+nameserver 169.254.169.253
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 3; }
+say 3 changed
+# step 4: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+say 4 changed
+# step 5: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 5
+pending_done 'ssh'
+say 5 changed
+# step 6: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 6 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''webplatform.org'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.production.wpdn'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: file /etc/mailname
+pending_add restart 'exim4'
+backup 7 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'salt.production.wpdn
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 7; }
+say 7 changed
+# step 8: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+say 8 changed
+# step 9: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 9
+pending_done 'exim4'
+say 9 changed
+# step 10: dir /srv/backups
+{ mkdir -p '/srv/backups' && chown 'root':'root' '/srv/backups' && chmod 0755 '/srv/backups'; } > "$log" 2>&1 || fail 10
+say 10 changed
+# step 11: file /etc/init.d/gdnsd
+backup 11 '/etc/init.d/gdnsd'
+f='/etc/init.d/gdnsd'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          gdnsd
+# Required-Start:    $network $remote_fs
+# Required-Stop:     $network $remote_fs
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: gdnsd authoritative DNS server
+### END INIT INFO
+# Managed by infra (role salt): runs gdnsd on hosts without systemd. `gdnsd daemonize` needs
+# syslog, so the server runs as `gdnsd start` in its own session, logging to /var/log/gdnsd.log.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+running() { gdnsdctl status >/dev/null 2>&1; }
+start() {
+  running && return 0
+  setsid gdnsd start >> /var/log/gdnsd.log 2>&1 < /dev/null &
+  i=0
+  while [ $i -lt 50 ]; do
+    running && return 0
+    sleep 0.2
+    i=$((i + 1))
+  done
+  echo "gdnsd did not start; see /var/log/gdnsd.log" >&2
+  tail -n 5 /var/log/gdnsd.log >&2
+  return 1
+}
+case "$1" in
+  start) start ;;
+  stop) gdnsdctl stop >/dev/null 2>&1 || true ;;
+  reload|force-reload) gdnsdctl reload-zones ;;
+  restart) gdnsdctl stop >/dev/null 2>&1; start ;;
+  status) running ;;
+  *) echo "usage: $0 start|stop|reload|restart|status" >&2; exit 2 ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/etc/init.d/gdnsd'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+say 11 changed
+# step 12: file /etc/gdnsd/config
+pending_add reload 'gdnsd'
+backup 12 '/etc/gdnsd/config'
+f='/etc/gdnsd/config'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt) for salt.production.wpdn: gdnsd 3, authoritative for
+# production.wpdn only (zone file in /etc/gdnsd/zones). Names outside the zone are
+# refused, and resolv.conf on every host falls through to the next nameserver.
+options => {
+  listen => [ 127.0.0.1, 10.10.1.10 ]
+  zones_default_ttl => 300
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gdnsd/config'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+sh -c 'gdnsd checkconf' > "$log" 2>&1 < /dev/null || { r=$?; restore 12 '/etc/gdnsd/config'; pending_done 'gdnsd'; (exit $r) || fail 12; }
+say 12 changed
+# step 13: file /etc/gdnsd/zones/production.wpdn
+pending_add reload 'gdnsd'
+backup 13 '/etc/gdnsd/zones/production.wpdn'
+f='/etc/gdnsd/zones/production.wpdn'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '; Managed by infra (role salt): the production.wpdn zone of production,
+; computed from inventories/production.yaml. One A record per host, and a CNAME
+; for every role held by exactly one host (e.g. masterdb), unless a host has that name.
+$TTL 300
+@	SOA	salt hostmaster (
+	1	; serial
+	3600	; refresh
+	600	; retry
+	604800	; expire
+	300	; ncache
+)
+@	NS	salt
+
+; hosts
+accounts1	A	10.10.1.60
+app1	A	10.10.1.50
+app2	A	10.10.1.51
+blog1	A	10.10.1.61
+bots1	A	10.10.1.70
+db1	A	10.10.1.20
+db2	A	10.10.1.21
+elastic1	A	10.10.1.40
+jobrunner1	A	10.10.1.71
+mail	A	10.10.1.12
+memcache1	A	10.10.1.31
+notes1	A	10.10.1.62
+pg1	A	10.10.1.25
+project1	A	10.10.1.63
+queue1	A	10.10.1.35
+salt	A	10.10.1.10
+sessions1	A	10.10.1.30
+source	A	10.10.1.11
+
+; roles held by exactly one host
+accounts	CNAME	accounts1
+blog	CNAME	blog1
+bots	CNAME	bots1
+elastic	CNAME	elastic1
+jobrunner	CNAME	jobrunner1
+masterdb	CNAME	db1
+memcache	CNAME	memcache1
+notes	CNAME	notes1
+postgres	CNAME	pg1
+project	CNAME	project1
+queue	CNAME	queue1
+sessions	CNAME	sessions1
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gdnsd/zones/production.wpdn'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 13; }
+sh -c 'gdnsd checkconf' > "$log" 2>&1 < /dev/null || { r=$?; restore 13 '/etc/gdnsd/zones/production.wpdn'; (exit $r) || fail 13; }
+say 13 changed
+# step 14: file /etc/issue.net
+backup 14 '/etc/issue.net'
+f='/etc/issue.net'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '************************************************************************
+  PRODUCTION environment (webplatform.org)
+
+  This is the SSH jump box of production. Every other host is reached
+  through it, by its internal name:
+
+      ssh -J salt.webplatform.org <host>.production.wpdn
+
+  or with this in ~/.ssh/config:
+
+      Host *.production.wpdn
+          ProxyJump salt.webplatform.org
+
+  Unauthorised access is prohibited; connections are logged.
+************************************************************************
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/issue.net'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 14; }
+say 14 changed
+# step 15: file /etc/motd
+backup 15 '/etc/motd'
+f='/etc/motd'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '
+  PRODUCTION -- salt.production.wpdn (jump box of production)
+  Hosts of production.wpdn:
+    accounts1	10.10.1.60	accounts
+    app1	10.10.1.50	app
+    app2	10.10.1.51	app
+    blog1	10.10.1.61	blog
+    bots1	10.10.1.70	bots
+    db1	10.10.1.20	db, masterdb
+    db2	10.10.1.21	db
+    elastic1	10.10.1.40	elastic
+    jobrunner1	10.10.1.71	jobrunner
+    mail	10.10.1.12	mail
+    memcache1	10.10.1.31	memcache
+    notes1	10.10.1.62	notes
+    pg1	10.10.1.25	postgres
+    project1	10.10.1.63	project
+    queue1	10.10.1.35	queue
+    salt	10.10.1.10	salt
+    sessions1	10.10.1.30	sessions
+    source	10.10.1.11	source
+
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/motd'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 15; }
+say 15 changed
+# step 16: file /etc/ssh/sshd_config.d/infra-banner.conf
+pending_add reload 'ssh'
+backup 16 '/etc/ssh/sshd_config.d/infra-banner.conf'
+f='/etc/ssh/sshd_config.d/infra-banner.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): show the environment banner before login.
+Banner /etc/issue.net
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/ssh/sshd_config.d/infra-banner.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 16; }
+sh -c 'sshd -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 16 '/etc/ssh/sshd_config.d/infra-banner.conf'; pending_done 'ssh'; (exit $r) || fail 16; }
+say 16 changed
+# step 17: file /etc/xinetd.d/rsync
+pending_add reload 'xinetd'
+backup 17 '/etc/xinetd.d/rsync'
+f='/etc/xinetd.d/rsync'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): rsync daemon started per connection by xinetd,
+# answering only the hosts of production.
+service rsync
+{
+	disable		= no
+	flags		= IPv4
+	socket_type	= stream
+	protocol	= tcp
+	wait		= no
+	user		= root
+	server		= /usr/bin/rsync
+	server_args	= --daemon --config=/etc/rsyncd.conf
+	only_from	= 127.0.0.1 10.10.1.60 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
+	per_source	= 8
+	log_on_failure	+= USERID
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/xinetd.d/rsync'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 17; }
+say 17 changed
+# step 18: file /etc/rsyncd.conf
+backup 18 '/etc/rsyncd.conf'
+f='/etc/rsyncd.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): rsync modules served through xinetd (/etc/xinetd.d/rsync).
+uid = nobody
+gid = nogroup
+use chroot = yes
+max connections = 8
+timeout = 300
+reverse lookup = no
+log file = /var/log/rsyncd.log
+hosts allow = 127.0.0.1 10.10.1.60 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
+hosts deny = *
+
+[backups]
+	comment = production backups
+	path = /srv/backups
+	read only = yes
+	list = yes
+	uid = root
+	gid = root
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 18; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rsyncd.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 18; }
+say 18 changed
+# step 19: service gdnsd enable
+{ timeout 300 systemctl enable 'gdnsd'; } > "$log" 2>&1 < /dev/null || fail 19
+say 19 changed
+# step 20: service gdnsd start
+{ timeout 300 systemctl start 'gdnsd'; } > "$log" 2>&1 < /dev/null || fail 20
+pending_done 'gdnsd'
+say 20 changed
+# step 21: service xinetd enable
+{ timeout 300 systemctl enable 'xinetd'; } > "$log" 2>&1 < /dev/null || fail 21
+say 21 changed
+# step 22: service xinetd start
+{ timeout 300 systemctl start 'xinetd'; } > "$log" 2>&1 < /dev/null || fail 22
+pending_done 'xinetd'
+say 22 changed
+# step 23: service ssh reload
+{ timeout 300 systemctl reload-or-restart 'ssh'; } > "$log" 2>&1 < /dev/null || fail 23
+pending_done 'ssh'
+say 23 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,127 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages python3-redis
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'python3-redis' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for app1.sandbox.internal; computed from inventories/sandbox.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# sandbox hosts (sandbox.internal)
+10.213.0.50	app1.sandbox.internal app1
+10.213.0.51	app2.sandbox.internal app2
+10.213.0.20	db1.sandbox.internal db1
+10.213.0.12	mail.sandbox.internal mail
+10.213.0.35	queue1.sandbox.internal queue1
+10.213.0.10	salt.sandbox.internal salt
+10.213.0.30	sessions1.sandbox.internal sessions1
+10.213.0.11	source.sandbox.internal source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: command app virtualenv
+timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 3
+say 3 changed
+# step 4: dir /var/www/webplatform
+{ mkdir -p '/var/www/webplatform' && chown 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 4
+say 4 changed
+# step 5: file /etc/webplatform/env
+pending_add restart 'supervisor'
+backup 5 '/etc/webplatform/env'
+f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 137; printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app1.sandbox.internal.
+# Read by /usr/local/bin/webplatform-run with `set -a; . <this file>`.
+# Secrets come from the secrets file / environment, never from git; they must not contain
+# a single quote, and those in URLs must be URL-safe.
+DJANGO_SETTINGS_MODULE='\''webplatform.settings'\''
+SECRET_KEY='\''canary-app_secret_key'\''
+DEBUG='\''false'\''
+ALLOWED_HOSTS='\''sandbox.test,www.sandbox.test,app1.sandbox.internal'\''
+STATIC_ROOT='\''/var/www/webplatform/public/static'\''
+MEDIA_ROOT='\''/var/www/webplatform/public/media'\''
+
+DB_NAME='\''webplatform'\''
+DB_USER='\''webplatform'\''
+DB_PASSWORD='\''canary-app_db_password'\''
+DB_HOST='\''10.213.0.35'\''
+DB_PORT='\''5432'\''
+DATABASE_URL='\''postgres://webplatform:canary-app_db_password@10.213.0.35:5432/webplatform'\''
+
+BROKER_URL='\''amqp://webplatform:canary-rabbitmq_app_password@10.213.0.35:5672/webplatform'\''
+CELERY_BROKER_URL='\''amqp://webplatform:canary-rabbitmq_app_password@10.213.0.35:5672/webplatform'\''
+
+# Session store: Redis on the sessions hosts.
+REDIS_HOSTS='\''10.213.0.30:6379'\''
+REDIS_PASSWORD='\''canary-redis_password'\''
+SESSION_REDIS_URL='\''redis://:canary-redis_password@10.213.0.30:6379/0'\''
+SESSION_MEMCACHED_LOCATION='\''10.213.0.30:11211'\''
+# General object cache: memcached on the memcache hosts (empty when the environment has none).
+CACHE_MEMCACHED_LOCATION='\'''\''
+
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: file /var/www/webplatform/source/infra_demo_celery.py
+backup 6 '/var/www/webplatform/source/infra_demo_celery.py'
+f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
+programs have something to run. Real deployments set vars.app.celery_app to their own."""
+
+import os
+
+from celery import Celery
+
+app = Celery("infra_demo", broker=os.environ["BROKER_URL"])
+app.conf.beat_schedule = {
+    "heartbeat": {"task": "infra_demo_celery.heartbeat", "schedule": 300.0},
+}
+
+
+@app.task
+def heartbeat():
+    return "ok"
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: service supervisor restart
+{ timeout 300 service 'supervisor' restart; } > "$log" 2>&1 < /dev/null || fail 7
+pending_done 'supervisor'
+say 7 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,308 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx mariadb-server mariadb-client
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'mariadb-server' 'mariadb-client' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for db1.sandbox.internal; computed from inventories/sandbox.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# sandbox hosts (sandbox.internal)
+10.213.0.50	app1.sandbox.internal app1
+10.213.0.51	app2.sandbox.internal app2
+10.213.0.20	db1.sandbox.internal db1
+10.213.0.12	mail.sandbox.internal mail
+10.213.0.35	queue1.sandbox.internal queue1
+10.213.0.10	salt.sandbox.internal salt
+10.213.0.30	sessions1.sandbox.internal sessions1
+10.213.0.11	source.sandbox.internal source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: file /etc/resolv.conf
+backup 2 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search sandbox.internal
+nameserver 10.213.0.10
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
+say 3 changed
+# step 4: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+pending_done 'ssh'
+say 4 changed
+# step 5: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 5 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''sandbox.test'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.sandbox.internal'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: file /etc/mailname
+pending_add restart 'exim4'
+backup 6 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'db1.sandbox.internal
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+# step 8: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+pending_done 'exim4'
+say 8 changed
+# step 9: dir /etc/mysql/tls
+{ mkdir -p '/etc/mysql/tls' && chown 'root':'mysql' '/etc/mysql/tls' && chmod 0750 '/etc/mysql/tls'; } > "$log" 2>&1 || fail 9
+say 9 changed
+# step 10: file /etc/mysql/mariadb.conf.d/50-server.cnf
+pending_add restart 'mariadb'
+backup 10 '/etc/mysql/mariadb.conf.d/50-server.cnf'
+f='/etc/mysql/mariadb.conf.d/50-server.cnf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role db) for db1.sandbox.internal: MariaDB 10.11 server settings.
+[server]
+
+[mysqld]
+user                    = mysql
+pid-file                = /run/mysqld/mysqld.pid
+socket                  = /run/mysqld/mysqld.sock
+basedir                 = /usr
+datadir                 = /var/lib/mysql
+tmpdir                  = /tmp
+bind-address            = 10.213.0.20
+port                    = 3306
+skip-name-resolve
+
+server_id               = 1
+report_host             = db1.sandbox.internal
+
+max_connections         = 200
+innodb_buffer_pool_size = 256M
+
+character-set-server    = utf8mb4
+collation-server        = utf8mb4_general_ci
+
+[embedded]
+
+[mariadb]
+
+[mariadb-10.11]
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/50-server.cnf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 10; }
+say 10 changed
+# step 11: file /etc/mysql/mariadb.conf.d/60-replication.cnf
+pending_add restart 'mariadb'
+backup 11 '/etc/mysql/mariadb.conf.d/60-replication.cnf'
+f='/etc/mysql/mariadb.conf.d/60-replication.cnf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role db) for db1.sandbox.internal: binary logs and relay logs on every db host,
+# so any of them can become the master.
+# This host holds masterdb: the other db hosts replicate from it.
+[mysqld]
+log_bin                 = mariadb-bin
+log_bin_index           = mariadb-bin.index
+binlog_format           = ROW
+max_binlog_size         = 100M
+expire_logs_days        = 10
+relay_log               = relay-bin
+relay_log_index         = relay-bin.index
+log_slave_updates       = ON
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/60-replication.cnf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+say 11 changed
+# step 12: file /etc/mysql/mariadb.conf.d/70-tls.cnf
+pending_add restart 'mariadb'
+backup 12 '/etc/mysql/mariadb.conf.d/70-tls.cnf'
+f='/etc/mysql/mariadb.conf.d/70-tls.cnf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role db) for db1.sandbox.internal: TLS for clients and replication.
+# The replication user is created with REQUIRE SSL by /usr/local/sbin/infra-mariadb-setup.
+[mysqld]
+ssl_ca                  = /etc/mysql/tls/ca.pem
+ssl_cert                = /etc/mysql/tls/server-cert.pem
+ssl_key                 = /etc/mysql/tls/server-key.pem
+tls_version             = TLSv1.2,TLSv1.3
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/70-tls.cnf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+say 12 changed
+# step 13: file /etc/mysql/tls/ca.pem
+pending_add restart 'mariadb'
+backup 13 '/etc/mysql/tls/ca.pem'
+f='/etc/mysql/tls/ca.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'canary-mariadb_tls_ca_cert
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/ca.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 13; }
+say 13 changed
+# step 14: file /etc/mysql/tls/server-cert.pem
+pending_add restart 'mariadb'
+backup 14 '/etc/mysql/tls/server-cert.pem'
+f='/etc/mysql/tls/server-cert.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'canary-mariadb_tls_cert
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-cert.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 14; }
+say 14 changed
+# step 15: file /etc/mysql/tls/server-key.pem
+pending_add restart 'mariadb'
+backup 15 '/etc/mysql/tls/server-key.pem'
+f='/etc/mysql/tls/server-key.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 137; printf %s 'canary-mariadb_tls_key
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-key.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 15; }
+say 15 changed
+# step 16: file /usr/local/sbin/infra-mariadb-setup
+backup 16 '/usr/local/sbin/infra-mariadb-setup'
+f='/usr/local/sbin/infra-mariadb-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+# Managed by infra (role db) for db1.sandbox.internal. `check` exits 0 when there is nothing to do;
+# `apply` does it:
+#  - root@localhost: unix_socket, or the root password from secrets;
+#  - the replication user '\''repl'\'' for every db host of sandbox, REQUIRE SSL
+#    (created with sql_log_bin=0 on each host, so moving masterdb needs no user changes);
+#  - on the masterdb host: no replication source; on the others: replicate from masterdb over TLS.
+# A new replica of a master that already holds data must be seeded first (mariabackup).
+set -eu
+ROOT_PW='\''canary-mariadb_root_password'\''
+REPL_USER='\''repl'\''
+REPL_PW='\''canary-mariadb_replication_password'\''
+MASTER_IP='\''10.213.0.20'\''
+MASTER_PORT='\''3306'\''
+IS_MASTER=yes
+REPL_HOSTS='\''10.213.0.20'\''
+
+sql() { mariadb --protocol=socket -uroot -N -B -e "$1"; }
+
+root_password_ok() {
+    # Not as root: unix_socket authentication fails, so the password is what is checked.
+    runuser -u nobody -- mariadb --protocol=socket -uroot -p"$ROOT_PW" -N -B -e '\''SELECT 1'\'' >/dev/null 2>&1
+}
+
+repl_users_ok() {
+    for ip in $REPL_HOSTS; do
+        [ "$(sql "SELECT COUNT(*) FROM mysql.user WHERE User = '\''$REPL_USER'\'' AND Host = '\''$ip'\'' AND ssl_type = '\''ANY'\''")" = "1" ] || return 1
+    done
+}
+
+source_host() { mariadb --protocol=socket -uroot -e '\''SHOW SLAVE STATUS\G'\'' | awk '\''$1 == "Master_Host:" { print $2 }'\''; }
+
+source_ok() {
+    if [ "$IS_MASTER" = yes ]; then
+        [ -z "$(source_host)" ]
+    else
+        [ "$(source_host)" = "$MASTER_IP" ]
+    fi
+}
+
+case "${1:-}" in
+    check)
+        root_password_ok && repl_users_ok && source_ok
+        ;;
+    apply)
+        sql "ALTER USER '\''root'\''@'\''localhost'\'' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('\''$ROOT_PW'\'')"
+        for ip in $REPL_HOSTS; do
+            sql "SET SESSION sql_log_bin = 0;
+                 CREATE USER IF NOT EXISTS '\''$REPL_USER'\''@'\''$ip'\'' IDENTIFIED BY '\''$REPL_PW'\'' REQUIRE SSL;
+                 ALTER USER '\''$REPL_USER'\''@'\''$ip'\'' IDENTIFIED BY '\''$REPL_PW'\'' REQUIRE SSL;
+                 GRANT REPLICATION SLAVE ON *.* TO '\''$REPL_USER'\''@'\''$ip'\'';"
+        done
+        if ! source_ok; then
+            if [ "$IS_MASTER" = yes ]; then
+                sql "STOP SLAVE; RESET SLAVE ALL;"
+            else
+                sql "STOP SLAVE;
+                     CHANGE MASTER TO MASTER_HOST = '\''$MASTER_IP'\'', MASTER_PORT = $MASTER_PORT,
+                         MASTER_USER = '\''$REPL_USER'\'', MASTER_PASSWORD = '\''$REPL_PW'\'',
+                         MASTER_SSL = 1, MASTER_SSL_CA = '\''/etc/mysql/tls/ca.pem'\'',
+                         MASTER_USE_GTID = slave_pos;
+                     START SLAVE;"
+            fi
+        fi
+        ;;
+    *)
+        echo "usage: $0 check|apply" >&2
+        exit 2
+        ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-mariadb-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 16; }
+say 16 changed
+# step 17: service mariadb enable
+{ timeout 300 systemctl enable 'mariadb'; } > "$log" 2>&1 < /dev/null || fail 17
+say 17 changed
+# step 18: service mariadb start
+sh -c 'mariadbd --help --verbose' > "$log" 2>&1 < /dev/null || { r=$?; restore 10 '/etc/mysql/mariadb.conf.d/50-server.cnf'; restore 11 '/etc/mysql/mariadb.conf.d/60-replication.cnf'; restore 12 '/etc/mysql/mariadb.conf.d/70-tls.cnf'; restore 13 '/etc/mysql/tls/ca.pem'; restore 14 '/etc/mysql/tls/server-cert.pem'; restore 15 '/etc/mysql/tls/server-key.pem'; pending_done 'mariadb'; (exit $r) || fail 18; }
+{ timeout 300 systemctl start 'mariadb'; } > "$log" 2>&1 < /dev/null || fail 18
+pending_done 'mariadb'
+say 18 changed
+# step 19: command mariadb root password, replication user and replication source
+timeout 1800 sh -c '/usr/local/sbin/infra-mariadb-setup apply' > "$log" 2>&1 < /dev/null || fail 19
+say 19 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,337 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx gdnsd xinetd
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'gdnsd' 'xinetd' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for salt.sandbox.internal; computed from inventories/sandbox.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# sandbox hosts (sandbox.internal)
+10.213.0.50	app1.sandbox.internal app1
+10.213.0.51	app2.sandbox.internal app2
+10.213.0.20	db1.sandbox.internal db1
+10.213.0.12	mail.sandbox.internal mail
+10.213.0.35	queue1.sandbox.internal queue1
+10.213.0.10	salt.sandbox.internal salt
+10.213.0.30	sessions1.sandbox.internal sessions1
+10.213.0.11	source.sandbox.internal source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: file /etc/resolv.conf
+backup 2 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search sandbox.internal
+nameserver 10.213.0.10
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
+say 3 changed
+# step 4: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+pending_done 'ssh'
+say 4 changed
+# step 5: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 5 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''sandbox.test'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.sandbox.internal'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: file /etc/mailname
+pending_add restart 'exim4'
+backup 6 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'salt.sandbox.internal
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+# step 8: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+pending_done 'exim4'
+say 8 changed
+# step 9: dir /srv/backups
+{ mkdir -p '/srv/backups' && chown 'root':'root' '/srv/backups' && chmod 0755 '/srv/backups'; } > "$log" 2>&1 || fail 9
+say 9 changed
+# step 10: file /etc/init.d/gdnsd
+backup 10 '/etc/init.d/gdnsd'
+f='/etc/init.d/gdnsd'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 077; printf %s '#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          gdnsd
+# Required-Start:    $network $remote_fs
+# Required-Stop:     $network $remote_fs
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: gdnsd authoritative DNS server
+### END INIT INFO
+# Managed by infra (role salt): runs gdnsd on hosts without systemd. `gdnsd daemonize` needs
+# syslog, so the server runs as `gdnsd start` in its own session, logging to /var/log/gdnsd.log.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+running() { gdnsdctl status >/dev/null 2>&1; }
+start() {
+  running && return 0
+  setsid gdnsd start >> /var/log/gdnsd.log 2>&1 < /dev/null &
+  i=0
+  while [ $i -lt 50 ]; do
+    running && return 0
+    sleep 0.2
+    i=$((i + 1))
+  done
+  echo "gdnsd did not start; see /var/log/gdnsd.log" >&2
+  tail -n 5 /var/log/gdnsd.log >&2
+  return 1
+}
+case "$1" in
+  start) start ;;
+  stop) gdnsdctl stop >/dev/null 2>&1 || true ;;
+  reload|force-reload) gdnsdctl reload-zones ;;
+  restart) gdnsdctl stop >/dev/null 2>&1; start ;;
+  status) running ;;
+  *) echo "usage: $0 start|stop|reload|restart|status" >&2; exit 2 ;;
+esac
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/etc/init.d/gdnsd'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 10; }
+say 10 changed
+# step 11: file /etc/gdnsd/config
+pending_add reload 'gdnsd'
+backup 11 '/etc/gdnsd/config'
+f='/etc/gdnsd/config'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt) for salt.sandbox.internal: gdnsd 3, authoritative for
+# sandbox.internal only (zone file in /etc/gdnsd/zones). Names outside the zone are
+# refused, and resolv.conf on every host falls through to the next nameserver.
+options => {
+  listen => [ 127.0.0.1, 10.213.0.10 ]
+  zones_default_ttl => 300
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gdnsd/config'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+sh -c 'gdnsd checkconf' > "$log" 2>&1 < /dev/null || { r=$?; restore 11 '/etc/gdnsd/config'; pending_done 'gdnsd'; (exit $r) || fail 11; }
+say 11 changed
+# step 12: file /etc/gdnsd/zones/sandbox.internal
+pending_add reload 'gdnsd'
+backup 12 '/etc/gdnsd/zones/sandbox.internal'
+f='/etc/gdnsd/zones/sandbox.internal'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '; Managed by infra (role salt): the sandbox.internal zone of sandbox,
+; computed from inventories/sandbox.yaml. One A record per host, and a CNAME
+; for every role held by exactly one host (e.g. masterdb), unless a host has that name.
+$TTL 300
+@	SOA	salt hostmaster (
+	1	; serial
+	3600	; refresh
+	600	; retry
+	604800	; expire
+	300	; ncache
+)
+@	NS	salt
+
+; hosts
+app1	A	10.213.0.50
+app2	A	10.213.0.51
+db1	A	10.213.0.20
+mail	A	10.213.0.12
+queue1	A	10.213.0.35
+salt	A	10.213.0.10
+sessions1	A	10.213.0.30
+source	A	10.213.0.11
+
+; roles held by exactly one host
+db	CNAME	db1
+masterdb	CNAME	db1
+postgres	CNAME	queue1
+queue	CNAME	queue1
+sessions	CNAME	sessions1
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gdnsd/zones/sandbox.internal'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+sh -c 'gdnsd checkconf' > "$log" 2>&1 < /dev/null || { r=$?; restore 12 '/etc/gdnsd/zones/sandbox.internal'; (exit $r) || fail 12; }
+say 12 changed
+# step 13: file /etc/issue.net
+backup 13 '/etc/issue.net'
+f='/etc/issue.net'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '************************************************************************
+  SANDBOX environment (sandbox.test)
+
+  This is the SSH jump box of sandbox. Every other host is reached
+  through it, by its internal name:
+
+      ssh -J salt.sandbox.test <host>.sandbox.internal
+
+  or with this in ~/.ssh/config:
+
+      Host *.sandbox.internal
+          ProxyJump salt.sandbox.test
+
+  Unauthorised access is prohibited; connections are logged.
+************************************************************************
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/issue.net'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 13; }
+say 13 changed
+# step 14: file /etc/motd
+backup 14 '/etc/motd'
+f='/etc/motd'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '
+  SANDBOX -- salt.sandbox.internal (jump box of sandbox)
+  Hosts of sandbox.internal:
+    app1	10.213.0.50	app
+    app2	10.213.0.51	app
+    db1	10.213.0.20	db, masterdb
+    mail	10.213.0.12	mail
+    queue1	10.213.0.35	postgres, queue
+    salt	10.213.0.10	salt
+    sessions1	10.213.0.30	sessions
+    source	10.213.0.11	source
+
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/motd'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 14; }
+say 14 changed
+# step 15: file /etc/ssh/sshd_config.d/infra-banner.conf
+pending_add reload 'ssh'
+backup 15 '/etc/ssh/sshd_config.d/infra-banner.conf'
+f='/etc/ssh/sshd_config.d/infra-banner.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): show the environment banner before login.
+Banner /etc/issue.net
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/ssh/sshd_config.d/infra-banner.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 15; }
+sh -c 'sshd -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 15 '/etc/ssh/sshd_config.d/infra-banner.conf'; pending_done 'ssh'; (exit $r) || fail 15; }
+say 15 changed
+# step 16: file /etc/xinetd.d/rsync
+pending_add reload 'xinetd'
+backup 16 '/etc/xinetd.d/rsync'
+f='/etc/xinetd.d/rsync'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): rsync daemon started per connection by xinetd,
+# answering only the hosts of sandbox.
+service rsync
+{
+	disable		= no
+	flags		= IPv4
+	socket_type	= stream
+	protocol	= tcp
+	wait		= no
+	user		= root
+	server		= /usr/bin/rsync
+	server_args	= --daemon --config=/etc/rsyncd.conf
+	only_from	= 127.0.0.1 10.213.0.50 10.213.0.51 10.213.0.20 10.213.0.12 10.213.0.35 10.213.0.10 10.213.0.30 10.213.0.11
+	per_source	= 8
+	log_on_failure	+= USERID
+}
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/xinetd.d/rsync'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 16; }
+say 16 changed
+# step 17: file /etc/rsyncd.conf
+backup 17 '/etc/rsyncd.conf'
+f='/etc/rsyncd.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): rsync modules served through xinetd (/etc/xinetd.d/rsync).
+uid = nobody
+gid = nogroup
+use chroot = yes
+max connections = 8
+timeout = 300
+reverse lookup = no
+log file = /var/log/rsyncd.log
+hosts allow = 127.0.0.1 10.213.0.50 10.213.0.51 10.213.0.20 10.213.0.12 10.213.0.35 10.213.0.10 10.213.0.30 10.213.0.11
+hosts deny = *
+
+[backups]
+	comment = sandbox backups
+	path = /srv/backups
+	read only = yes
+	list = yes
+	uid = root
+	gid = root
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rsyncd.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 17; }
+say 17 changed
+# step 18: service gdnsd enable
+{ timeout 300 systemctl enable 'gdnsd'; } > "$log" 2>&1 < /dev/null || fail 18
+say 18 changed
+# step 19: service gdnsd start
+{ timeout 300 systemctl start 'gdnsd'; } > "$log" 2>&1 < /dev/null || fail 19
+pending_done 'gdnsd'
+say 19 changed
+# step 20: service xinetd enable
+{ timeout 300 systemctl enable 'xinetd'; } > "$log" 2>&1 < /dev/null || fail 20
+say 20 changed
+# step 21: service xinetd start
+{ timeout 300 systemctl start 'xinetd'; } > "$log" 2>&1 < /dev/null || fail 21
+pending_done 'xinetd'
+say 21 changed
+# step 22: service ssh reload
+{ timeout 300 systemctl reload-or-restart 'ssh'; } > "$log" 2>&1 < /dev/null || fail 22
+pending_done 'ssh'
+say 22 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,130 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx git gitolite3
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'git' 'gitolite3' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for source.sandbox.internal; computed from inventories/sandbox.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# sandbox hosts (sandbox.internal)
+10.213.0.50	app1.sandbox.internal app1
+10.213.0.51	app2.sandbox.internal app2
+10.213.0.20	db1.sandbox.internal db1
+10.213.0.12	mail.sandbox.internal mail
+10.213.0.35	queue1.sandbox.internal queue1
+10.213.0.10	salt.sandbox.internal salt
+10.213.0.30	sessions1.sandbox.internal sessions1
+10.213.0.11	source.sandbox.internal source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: file /etc/resolv.conf
+backup 2 '/etc/resolv.conf'
+f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+search sandbox.internal
+nameserver 10.213.0.10
+options timeout:2 attempts:2
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+say 2 changed
+# step 3: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
+say 3 changed
+# step 4: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+pending_done 'ssh'
+say 4 changed
+# step 5: file /etc/exim4/update-exim4.conf.conf
+pending_add restart 'exim4'
+backup 5 '/etc/exim4/update-exim4.conf.conf'
+f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+# which the exim4 init script runs on (re)start.
+# Satellite: no local delivery except to the spool, everything is sent to the mail host.
+dc_eximconfig_configtype='\''satellite'\''
+dc_other_hostnames='\'''\''
+dc_local_interfaces='\''127.0.0.1 ; ::1'\''
+dc_readhost='\''sandbox.test'\''
+dc_relay_domains='\'''\''
+dc_minimaldns='\''false'\''
+dc_relay_nets='\'''\''
+dc_smarthost='\''mail.sandbox.internal'\''
+CFILEMODE='\''644'\''
+dc_use_split_config='\''false'\''
+dc_hide_mailname='\''true'\''
+dc_mailname_in_oh='\''true'\''
+dc_localdelivery='\''mail_spool'\''
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+say 5 changed
+# step 6: file /etc/mailname
+pending_add restart 'exim4'
+backup 6 '/etc/mailname'
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'source.sandbox.internal
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+say 6 changed
+# step 7: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
+say 7 changed
+# step 8: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+pending_done 'exim4'
+say 8 changed
+# step 9: user git
+getent passwd 'git' >/dev/null || useradd --system --home-dir '/srv/git' --shell '/bin/sh' 'git' > "$log" 2>&1 || fail 9
+say 9 changed
+# step 10: dir /srv/git
+{ mkdir -p '/srv/git' && chown 'git':'git' '/srv/git' && chmod 0750 '/srv/git'; } > "$log" 2>&1 || fail 10
+say 10 changed
+# step 11: file /etc/gitolite3/admin.pub
+backup 11 '/etc/gitolite3/admin.pub'
+f='/etc/gitolite3/admin.pub'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s 'canary-gitolite_admin_pubkey
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gitolite3/admin.pub'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+say 11 changed
+# step 12: command gitolite setup
+timeout 1800 sh -c 'runuser -u git -- env HOME=/srv/git gitolite setup -pk /etc/gitolite3/admin.pub' > "$log" 2>&1 < /dev/null || fail 12
+say 12 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,94 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages xinetd
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'xinetd' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for salt.staging.wpdn; computed from inventories/staging.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# staging hosts (staging.wpdn)
+10.20.1.50	app1.staging.wpdn app1
+10.20.1.20	db1.staging.wpdn db1
+10.20.1.12	mail.staging.wpdn mail
+10.20.1.35	queue1.staging.wpdn queue1
+10.20.1.10	salt.staging.wpdn salt
+10.20.1.30	sessions1.staging.wpdn sessions1
+10.20.1.11	source.staging.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: dir /srv/backups
+{ mkdir -p '/srv/backups' && chown 'root':'root' '/srv/backups' && chmod 0755 '/srv/backups'; } > "$log" 2>&1 || fail 3
+say 3 changed
+# step 4: file /etc/rsyncd.conf
+backup 4 '/etc/rsyncd.conf'
+f='/etc/rsyncd.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role salt): rsync modules served through xinetd (/etc/xinetd.d/rsync).
+uid = nobody
+gid = nogroup
+use chroot = yes
+max connections = 8
+timeout = 300
+reverse lookup = no
+log file = /var/log/rsyncd.log
+hosts allow = 127.0.0.1 10.20.1.50 10.20.1.20 10.20.1.12 10.20.1.35 10.20.1.10 10.20.1.30 10.20.1.11
+hosts deny = *
+
+[backups]
+	comment = staging backups
+	path = /srv/backups
+	read only = yes
+	list = yes
+	uid = root
+	gid = root
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 4; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rsyncd.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 4; }
+say 4 changed
+# step 5: service xinetd restart
+{ timeout 300 systemctl restart 'xinetd'; } > "$log" 2>&1 < /dev/null || fail 5
+pending_done 'xinetd'
+say 5 changed
+# step 6: service rsync disable
+{ timeout 300 systemctl disable 'rsync'; } > "$log" 2>&1 < /dev/null || fail 6
+say 6 changed
+# step 7: service rsync stop
+{ timeout 300 systemctl stop 'rsync'; } > "$log" 2>&1 < /dev/null || fail 7
+pending_done 'rsync'
+say 7 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'

@@ -1,0 +1,134 @@
+set -u
+umask 022
+export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+me=$(id -un):$(id -gn)
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+P="$S/pending"
+mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+rm -f "$S"/backup/*
+log="$S/step.log"
+say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
+fail() {
+  rc=$?
+  say "$1" failed
+  tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
+  printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  exit 1
+}
+pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+restore() {
+  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+}
+# step 0: packages memcached
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'memcached' > "$log" 2>&1 || fail 0
+say 0 changed
+# step 1: file /etc/hosts
+backup 1 '/etc/hosts'
+f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (role base) for sessions1.staging.wpdn; computed from inventories/staging.yaml.
+127.0.0.1	localhost
+::1	localhost ip6-localhost ip6-loopback
+ff02::1	ip6-allnodes
+ff02::2	ip6-allrouters
+
+# staging hosts (staging.wpdn)
+10.20.1.50	app1.staging.wpdn app1
+10.20.1.20	db1.staging.wpdn db1
+10.20.1.12	mail.staging.wpdn mail
+10.20.1.35	queue1.staging.wpdn queue1
+10.20.1.10	salt.staging.wpdn salt
+10.20.1.30	sessions1.staging.wpdn sessions1
+10.20.1.11	source.staging.wpdn source
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+say 1 changed
+# step 2: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
+pending_done 'ssh'
+say 2 changed
+# step 3: file /etc/redis/redis.conf
+pending_add restart 'redis-server'
+backup 3 '/etc/redis/redis.conf'
+f='/etc/redis/redis.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 137; printf %s '# Managed by infra (role sessions) for sessions1.staging.wpdn: Redis 7.0.
+# Debian'\''s systemd unit runs `redis-server /etc/redis/redis.conf --supervised systemd --daemonize no`;
+# its init script (hosts without systemd) needs the server to daemonize itself.
+
+# Network: localhost and the private address only; a password is required.
+bind 127.0.0.1 10.20.1.30
+protected-mode yes
+port 6379
+tcp-backlog 511
+timeout 0
+tcp-keepalive 300
+requirepass canary-redis_password
+
+# Process
+daemonize yes
+pidfile /run/redis/redis-server.pid
+loglevel notice
+logfile /var/log/redis/redis-server.log
+databases 16
+always-show-logo no
+
+# Persistence: sessions survive a restart.
+save 900 1
+save 300 10
+save 60 10000
+stop-writes-on-bgsave-error yes
+rdbcompression yes
+rdbchecksum yes
+dbfilename dump.rdb
+dir /var/lib/redis
+appendonly no
+
+# Memory
+maxmemory 256mb
+maxmemory-policy volatile-lru
+
+# Dangerous commands are not needed by session clients.
+rename-command FLUSHALL ""
+rename-command FLUSHDB ""
+
+slowlog-log-slower-than 10000
+slowlog-max-len 128
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3; }
+{ { [ 'redis':'redis' = "$me" ] && ! [ -g "$dir" ]; } || chown 'redis':'redis' "$tmp" && mv -f "$tmp" '/etc/redis/redis.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 3; }
+say 3 changed
+# step 4: file /etc/memcached.conf
+backup 4 '/etc/memcached.conf'
+f='/etc/memcached.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
+umask 133; printf %s '# Managed by infra (sessions1.staging.wpdn): Memcached, read by Debian'\''s systemd-memcached-wrapper.
+# Bound to localhost and the private address, UDP off; reachable only from the hosts the
+# role exposes port 11211 to.
+-d
+logfile /var/log/memcached.log
+-m 64
+-p 11211
+-U 0
+-u memcache
+-l 127.0.0.1
+-l 10.20.1.30
+-c 1024
+-P /var/run/memcached/memcached.pid
+' > "$tmp" 2>"$log"
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 4; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/memcached.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 4; }
+say 4 changed
+# step 5: service redis-server restart
+{ timeout 300 systemctl restart 'redis-server'; } > "$log" 2>&1 < /dev/null || fail 5
+pending_done 'redis-server'
+say 5 changed
+# step 6: service memcached restart
+{ timeout 300 systemctl restart 'memcached'; } > "$log" 2>&1 < /dev/null || fail 6
+pending_done 'memcached'
+say 6 changed
+rm -f "$S"/backup/* "$log"
+printf '@@infra\tdone\n'
