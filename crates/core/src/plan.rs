@@ -255,7 +255,8 @@ pub fn plan_host(
         .filter(|p| !facts.installed.contains(*p))
         .cloned()
         .collect();
-    if !missing.is_empty() {
+    let installing = !missing.is_empty();
+    if installing {
         steps.push(Step::Packages {
             action: Action::Create,
             names: missing,
@@ -416,7 +417,8 @@ pub fn plan_host(
             let why = take(&mut dirty, &spec.name);
             if !spec.enable {
                 // Disabled services are stopped; what changed in their files waits for them.
-                if fact.enabled {
+                // A service its package brings in this run may come enabled at boot.
+                if fact.enabled || (!fact.exists && installing) {
                     steps.push(svc_step(ServiceAction::Disable, Vec::new()));
                 }
                 if fact.running {

@@ -53,6 +53,19 @@ restore() {
 
 /// Builds the script for `plan`, taking file contents from `desired` (checked against the
 /// hashes the plan was made with).
+/// Before `apt-get install`: a `policy-rc.d` that keeps the packages' maintainer scripts from
+/// starting their daemons (on systemd and sysvinit alike), so a daemon first runs when its
+/// service step starts it, with the config this run wrote, not the package's default. One left
+/// by a killed run (its marker line) is taken as ours; anyone else's is left alone.
+const NO_START: &str = "P=/usr/sbin/policy-rc.d; own=
+if [ ! -e \"$P\" ] || grep -qx '# infra: no daemon starts during apt-get' \"$P\" 2>/dev/null; then
+  printf '#!/bin/sh\\n# infra: no daemon starts during apt-get\\nexit 101\\n' > \"$P\" && chmod 755 \"$P\" && own=1
+fi
+";
+
+/// After `apt-get install`: removes the `policy-rc.d` that [`NO_START`] wrote.
+const ALLOW_START: &str = "[ -z \"$own\" ] || rm -f \"$P\"\n";
+
 pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, ScriptError> {
     let contents: BTreeMap<&str, &[u8]> = desired
         .files()
@@ -91,8 +104,14 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
         let n = sh_quote(name);
         match (plan.init, verb) {
             (InitSystem::Systemd, "reload") => format!("timeout {SERVICE_TIMEOUT} systemctl reload-or-restart {n}"),
+            // Disabling a service no installed package provides has nothing to do.
+            (InitSystem::Systemd, "disable") => format!(
+                "if systemctl cat {n} >/dev/null 2>&1; then timeout {SERVICE_TIMEOUT} systemctl disable {n}; fi"
+            ),
             (InitSystem::Systemd, v) => format!("timeout {SERVICE_TIMEOUT} systemctl {v} {n}"),
-            (InitSystem::Sysv, "disable") => format!("update-rc.d {n} disable"),
+            (InitSystem::Sysv, "disable") => {
+                format!("if [ -e /etc/init.d/{n} ]; then update-rc.d {n} disable; fi")
+            }
             (InitSystem::Sysv, "enable") => format!(
                 "{{ [ -x /etc/init.d/{name} ] || {{ echo 'no /etc/init.d/{name} on this host (it has no systemd)'; false; }}; }} && update-rc.d {n} defaults && update-rc.d {n} enable"
             ),
@@ -134,7 +153,7 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
                 let list: Vec<String> = names.iter().map(|n| sh_quote(n)).collect();
                 let _ = writeln!(
                     s,
-                    "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {} > \"$log\" 2>&1 || fail {i}\nsay {i} changed",
+                    "{NO_START}apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {} > \"$log\" 2>&1; rc=$?\n{ALLOW_START}[ $rc = 0 ] || fail {i}\nsay {i} changed",
                     list.join(" ")
                 );
             }

@@ -35,7 +35,13 @@ grep -q "^UUID=$uuid " /etc/fstab 2>/dev/null || printf 'UUID=%s %s %s defaults,
 mount '/srv/backups' > "$log" 2>&1 || mount -t 'ext4' "$dev" '/srv/backups' > "$log" 2>&1 || fail 0
 say 0 changed
 # step 1: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx gdnsd xinetd
-apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'gdnsd' 'xinetd' > "$log" 2>&1 || fail 1
+P=/usr/sbin/policy-rc.d; own=
+if [ ! -e "$P" ] || grep -qx '# infra: no daemon starts during apt-get' "$P" 2>/dev/null; then
+  printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$P" && chmod 755 "$P" && own=1
+fi
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'gdnsd' 'xinetd' > "$log" 2>&1; rc=$?
+[ -z "$own" ] || rm -f "$P"
+[ $rc = 0 ] || fail 1
 say 1 changed
 # step 2: file /etc/hosts
 backup 2 '/etc/hosts'
@@ -343,9 +349,12 @@ say 21 changed
 { timeout 300 systemctl start 'xinetd'; } > "$log" 2>&1 < /dev/null || fail 22
 pending_done 'xinetd'
 say 22 changed
-# step 23: service ssh reload
-{ timeout 300 systemctl reload-or-restart 'ssh'; } > "$log" 2>&1 < /dev/null || fail 23
-pending_done 'ssh'
+# step 23: service rsync disable
+{ if systemctl cat 'rsync' >/dev/null 2>&1; then timeout 300 systemctl disable 'rsync'; fi; } > "$log" 2>&1 < /dev/null || fail 23
 say 23 changed
+# step 24: service ssh reload
+{ timeout 300 systemctl reload-or-restart 'ssh'; } > "$log" 2>&1 < /dev/null || fail 24
+pending_done 'ssh'
+say 24 changed
 rm -f "$S"/backup/* "$log"
 printf '@@infra\tdone\n'
