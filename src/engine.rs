@@ -324,7 +324,7 @@ fn pause_for_tests(script: String, plan: &HostPlan) -> String {
     let index = plan
         .steps
         .iter()
-        .position(|s| matches!(s, infra_core::plan::Step::File { dest: d, .. } if *d == dest));
+        .position(|s| matches!(s, infra_core::plan::Step::File(f) if f.dest == dest));
     match index {
         Some(i) => script.replacen(
             &format!("say {i} changed\n"),

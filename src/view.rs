@@ -4,6 +4,7 @@ use crate::cli::{ColorChoice, HostsFormat, RolesFormat};
 use crate::commands::CliError;
 use infra_core::diagnostic::{Diagnostic, Severity};
 use infra_core::environment::Environment;
+use infra_core::kinds;
 use infra_core::render::{Origin, RenderedFile};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -394,30 +395,32 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
         )?;
         for step in &h.steps {
             match step {
-                Step::Volume {
+                Step::Volume(kinds::volume::Step {
                     action,
                     device,
                     fs,
                     mount,
-                } => writeln!(
+                }) => writeln!(
                     out,
                     "  {} volume {device} mounted at {mount} ({fs}, formatted only if blank)",
                     sym(*action)
                 )?,
-                Step::Packages { action, names } => {
+                Step::Packages(kinds::package::Step { action, names }) => {
                     writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
                 }
-                Step::User { action, name, .. } => writeln!(out, "  {} user {name}", sym(*action))?,
-                Step::Group { action, name, .. } => {
+                Step::User(kinds::user::Step { action, name, .. }) => {
+                    writeln!(out, "  {} user {name}", sym(*action))?
+                }
+                Step::Group(kinds::group::Step { action, name, .. }) => {
                     writeln!(out, "  {} group {name}", sym(*action))?
                 }
-                Step::Dir {
+                Step::Dir(kinds::dir::Step {
                     action,
                     path,
                     before,
                     after,
                     ..
-                } => {
+                }) => {
                     let was = before
                         .as_ref()
                         .map(|b| format!(" (was {}:{} {})", b.owner, b.group, b.mode))
@@ -431,7 +434,7 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
                         after.mode
                     )?
                 }
-                Step::File {
+                Step::File(kinds::file::Step {
                     action,
                     dest,
                     before,
@@ -439,7 +442,7 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
                     diff,
                     sensitive,
                     ..
-                } => {
+                }) => {
                     writeln!(
                         out,
                         "  {} file {dest} ({}:{} {})",
@@ -473,26 +476,26 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
                         }
                     }
                 }
-                Step::Link {
+                Step::Link(kinds::link::Step {
                     action,
                     path,
                     target,
                     before,
                     ..
-                } => {
+                }) => {
                     let was = before
                         .as_ref()
                         .map(|b| format!(" (was {b})"))
                         .unwrap_or_default();
                     writeln!(out, "  {} link {path} -> {target}{was}", sym(*action))?
                 }
-                Step::Service {
+                Step::Service(kinds::service::Step {
                     action,
                     name,
                     triggered_by,
                     check,
                     ..
-                } => {
+                }) => {
                     let checked = check
                         .as_ref()
                         .filter(|_| !triggered_by.is_empty())
@@ -501,11 +504,20 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
                     let why = if triggered_by.is_empty() {
                         String::new()
                     } else {
-                        format!(" because of {}", triggered_by.join(", "))
+                        format!(
+                            " because of {}",
+                            triggered_by
+                                .iter()
+                                .map(|t| t.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     };
                     writeln!(out, "  ~ service {name}: {}{checked}{why}", action.as_str())?
                 }
-                Step::Command { name, run, .. } => writeln!(out, "  + command {name:?}: {run}")?,
+                Step::Command(kinds::command::Step { name, run, .. }) => {
+                    writeln!(out, "  + command {name:?}: {run}")?
+                }
             }
         }
     }

@@ -136,16 +136,24 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
         ..Facts::default()
     };
     for v in &desired.volumes {
-        facts.mounts.insert(v.mount.clone(), v.device.clone());
+        facts
+            .volume
+            .mounts
+            .insert(v.mount.clone(), v.device.clone());
     }
-    facts.installed.extend(desired.packages.iter().cloned());
+    facts
+        .package
+        .installed
+        .extend(desired.packages.iter().cloned());
     let mut command_index = 0;
     for role in &desired.roles {
         facts
-            .groups
+            .group
+            .existing
             .extend(role.groups.iter().map(|g| g.name.clone()));
         facts
-            .users
+            .user
+            .existing
             .extend(role.users.iter().map(|u| u.name.clone()));
         for d in &role.dirs {
             let fact = PathFact {
@@ -153,7 +161,6 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
                 owner: d.owner.clone(),
                 group: d.group.clone(),
                 kind: PathKind::Dir,
-                sha256: None,
             };
             facts.paths.insert(d.path.clone(), fact);
         }
@@ -163,12 +170,12 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
                 owner: f.owner.clone(),
                 group: f.group.clone(),
                 kind: PathKind::File,
-                sha256: Some(sha256(&f.content)),
             };
             facts.paths.insert(f.dest.clone(), fact);
+            facts.file.sha256.insert(f.dest.clone(), sha256(&f.content));
         }
         for l in &role.links {
-            facts.links.insert(l.path.clone(), l.target.clone());
+            facts.link.targets.insert(l.path.clone(), l.target.clone());
         }
         for s in &role.services {
             let fact = ServiceFact {
@@ -176,10 +183,10 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
                 running: s.enable,
                 enabled: s.enable,
             };
-            facts.services.insert(s.name.clone(), fact);
+            facts.service.states.insert(s.name.clone(), fact);
         }
         for _ in &role.commands {
-            facts.commands_done.insert(command_index);
+            facts.command.done.insert(command_index);
             command_index += 1;
         }
     }

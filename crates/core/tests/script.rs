@@ -188,9 +188,9 @@ fn plan_apply_converge_then_a_failed_check_restores_the_file() {
     let bad = desired(&root, "X\n");
     let p = plan(&bad, &state);
     assert_eq!(p.steps.len(), 1);
-    let Step::File {
+    let Step::File(infra_core::kinds::file::Step {
         diff: Some(diff), ..
-    } = &p.steps[0]
+    }) = &p.steps[0]
     else {
         panic!("{:?}", p.steps)
     };
@@ -337,10 +337,14 @@ fn installed_packages_agree_with_dpkg_query() {
             .output()
             .expect("dpkg-query (the tests run on Debian)");
         let installed = String::from_utf8_lossy(&q.stdout).starts_with("ii");
-        assert_eq!(f.installed.contains(name), installed, "{name}: {out}");
+        assert_eq!(
+            f.package.installed.contains(name),
+            installed,
+            "{name}: {out}"
+        );
     }
     assert!(
-        f.installed.contains("bash") && f.installed.contains("dpkg"),
+        f.package.installed.contains("bash") && f.package.installed.contains("dpkg"),
         "{out}"
     );
 }

@@ -35,12 +35,12 @@ grep -q "^UUID=$uuid " /etc/fstab 2>/dev/null || printf 'UUID=%s %s %s defaults,
 mount '/var/lib/postgresql' > "$log" 2>&1 || mount -t 'ext4' "$dev" '/var/lib/postgresql' > "$log" 2>&1 || fail 0
 say 0 changed
 # step 1: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx rabbitmq-server postgresql-15 postgresql-client-15
-P=/usr/sbin/policy-rc.d; own=
-if [ ! -e "$P" ] || grep -qx '# infra: no daemon starts during apt-get' "$P" 2>/dev/null; then
-  printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$P" && chmod 755 "$P" && own=1
+prc=/usr/sbin/policy-rc.d; own=
+if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc" 2>/dev/null; then
+  printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$prc" && chmod 755 "$prc" && own=1
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'rabbitmq-server' 'postgresql-15' 'postgresql-client-15' > "$log" 2>&1; rc=$?
-[ -z "$own" ] || rm -f "$P"
+[ -z "$own" ] || rm -f "$prc"
 [ $rc = 0 ] || fail 1
 say 1 changed
 # step 2: file /etc/hosts

@@ -22,12 +22,12 @@ restore() {
   if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
 }
 # step 0: packages gitolite3
-P=/usr/sbin/policy-rc.d; own=
-if [ ! -e "$P" ] || grep -qx '# infra: no daemon starts during apt-get' "$P" 2>/dev/null; then
-  printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$P" && chmod 755 "$P" && own=1
+prc=/usr/sbin/policy-rc.d; own=
+if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc" 2>/dev/null; then
+  printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$prc" && chmod 755 "$prc" && own=1
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'gitolite3' > "$log" 2>&1; rc=$?
-[ -z "$own" ] || rm -f "$P"
+[ -z "$own" ] || rm -f "$prc"
 [ $rc = 0 ] || fail 0
 say 0 changed
 # step 1: file /etc/hosts

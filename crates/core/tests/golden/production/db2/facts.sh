@@ -1,10 +1,10 @@
 export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi
 printf 'init\t%s\n' "$init"
+stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/etc/mysql/tls' '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/mysql/mariadb.conf.d/50-server.cnf' '/etc/mysql/mariadb.conf.d/60-replication.cnf' '/etc/mysql/mariadb.conf.d/70-tls.cnf' '/etc/mysql/tls/ca.pem' '/etc/mysql/tls/server-cert.pem' '/etc/mysql/tls/server-key.pem' '/usr/local/sbin/infra-mariadb-setup' 2>/dev/null
 findmnt -n -o SOURCE --mountpoint '/var/lib/mysql' 2>/dev/null | while read -r d; do printf 'mount\t%s\t%s\n' '/var/lib/mysql' "$d"; done
-stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/mysql/mariadb.conf.d/50-server.cnf' '/etc/mysql/mariadb.conf.d/60-replication.cnf' '/etc/mysql/mariadb.conf.d/70-tls.cnf' '/etc/mysql/tls/ca.pem' '/etc/mysql/tls/server-cert.pem' '/etc/mysql/tls/server-key.pem' '/usr/local/sbin/infra-mariadb-setup' '/etc/mysql/tls' 2>/dev/null
-sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/mysql/mariadb.conf.d/50-server.cnf' '/etc/mysql/mariadb.conf.d/60-replication.cnf' '/etc/mysql/mariadb.conf.d/70-tls.cnf' '/etc/mysql/tls/ca.pem' '/etc/mysql/tls/server-cert.pem' '/etc/mysql/tls/server-key.pem' '/usr/local/sbin/infra-mariadb-setup' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
 grep -Fx -A3 -e 'Package: rsync' -e 'Package: ca-certificates' -e 'Package: curl' -e 'Package: less' -e 'Package: vim-tiny' -e 'Package: openssh-server' -e 'Package: exim4-daemon-light' -e 'Package: bsd-mailx' -e 'Package: mariadb-server' -e 'Package: mariadb-client' /var/lib/dpkg/status 2>/dev/null | while read -r k a b c; do case $k in Package:) p=$a;; Status:) [ -n "$p" ] && printf 'pkg\t%s\t%s %s %s\n' "$p" "$a" "$b" "$c"; p=;; esac; done
+sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/mysql/mariadb.conf.d/50-server.cnf' '/etc/mysql/mariadb.conf.d/60-replication.cnf' '/etc/mysql/mariadb.conf.d/70-tls.cnf' '/etc/mysql/tls/ca.pem' '/etc/mysql/tls/server-cert.pem' '/etc/mysql/tls/server-key.pem' '/usr/local/sbin/infra-mariadb-setup' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
 svc='ssh'; e=0; r=0; n=0
 if [ "$init" = systemd ]; then
   systemctl cat "$svc" >/dev/null 2>&1 && e=1
@@ -38,7 +38,7 @@ else
   for l in /etc/rc2.d/S??"$svc"; do [ -e "$l" ] && n=1; done
 fi
 printf 'svc\t%s\t%s\t%s\t%s\n' "$svc" $e $r $n
-if sh -c '/usr/local/sbin/infra-mariadb-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
 P="${INFRA_STATE_DIR:-/var/lib/infra}/pending"
 [ -f "$P" ] && while read -r a b; do [ -n "$b" ] && printf 'pending\t%s\t%s\n' "$a" "$b"; done < "$P"
+if sh -c '/usr/local/sbin/infra-mariadb-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
 exit 0

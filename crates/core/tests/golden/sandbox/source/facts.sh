@@ -1,10 +1,10 @@
 export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi
 printf 'init\t%s\n' "$init"
-stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/gitolite3/admin.pub' '/srv/git' 2>/dev/null
-sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/gitolite3/admin.pub' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
+stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/srv/git' '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/gitolite3/admin.pub' 2>/dev/null
 grep -Fx -A3 -e 'Package: rsync' -e 'Package: ca-certificates' -e 'Package: curl' -e 'Package: less' -e 'Package: vim-tiny' -e 'Package: openssh-server' -e 'Package: exim4-daemon-light' -e 'Package: bsd-mailx' -e 'Package: git' -e 'Package: gitolite3' /var/lib/dpkg/status 2>/dev/null | while read -r k a b c; do case $k in Package:) p=$a;; Status:) [ -n "$p" ] && printf 'pkg\t%s\t%s %s %s\n' "$p" "$a" "$b" "$c"; p=;; esac; done
 for u in 'git'; do getent passwd "$u" >/dev/null && printf 'user\t%s\n' "$u"; done
+sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/gitolite3/admin.pub' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
 svc='ssh'; e=0; r=0; n=0
 if [ "$init" = systemd ]; then
   systemctl cat "$svc" >/dev/null 2>&1 && e=1
@@ -27,7 +27,7 @@ else
   for l in /etc/rc2.d/S??"$svc"; do [ -e "$l" ] && n=1; done
 fi
 printf 'svc\t%s\t%s\t%s\t%s\n' "$svc" $e $r $n
-if [ -e '/srv/git/.gitolite.rc' ]; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
 P="${INFRA_STATE_DIR:-/var/lib/infra}/pending"
 [ -f "$P" ] && while read -r a b; do [ -n "$b" ] && printf 'pending\t%s\t%s\n' "$a" "$b"; done < "$P"
+if [ -e '/srv/git/.gitolite.rc' ]; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
 exit 0

@@ -1,10 +1,10 @@
 export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi
 printf 'init\t%s\n' "$init"
-findmnt -n -o SOURCE --mountpoint '/var/lib/postgresql' 2>/dev/null | while read -r d; do printf 'mount\t%s\t%s\n' '/var/lib/postgresql' "$d"; done
 stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/rabbitmq/rabbitmq.conf' '/etc/rabbitmq/rabbitmq-env.conf' '/usr/local/sbin/infra-rabbitmq-setup' '/etc/postgresql/15/main/postgresql.conf' '/etc/postgresql/15/main/pg_hba.conf' '/usr/local/sbin/infra-postgres-setup' 2>/dev/null
-sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/rabbitmq/rabbitmq.conf' '/etc/rabbitmq/rabbitmq-env.conf' '/usr/local/sbin/infra-rabbitmq-setup' '/etc/postgresql/15/main/postgresql.conf' '/etc/postgresql/15/main/pg_hba.conf' '/usr/local/sbin/infra-postgres-setup' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
+findmnt -n -o SOURCE --mountpoint '/var/lib/postgresql' 2>/dev/null | while read -r d; do printf 'mount\t%s\t%s\n' '/var/lib/postgresql' "$d"; done
 grep -Fx -A3 -e 'Package: rsync' -e 'Package: ca-certificates' -e 'Package: curl' -e 'Package: less' -e 'Package: vim-tiny' -e 'Package: openssh-server' -e 'Package: exim4-daemon-light' -e 'Package: bsd-mailx' -e 'Package: rabbitmq-server' -e 'Package: postgresql-15' -e 'Package: postgresql-client-15' /var/lib/dpkg/status 2>/dev/null | while read -r k a b c; do case $k in Package:) p=$a;; Status:) [ -n "$p" ] && printf 'pkg\t%s\t%s %s %s\n' "$p" "$a" "$b" "$c"; p=;; esac; done
+sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/rabbitmq/rabbitmq.conf' '/etc/rabbitmq/rabbitmq-env.conf' '/usr/local/sbin/infra-rabbitmq-setup' '/etc/postgresql/15/main/postgresql.conf' '/etc/postgresql/15/main/pg_hba.conf' '/usr/local/sbin/infra-postgres-setup' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
 svc='ssh'; e=0; r=0; n=0
 if [ "$init" = systemd ]; then
   systemctl cat "$svc" >/dev/null 2>&1 && e=1
@@ -49,8 +49,8 @@ else
   for l in /etc/rc2.d/S??"$svc"; do [ -e "$l" ] && n=1; done
 fi
 printf 'svc\t%s\t%s\t%s\t%s\n' "$svc" $e $r $n
-if sh -c '/usr/local/sbin/infra-rabbitmq-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
-if sh -c '/usr/local/sbin/infra-postgres-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t1\t1\n'; else printf 'cmd\t1\t0\n'; fi
 P="${INFRA_STATE_DIR:-/var/lib/infra}/pending"
 [ -f "$P" ] && while read -r a b; do [ -n "$b" ] && printf 'pending\t%s\t%s\n' "$a" "$b"; done < "$P"
+if sh -c '/usr/local/sbin/infra-rabbitmq-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
+if sh -c '/usr/local/sbin/infra-postgres-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t1\t1\n'; else printf 'cmd\t1\t0\n'; fi
 exit 0

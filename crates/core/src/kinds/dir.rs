@@ -1,0 +1,74 @@
+//! Directories: created with their owner, group and mode, or corrected. Facts: the shared
+//! `stat` of their paths.
+
+use super::{Kind, Planner, ScriptError, Writer};
+use crate::desired::{DesiredHost, RoleState, DIR_MODE};
+use crate::facts::PathKind;
+use crate::plan::{Action, FileState};
+use crate::shell::{n, w, Arg, Script};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub action: Action,
+    pub role: String,
+    pub path: String,
+    pub before: Option<FileState>,
+    pub after: FileState,
+}
+
+/// Directories have no facts beyond the shared `stat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts;
+
+impl Kind for Step {
+    fn paths(desired: &DesiredHost) -> Vec<&str> {
+        desired.dirs().map(|d| d.path.as_str()).collect()
+    }
+
+    fn plan_role(role: &RoleState, p: &mut Planner) {
+        for d in &role.dirs {
+            let after = FileState {
+                owner: d.owner.clone(),
+                group: d.group.clone(),
+                mode: d.mode.unwrap_or(DIR_MODE),
+                sha256: None,
+            };
+            let fact = p.facts.paths.get(&d.path);
+            let before = fact.map(|f| f.state(None));
+            let action = match (&before, fact) {
+                (None, _) => Some(Action::Create),
+                (Some(_), Some(f)) if f.kind != PathKind::Dir => Some(Action::Update),
+                (Some(b), _) if *b != after => Some(Action::Update),
+                _ => None,
+            };
+            if let Some(action) = action {
+                p.steps.push(
+                    Step {
+                        action,
+                        role: role.role.clone(),
+                        path: d.path.clone(),
+                        before,
+                        after,
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("dir {}", self.path)
+    }
+
+    fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
+        let p = w(&self.path);
+        let (o, g) = (w(&self.after.owner), w(&self.after.group));
+        s.line(
+            "{ mkdir -p {} && chown {}:{} {} && chmod {} {}; } > \"$log\" 2>&1 || fail {}",
+            &[p, o, g, p, Arg::Mode(self.after.mode), p, n(i)],
+        )
+        .line("say {} changed", &[n(i)]);
+        Ok(())
+    }
+}

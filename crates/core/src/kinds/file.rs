@@ -1,0 +1,271 @@
+//! Files: rendered content written through a temp file in the same directory, owner and mode
+//! set before it takes its place, its `check` run after, the previous file put back when the
+//! check fails. Facts: the shared `stat`, and one `sha256sum` of every destination.
+
+use super::service::Trigger;
+use super::{BadLine, Kind, Planner, ScriptError, Writer};
+use crate::desired::{DesiredHost, RoleState};
+use crate::facts::{sha256, PathKind};
+use crate::model::Mode;
+use crate::plan::{unified_diff, Action, FileState};
+use crate::render::RenderedFile;
+use crate::shell::{n, w, Arg, Script};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub action: Action,
+    pub role: String,
+    pub dest: String,
+    pub before: Option<FileState>,
+    pub after: FileState,
+    /// Unified diff, `--- current` / `+++ rendered`; none for a file holding a secret.
+    pub diff: Option<String>,
+    /// The file holds a secret: shown as changed hashes only.
+    pub sensitive: bool,
+    pub check: Option<String>,
+    pub notify: Vec<String>,
+}
+
+/// sha256 of each destination that is a readable file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub sha256: BTreeMap<String, String>,
+}
+
+impl Facts {
+    fn matches(&self, facts: &super::Facts, f: &RenderedFile) -> bool {
+        facts
+            .paths
+            .get(&f.dest)
+            .is_some_and(|p| p.kind == PathKind::File)
+            && self.sha256.get(&f.dest) == Some(&sha256(&f.content))
+    }
+}
+
+/// Files whose current content the plan wants for a diff: changed and holding no secret.
+pub fn files_to_diff(desired: &DesiredHost, facts: &super::Facts) -> Vec<String> {
+    desired
+        .files()
+        .filter(|f| f.secrets.is_empty())
+        .filter(|f| {
+            facts
+                .paths
+                .get(&f.dest)
+                .is_some_and(|p| p.kind == PathKind::File)
+                && !facts.file.matches(facts, f)
+        })
+        .map(|f| f.dest.clone())
+        .collect()
+}
+
+impl Kind for Step {
+    fn paths(desired: &DesiredHost) -> Vec<&str> {
+        desired.files().map(|f| f.dest.as_str()).collect()
+    }
+
+    fn probe(desired: &DesiredHost, s: &mut Script) {
+        let files = Self::paths(desired);
+        if !files.is_empty() {
+            // One sha256sum for every file; destinations hold no spaces (validation).
+            s.line("sha256sum -- {} 2>/dev/null | while read -r h f; do printf 'hash\\t%s\\t%s\\n' \"$h\" \"$f\"; done", &[Arg::Words(&files)]);
+        }
+    }
+
+    fn parse(fields: &[&str], facts: &mut super::Facts) -> Option<Result<(), BadLine>> {
+        let ["hash", hash, path] = fields else {
+            return None;
+        };
+        facts.file.sha256.insert(path.to_string(), hash.to_string());
+        Some(Ok(()))
+    }
+
+    fn plan_role(role: &RoleState, p: &mut Planner) {
+        for f in &role.files {
+            if let Some(step) = plan_file(&role.role, f, p) {
+                p.steps.push(step.into());
+            }
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("file {}", self.dest)
+    }
+
+    fn script(&self, i: usize, wr: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
+        let content = self.content(wr)?;
+        let d = w(&self.dest);
+        for (verb, name) in wr.journal.get(self.dest.as_str()).into_iter().flatten() {
+            s.line("pending_add {} {}", &[Arg::Const(verb.as_str()), w(name)]);
+        }
+        s.line("backup {} {}", &[n(i), d])
+            .line(
+                "f={}; dir=${f%/*}; [ -d \"$dir\" ] || mkdir -p \"$dir\"",
+                &[d],
+            )
+            .raw("tmp=\"$dir/.infra-$$.${f##*/}.tmp\"; [ -e \"$tmp\" ] && rm -f \"$tmp\"\n");
+        write_tmp(s, content, self.after.mode, i);
+        self.put_in_place(i, s);
+        if let Some(c) = &self.check {
+            let undo = self.undo_on_failed_check(wr);
+            s.line(
+                "sh -c {} > \"$log\" 2>&1 < /dev/null || { r=$?; restore {} {}; {}(exit $r) || fail {}; }",
+                &[w(c), n(i), d, Arg::Frag(&undo), n(i)],
+            );
+        }
+        s.line("say {} changed", &[n(i)]);
+        let plan = wr.plan;
+        if let Some(super::Step::File(me)) = plan.steps.get(i) {
+            wr.written.insert(me.dest.as_str(), i);
+        }
+        Ok(())
+    }
+}
+
+impl Step {
+    /// The rendered content, checked against the hash the plan was made with.
+    fn content<'a>(&self, wr: &Writer<'a>) -> Result<&'a [u8], ScriptError> {
+        let content =
+            wr.contents
+                .get(self.dest.as_str())
+                .ok_or_else(|| ScriptError::MissingFile {
+                    host: wr.plan.host.clone(),
+                    dest: self.dest.clone(),
+                })?;
+        if self.after.sha256.as_deref() != Some(sha256(content).as_str()) {
+            return Err(ScriptError::ContentChanged {
+                host: wr.plan.host.clone(),
+                dest: self.dest.clone(),
+            });
+        }
+        Ok(content)
+    }
+
+    /// Owner and mode are set before the file takes its place, with as few processes as it
+    /// takes: a new file already has the script's own user and group (unless its directory
+    /// is setgid), and the mode `umask` gave it.
+    fn put_in_place(&self, i: usize, s: &mut Script) {
+        let (o, g) = (w(&self.after.owner), w(&self.after.group));
+        let mut fix = Script::new();
+        fix.push(
+            "{ [ {}:{} = \"$me\" ] && ! [ -g \"$dir\" ]; } || chown {}:{} \"$tmp\"",
+            &[o, g, o, g],
+        );
+        if umask_for(self.after.mode).is_none() {
+            fix.push(" && chmod {} \"$tmp\"", &[Arg::Mode(self.after.mode)]);
+        }
+        fix.push(" && mv -f \"$tmp\" {}", &[w(&self.dest)]);
+        s.line(
+            "{ {}; } >> \"$log\" 2>&1 || { rm -f \"$tmp\"; fail {}; }",
+            &[Arg::Frag(&fix), n(i)],
+        );
+    }
+
+    /// The old file is back: its service needs nothing from this run, unless a file written
+    /// earlier in it, or an unfinished run, asked for it too.
+    fn undo_on_failed_check(&self, wr: &Writer) -> Script {
+        let mut undo = Script::new();
+        for (_, svc) in wr.journal.get(self.dest.as_str()).into_iter().flatten() {
+            let asked_elsewhere = wr.plan.steps.iter().any(|st| match st {
+                super::Step::Service(sv) if sv.name == *svc => {
+                    sv.triggered_by.iter().any(|t| match t {
+                        Trigger::Pending => true,
+                        Trigger::File(f) => wr.written.contains_key(f.as_str()),
+                    })
+                }
+                _ => false,
+            });
+            if !asked_elsewhere {
+                undo.push("pending_done {}; ", &[w(svc)]);
+            }
+        }
+        undo
+    }
+}
+
+/// The step for one file, or none when it already matches.
+fn plan_file(role: &str, f: &RenderedFile, p: &mut Planner) -> Option<Step> {
+    let hash = sha256(&f.content);
+    let after = FileState {
+        owner: f.owner.clone(),
+        group: f.group.clone(),
+        mode: f.mode,
+        sha256: Some(hash.clone()),
+    };
+    let fact = p.facts.paths.get(&f.dest);
+    let before = fact.map(|pf| pf.state(p.facts.file.sha256.get(&f.dest).cloned()));
+    let content_changed = before
+        .as_ref()
+        .is_none_or(|b| b.sha256.as_deref() != Some(&hash))
+        || fact.is_some_and(|pf| pf.kind != PathKind::File);
+    let meta_changed = before
+        .as_ref()
+        .is_some_and(|b| b.owner != after.owner || b.group != after.group || b.mode != after.mode);
+    if !content_changed && !meta_changed {
+        return None;
+    }
+    let sensitive = !f.secrets.is_empty();
+    let diff = (!sensitive && content_changed).then(|| {
+        let old = p.current.get(&f.dest).map(|c| String::from_utf8_lossy(c));
+        let new = String::from_utf8_lossy(&f.content);
+        p.secrets
+            .redact(&unified_diff(old.as_deref().unwrap_or(""), &new))
+    });
+    if content_changed {
+        for svc in &f.notify {
+            p.mark(svc, Trigger::File(f.dest.clone()));
+        }
+    }
+    Some(Step {
+        action: if before.is_none() {
+            Action::Create
+        } else {
+            Action::Update
+        },
+        role: role.to_string(),
+        dest: f.dest.clone(),
+        before,
+        after,
+        diff,
+        sensitive,
+        check: f.check.clone(),
+        notify: f.notify.clone(),
+    })
+}
+
+/// The umask under which the shell's `>` creates a file with exactly `mode` (0666 & ~umask),
+/// when there is one: no execute or special bits.
+fn umask_for(mode: Mode) -> Option<u32> {
+    (mode.0 & !0o666 == 0).then_some(0o777 & !mode.0)
+}
+
+/// Writes `content` to "$tmp" and leaves `log` holding any error. Text goes through the shell's
+/// own `printf` (no process); content that is not UTF-8 or holds a NUL byte, through `base64 -d`.
+/// The file is created under the umask that gives it its mode, when one does.
+fn write_tmp(s: &mut Script, content: &[u8], mode: Mode, i: usize) {
+    s.push(
+        "umask {}; ",
+        &[Arg::Umask(umask_for(mode).unwrap_or(0o077))],
+    );
+    match std::str::from_utf8(content) {
+        Ok(text) if !text.contains('\0') => {
+            s.line("printf %s {} > \"$tmp\" 2>\"$log\"", &[w(text)]);
+        }
+        _ => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+            s.raw("base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n");
+            for chunk in encoded.as_bytes().chunks(76) {
+                // base64's alphabet holds no quote, no `$` and no newline: a word of its own.
+                let line = std::str::from_utf8(chunk).unwrap_or_default();
+                s.push("{}", &[Arg::Base64(line)]).raw("\n");
+            }
+            s.raw("INFRA_EOF\n");
+        }
+    }
+    s.line(
+        "rc=$?; umask 022; [ $rc = 0 ] || { rm -f \"$tmp\"; fail {}; }",
+        &[n(i)],
+    );
+}
