@@ -150,19 +150,19 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
         facts
             .group
             .existing
-            .extend(role.groups.iter().map(|g| g.name.clone()));
+            .extend(role.groups.iter().map(|g| g.name.to_string()));
         facts
             .user
             .existing
-            .extend(role.users.iter().map(|u| u.name.clone()));
+            .extend(role.users.iter().map(|u| u.name.to_string()));
         for d in &role.dirs {
             let fact = PathFact {
                 mode: d.mode.unwrap_or(DIR_MODE).0,
-                owner: d.owner.clone(),
-                group: d.group.clone(),
+                owner: d.owner.to_string(),
+                group: d.group.to_string(),
                 kind: PathKind::Dir,
             };
-            facts.paths.insert(d.path.clone(), fact);
+            facts.paths.insert(d.path.to_string(), fact);
         }
         for f in &role.files {
             let fact = PathFact {
@@ -175,7 +175,10 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
             facts.file.sha256.insert(f.dest.clone(), sha256(&f.content));
         }
         for l in &role.links {
-            facts.link.targets.insert(l.path.clone(), l.target.clone());
+            facts
+                .link
+                .targets
+                .insert(l.path.to_string(), l.target.to_string());
         }
         for s in &role.services {
             let fact = ServiceFact {

@@ -80,7 +80,7 @@ impl DesiredHost {
             for s in &r.services {
                 if seen.insert(format!("service:{}", s.name)) {
                     state.services.push(ServiceSpec {
-                        name: s.name.clone(),
+                        name: s.name.to_string(),
                         enable: s.enable,
                         on_change: s.on_change,
                         check: s.check.clone(),

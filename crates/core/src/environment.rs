@@ -187,7 +187,7 @@ impl<'s> Environment<'s> {
             .filter_map(|r| self.site.roles.get(r))
             .flat_map(|role| role.value.packages.iter())
             .filter(|p| seen.insert(p.as_str()))
-            .cloned()
+            .map(|p| p.to_string())
             .collect()
     }
 

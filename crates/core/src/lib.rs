@@ -7,6 +7,7 @@ pub mod environment;
 pub mod facts;
 pub mod kinds;
 pub mod model;
+pub mod names;
 pub mod plan;
 pub mod render;
 pub mod script;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use crate::names::{AbsPath, Account, Line, Package, ServiceName};
+
 /// A value with the position it was written at.
 pub type Sp<T> = serde_saphyr::Spanned<T>;
 
@@ -38,7 +40,7 @@ pub struct Role {
     #[serde(default)]
     pub exposes: Vec<Expose>,
     #[serde(default)]
-    pub packages: Vec<String>,
+    pub packages: Vec<Package>,
     #[serde(default)]
     pub groups: Vec<Group>,
     #[serde(default)]
@@ -102,9 +104,6 @@ fn default_fs() -> String {
 }
 fn default_true() -> bool {
     true
-}
-fn root() -> String {
-    "root".to_string()
 }
 
 /// Transport protocol of a port.
@@ -241,7 +240,7 @@ pub struct Expose {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
-    pub name: String,
+    pub name: Account,
     #[serde(default)]
     pub system: bool,
 }
@@ -250,26 +249,26 @@ pub struct Group {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    pub name: String,
+    pub name: Account,
     #[serde(default)]
     pub system: bool,
     #[serde(default)]
-    pub home: Option<String>,
+    pub home: Option<AbsPath>,
     #[serde(default)]
-    pub shell: Option<String>,
+    pub shell: Option<AbsPath>,
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Vec<Account>,
 }
 
 /// A directory with its owner and mode.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dir {
-    pub path: String,
-    #[serde(default = "root")]
-    pub owner: String,
-    #[serde(default = "root")]
-    pub group: String,
+    pub path: AbsPath,
+    #[serde(default = "Account::root")]
+    pub owner: Account,
+    #[serde(default = "Account::root")]
+    pub group: Account,
     #[serde(default)]
     pub mode: Option<Mode>,
 }
@@ -278,8 +277,8 @@ pub struct Dir {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
-    pub path: String,
-    pub target: String,
+    pub path: AbsPath,
+    pub target: Line,
 }
 
 /// A managed file: rendered from a template or copied from a static source.
@@ -291,10 +290,10 @@ pub struct FileEntry {
     #[serde(default)]
     pub source: Option<Sp<String>>,
     pub dest: Sp<String>,
-    #[serde(default = "root")]
-    pub owner: String,
-    #[serde(default = "root")]
-    pub group: String,
+    #[serde(default = "Account::root")]
+    pub owner: Account,
+    #[serde(default = "Account::root")]
+    pub group: Account,
     #[serde(default)]
     pub mode: Option<Mode>,
     #[serde(default)]
@@ -318,7 +317,7 @@ pub enum OnChange {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    pub name: String,
+    pub name: ServiceName,
     #[serde(default = "default_true")]
     pub enable: bool,
     #[serde(default)]
@@ -331,7 +330,7 @@ pub struct Service {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Command {
-    pub name: String,
+    pub name: Line,
     pub run: String,
     #[serde(default)]
     pub unless: Option<String>,

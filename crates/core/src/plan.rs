@@ -559,15 +559,15 @@ mod group_tests {
             roles: vec![RoleState {
                 role: "r".into(),
                 groups: vec![Group {
-                    name: "deploy".into(),
+                    name: "deploy".parse().unwrap(),
                     system: true,
                 }],
                 users: vec![User {
-                    name: "app".into(),
+                    name: "app".parse().unwrap(),
                     system: true,
                     home: None,
                     shell: None,
-                    groups: vec!["deploy".into()],
+                    groups: vec!["deploy".parse().unwrap()],
                 }],
                 ..RoleState::default()
             }],

@@ -125,14 +125,14 @@ fn resources(d: &DesiredHost) -> Resources {
             .map(|x| meta(&x.path, &x.owner, &x.group, x.mode.unwrap_or(DIR_MODE).0))
             .collect(),
         links: (d.roles.iter().flat_map(|r| &r.links))
-            .map(|l| (l.path.clone(), l.target.clone()))
+            .map(|l| (l.path.to_string(), l.target.to_string()))
             .collect(),
         packages: d.packages.clone(),
         users: (d.roles.iter().flat_map(|r| &r.users))
-            .map(|u| u.name.clone())
+            .map(|u| u.name.to_string())
             .collect(),
         groups: (d.roles.iter().flat_map(|r| &r.groups))
-            .map(|g| g.name.clone())
+            .map(|g| g.name.to_string())
             .collect(),
         services: d.services().map(|s| (s.name.clone(), s.enable)).collect(),
         commands: d.commands().count(),

@@ -49,9 +49,9 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
         roles: vec![RoleState {
             role: "r".into(),
             dirs: vec![Dir {
-                path: p("d"),
-                owner: user.clone(),
-                group: group.clone(),
+                path: p("d").parse().unwrap(),
+                owner: user.parse().unwrap(),
+                group: group.parse().unwrap(),
                 mode: Some(Mode(0o750)),
             }],
             files: vec![
@@ -64,11 +64,11 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
                 ),
             ],
             links: vec![Link {
-                path: p("l"),
-                target: p("d/a.conf"),
+                path: p("l").parse().unwrap(),
+                target: p("d/a.conf").parse().unwrap(),
             }],
             commands: vec![Command {
-                name: "marker".into(),
+                name: "marker".parse().unwrap(),
                 run: format!("touch {}", p("marker")),
                 unless: None,
                 creates: Some(p("marker")),

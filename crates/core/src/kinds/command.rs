@@ -60,7 +60,7 @@ impl Kind for Step {
                 p.steps.push(
                     Step {
                         role: role.role.clone(),
-                        name: c.name.clone(),
+                        name: c.name.to_string(),
                         run: c.run.clone(),
                     }
                     .into(),

@@ -29,12 +29,12 @@ impl Kind for Step {
     fn plan_role(role: &RoleState, p: &mut Planner) {
         for d in &role.dirs {
             let after = FileState {
-                owner: d.owner.clone(),
-                group: d.group.clone(),
+                owner: d.owner.to_string(),
+                group: d.group.to_string(),
                 mode: d.mode.unwrap_or(DIR_MODE),
                 sha256: None,
             };
-            let fact = p.facts.paths.get(&d.path);
+            let fact = p.facts.paths.get(d.path.as_str());
             let before = fact.map(|f| f.state(None));
             let action = match (&before, fact) {
                 (None, _) => Some(Action::Create),
@@ -47,7 +47,7 @@ impl Kind for Step {
                     Step {
                         action,
                         role: role.role.clone(),
-                        path: d.path.clone(),
+                        path: d.path.to_string(),
                         before,
                         after,
                     }

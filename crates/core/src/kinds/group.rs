@@ -46,12 +46,12 @@ impl Kind for Step {
 
     fn plan_role(role: &RoleState, p: &mut Planner) {
         for g in &role.groups {
-            if !p.facts.group.existing.contains(&g.name) {
+            if !p.facts.group.existing.contains(g.name.as_str()) {
                 p.steps.push(
                     Step {
                         action: Action::Create,
                         role: role.role.clone(),
-                        name: g.name.clone(),
+                        name: g.name.to_string(),
                         system: g.system,
                     }
                     .into(),

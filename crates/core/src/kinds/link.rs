@@ -51,7 +51,7 @@ impl Kind for Step {
 
     fn plan_role(role: &RoleState, p: &mut Planner) {
         for l in &role.links {
-            let before = p.facts.link.targets.get(&l.path).cloned();
+            let before = p.facts.link.targets.get(l.path.as_str()).cloned();
             if before.as_deref() != Some(l.target.as_str()) {
                 p.steps.push(
                     Step {
@@ -61,8 +61,8 @@ impl Kind for Step {
                             Action::Update
                         },
                         role: role.role.clone(),
-                        path: l.path.clone(),
-                        target: l.target.clone(),
+                        path: l.path.to_string(),
+                        target: l.target.to_string(),
                         before,
                     }
                     .into(),

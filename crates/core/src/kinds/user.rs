@@ -50,16 +50,16 @@ impl Kind for Step {
 
     fn plan_role(role: &RoleState, p: &mut Planner) {
         for u in &role.users {
-            if !p.facts.user.existing.contains(&u.name) {
+            if !p.facts.user.existing.contains(u.name.as_str()) {
                 p.steps.push(
                     Step {
                         action: Action::Create,
                         role: role.role.clone(),
-                        name: u.name.clone(),
+                        name: u.name.to_string(),
                         system: u.system,
-                        home: u.home.clone(),
-                        shell: u.shell.clone(),
-                        groups: u.groups.clone(),
+                        home: u.home.as_ref().map(|h| h.to_string()),
+                        shell: u.shell.as_ref().map(|h| h.to_string()),
+                        groups: u.groups.iter().map(|g| g.to_string()).collect(),
                     }
                     .into(),
                 );
