@@ -61,6 +61,15 @@ pub fn path_problem(text: &str) -> Option<&'static str> {
     }
 }
 
+/// Why a file's rendered `dest` cannot be one, if it cannot.
+pub fn dest_problem(dest: &str) -> Option<&'static str> {
+    if dest.starts_with('/') && dest.ends_with('/') {
+        Some("names a directory, not a file")
+    } else {
+        path_problem(dest)
+    }
+}
+
 /// Why `text` cannot be a label (command name, link target), if it cannot: one line of text.
 fn line_problem(text: &str) -> Option<&'static str> {
     if text.is_empty() {

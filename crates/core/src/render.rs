@@ -240,6 +240,13 @@ impl Renderer {
         } else {
             e.dest.value.clone()
         };
+        if let Some(problem) = crate::names::dest_problem(&dest) {
+            return Err(Box::new(
+                Diagnostic::error(format!("destination `{dest}` {problem}"))
+                    .at(site.loc(role_file, entry, 1))
+                    .hint("`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf"),
+            ));
+        }
         if let Some(t) = &e.template {
             if !self.tera.contains_template(&t.value) {
                 // Missing, or a syntax error: reported by validation and Renderer::new.

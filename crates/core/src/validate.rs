@@ -519,23 +519,7 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
     diags
 }
 
-/// Why a rendered destination is not a clean absolute file path, if it is not.
-pub fn dest_problem(dest: &str) -> Option<&'static str> {
-    if !dest.starts_with('/') {
-        Some("is not an absolute path")
-    } else if dest.ends_with('/') {
-        Some("names a directory, not a file")
-    } else if dest
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
-    {
-        Some("contains a space, a quote or a control character")
-    } else if dest.split('/').any(|part| part == ".." || part == ".") || dest.contains("//") {
-        Some("is not normalised (it has `.`, `..` or `//`)")
-    } else {
-        None
-    }
-}
+pub use crate::names::dest_problem;
 
 /// What rendering every host of an environment found.
 #[derive(Debug, Default)]
@@ -575,12 +559,6 @@ pub fn check_rendering(env: &Environment, renderer: &Renderer, secrets: &Secrets
                         }
                         let mut dests: BTreeMap<&str, &crate::render::RenderedFile> = BTreeMap::new();
                         for f in &out.files {
-                            if let Some(problem) = dest_problem(&f.dest) {
-                                let d = Diagnostic::error(format!("destination `{}` {problem}", f.dest))
-                                    .at(f.entry.clone())
-                                    .hint("`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf");
-                                found.push((format!("{:?}{}", f.entry, f.dest), d, (*name).clone()));
-                            }
                             missing.extend(f.missing_secrets.iter().cloned());
                             if let Some(first) = dests.insert(f.dest.as_str(), f) {
                                 let d = Diagnostic::error(format!(

@@ -77,7 +77,7 @@ impl Kind for Step {
 
     fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         s.line(
-            "ln -sfn {} {} > \"$log\" 2>&1 || fail {}",
+            "ln -sfn -- {} {} > \"$log\" 2>&1 || fail {}",
             &[w(&self.target), w(&self.path), n(i)],
         )
         .line("say {} changed", &[n(i)]);
