@@ -244,7 +244,9 @@ impl Renderer {
             return Err(Box::new(
                 Diagnostic::error(format!("destination `{dest}` {problem}"))
                     .at(site.loc(role_file, entry, 1))
-                    .hint("`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf"),
+                    .hint(
+                        "`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf",
+                    ),
             ));
         }
         if let Some(t) = &e.template {
