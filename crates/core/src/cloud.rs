@@ -130,7 +130,7 @@ impl CloudFacts {
     /// sha256 of the facts: a saved plan is refused when the cloud changed since.
     pub fn fingerprint(&self) -> String {
         let text = serde_json::to_string(self).unwrap_or_default();
-        crate::facts::hex(&Sha256::digest(text.as_bytes()))
+        crate::state::hex(&Sha256::digest(text.as_bytes()))
     }
 
     /// The running (or starting) instance of `host`: the oldest one when there are several.
@@ -536,7 +536,7 @@ pub fn group_name(env: &str, role: &str) -> String {
 /// same token comes again), and new when the host is replaced (another AMI).
 pub fn client_token(env: &str, host: &str, ami: &str, generation: usize) -> String {
     let digest = Sha256::digest(format!("{env}\0{host}\0{ami}\0{generation}").as_bytes());
-    format!("infra-{}", &crate::facts::hex(&digest)[..32])
+    format!("infra-{}", &crate::state::hex(&digest)[..32])
 }
 
 /// The plan of the cloud side of `env` against what the provider found.

@@ -14,6 +14,7 @@ pub mod script;
 pub mod secrets;
 pub mod shell;
 pub mod site;
+pub mod state;
 pub mod suggest;
 pub mod validate;
 pub mod vars;

@@ -2,10 +2,12 @@
 //! the facts. Views print it; the applier runs exactly its steps.
 
 use crate::desired::DesiredHost;
-use crate::facts::{Facts, InitSystem};
-use crate::kinds::{self, Planner};
-use crate::model::Mode;
+use crate::kinds::{self, Facts, Planner};
 use crate::secrets::Secrets;
+use crate::state::InitSystem;
+
+pub use crate::kinds::file::unified_diff;
+pub use crate::state::{Action, FileState};
 
 pub use crate::kinds::file::files_to_diff;
 pub use crate::kinds::service::{ServiceAction, Trigger};
@@ -15,24 +17,6 @@ use std::collections::BTreeMap;
 
 /// The version of the plan's JSON form.
 pub const FORMAT_VERSION: &str = "2";
-
-/// Terraform's action names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Update,
-    Delete,
-}
-
-/// Owner, group, mode and content hash of a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileState {
-    pub owner: String,
-    pub group: String,
-    pub mode: Mode,
-    pub sha256: Option<String>,
-}
 
 /// Every step for one host, with what it was computed against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,22 +117,13 @@ pub fn plan_host(
     }
 }
 
-/// `--- current` / `+++ rendered` unified diff with 3 lines of context.
-pub fn unified_diff(old: &str, new: &str) -> String {
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header("current", "rendered")
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::desired::{RoleState, ServiceSpec};
     use crate::diagnostic::SourceMap;
     use crate::facts::{sha256, PathFact, PathKind, ServiceFact};
-    use crate::model::OnChange;
+    use crate::model::{Mode, OnChange};
     use crate::render::{Origin, RenderedFile};
 
     fn file(role: &str, dest: &str, content: &str, notify: &[&str]) -> RenderedFile {

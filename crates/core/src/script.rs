@@ -8,10 +8,8 @@ use crate::plan::HostPlan;
 use crate::shell::{n, Arg, Script};
 use std::collections::BTreeMap;
 
-/// Seconds a service action may take before it is reported failed.
-pub const SERVICE_TIMEOUT: u32 = 300;
-/// Seconds a command may take.
-pub const COMMAND_TIMEOUT: u32 = 1800;
+pub use crate::kinds::command::COMMAND_TIMEOUT;
+pub use crate::kinds::service::SERVICE_TIMEOUT;
 
 /// The marker that starts every line the script reports.
 pub const MARKER: &str = "@@infra";
@@ -47,12 +45,14 @@ restore() {
 /// hashes the plan was made with): the prelude, then each step's fragment from its kind.
 pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, ScriptError> {
     let mut writer = Writer {
-        plan,
+        host: &plan.host,
+        init: plan.init,
+        steps: &plan.steps,
         contents: desired
             .files()
             .map(|f| (f.dest.as_str(), f.content.as_slice()))
             .collect(),
-        journal: journal(plan, desired),
+        journal: journal(&plan.steps, desired),
         written: BTreeMap::new(),
     };
     let mut s = Script::new();

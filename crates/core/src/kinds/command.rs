@@ -3,10 +3,12 @@
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState};
-use crate::script::COMMAND_TIMEOUT;
 use crate::shell::{n, w, Arg, Script};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+
+/// Seconds a command may take.
+pub const COMMAND_TIMEOUT: u32 = 1800;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {

@@ -3,9 +3,8 @@
 
 use super::{Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState, DIR_MODE};
-use crate::facts::PathKind;
-use crate::plan::{Action, FileState};
 use crate::shell::{n, w, Arg, Script};
+use crate::state::{Action, FileState, PathKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

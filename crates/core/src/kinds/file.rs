@@ -5,11 +5,10 @@
 use super::service::Trigger;
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState};
-use crate::facts::{sha256, PathKind};
 use crate::model::Mode;
-use crate::plan::{unified_diff, Action, FileState};
 use crate::render::RenderedFile;
 use crate::shell::{n, w, Arg, Script};
+use crate::state::{sha256, Action, FileState, PathKind};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -116,8 +115,8 @@ impl Kind for Step {
             );
         }
         s.line("say {} changed", &[n(i)]);
-        let plan = wr.plan;
-        if let Some(super::Step::File(me)) = plan.steps.get(i) {
+        let steps = wr.steps;
+        if let Some(super::Step::File(me)) = steps.get(i) {
             wr.written.insert(me.dest.as_str(), i);
         }
         Ok(())
@@ -131,12 +130,12 @@ impl Step {
             wr.contents
                 .get(self.dest.as_str())
                 .ok_or_else(|| ScriptError::MissingFile {
-                    host: wr.plan.host.clone(),
+                    host: wr.host.to_string(),
                     dest: self.dest.clone(),
                 })?;
         if self.after.sha256.as_deref() != Some(sha256(content).as_str()) {
             return Err(ScriptError::ContentChanged {
-                host: wr.plan.host.clone(),
+                host: wr.host.to_string(),
                 dest: self.dest.clone(),
             });
         }
@@ -168,7 +167,7 @@ impl Step {
     fn undo_on_failed_check(&self, wr: &Writer) -> Script {
         let mut undo = Script::new();
         for (_, svc) in wr.journal.get(self.dest.as_str()).into_iter().flatten() {
-            let asked_elsewhere = wr.plan.steps.iter().any(|st| match st {
+            let asked_elsewhere = wr.steps.iter().any(|st| match st {
                 super::Step::Service(sv) if sv.name == *svc => {
                     sv.triggered_by.iter().any(|t| match t {
                         Trigger::Pending => true,
@@ -268,4 +267,13 @@ fn write_tmp(s: &mut Script, content: &[u8], mode: Mode, i: usize) {
         "rc=$?; umask 022; [ $rc = 0 ] || { rm -f \"$tmp\"; fail {}; }",
         &[n(i)],
     );
+}
+
+/// `--- current` / `+++ rendered` unified diff with 3 lines of context.
+pub fn unified_diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header("current", "rendered")
+        .to_string()
 }

@@ -2,8 +2,8 @@
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState};
-use crate::plan::Action;
 use crate::shell::{n, w, Arg, Script};
+use crate::state::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 

@@ -16,10 +16,9 @@ pub mod user;
 pub mod volume;
 
 use crate::desired::{DesiredHost, RoleState};
-use crate::facts::{InitSystem, PathFact};
-use crate::plan::HostPlan;
 use crate::secrets::Secrets;
 use crate::shell::Script;
+use crate::state::{InitSystem, PathFact};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -89,11 +88,14 @@ impl Planner<'_> {
 
 /// The state the kinds' script fragments share for one host.
 pub struct Writer<'a> {
-    pub plan: &'a HostPlan,
+    pub host: &'a str,
+    pub init: InitSystem,
+    /// Every step of the plan, in order.
+    pub steps: &'a [Step],
     /// Rendered content by destination, checked against the plan's hashes.
     pub contents: BTreeMap<&'a str, &'a [u8]>,
     /// Destination -> the service actions its change asks for, journaled before it is written.
-    pub journal: BTreeMap<&'a str, Vec<(crate::plan::ServiceAction, &'a str)>>,
+    pub journal: BTreeMap<&'a str, Vec<(service::ServiceAction, &'a str)>>,
     /// Which step wrote each file, to put the previous version back when a check fails.
     pub written: BTreeMap<&'a str, usize>,
 }

@@ -3,8 +3,8 @@
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::DesiredHost;
-use crate::plan::Action;
 use crate::shell::{n, Arg, Script};
+use crate::state::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -96,20 +96,15 @@ impl Kind for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::InitSystem;
-    use crate::plan::HostPlan;
+    use crate::state::InitSystem;
 
     /// The prelude's variables (the journal's path above all) stay what they were.
     #[test]
     fn the_fragment_sets_none_of_the_preludes_variables() {
-        let plan = HostPlan {
-            host: "h".into(),
-            init: InitSystem::Sysv,
-            facts_fingerprint: String::new(),
-            steps: Vec::new(),
-        };
         let mut w = Writer {
-            plan: &plan,
+            host: "h",
+            init: InitSystem::Sysv,
+            steps: &[],
             contents: Default::default(),
             journal: Default::default(),
             written: Default::default(),

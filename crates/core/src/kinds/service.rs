@@ -5,13 +5,14 @@
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState, ServiceSpec};
-use crate::facts::{InitSystem, STATE_DIR};
 use crate::model::OnChange;
-use crate::plan::HostPlan;
-use crate::script::SERVICE_TIMEOUT;
 use crate::shell::{n, w, Arg, Script};
+use crate::state::{InitSystem, STATE_DIR};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+
+/// Seconds a service action may take before it is reported failed.
+pub const SERVICE_TIMEOUT: u32 = 300;
 
 /// What is done to a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -176,10 +177,7 @@ impl Kind for Step {
         self.check_before(i, wr, s);
         s.line(
             "{ {}; } > \"$log\" 2>&1 < /dev/null || fail {}",
-            &[
-                Arg::Frag(&command(wr.plan.init, self.action, &self.name)),
-                n(i),
-            ],
+            &[Arg::Frag(&command(wr.init, self.action, &self.name)), n(i)],
         );
         if !matches!(self.action, ServiceAction::Enable | ServiceAction::Disable) {
             s.line("pending_done {}", &[name]);
@@ -260,7 +258,7 @@ fn change_action(spec: &ServiceSpec, pending_restart: &BTreeMap<String, bool>) -
 /// Destination -> the service actions its change asks for (reload, or restart when the
 /// service says so), to journal before the file is written.
 pub(crate) fn journal<'a>(
-    plan: &'a HostPlan,
+    steps: &'a [super::Step],
     desired: &'a DesiredHost,
 ) -> BTreeMap<&'a str, Vec<(ServiceAction, &'a str)>> {
     let on_change: BTreeMap<&str, OnChange> = desired
@@ -268,7 +266,7 @@ pub(crate) fn journal<'a>(
         .map(|s| (s.name.as_str(), s.on_change))
         .collect();
     let mut journal: BTreeMap<&str, Vec<(ServiceAction, &str)>> = BTreeMap::new();
-    for step in &plan.steps {
+    for step in steps {
         let super::Step::Service(svc) = step else {
             continue;
         };
@@ -294,7 +292,7 @@ impl Step {
             return;
         };
         let checked_by_files = self.triggered_by.iter().all(|t| {
-            wr.plan.steps.iter().any(|st| {
+            wr.steps.iter().any(|st| {
                 matches!(st, super::Step::File(f) if f.dest == t.as_str() && f.check.as_ref() == Some(check))
             })
         });

@@ -3,8 +3,8 @@
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::DesiredHost;
-use crate::plan::Action;
 use crate::shell::{n, w, Script};
+use crate::state::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
