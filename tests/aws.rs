@@ -151,8 +151,31 @@ fn production_in_moto_is_what_the_roles_require() {
         .iter()
         .map(|(name, g)| (name.clone(), strs(&g["rules"])))
         .collect();
+    check_instances(dir, &hosts, &live, &group_rules);
+    check_group_rules(&group_rules);
+    let with_volume = check_volumes(&state);
+    let addresses = check_addresses(&state, &hosts);
+    check_records(&state, &hosts, &addresses);
+
+    // Nothing left to do.
+    let again = moto.infra(
+        dir,
+        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
+    );
+    again.assert_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    check_destroy(&moto, dir, hosts.len(), with_volume.len());
+}
+
+/// One instance per host, tagged, in its roles' security groups; SSH as the catalogue says.
+fn check_instances(
+    dir: &Path,
+    hosts: &[Value],
+    live: &BTreeMap<String, Vec<Value>>,
+    group_rules: &BTreeMap<String, BTreeSet<String>>,
+) {
     let (site_model, _) = infra_core::site::Site::load(dir).unwrap();
-    for h in &hosts {
+    for h in hosts {
         let name = h["name"].as_str().unwrap();
         let inst = &live[name];
         assert_eq!(inst.len(), 1, "{name}: {inst:?}");
@@ -198,6 +221,9 @@ fn production_in_moto_is_what_the_roles_require() {
             "{name}: {rules:?}"
         );
     }
+}
+
+fn check_group_rules(group_rules: &BTreeMap<String, BTreeSet<String>>) {
     // Ports open to the world, and exposes open to the groups of the roles named only.
     assert_eq!(
         group_rules["production-base"],
@@ -212,7 +238,10 @@ fn production_in_moto_is_what_the_roles_require() {
     let db = &group_rules["production-db"];
     assert!(db.contains("3306/tcp from production-app"));
     assert!(!db.iter().any(|r| r.contains("0.0.0.0/0")), "{db:?}");
+}
 
+/// Returns the hosts that have a volume.
+fn check_volumes(state: &Value) -> BTreeSet<&'static str> {
     // Volumes: one per role that needs one, attached to its host at the role's device.
     let volumes: BTreeMap<String, &Value> = state["volumes"]
         .as_array()
@@ -233,6 +262,11 @@ fn production_in_moto_is_what_the_roles_require() {
     assert_eq!(volumes["db1"]["size"], 100);
     assert_eq!(volumes["pg1"]["size"], 50);
 
+    with_volume
+}
+
+/// Returns the Elastic IPs by host.
+fn check_addresses<'a>(state: &'a Value, hosts: &[Value]) -> BTreeMap<String, &'a Value> {
     // Elastic IPs where a role needs a public IP; reverse DNS where the role requires it.
     let addresses: BTreeMap<String, &Value> = state["addresses"]
         .as_array()
@@ -256,6 +290,10 @@ fn production_in_moto_is_what_the_roles_require() {
         assert_eq!(a["ptr"], ptr, "{host}");
     }
 
+    addresses
+}
+
+fn check_records(state: &Value, hosts: &[Value], addresses: &BTreeMap<String, &Value>) {
     // Route53: public hostnames at the Elastic IPs, every host in the private internal zone.
     let zones = &state["zones"];
     assert_eq!(zones["webplatform.org"]["private"], false);
@@ -264,7 +302,7 @@ fn production_in_moto_is_what_the_roles_require() {
     let public_records = zones["webplatform.org"]["a_records"].as_object().unwrap();
     let internal_records = zones["production.wpdn"]["a_records"].as_object().unwrap();
     let mut hostnames = 0;
-    for h in &hosts {
+    for h in hosts {
         let name = h["name"].as_str().unwrap();
         assert_eq!(
             internal_records[&format!("{name}.production.wpdn")],
@@ -282,15 +320,9 @@ fn production_in_moto_is_what_the_roles_require() {
     }
     assert_eq!(public_records.len(), hostnames);
     assert_eq!(internal_records.len(), hosts.len());
+}
 
-    // Nothing left to do.
-    let again = moto.infra(
-        dir,
-        &["plan", "production", "--cloud-only", "--detailed-exitcode"],
-    );
-    again.assert_code(0);
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
-
+fn check_destroy(moto: &Moto, dir: &Path, hosts: usize, with_volume: usize) {
     // `infra destroy`: refused without a terminal to confirm on, then everything goes but
     // the volumes whose role keeps them.
     let refused = moto.infra(dir, &["destroy", "production"]);
@@ -298,7 +330,7 @@ fn production_in_moto_is_what_the_roles_require() {
     assert!(refused
         .stderr
         .contains("refusing to apply without confirmation"));
-    assert_eq!(crate::live(&moto.state("production")).len(), hosts.len());
+    assert_eq!(crate::live(&moto.state("production")).len(), hosts);
     let destroy = moto.infra(dir, &["destroy", "production", "--yes"]);
     destroy.assert_code(0);
     let out = squeezed(&destroy.stdout);
@@ -315,7 +347,7 @@ fn production_in_moto_is_what_the_roles_require() {
         after["zones"]
     );
     let kept: Vec<&Value> = after["volumes"].as_array().unwrap().iter().collect();
-    assert_eq!(kept.len(), with_volume.len());
+    assert_eq!(kept.len(), with_volume);
     assert!(kept.iter().all(|v| v["state"] == "available"));
 }
 

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,8 +112,22 @@ fn http(ip: &str, path: &str) -> String {
 #[test]
 fn the_site_on_eight_sandbox_hosts() {
     let env = setup();
-    let salt = env.ip("salt").to_string();
+    only_the_salt_host_accepts_ssh(&env);
+    first_apply_through_the_jump_host(&env);
+    app_hosts_answer_through_gunicorn(&env);
+    celery_reaches_rabbitmq(&env);
+    postgres_follows_pg_hba(&env);
+    redis_needs_its_password(&env);
+    a_second_apply_changes_nothing(&env);
+    one_variable_one_diff_one_reload(&env);
+    a_broken_config_is_put_back(&env);
+    a_killed_run_resumes_from_the_journal(&env);
+    a_saved_plan_is_applied_or_refused(&env);
+    a_changed_host_key_is_refused(&env);
+}
 
+fn only_the_salt_host_accepts_ssh(env: &Env) {
+    let salt = env.ip("salt").to_string();
     phase("only the salt host accepts SSH from the controller");
     for host in env.ips.keys().filter(|h| *h != "salt") {
         env.sandbox.run(&[
@@ -129,12 +142,16 @@ fn the_site_on_eight_sandbox_hosts() {
         !direct_ssh_works(&env.sandbox.state, "app1"),
         "app1 must not accept SSH from the controller"
     );
+}
 
+fn first_apply_through_the_jump_host(env: &Env) {
     phase("first apply through the jump host");
     let first = env.infra(&["apply", "sandbox", "--yes"]);
     first.assert_code(0);
     assert!(first.stdout.contains("Recap:"), "{}", first.stdout);
+}
 
+fn app_hosts_answer_through_gunicorn(env: &Env) {
     phase("each app host's nginx answers through gunicorn under supervisor");
     for app in ["app1", "app2"] {
         assert_eq!(http(env.ip(app), "/"), "hello from webplatform.settings\n");
@@ -175,7 +192,9 @@ fn the_site_on_eight_sandbox_hosts() {
             std::thread::sleep(Duration::from_secs(2));
         }
     }
+}
 
+fn celery_reaches_rabbitmq(env: &Env) {
     phase("celery (worker and beat) is connected to rabbitmq on the queue host");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -199,7 +218,9 @@ fn the_site_on_eight_sandbox_hosts() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+}
 
+fn postgres_follows_pg_hba(env: &Env) {
     phase("postgres accepts the app hosts as pg_hba says and refuses a host it does not list");
     let pw = &env.secrets["app_db_password"];
     let pg = env.ip("queue1");
@@ -215,7 +236,9 @@ fn the_site_on_eight_sandbox_hosts() {
         "{}",
         refused.stderr
     );
+}
 
+fn redis_needs_its_password(env: &Env) {
     phase("redis on the sessions host refuses a client without the password");
     let redis = env.ip("sessions1");
     let anon = env
@@ -235,7 +258,9 @@ fn the_site_on_eight_sandbox_hosts() {
         ),
     );
     assert_eq!(authed.stdout.trim(), "PONG");
+}
 
+fn a_second_apply_changes_nothing(env: &Env) {
     phase("a second apply changes nothing and restarts nothing");
     let watched = [
         ("app1", "nginx: master"),
@@ -270,7 +295,9 @@ fn the_site_on_eight_sandbox_hosts() {
         trips.contains("8 hosts planned with 8 remote commands"),
         "{trips}"
     );
+}
 
+fn one_variable_one_diff_one_reload(env: &Env) {
     phase("changing one variable: one file's diff, one reload, nothing else restarted");
     edit(
         env.site.path(),
@@ -335,7 +362,9 @@ fn the_site_on_eight_sandbox_hosts() {
     assert!(env
         .file("app1", "/etc/nginx/nginx.conf")
         .contains("keepalive_timeout 33;"));
+}
 
+fn a_broken_config_is_put_back(env: &Env) {
     phase("an invalid nginx config fails on its hosts, the old file is back, others converge");
     let site_conf = "/etc/nginx/sites-enabled/webplatform.conf";
     let good: BTreeMap<&str, String> = ["app1", "app2"]
@@ -408,7 +437,9 @@ fn the_site_on_eight_sandbox_hosts() {
     );
     env.infra(&["plan", "sandbox", "--detailed-exitcode"])
         .assert_code(0);
+}
 
+fn a_killed_run_resumes_from_the_journal(env: &Env) {
     phase("a run killed right after a file changed: the next apply restarts what was pending");
     edit(
         env.site.path(),
@@ -464,7 +495,9 @@ fn the_site_on_eight_sandbox_hosts() {
     );
     env.infra(&["plan", "sandbox", "--detailed-exitcode"])
         .assert_code(0);
+}
 
+fn a_saved_plan_is_applied_or_refused(env: &Env) {
     phase("a saved plan is applied as shown, and refused once a host changed behind its back");
     edit(
         env.site.path(),
@@ -511,7 +544,9 @@ fn the_site_on_eight_sandbox_hosts() {
             .contains("keepalive_timeout 35;"),
         "nothing was applied"
     );
+}
 
+fn a_changed_host_key_is_refused(env: &Env) {
     phase("a host whose key changed is refused with a clear message; nothing is changed");
     // The sandbox checks the new key from the controller: let it through source's firewall.
     env.sandbox.run(&[
@@ -543,5 +578,4 @@ fn the_site_on_eight_sandbox_hosts() {
             .contains("keepalive_timeout 35;"),
         "no host was changed"
     );
-    let _ = Path::new("");
 }
