@@ -41,9 +41,48 @@ restore() {
 }
 "#;
 
+/// How a script is built beyond its plan: only test hooks, and only in a build with the
+/// `test-hooks` feature (the workspace's tests turn it on; a release build has none).
+#[derive(Debug, Clone, Default)]
+pub struct ScriptOptions {
+    /// Crash tests: the script sleeps right after writing this file, so a test can kill the
+    /// run at that exact point.
+    #[cfg(feature = "test-hooks")]
+    pub pause_after: Option<String>,
+}
+
+impl ScriptOptions {
+    /// The options a test asked for through the environment: `INFRA_TEST_PAUSE_AFTER=/path`.
+    pub fn from_env() -> ScriptOptions {
+        ScriptOptions {
+            #[cfg(feature = "test-hooks")]
+            pause_after: std::env::var("INFRA_TEST_PAUSE_AFTER").ok(),
+        }
+    }
+
+    /// Whatever this step adds after its own fragment.
+    fn after_step(&self, _step: &crate::kinds::Step, _s: &mut Script) {
+        #[cfg(feature = "test-hooks")]
+        if let crate::kinds::Step::File(f) = _step {
+            if self.pause_after.as_deref() == Some(f.dest.as_str()) {
+                _s.raw("sleep 600\n");
+            }
+        }
+    }
+}
+
 /// Builds the script for `plan`, taking file contents from `desired` (checked against the
 /// hashes the plan was made with): the prelude, then each step's fragment from its kind.
 pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, ScriptError> {
+    apply_script_with(plan, desired, &ScriptOptions::default())
+}
+
+/// [`apply_script`] with [`ScriptOptions`].
+pub fn apply_script_with(
+    plan: &HostPlan,
+    desired: &DesiredHost,
+    options: &ScriptOptions,
+) -> Result<String, ScriptError> {
     let mut writer = Writer {
         host: &plan.host,
         init: plan.init,
@@ -60,6 +99,7 @@ pub fn apply_script(plan: &HostPlan, desired: &DesiredHost) -> Result<String, Sc
     for (i, step) in plan.steps.iter().enumerate() {
         s.line("# step {}: {}", &[n(i), Arg::Comment(&step.address())]);
         step.script(i, &mut writer, &mut s)?;
+        options.after_step(step, &mut s);
     }
     s.raw("rm -f \"$S\"/backup/* \"$log\"\nprintf '@@infra\\tdone\\n'\n");
     Ok(s.into_string())
