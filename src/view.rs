@@ -363,7 +363,6 @@ fn print_cloud(out: &mut impl Write, cloud: &infra_core::cloud::CloudPlan) -> io
 }
 
 pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
-    use infra_core::plan::{Action, Step};
     let mut out = io::stdout().lock();
     if let Some(cloud) = &plan.cloud {
         print_cloud(&mut out, cloud)?;
@@ -375,16 +374,6 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
             cloud.new_hosts.join(", ")
         )?;
     }
-    let sym = |a: Action| match a {
-        Action::Create => "+",
-        Action::Update => "~",
-        Action::Delete => "-",
-    };
-    let short = |h: &Option<String>| {
-        h.as_deref()
-            .map(|h| h[..h.len().min(12)].to_string())
-            .unwrap_or_else(|| "(none)".into())
-    };
     for h in plan.hosts.iter().filter(|h| !h.steps.is_empty()) {
         let n = h.steps.len();
         writeln!(
@@ -394,133 +383,167 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
             if n == 1 { "" } else { "s" }
         )?;
         for step in &h.steps {
-            match step {
-                Step::Volume(kinds::volume::Step {
-                    action,
-                    device,
-                    fs,
-                    mount,
-                }) => writeln!(
-                    out,
-                    "  {} volume {device} mounted at {mount} ({fs}, formatted only if blank)",
-                    sym(*action)
-                )?,
-                Step::Packages(kinds::package::Step { action, names }) => {
-                    writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
-                }
-                Step::User(kinds::user::Step { action, name, .. }) => {
-                    writeln!(out, "  {} user {name}", sym(*action))?
-                }
-                Step::Group(kinds::group::Step { action, name, .. }) => {
-                    writeln!(out, "  {} group {name}", sym(*action))?
-                }
-                Step::Dir(kinds::dir::Step {
-                    action,
-                    path,
-                    before,
-                    after,
-                    ..
-                }) => {
-                    let was = before
-                        .as_ref()
-                        .map(|b| format!(" (was {}:{} {})", b.owner, b.group, b.mode))
-                        .unwrap_or_default();
-                    writeln!(
-                        out,
-                        "  {} dir {path} ({}:{} {}){was}",
-                        sym(*action),
-                        after.owner,
-                        after.group,
-                        after.mode
-                    )?
-                }
-                Step::File(kinds::file::Step {
-                    action,
-                    dest,
-                    before,
-                    after,
-                    diff,
-                    sensitive,
-                    ..
-                }) => {
-                    writeln!(
-                        out,
-                        "  {} file {dest} ({}:{} {})",
-                        sym(*action),
-                        after.owner,
-                        after.group,
-                        after.mode
-                    )?;
-                    if let Some(b) = before {
-                        if (b.owner.as_str(), b.group.as_str(), b.mode)
-                            != (after.owner.as_str(), after.group.as_str(), after.mode)
-                        {
-                            writeln!(
-                                out,
-                                "      owner/mode: {}:{} {} -> {}:{} {}",
-                                b.owner, b.group, b.mode, after.owner, after.group, after.mode
-                            )?;
-                        }
-                    }
-                    if *sensitive {
-                        let before_hash = before.as_ref().and_then(|b| b.sha256.clone());
-                        writeln!(
-                            out,
-                            "      (holds a secret: content not shown) sha256 {} -> {}",
-                            short(&before_hash),
-                            short(&after.sha256)
-                        )?;
-                    } else if let Some(d) = diff {
-                        for line in d.lines() {
-                            writeln!(out, "      {line}")?;
-                        }
-                    }
-                }
-                Step::Link(kinds::link::Step {
-                    action,
-                    path,
-                    target,
-                    before,
-                    ..
-                }) => {
-                    let was = before
-                        .as_ref()
-                        .map(|b| format!(" (was {b})"))
-                        .unwrap_or_default();
-                    writeln!(out, "  {} link {path} -> {target}{was}", sym(*action))?
-                }
-                Step::Service(kinds::service::Step {
-                    action,
-                    name,
-                    triggered_by,
-                    check,
-                    ..
-                }) => {
-                    let checked = check
-                        .as_ref()
-                        .filter(|_| !triggered_by.is_empty())
-                        .map(|c| format!(" (checked by {c})"))
-                        .unwrap_or_default();
-                    let why = if triggered_by.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " because of {}",
-                            triggered_by
-                                .iter()
-                                .map(|t| t.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    };
-                    writeln!(out, "  ~ service {name}: {}{checked}{why}", action.as_str())?
-                }
-                Step::Command(kinds::command::Step { name, run, .. }) => {
-                    writeln!(out, "  + command {name:?}: {run}")?
-                }
-            }
+            print_step(&mut out, step)?;
         }
     }
+    print_plan_summary(&mut out, plan)?;
+    out.flush()
+}
+
+/// Terraform's symbol for an action.
+fn sym(a: infra_core::plan::Action) -> &'static str {
+    use infra_core::plan::Action;
+    match a {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Delete => "-",
+    }
+}
+
+/// The first 12 characters of a digest, or `(none)`.
+fn short(h: &Option<String>) -> String {
+    h.as_deref()
+        .map(|h| h.chars().take(12).collect())
+        .unwrap_or_else(|| "(none)".into())
+}
+
+/// A file step: owner and mode, then the diff, or changed hashes for a file holding a secret.
+fn print_file_step(out: &mut impl Write, f: &kinds::file::Step) -> io::Result<()> {
+    let kinds::file::Step {
+        action,
+        dest,
+        before,
+        after,
+        diff,
+        sensitive,
+        ..
+    } = f;
+    writeln!(
+        out,
+        "  {} file {dest} ({}:{} {})",
+        sym(*action),
+        after.owner,
+        after.group,
+        after.mode
+    )?;
+    if let Some(b) = before {
+        if (b.owner.as_str(), b.group.as_str(), b.mode)
+            != (after.owner.as_str(), after.group.as_str(), after.mode)
+        {
+            writeln!(
+                out,
+                "      owner/mode: {}:{} {} -> {}:{} {}",
+                b.owner, b.group, b.mode, after.owner, after.group, after.mode
+            )?;
+        }
+    }
+    if *sensitive {
+        let before_hash = before.as_ref().and_then(|b| b.sha256.clone());
+        writeln!(
+            out,
+            "      (holds a secret: content not shown) sha256 {} -> {}",
+            short(&before_hash),
+            short(&after.sha256)
+        )?;
+    } else if let Some(d) = diff {
+        for line in d.lines() {
+            writeln!(out, "      {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// One step of a host, as the plan shows it.
+fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) -> io::Result<()> {
+    use infra_core::plan::Step;
+    match step {
+        Step::Volume(kinds::volume::Step {
+            action,
+            device,
+            fs,
+            mount,
+        }) => writeln!(
+            out,
+            "  {} volume {device} mounted at {mount} ({fs}, formatted only if blank)",
+            sym(*action)
+        )?,
+        Step::Packages(kinds::package::Step { action, names }) => {
+            writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
+        }
+        Step::User(kinds::user::Step { action, name, .. }) => {
+            writeln!(out, "  {} user {name}", sym(*action))?
+        }
+        Step::Group(kinds::group::Step { action, name, .. }) => {
+            writeln!(out, "  {} group {name}", sym(*action))?
+        }
+        Step::Dir(kinds::dir::Step {
+            action,
+            path,
+            before,
+            after,
+            ..
+        }) => {
+            let was = before
+                .as_ref()
+                .map(|b| format!(" (was {}:{} {})", b.owner, b.group, b.mode))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {} dir {path} ({}:{} {}){was}",
+                sym(*action),
+                after.owner,
+                after.group,
+                after.mode
+            )?
+        }
+        Step::File(f) => print_file_step(out, f)?,
+        Step::Link(kinds::link::Step {
+            action,
+            path,
+            target,
+            before,
+            ..
+        }) => {
+            let was = before
+                .as_ref()
+                .map(|b| format!(" (was {b})"))
+                .unwrap_or_default();
+            writeln!(out, "  {} link {path} -> {target}{was}", sym(*action))?
+        }
+        Step::Service(kinds::service::Step {
+            action,
+            name,
+            triggered_by,
+            check,
+            ..
+        }) => {
+            let checked = check
+                .as_ref()
+                .filter(|_| !triggered_by.is_empty())
+                .map(|c| format!(" (checked by {c})"))
+                .unwrap_or_default();
+            let why = if triggered_by.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " because of {}",
+                    triggered_by
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            writeln!(out, "  ~ service {name}: {}{checked}{why}", action.as_str())?
+        }
+        Step::Command(kinds::command::Step { name, run, .. }) => {
+            writeln!(out, "  + command {name:?}: {run}")?
+        }
+    }
+    Ok(())
+}
+
+fn print_plan_summary(out: &mut impl Write, plan: &infra_core::plan::Plan) -> io::Result<()> {
     let s = plan.summary();
     if !plan.has_changes() {
         writeln!(out, "No changes. Infrastructure matches the configuration.")?;
@@ -549,7 +572,7 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
             s.hosts
         )?;
     }
-    out.flush()
+    Ok(())
 }
 
 /// The plan as versioned JSON, with its summary.
