@@ -1,7 +1,7 @@
 //! An environment resolved from its inventory: hosts with expanded roles, addresses and vars.
 
 use crate::cloud::CloudFacts;
-use crate::model::{Inventory, JumpAddress, ProviderKind, Vars};
+use crate::model::{Connection, Inventory, JumpAddress, ProviderKind, Vars};
 use crate::site::Site;
 use crate::vars::{deep_merge, VarOverride};
 use serde::Serialize;
@@ -23,8 +23,10 @@ pub struct HostView {
     pub all_roles: Vec<String>,
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
-    /// Where SSH reaches the host.
+    /// Where SSH reaches the host (as written, if at all, for a `connection: local` host).
     pub address: Option<String>,
+    /// How infra reaches it: `ssh`, or `local` (the machine infra runs on).
+    pub connection: Connection,
     pub instance_type: Option<String>,
     /// The public hostnames its roles expect, e.g. `source.webplatform.org`.
     pub public_hostnames: Vec<String>,
@@ -121,6 +123,7 @@ impl<'s> Environment<'s> {
                     private_ip,
                     public_ip,
                     address,
+                    connection: inv.connection_of(host_name),
                     instance_type: host
                         .instance_type
                         .clone()

@@ -346,6 +346,9 @@ pub struct Inventory {
     pub domain: String,
     pub internal_domain: String,
     pub provider: Sp<Provider>,
+    /// How infra reaches the hosts, unless a host says otherwise (default `ssh`).
+    #[serde(default)]
+    pub connection: Option<Sp<Connection>>,
     #[serde(default)]
     pub ssh: Ssh,
     #[serde(default)]
@@ -355,6 +358,38 @@ pub struct Inventory {
     #[serde(default)]
     pub secrets: SecretsConfig,
     pub hosts: BTreeMap<String, Sp<Host>>,
+}
+
+impl Inventory {
+    /// How infra reaches `host`: its own `connection`, else the inventory's, else SSH.
+    pub fn connection_of(&self, host: &str) -> Connection {
+        self.hosts
+            .get(host)
+            .and_then(|h| h.value.connection.as_ref())
+            .or(self.connection.as_ref())
+            .map_or(Connection::Ssh, |c| c.value)
+    }
+}
+
+/// How infra reaches a host to gather its facts and apply its plan.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Connection {
+    /// Over OpenSSH, with the inventory's `ssh` settings.
+    #[default]
+    Ssh,
+    /// The host is the machine infra runs on: its scripts run with `sh` here, as the user
+    /// running infra, with no SSH (like Ansible's `ansible_connection=local`).
+    Local,
+}
+
+impl fmt::Display for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Connection::Ssh => "ssh",
+            Connection::Local => "local",
+        })
+    }
 }
 
 /// Which kind of machines an environment runs on.
@@ -498,6 +533,9 @@ pub struct Host {
     pub roles: Vec<Sp<String>>,
     #[serde(default)]
     pub address: Option<String>,
+    /// Overrides the inventory's `connection` for this host.
+    #[serde(default)]
+    pub connection: Option<Sp<Connection>>,
     #[serde(default)]
     pub private_ip: Option<IpAddr>,
     #[serde(default)]
@@ -543,6 +581,29 @@ mod tests {
         ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hosts_inherit_the_inventory_connection_and_may_override_it() {
+        let inv: Inventory = serde_saphyr::from_str(
+            "environment: e\ndomain: d\ninternal_domain: i\nprovider: {type: static}\n\
+             connection: local\nhosts:\n  a: {roles: [r]}\n  \
+             b: {roles: [r], address: 10.0.0.2, connection: ssh}\n",
+        )
+        .unwrap();
+        assert_eq!(inv.connection_of("a"), Connection::Local);
+        assert_eq!(inv.connection_of("b"), Connection::Ssh);
+        let inv: Inventory = serde_saphyr::from_str(
+            "environment: e\ndomain: d\ninternal_domain: i\nprovider: {type: static}\n\
+             hosts:\n  a: {roles: [r], connection: local}\n  b: {roles: [r]}\n",
+        )
+        .unwrap();
+        assert_eq!(inv.connection_of("a"), Connection::Local);
+        assert_eq!(inv.connection_of("b"), Connection::Ssh);
+        let bad = "environment: e\ndomain: d\ninternal_domain: i\nprovider: {type: static}\n\
+                   connection: sftp\nhosts: {}\n";
+        let err = serde_saphyr::from_str::<Inventory>(bad).err().unwrap();
+        assert!(err.to_string().contains("local"), "{err}");
     }
 
     #[test]

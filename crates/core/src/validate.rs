@@ -2,7 +2,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
-use crate::model::ProviderKind;
+use crate::model::{Connection, ProviderKind, Sp};
 use crate::render::{Renderer, SharedContext};
 use crate::secrets::Secrets;
 use crate::site::Site;
@@ -333,11 +333,12 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
                 );
             }
         }
+        let local = inv.connection_of(name) == Connection::Local;
         match kind {
-            ProviderKind::Static if h.address.is_none() => diags.push(
+            ProviderKind::Static if h.address.is_none() && !local => diags.push(
                 Diagnostic::error(format!("static host `{name}` has no `address`"))
                     .at(host_loc.clone())
-                    .hint("static hosts already exist: give the address SSH reaches them at"),
+                    .hint("static hosts already exist: give the address SSH reaches them at, or `connection: local` for the machine infra runs on"),
             ),
             ProviderKind::Aws if h.address.is_some() => diags.push(
                 Diagnostic::error(format!(
@@ -394,6 +395,7 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
             );
         }
     }
+    diags.extend(check_connections(env));
     if let Some(j) = &inv.ssh.jump_host {
         if !inv.hosts.contains_key(&j.value) {
             diags.push(
@@ -515,6 +517,58 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
                 }),
             );
         }
+    }
+    diags
+}
+
+/// `connection: local`: static inventories only, and at most one such host per environment
+/// (they would all be the machine infra runs on).
+fn check_connections(env: &Environment) -> Vec<Diagnostic> {
+    let site = env.site;
+    let inv = env.inventory;
+    let file = &env.file;
+    let mut diags = Vec::new();
+    let at = |c: &Sp<Connection>| site.loc(file, c, c.value.to_string().len());
+    if inv.provider.value.kind == ProviderKind::Aws {
+        let written = inv.connection.iter().chain(
+            inv.hosts
+                .values()
+                .filter_map(|h| h.value.connection.as_ref()),
+        );
+        for c in written.filter(|c| c.value == Connection::Local) {
+            diags.push(
+                Diagnostic::error("`connection: local` in an aws inventory")
+                    .at(at(c))
+                    .hint("aws hosts are machines infra launches and reaches over SSH; apply a machine to itself with a static inventory whose host has `connection: local`"),
+            );
+        }
+        return diags;
+    }
+    let local: Vec<&String> = inv
+        .hosts
+        .keys()
+        .filter(|n| inv.connection_of(n) == Connection::Local)
+        .collect();
+    let Some((first, others)) = local.split_first() else {
+        return diags;
+    };
+    for name in others {
+        let host = &inv.hosts[*name];
+        let mut d = Diagnostic::error(format!(
+            "hosts `{first}` and `{name}` both have `connection: local`, but there is only one machine infra runs on"
+        ))
+        .at(host.value.connection.as_ref().map_or_else(|| site.loc(file, host, 1), at));
+        if let (None, Some(c)) = (&host.value.connection, &inv.connection) {
+            let l = at(c);
+            d = d.note(format!(
+                "`{name}` inherits `connection: local` from {}:{}",
+                l.file.display(),
+                l.line
+            ));
+        }
+        diags.push(d.hint(format!(
+            "keep `connection: local` on one host; give `{name}` `connection: ssh` and an `address`, or put it in an inventory of its own"
+        )));
     }
     diags
 }
