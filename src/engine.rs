@@ -1,7 +1,7 @@
 //! The engine: reaches every host in parallel, gathers facts, plans, and applies a plan's
 //! steps. It never prints; it reports [`Event`]s to the view.
 
-use crate::ssh::{Connection, SshConfig, SshError};
+use crate::transport::{Transport, TransportError, Transports};
 use infra_core::desired::DesiredHost;
 use infra_core::facts;
 use infra_core::plan::{files_to_diff, plan_host, HostPlan};
@@ -33,9 +33,9 @@ pub enum Event {
 
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// A host ready to apply: its connection, desired state and plan.
+/// A host ready to apply: its transport, desired state and plan.
 pub struct Target {
-    pub conn: Connection,
+    pub conn: Box<dyn Transport>,
     pub desired: DesiredHost,
     pub plan: HostPlan,
     /// Commands run on the host so far (for the round-trip count).
@@ -52,7 +52,7 @@ pub struct HostError {
 
 /// Connects to every host, gathers its facts and plans it, `parallel` hosts at a time.
 pub async fn gather(
-    ssh: Arc<SshConfig>,
+    transports: Arc<Transports>,
     hosts: Vec<(DesiredHost, String)>,
     secrets: Arc<Secrets>,
     parallel: usize,
@@ -62,23 +62,28 @@ pub async fn gather(
     let sem = Arc::new(host_slots(parallel));
     let mut tasks = Vec::new();
     for (desired, address) in hosts {
-        let (ssh, secrets, sem, sink) = (ssh.clone(), secrets.clone(), sem.clone(), sink.clone());
+        let (transports, secrets, sem, sink) = (
+            transports.clone(),
+            secrets.clone(),
+            sem.clone(),
+            sink.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
             let name = desired.name.clone();
-            // A machine launched moments ago takes a while to run sshd: retry until the wait
+            // A machine launched moments ago takes a while to answer: retry until the wait
             // is over (0 for hosts that were already there).
             let deadline = tokio::time::Instant::now() + connect_wait;
             let conn = loop {
-                match ssh.connect(&name, &address).await {
+                match transports.connect(&name, &address).await {
                     Ok(c) => break c,
-                    Err(SshError::Connect { .. }) if tokio::time::Instant::now() < deadline => {
+                    Err(e) if e.may_come_up() && tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                     }
                     Err(e) => return Err(host_error(&name, &e)),
                 }
             };
-            match plan_one(&conn, &desired, &secrets).await {
+            match plan_one(conn.as_ref(), &desired, &secrets).await {
                 Ok((plan, round_trips)) => {
                     sink(Event::Planned {
                         host: name,
@@ -116,7 +121,7 @@ pub async fn gather(
     (targets, errors)
 }
 
-fn host_error(host: &str, e: &SshError) -> HostError {
+fn host_error(host: &str, e: &TransportError) -> HostError {
     HostError {
         host: host.to_string(),
         error: e.to_string(),
@@ -127,11 +132,11 @@ fn host_error(host: &str, e: &SshError) -> HostError {
 /// Facts (one command), the current content of changed files when there are any (one more),
 /// then the plan.
 async fn plan_one(
-    conn: &Connection,
+    conn: &dyn Transport,
     desired: &DesiredHost,
     secrets: &Secrets,
-) -> Result<(HostPlan, usize), SshError> {
-    let fail = |what: &str, message: String| SshError::Run {
+) -> Result<(HostPlan, usize), TransportError> {
+    let fail = |what: &str, message: String| TransportError::Run {
         host: desired.name.clone(),
         what: what.into(),
         message,
@@ -213,18 +218,16 @@ pub async fn apply(
 }
 
 async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
-    let host = t.desired.name.clone();
     let resources = count_resources(&t.desired);
-    let total = t.plan.steps.len();
     let mut recap = Recap {
-        host: host.clone(),
+        host: t.desired.name.clone(),
         ok: resources,
         changed: 0,
         failed: false,
         unreachable: false,
         failure: None,
     };
-    if total == 0 {
+    if t.plan.steps.is_empty() {
         return recap;
     }
     let script = match apply_script(&t.plan, &t.desired) {
@@ -235,46 +238,26 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
             return recap;
         }
     };
-    let mut changed = 0;
-    let mut failed_step = None;
-    let mut output = Vec::new();
-    let mut done = false;
+    let mut reported = Reported {
+        target: t,
+        secrets,
+        sink,
+        changed: 0,
+        failed_step: None,
+        output: Vec::new(),
+        done: false,
+    };
     let result = t
         .conn
-        .run("applying", &script, |line| match parse_report(line) {
-            Some(Report::Step { index, status }) => {
-                let address = t
-                    .plan
-                    .steps
-                    .get(index)
-                    .map(|s| s.address())
-                    .unwrap_or_default();
-                if status == StepStatus::Changed {
-                    changed += 1;
-                } else {
-                    failed_step = Some(address.clone());
-                }
-                sink(Event::Step {
-                    host: host.clone(),
-                    index,
-                    total,
-                    address,
-                    status,
-                });
-            }
-            Some(Report::Output(text)) => {
-                let text = secrets.redact(&text);
-                sink(Event::Output {
-                    host: host.clone(),
-                    line: text.clone(),
-                });
-                output.push(text);
-            }
-            Some(Report::Done) => done = true,
-            Some(Report::Fatal(text)) => output.push(secrets.redact(&text)),
-            None => {}
-        })
+        .run("applying", &script, &mut |line: &str| reported.line(line))
         .await;
+    let Reported {
+        changed,
+        failed_step,
+        mut output,
+        done,
+        ..
+    } = reported;
     recap.changed = changed;
     recap.ok = resources.saturating_sub(changed);
     match result {
@@ -296,6 +279,55 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
         }
     }
     recap
+}
+
+/// What a host's apply script has reported so far, from its `@@infra` lines as they arrive.
+struct Reported<'a> {
+    target: &'a Target,
+    secrets: &'a Secrets,
+    sink: &'a Sink,
+    changed: usize,
+    /// The last step that did not report a change: the one that failed.
+    failed_step: Option<String>,
+    /// Output of the failing step (secrets redacted).
+    output: Vec<String>,
+    /// The script reached its end.
+    done: bool,
+}
+
+impl Reported<'_> {
+    fn line(&mut self, line: &str) {
+        let host = &self.target.desired.name;
+        match parse_report(line) {
+            Some(Report::Step { index, status }) => {
+                let steps = &self.target.plan.steps;
+                let address = steps.get(index).map(|s| s.address()).unwrap_or_default();
+                if status == StepStatus::Changed {
+                    self.changed += 1;
+                } else {
+                    self.failed_step = Some(address.clone());
+                }
+                (self.sink)(Event::Step {
+                    host: host.clone(),
+                    index,
+                    total: steps.len(),
+                    address,
+                    status,
+                });
+            }
+            Some(Report::Output(text)) => {
+                let text = self.secrets.redact(&text);
+                (self.sink)(Event::Output {
+                    host: host.clone(),
+                    line: text.clone(),
+                });
+                self.output.push(text);
+            }
+            Some(Report::Done) => self.done = true,
+            Some(Report::Fatal(text)) => self.output.push(self.secrets.redact(&text)),
+            None => {}
+        }
+    }
 }
 
 /// How many things the host's roles manage, for the recap's `ok` count.

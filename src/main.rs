@@ -3,9 +3,11 @@
 mod cli;
 mod commands;
 mod engine;
+mod local;
 mod provider;
 mod run;
 mod ssh;
+mod transport;
 mod view;
 
 use clap::Parser;

@@ -4,7 +4,7 @@ use crate::cli::{Cli, RunFlags};
 use crate::commands::{checked_env, load, parse_vars, report, CliError, Outcome};
 use crate::engine::{self, Target};
 use crate::provider;
-use crate::ssh::{Login, SshConfig};
+use crate::transport::{Login, Transports};
 use crate::view::{self, Style};
 use infra_core::cloud::{self, CloudFacts, CloudPlan, Scope};
 use infra_core::desired::DesiredHost;
@@ -21,12 +21,12 @@ use std::sync::Arc;
 /// Everything needed to reach and plan the selected hosts of an environment.
 struct Prepared {
     env: String,
-    /// Hosts to reach over SSH, with their address.
+    /// Hosts to reach (over SSH at their address, or `connection: local`).
     hosts: Vec<(DesiredHost, String)>,
     /// Hosts whose machine does not exist yet: planned as fresh machines.
     fresh: Vec<DesiredHost>,
     secrets: Secrets,
-    ssh: SshConfig,
+    transports: Transports,
     missing_secrets: Vec<String>,
     /// The cloud section (aws inventories) and the scope the provider works in.
     cloud: Option<(Scope, CloudPlan)>,
@@ -139,13 +139,13 @@ fn prepare(
     }
     missing.sort();
     missing.dedup();
-    let ssh = SshConfig::new(&env)?;
+    let transports = Transports::new(&env, hosts.iter().map(|(d, _)| d.name.as_str()))?;
     Ok(Some(Prepared {
         env: env.name.clone(),
         hosts,
         fresh,
         secrets,
-        ssh,
+        transports,
         missing_secrets: missing,
         cloud: cloud_plan,
     }))
@@ -190,10 +190,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Var(format!("cannot start the async runtime: {e}")))
 }
 
-/// Hosts connected and planned; the runtime and ssh config live as long as the connections.
+/// Hosts connected and planned; the runtime and transports live as long as the connections.
 struct Planned {
     rt: tokio::runtime::Runtime,
-    _ssh: Arc<SshConfig>,
+    _transports: Arc<Transports>,
     targets: Vec<Target>,
     plan: Plan,
     secrets: Arc<Secrets>,
@@ -221,9 +221,9 @@ fn plan_hosts(
 ) -> Result<Result<Planned, Outcome>, CliError> {
     let rt = runtime()?;
     let secrets = Arc::new(p.secrets);
-    let ssh = Arc::new(p.ssh);
+    let transports = Arc::new(p.transports);
     let (targets, errors) = rt.block_on(engine::gather(
-        ssh.clone(),
+        transports.clone(),
         p.hosts,
         secrets.clone(),
         parallel,
@@ -247,7 +247,7 @@ fn plan_hosts(
     plan.cloud = p.cloud.map(|(_, c)| c);
     let planned = Planned {
         rt,
-        _ssh: ssh,
+        _transports: transports,
         targets,
         plan,
         secrets,
@@ -260,22 +260,32 @@ fn plan_hosts(
         planned.close();
         return Ok(Err(Outcome::Failed));
     }
-    let trips: usize = planned.targets.iter().map(|t| t.round_trips).sum();
-    let reused = planned
-        .targets
-        .iter()
-        .filter(|t| t.conn.login == Login::Reused)
-        .count();
+    view::print_note(style, &round_trips_note(&planned.targets));
+    Ok(Ok(planned))
+}
+
+/// How many commands planning took and how the hosts were reached, for stderr.
+fn round_trips_note(targets: &[Target]) -> String {
+    let trips: usize = targets.iter().map(|t| t.round_trips).sum();
+    let count = |login: Login| targets.iter().filter(|t| t.conn.login() == login).count();
+    let (reused, local) = (count(Login::Reused), count(Login::Local));
+    if local > 0 && local == targets.len() {
+        return format!(
+            "{local} host planned on this machine (connection: local) with {trips} commands"
+        );
+    }
     let mut note = format!(
         "{} hosts planned with {trips} remote commands after login; {} new SSH logins",
-        planned.targets.len(),
-        planned.targets.len() - reused
+        targets.len(),
+        targets.len() - reused - local
     );
     if reused > 0 {
         note.push_str(&format!(", {reused} kept connections reused"));
     }
-    view::print_note(style, &note);
-    Ok(Ok(planned))
+    if local > 0 {
+        note.push_str(&format!(", {local} on this machine (connection: local)"));
+    }
+    note
 }
 
 pub fn plan_cmd(
@@ -477,7 +487,7 @@ pub fn apply_cmd(
 fn forget_new_host_keys(p: &Prepared, new_hosts: &[String]) {
     for (d, address) in &p.hosts {
         if new_hosts.contains(&d.name) {
-            p.ssh.forget(address);
+            p.transports.forget(address);
         }
     }
 }
@@ -485,7 +495,7 @@ fn forget_new_host_keys(p: &Prepared, new_hosts: &[String]) {
 fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outcome, CliError> {
     let Planned {
         rt,
-        _ssh,
+        _transports,
         targets,
         secrets,
         ..
@@ -496,7 +506,7 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
         flags.parallel,
         view::progress_sink(style),
     ));
-    drop(_ssh);
+    drop(_transports);
     view::print_recap(&recaps).map_err(CliError::Stdout)?;
     Ok(if recaps.iter().any(|r| r.failed) {
         Outcome::Partial

@@ -2,15 +2,16 @@
 //! (jump host, known_hosts per environment, the user's own config included last), closed at
 //! the end of the run or, with `ssh.control_persist`, kept for the next run.
 
+use crate::transport::{stream, BoxFuture, Login, Output, Transport, TransportError, WRAPPER};
 use infra_core::environment::Environment;
+use infra_core::model::Connection as HostConnection;
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// Why a host could not be reached or a command could not run on it.
+/// Why a host could not be reached over SSH, or the run's ssh settings could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("host {host} ({address}): its SSH host key changed since it was recorded in {known_hosts}; nothing was done on it")]
@@ -23,12 +24,6 @@ pub enum SshError {
     Connect {
         host: String,
         address: String,
-        message: String,
-    },
-    #[error("host {host}: {what} failed: {message}")]
-    Run {
-        host: String,
-        what: String,
         message: String,
     },
     #[error("cannot write the ssh config {path}: {source}")]
@@ -78,15 +73,6 @@ struct Persist {
     seconds: u64,
 }
 
-/// How a run reached a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Login {
-    /// A new SSH login.
-    New,
-    /// A connection an earlier run kept open (`ssh.control_persist`).
-    Reused,
-}
-
 impl SshConfig {
     pub fn new(env: &Environment) -> Result<SshConfig, SshError> {
         let inv = env.inventory;
@@ -112,9 +98,19 @@ impl SshConfig {
             })?;
         }
         let known_hosts = std::path::absolute(&known_hosts).unwrap_or(known_hosts);
-        let jump = inv.ssh.jump_host.as_ref().map(|j| j.value.clone());
+        // A `connection: local` host needs no ssh settings; when it is the jump host, infra
+        // runs on the jump host itself and reaches the others directly.
+        let jump = inv
+            .ssh
+            .jump_host
+            .as_ref()
+            .map(|j| j.value.clone())
+            .filter(|j| inv.connection_of(j) == HostConnection::Ssh);
         let mut blocks = BTreeMap::new();
         for (name, host) in &env.hosts {
+            if host.view.connection == HostConnection::Local {
+                continue;
+            }
             let mut text = String::new();
             let address = host.view.address.clone().unwrap_or_else(|| name.clone());
             let _ = writeln!(text, "Host {}", alias(&env.name, name));
@@ -423,56 +419,34 @@ fn last_line(text: &str) -> String {
         .to_string()
 }
 
-/// The remote side of every command: the script arrives length-prefixed on stdin, runs from a
-/// private temp file in its own session, and is stopped if the connection (stdin) goes away,
-/// as it would be if the controller crashed.
-const WRAPPER: &str = r#"set -u
-read -r n || exit 97
-f=$(mktemp /tmp/.infra-XXXXXXXX) || exit 97
-head -c "$n" > "$f"
-# A background list gets /dev/null as stdin: keep the connection's stdin on fd 3 for the watchdog.
-exec 3<&0
-setsid sh "$f" < /dev/null 3<&- &
-pid=$!
-( cat <&3 > /dev/null; kill -TERM -"$pid" 2>/dev/null ) &
-w=$!
-exec 3<&-
-wait "$pid"; rc=$?
-rm -f "$f"
-kill "$w" 2>/dev/null
-exit "$rc"
-"#;
-
 /// One open connection to a host.
 pub struct Connection {
-    pub host: String,
+    host: String,
     session: Session,
     /// A new login, or a connection an earlier run kept.
-    pub login: Login,
+    login: Login,
     /// Left open at the end of the run (`ssh.control_persist`).
     kept: bool,
 }
 
-/// What a remote script printed and how it ended.
-pub struct Output {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 impl Connection {
-    /// Runs `script` on the host, calling `on_line` for each stdout line as it arrives.
-    pub async fn run(
-        &self,
-        what: &str,
-        script: &str,
-        mut on_line: impl FnMut(&str),
-    ) -> Result<Output, SshError> {
-        let err = |message: String| SshError::Run {
+    fn run_error(&self, what: &str, message: String) -> TransportError {
+        TransportError::Run {
             host: self.host.clone(),
             what: what.to_string(),
             message,
-        };
+        }
+    }
+
+    /// Runs `script` on the host through [`WRAPPER`], calling `on_line` for each stdout line
+    /// as it arrives.
+    async fn run_script(
+        &self,
+        what: &str,
+        script: &str,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Output, TransportError> {
+        let err = |message: String| self.run_error(what, message);
         let mut child = self
             .session
             .command("sh")
@@ -484,38 +458,18 @@ impl Connection {
             .spawn()
             .await
             .map_err(|e| err(error_text(&e)))?;
-        let mut stdin = child.stdin().take().ok_or_else(|| err("no stdin".into()))?;
+        let stdin = child.stdin().take().ok_or_else(|| err("no stdin".into()))?;
         let stdout = child
             .stdout()
             .take()
             .ok_or_else(|| err("no stdout".into()))?;
-        let mut stderr = child
+        let stderr = child
             .stderr()
             .take()
             .ok_or_else(|| err("no stderr".into()))?;
-        stdin
-            .write_all(format!("{}\n{script}", script.len()).as_bytes())
+        let (out, err_text) = stream(stdin, stdout, stderr, script, on_line)
             .await
             .map_err(|e| err(e.to_string()))?;
-        stdin.flush().await.map_err(|e| err(e.to_string()))?;
-        let mut out = String::new();
-        let mut lines = BufReader::new(stdout).lines();
-        let read_err = async {
-            let mut s = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
-            s
-        };
-        let read_out = async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                on_line(&line);
-                out.push_str(&line);
-                out.push('\n');
-            }
-        };
-        let (_, err_text) = tokio::join!(read_out, read_err);
-        // Keeping stdin open until the script is done is what lets the remote side notice a
-        // lost connection; now it can go.
-        drop(stdin);
         let status = child.wait().await.map_err(|e| err(error_text(&e)))?;
         Ok(Output {
             code: status.code(),
@@ -525,12 +479,7 @@ impl Connection {
     }
 
     /// Runs a script that changes nothing on the host: no temp file, no crash watchdog.
-    pub async fn read(&self, what: &str, script: &str) -> Result<Output, SshError> {
-        let err = |message: String| SshError::Run {
-            host: self.host.clone(),
-            what: what.to_string(),
-            message,
-        };
+    async fn read_script(&self, what: &str, script: &str) -> Result<Output, TransportError> {
         let out = self
             .session
             .command("sh")
@@ -539,21 +488,46 @@ impl Connection {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| err(error_text(&e)))?;
+            .map_err(|e| self.run_error(what, error_text(&e)))?;
         Ok(Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }
+}
+
+impl Transport for Connection {
+    fn login(&self) -> Login {
+        self.login
+    }
+
+    fn run<'a>(
+        &'a self,
+        what: &'a str,
+        script: &'a str,
+        on_line: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<Output, TransportError>> {
+        Box::pin(self.run_script(what, script, on_line))
+    }
+
+    fn read<'a>(
+        &'a self,
+        what: &'a str,
+        script: &'a str,
+    ) -> BoxFuture<'a, Result<Output, TransportError>> {
+        Box::pin(self.read_script(what, script))
+    }
 
     /// Ends the connection, or leaves a kept one (`ssh.control_persist`) for the next run:
     /// its master exits by itself once idle that long.
-    pub async fn close(self) {
-        if self.kept {
-            let _ = self.session.detach();
-        } else {
-            let _ = self.session.close().await;
-        }
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if self.kept {
+                let _ = self.session.detach();
+            } else {
+                let _ = self.session.close().await;
+            }
+        })
     }
 }

@@ -5,6 +5,7 @@ use crate::commands::CliError;
 use infra_core::diagnostic::{Diagnostic, Severity};
 use infra_core::environment::Environment;
 use infra_core::kinds;
+use infra_core::model::Connection;
 use infra_core::render::{Origin, RenderedFile};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -185,7 +186,11 @@ pub fn print_hosts(env: &Environment, format: HostsFormat) -> io::Result<()> {
                         v.roles.join(","),
                         v.private_ip.clone().unwrap_or_else(dash),
                         v.public_ip.clone().unwrap_or_else(dash),
-                        v.address.clone().unwrap_or_else(dash),
+                        match v.connection {
+                            // Reached on the machine infra runs on, whatever its address.
+                            Connection::Local => "local".to_string(),
+                            Connection::Ssh => v.address.clone().unwrap_or_else(dash),
+                        },
                         v.provider.to_string(),
                     ]
                 })

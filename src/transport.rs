@@ -1,0 +1,194 @@
+//! The transport seam: how the engine runs a generated script on a host. [`Transport`] is the
+//! few primitives the engine needs; the SSH connection (`crate::ssh`) and the machine infra runs
+//! on (`crate::local`, `connection: local`) implement it, and [`Transports`] opens the right
+//! one for each host of a run.
+
+use crate::local::Local;
+use crate::ssh::{SshConfig, SshError};
+use infra_core::environment::Environment;
+use infra_core::model::Connection;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// A future a transport returns: boxed, so hosts of both kinds sit side by side in one run.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a script printed and how it ended.
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How a run reached a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// A new SSH login.
+    New,
+    /// A connection an earlier run kept open (`ssh.control_persist`).
+    Reused,
+    /// No login: the host is the machine infra runs on (`connection: local`).
+    Local,
+}
+
+/// Why a host could not be reached or a script could not run on it.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The host could not be reached over SSH (its hint says what to do).
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// A script could not be started, fed or read, or it failed.
+    #[error("host {host}: {what} failed: {message}")]
+    Run {
+        host: String,
+        what: String,
+        message: String,
+    },
+}
+
+impl TransportError {
+    /// What the user should do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            TransportError::Ssh(e) => e.hint(),
+            TransportError::Run { .. } => None,
+        }
+    }
+
+    /// The host did not answer, but may yet (a machine still booting): worth another try.
+    pub fn may_come_up(&self) -> bool {
+        matches!(self, TransportError::Ssh(SshError::Connect { .. }))
+    }
+}
+
+/// One open way to run scripts on a host.
+pub trait Transport: Send + Sync {
+    /// How this run reached the host.
+    fn login(&self) -> Login;
+
+    /// Runs `script` as a change to the host (from a private temp file, stopped if infra goes
+    /// away), calling `on_line` for each line of its stdout as it arrives.
+    fn run<'a>(
+        &'a self,
+        what: &'a str,
+        script: &'a str,
+        on_line: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<Output, TransportError>>;
+
+    /// Runs a script that changes nothing on the host and returns its whole output.
+    fn read<'a>(
+        &'a self,
+        what: &'a str,
+        script: &'a str,
+    ) -> BoxFuture<'a, Result<Output, TransportError>>;
+
+    /// Ends the connection (or leaves it for the next run, as its settings say).
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// How this run reaches each host: the `connection: local` one on this machine, the others
+/// over SSH (the ssh config is only written when some selected host needs it).
+pub struct Transports {
+    ssh: Option<SshConfig>,
+    local: BTreeSet<String>,
+}
+
+impl Transports {
+    /// The transports for `hosts`, the names of the hosts this run will reach.
+    pub fn new<'h>(
+        env: &Environment,
+        hosts: impl IntoIterator<Item = &'h str>,
+    ) -> Result<Transports, SshError> {
+        let (local, ssh): (BTreeSet<String>, BTreeSet<String>) = hosts
+            .into_iter()
+            .map(str::to_string)
+            .partition(|h| env.inventory.connection_of(h) == Connection::Local);
+        let ssh = if ssh.is_empty() {
+            None
+        } else {
+            Some(SshConfig::new(env)?)
+        };
+        Ok(Transports { ssh, local })
+    }
+
+    /// Opens the one transport this run uses for `host` (`address` is where SSH reaches it).
+    pub async fn connect(
+        &self,
+        host: &str,
+        address: &str,
+    ) -> Result<Box<dyn Transport>, TransportError> {
+        if self.local.contains(host) {
+            return Ok(Box::new(Local::new(host)));
+        }
+        match &self.ssh {
+            Some(ssh) => Ok(Box::new(ssh.connect(host, address).await?)),
+            None => Err(TransportError::Run {
+                host: host.to_string(),
+                what: "connecting".into(),
+                message: "no ssh settings were prepared for it".into(),
+            }),
+        }
+    }
+
+    /// Forgets the recorded SSH host keys of `address` (a machine launched anew at it).
+    pub fn forget(&self, address: &str) {
+        if let Some(ssh) = &self.ssh {
+            ssh.forget(address);
+        }
+    }
+}
+
+/// What runs every changing script, on whichever machine: the script arrives length-prefixed
+/// on stdin, runs from a private temp file in its own session, and is stopped if stdin goes
+/// away, as it does when the connection drops or infra dies.
+pub const WRAPPER: &str = r#"set -u
+read -r n || exit 97
+f=$(mktemp /tmp/.infra-XXXXXXXX) || exit 97
+head -c "$n" > "$f"
+# A background list gets /dev/null as stdin: keep the connection's stdin on fd 3 for the watchdog.
+exec 3<&0
+setsid sh "$f" < /dev/null 3<&- &
+pid=$!
+( cat <&3; kill -TERM -"$pid" ) > /dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait "$pid"; rc=$?
+rm -f "$f"
+kill "$w" 2>/dev/null
+exit "$rc"
+"#;
+
+/// Feeds `script` to a running [`WRAPPER`] and reads its stdout (line by line, each to
+/// `on_line`) and stderr to the end. Stdin stays open until then: closing it is what stops
+/// the script.
+pub async fn stream(
+    mut stdin: impl AsyncWrite + Unpin,
+    stdout: impl AsyncRead + Unpin,
+    mut stderr: impl AsyncRead + Unpin,
+    script: &str,
+    on_line: &mut (dyn FnMut(&str) + Send),
+) -> std::io::Result<(String, String)> {
+    stdin
+        .write_all(format!("{}\n{script}", script.len()).as_bytes())
+        .await?;
+    stdin.flush().await?;
+    let mut out = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    let read_err = async {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
+        s
+    };
+    let read_out = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            on_line(&line);
+            out.push_str(&line);
+            out.push('\n');
+        }
+    };
+    let (_, err_text) = tokio::join!(read_out, read_err);
+    drop(stdin);
+    Ok((out, err_text))
+}
