@@ -34,7 +34,19 @@ pub fn infra(dir: &Path, args: &[&str]) -> Run {
 }
 
 pub fn infra_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infra"));
+    infra_through(&[], dir, args, env)
+}
+
+/// `infra_env`, with the binary started by `prefix` (e.g. `nsenter -t PID -m --`).
+pub fn infra_through(prefix: &[&str], dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_infra"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_infra")),
+    };
     cmd.arg("-C").arg(dir).args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("INFRA_") {

@@ -1,0 +1,311 @@
+//! `connection: local`: a small site planned, applied and planned again on the machine the test
+//! runs on, with no sshd and no network, inside a private mount namespace whose tmpfs over
+//! /srv and /var/lib take the apply's writes; `hosts` output; and the inventory mistakes about
+//! `connection`, each reported at its file:line.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const ROLE: &str = "\
+name: web
+dirs:
+  - {path: /srv/app, mode: \"0750\"}
+files:
+  - template: app/config.ini.j2
+    dest: /srv/app/config.ini
+    mode: \"0640\"
+    check: \"grep -q '^name = ' /srv/app/config.ini\"
+  - source: app/motd
+    dest: /srv/app/motd
+links:
+  - {path: /srv/app/current, target: /srv/app/config.ini}
+commands:
+  - {name: seed, run: \"echo seeded > /srv/app/seeded\", creates: /srv/app/seeded}
+";
+
+const LOCAL_INVENTORY: &str = "\
+environment: lab
+domain: example.org
+internal_domain: lab.internal
+provider: {type: static}
+connection: local
+hosts:
+  self: {roles: [web]}
+";
+
+/// A site with one role (a dir, two files, a link, a command) and the given inventories.
+fn site(inventories: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("roles/web.yaml", ROLE);
+    write(
+        "templates/app/config.ini.j2",
+        "name = {{ host.name }}\nconnection = {{ host.connection }}\n",
+    );
+    write("templates/app/motd", "managed by infra\n");
+    for (name, text) in inventories {
+        write(&format!("inventories/{name}.yaml"), text);
+    }
+    dir
+}
+
+/// A private mount namespace with a tmpfs over /srv and one over /var/lib, kept alive by a
+/// sleeping process (killed on drop, which takes the tmpfs with it). As root it is a plain
+/// mount namespace; otherwise a user namespace mapping the user to root.
+struct Namespace {
+    holder: Child,
+    prefix: Vec<String>,
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        let root = Command::new("id").arg("-u").output().expect("id -u").stdout == b"0\n";
+        let mut cmd = Command::new("unshare");
+        if !root {
+            cmd.args(["--user", "--map-root-user"]);
+        }
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs tmpfs /srv && mount -t tmpfs tmpfs /var/lib && echo ready && exec sleep 600")
+            .stdout(Stdio::piped());
+        let mut holder = cmd.spawn().expect("run unshare (util-linux)");
+        let mut line = String::new();
+        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            panic!("cannot make a private mount namespace with tmpfs over /srv and /var/lib: run the test as root, or enable unprivileged user namespaces");
+        }
+        let pid = holder.id().to_string();
+        let mut prefix: Vec<String> = ["nsenter", "-t", &pid, "-m"].map(String::from).into();
+        if !root {
+            prefix.extend(["-U", "--preserve-credentials"].map(String::from));
+        }
+        prefix.push("--".into());
+        Namespace { holder, prefix }
+    }
+
+    fn infra(&self, dir: &Path, args: &[&str]) -> Run {
+        let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        infra_through(&prefix, dir, args, &[])
+    }
+
+    /// `sh -c script` inside the namespace.
+    fn sh(&self, script: &str) -> String {
+        let out = Command::new(&self.prefix[0])
+            .args(&self.prefix[1..])
+            .args(["sh", "-c", script])
+            .output()
+            .expect("run nsenter");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[test]
+fn a_local_host_converges_without_ssh() {
+    let dir = site(&[("lab", LOCAL_INVENTORY)]);
+    let ns = Namespace::new();
+    let outside = Path::new("/srv/app/config.ini").exists();
+
+    let plan = ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"]);
+    plan.assert_code(2);
+    for change in [
+        "/srv/app/config.ini",
+        "/srv/app/motd",
+        "/srv/app/current",
+        "seed",
+    ] {
+        assert!(plan.stdout.contains(change), "{change}:\n{}", plan.stdout);
+    }
+    assert!(
+        plan.stderr
+            .contains("1 host planned on this machine (connection: local) with 1 commands"),
+        "{}",
+        plan.stderr
+    );
+    assert!(!plan.stderr.contains("ssh"), "{}", plan.stderr);
+
+    let apply = ns.infra(dir.path(), &["apply", "lab", "--yes"]);
+    apply.assert_code(0);
+    assert!(
+        apply
+            .stdout
+            .contains("self : ok=0 changed=5 failed=0 unreachable=0"),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(
+        ns.sh("cat /srv/app/config.ini"),
+        "name = self\nconnection = local\n"
+    );
+    assert_eq!(ns.sh("cat /srv/app/motd"), "managed by infra\n");
+    assert_eq!(
+        ns.sh("stat -c '%a %U %G %n' /srv/app /srv/app/config.ini /srv/app/motd"),
+        "750 root root /srv/app\n640 root root /srv/app/config.ini\n644 root root /srv/app/motd\n"
+    );
+    assert_eq!(ns.sh("readlink /srv/app/current"), "/srv/app/config.ini\n");
+    assert_eq!(ns.sh("cat /srv/app/seeded"), "seeded\n");
+    assert_eq!(
+        Path::new("/srv/app/config.ini").exists(),
+        outside,
+        "the apply wrote outside its namespace"
+    );
+
+    let again = ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"]);
+    again.assert_code(0);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+
+    // Drift on the machine is found and put right like on any host.
+    ns.sh("echo edited by hand > /srv/app/motd");
+    let drift = ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"]);
+    drift.assert_code(2);
+    assert!(
+        drift.stdout.contains("-edited by hand") && drift.stdout.contains("+managed by infra"),
+        "{}",
+        drift.stdout
+    );
+    ns.infra(dir.path(), &["apply", "lab", "--yes"])
+        .assert_code(0);
+    assert_eq!(ns.sh("cat /srv/app/motd"), "managed by infra\n");
+    ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"])
+        .assert_code(0);
+}
+
+#[test]
+fn hosts_shows_a_local_host() {
+    let inv = LOCAL_INVENTORY.replace(
+        "  self: {roles: [web]}\n",
+        "  self: {roles: [web]}\n  peer: {roles: [web], address: 192.0.2.7, connection: ssh}\n",
+    );
+    let dir = site(&[("lab", &inv)]);
+    let run = infra(dir.path(), &["hosts", "lab"]);
+    run.assert_code(0);
+    let row = |name: &str| -> Vec<String> {
+        let line = run.stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().map(String::from).collect()
+    };
+    assert_eq!(row("self "), ["self", "web", "-", "-", "local", "static"]);
+    assert_eq!(
+        row("peer "),
+        ["peer", "web", "192.0.2.7", "-", "192.0.2.7", "static"]
+    );
+    let run = infra(dir.path(), &["hosts", "lab", "--out", "json"]);
+    run.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v[0]["name"], "peer");
+    assert_eq!(v[0]["connection"], "ssh");
+    assert_eq!(v[1]["connection"], "local");
+    assert_eq!(v[1]["address"], serde_json::Value::Null);
+}
+
+/// `validate` on a site with `inventory`; exit 1 and its stderr.
+fn invalid(inventory: &str) -> (tempfile::TempDir, String) {
+    let dir = site(&[("lab", inventory)]);
+    let run = infra(dir.path(), &["validate"]);
+    run.assert_code(1);
+    (dir, run.stderr)
+}
+
+/// Asserts stderr has `error: message`, then `--> at`, and the hint in that diagnostic.
+fn assert_error(stderr: &str, message: &str, at: &str, hint: &str) {
+    let head = format!("error: {message}\n");
+    let start = stderr
+        .find(&head)
+        .unwrap_or_else(|| panic!("no `{message}` in:\n{stderr}"));
+    let rest = &stderr[start + head.len()..];
+    assert_eq!(
+        rest.lines().next().unwrap_or_default().trim_start(),
+        format!("--> {at}"),
+        "{stderr}"
+    );
+    let block = rest.split("\nerror").next().unwrap_or_default();
+    assert!(block.contains(&format!("= hint: {hint}")), "{stderr}");
+}
+
+#[test]
+fn two_local_hosts_are_an_error() {
+    let inv = LOCAL_INVENTORY.replace(
+        "  self: {roles: [web]}\n",
+        "  self: {roles: [web]}\n  twin: {roles: [web]}\n",
+    );
+    let (dir, err) = invalid(&inv);
+    assert_error(
+        &err,
+        "hosts `self` and `twin` both have `connection: local`, but there is only one machine infra runs on",
+        // Inherited: reported at the host.
+        &format!(
+            "inventories/lab.yaml:{}:9",
+            line_of(dir.path(), "inventories/lab.yaml", "  twin:")
+        ),
+        "keep `connection: local` on one host; give `twin` `connection: ssh` and an `address`, or put it in an inventory of its own",
+    );
+    let top = line_of(dir.path(), "inventories/lab.yaml", "connection: local");
+    assert!(
+        err.contains(&format!(
+            "= note: `twin` inherits `connection: local` from inventories/lab.yaml:{top}"
+        )),
+        "{err}"
+    );
+
+    // Written on the host itself: reported at the value.
+    let inv = "environment: lab\ndomain: example.org\ninternal_domain: lab.internal\n\
+               provider: {type: static}\nhosts:\n  a: {roles: [web], connection: local}\n  \
+               b: {roles: [web], connection: local}\n";
+    let (dir, err) = invalid(inv);
+    let line = line_of(dir.path(), "inventories/lab.yaml", "  b:");
+    assert_error(
+        &err,
+        "hosts `a` and `b` both have `connection: local`, but there is only one machine infra runs on",
+        &format!("inventories/lab.yaml:{line}:33"),
+        "keep `connection: local` on one host; give `b` `connection: ssh` and an `address`, or put it in an inventory of its own",
+    );
+}
+
+#[test]
+fn connection_errors_are_reported_at_their_line() {
+    // A local host on aws.
+    let aws = "environment: lab\ndomain: example.org\ninternal_domain: lab.internal\n\
+               provider: {type: aws, region: us-east-1, ami: ami-1, instance_type: t3.small, \
+               vpc_cidr: 10.0.0.0/16, subnet_cidr: 10.0.1.0/24}\n\
+               hosts:\n  a: {roles: [web], connection: local}\n";
+    let (dir, err) = invalid(aws);
+    assert_error(
+        &err,
+        "`connection: local` in an aws inventory",
+        &position_of(dir.path(), "inventories/lab.yaml", "local}"),
+        "aws hosts are machines infra launches and reaches over SSH; apply a machine to itself with a static inventory whose host has `connection: local`",
+    );
+
+    // An unknown transport.
+    let (dir, err) = invalid(&LOCAL_INVENTORY.replace("connection: local", "connection: lcoal"));
+    let at = position_of(dir.path(), "inventories/lab.yaml", "lcoal");
+    assert!(err.contains(&format!("--> {at}")), "{err}");
+    assert!(err.contains("lcoal"), "{err}");
+
+    // A static host that is not local still needs its address.
+    let (dir, err) = invalid(&LOCAL_INVENTORY.replace("connection: local\n", ""));
+    assert_error(
+        &err,
+        "static host `self` has no `address`",
+        &position_of(dir.path(), "inventories/lab.yaml", "{roles"),
+        "static hosts already exist: give the address SSH reaches them at, or `connection: local` for the machine infra runs on",
+    );
+}
