@@ -25,14 +25,17 @@ impl Local {
         }
     }
 
-    /// `sh -c SCRIPT`, started from `/` as a login over SSH starts from a fixed place, in a
-    /// process group of its own: a Ctrl-C meant for infra ends infra, whose closed pipe then
-    /// stops the script (as a dropped SSH connection would), rather than the script mid-step.
+    /// `sh -c SCRIPT` as an SSH login would run it: from a fixed place (`/`), with a login's
+    /// environment (nothing else of infra's: no `INFRA_SECRET_*` values), in a process group
+    /// of its own, so a Ctrl-C meant for infra ends infra, whose closed pipe then stops the
+    /// script (as a dropped SSH connection would), rather than the script mid-step.
     fn sh(script: &str) -> Command {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(script)
             .current_dir("/")
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| login_variable(k)))
             .process_group(0)
             .kill_on_drop(true);
         cmd
@@ -79,6 +82,13 @@ impl Local {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
     }
+}
+
+/// What a login over SSH passes on: who and where the user is, the path, the locale.
+fn login_variable(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    ["HOME", "USER", "LOGNAME", "SHELL", "PATH", "LANG"].contains(&name.as_ref())
+        || name.starts_with("LC_")
 }
 
 impl Transport for Local {

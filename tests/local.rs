@@ -24,6 +24,7 @@ links:
   - {path: /srv/app/current, target: /srv/app/config.ini}
 commands:
   - {name: seed, run: \"echo seeded > /srv/app/seeded\", creates: /srv/app/seeded}
+  - {name: env, run: \"env | cut -d= -f1 | sort > /srv/app/env\", creates: /srv/app/env}
 ";
 
 const LOCAL_INVENTORY: &str = "\
@@ -91,9 +92,10 @@ impl Namespace {
         Namespace { holder, prefix }
     }
 
+    /// `infra ARGS`, with a secret in its environment that scripts must not see.
     fn infra(&self, dir: &Path, args: &[&str]) -> Run {
         let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
-        infra_through(&prefix, dir, args, &[])
+        infra_through(&prefix, dir, args, &[("INFRA_SECRET_CANARY", "c4n4ry")])
     }
 
     /// `sh -c script` inside the namespace.
@@ -148,7 +150,7 @@ fn a_local_host_converges_without_ssh() {
     assert!(
         apply
             .stdout
-            .contains("self : ok=0 changed=5 failed=0 unreachable=0"),
+            .contains("self : ok=0 changed=6 failed=0 unreachable=0"),
         "{}",
         apply.stdout
     );
@@ -163,6 +165,10 @@ fn a_local_host_converges_without_ssh() {
     );
     assert_eq!(ns.sh("readlink /srv/app/current"), "/srv/app/config.ini\n");
     assert_eq!(ns.sh("cat /srv/app/seeded"), "seeded\n");
+    // Scripts get a login's environment, not infra's.
+    let env = ns.sh("cat /srv/app/env");
+    assert!(env.lines().any(|l| l == "PATH"), "{env}");
+    assert!(!env.contains("INFRA_"), "{env}");
     assert_eq!(
         Path::new("/srv/app/config.ini").exists(),
         outside,
