@@ -531,3 +531,48 @@ impl Transport for Connection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SshConfig;
+    use infra_core::environment::Environment;
+    use infra_core::site::Site;
+
+    /// The ssh config written for `inventory` (hosts all hold role `r`).
+    fn config(inventory: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("roles")).unwrap();
+        std::fs::create_dir_all(dir.path().join("inventories")).unwrap();
+        std::fs::write(dir.path().join("roles/r.yaml"), "name: r\n").unwrap();
+        std::fs::write(dir.path().join("inventories/lab.yaml"), inventory).unwrap();
+        let (site, diags) = Site::load(dir.path()).unwrap();
+        assert!(diags.is_empty(), "{diags:?}");
+        let env = Environment::resolve(&site, "lab", &[]).unwrap();
+        let ssh = SshConfig::new(&env).unwrap();
+        std::fs::read_to_string(ssh.path()).unwrap()
+    }
+
+    const HEAD: &str = "environment: lab\ndomain: e.org\ninternal_domain: lab.i\nprovider: {type: static}\nssh: {jump_host: gw}\n";
+
+    #[test]
+    fn hosts_behind_the_jump_host_go_through_it() {
+        let text = config(&format!(
+            "{HEAD}hosts:\n  gw: {{roles: [r], address: 192.0.2.1}}\n  web: {{roles: [r], address: 10.0.0.2}}\n"
+        ));
+        assert!(text.contains("Host infra-lab-gw\n"), "{text}");
+        assert!(text.contains("ProxyJump infra-lab-gw\n"), "{text}");
+    }
+
+    #[test]
+    fn a_local_host_gets_no_block_and_a_local_jump_host_is_no_hop() {
+        let text = config(&format!(
+            "{HEAD}hosts:\n  gw: {{roles: [r], connection: local}}\n  web: {{roles: [r], address: 10.0.0.2}}\n"
+        ));
+        assert!(!text.contains("infra-lab-gw"), "{text}");
+        assert!(
+            text.contains("Host infra-lab-web\n  HostName 10.0.0.2\n"),
+            "{text}"
+        );
+        assert!(!text.contains("ProxyJump"), "{text}");
+    }
+}
