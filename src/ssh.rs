@@ -111,36 +111,9 @@ impl SshConfig {
             if host.view.connection == HostConnection::Local {
                 continue;
             }
-            let mut text = String::new();
             let address = host.view.address.clone().unwrap_or_else(|| name.clone());
-            let _ = writeln!(text, "Host {}", alias(&env.name, name));
-            let _ = writeln!(text, "  HostName {address}");
-            if let Some(u) = &inv.ssh.user {
-                let _ = writeln!(text, "  User {u}");
-            }
-            if let Some(p) = inv.ssh.port {
-                let _ = writeln!(text, "  Port {p}");
-            }
-            if let Some(id) = &inv.ssh.identity_file {
-                let _ = writeln!(
-                    text,
-                    "  IdentityFile {}\n  IdentitiesOnly yes",
-                    expand(id).display()
-                );
-            }
-            let _ = writeln!(text, "  UserKnownHostsFile {}", known_hosts.display());
-            let _ = writeln!(
-                text,
-                "  StrictHostKeyChecking accept-new\n  BatchMode yes\n  ServerAliveInterval 15"
-            );
-            for (k, v) in &inv.ssh.options {
-                let _ = writeln!(text, "  {k} {v}");
-            }
-            if let Some(j) = &jump {
-                if j != name {
-                    let _ = writeln!(text, "  ProxyJump {}", alias(&env.name, j));
-                }
-            }
+            let hop = jump.as_deref().filter(|j| j != name);
+            let text = host_block(env, name, &address, &known_hosts, hop);
             blocks.insert(name.clone(), text);
         }
         let user_config = match &inv.ssh.config_file {
@@ -354,6 +327,47 @@ impl SshConfig {
             }
         }
     }
+}
+
+/// The ssh config block of one host: its address, the inventory's ssh settings, the run's
+/// known_hosts file, and the jump host to go through, if any.
+fn host_block(
+    env: &Environment,
+    name: &str,
+    address: &str,
+    known_hosts: &std::path::Path,
+    jump: Option<&str>,
+) -> String {
+    let ssh = &env.inventory.ssh;
+    let mut text = String::new();
+    let _ = writeln!(text, "Host {}", alias(&env.name, name));
+    let _ = writeln!(text, "  HostName {address}");
+    if let Some(u) = &ssh.user {
+        let _ = writeln!(text, "  User {u}");
+    }
+    if let Some(p) = ssh.port {
+        let _ = writeln!(text, "  Port {p}");
+    }
+    if let Some(id) = &ssh.identity_file {
+        let id = infra_core::secrets::expand_path(id, &env.site.root);
+        let _ = writeln!(
+            text,
+            "  IdentityFile {}\n  IdentitiesOnly yes",
+            id.display()
+        );
+    }
+    let _ = writeln!(text, "  UserKnownHostsFile {}", known_hosts.display());
+    let _ = writeln!(
+        text,
+        "  StrictHostKeyChecking accept-new\n  BatchMode yes\n  ServerAliveInterval 15"
+    );
+    for (k, v) in &ssh.options {
+        let _ = writeln!(text, "  {k} {v}");
+    }
+    if let Some(j) = jump {
+        let _ = writeln!(text, "  ProxyJump {}", alias(&env.name, j));
+    }
+    text
 }
 
 /// Where kept control sockets live: `$INFRA_SSH_CONTROL_DIR`, or `/tmp/infra-cm-<uid>`.
