@@ -5,7 +5,7 @@ use crate::transport::{Transport, TransportError, Transports};
 use infra_core::desired::DesiredHost;
 use infra_core::facts;
 use infra_core::plan::{files_to_diff, plan_host, HostPlan};
-use infra_core::script::{apply_script, parse_report, Report, StepStatus};
+use infra_core::script::{apply_script_with, parse_report, Report, ScriptOptions, StepStatus};
 use infra_core::secrets::Secrets;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -230,8 +230,8 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
     if t.plan.steps.is_empty() {
         return recap;
     }
-    let script = match apply_script(&t.plan, &t.desired) {
-        Ok(s) => pause_for_tests(s, &t.plan),
+    let script = match apply_script_with(&t.plan, &t.desired, &ScriptOptions::from_env()) {
+        Ok(s) => s,
         Err(e) => {
             recap.failed = true;
             recap.failure = Some(("preparing the apply script".into(), vec![e.to_string()]));
@@ -345,26 +345,6 @@ fn count_resources(d: &DesiredHost) -> usize {
                     + r.commands.len()
             })
             .sum::<usize>()
-}
-
-/// Test hook for crash tests: with `INFRA_TEST_PAUSE_AFTER=/path/of/a/file`, the host's script
-/// sleeps right after writing that file, so a test can kill the run at that exact point.
-fn pause_for_tests(script: String, plan: &HostPlan) -> String {
-    let Ok(dest) = std::env::var("INFRA_TEST_PAUSE_AFTER") else {
-        return script;
-    };
-    let index = plan
-        .steps
-        .iter()
-        .position(|s| matches!(s, infra_core::plan::Step::File(f) if f.dest == dest));
-    match index {
-        Some(i) => script.replacen(
-            &format!("say {i} changed\n"),
-            &format!("say {i} changed\nsleep 600\n"),
-            1,
-        ),
-        None => script,
-    }
 }
 
 /// `--parallel N` hosts at a time; 0 means all of them.
