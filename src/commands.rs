@@ -1,101 +1,16 @@
 //! Running each command: load the site, check it, compute the data, hand it to a view.
 
 use crate::cli::{Cli, Command, RolesCommand};
+use crate::error::{CliError, Outcome};
+use crate::load::{checked_env, find_env, load, parse_vars, report};
 use crate::view::{self, Style};
 use infra_core::diagnostic::Diagnostic;
 use infra_core::environment::Environment;
 use infra_core::render::{Renderer, SharedContext};
-use infra_core::secrets::{Secrets, SecretsError};
-use infra_core::site::{Site, SiteError};
+use infra_core::secrets::Secrets;
+use infra_core::site::Site;
 use infra_core::suggest::did_you_mean;
 use infra_core::validate;
-use infra_core::vars::VarOverride;
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-/// How a command ended; each maps to one documented exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// An error; nothing was changed.
-    Failed,
-    /// `plan --detailed-exitcode` found changes.
-    Changes,
-    /// `apply` failed on some hosts.
-    Partial,
-}
-
-impl From<Outcome> for ExitCode {
-    fn from(o: Outcome) -> ExitCode {
-        match o {
-            Outcome::Success => ExitCode::SUCCESS,
-            Outcome::Failed => ExitCode::from(1),
-            Outcome::Changes => ExitCode::from(2),
-            Outcome::Partial => ExitCode::from(3),
-        }
-    }
-}
-
-/// A command that could not run; printed as one `error:` line (with a hint) on stderr.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Site(#[from] SiteError),
-    #[error(transparent)]
-    Secrets(#[from] SecretsError),
-    #[error("no environment `{name}` in inventories/")]
-    UnknownEnv { name: String, hint: Option<String> },
-    #[error("no host `{host}` in environment `{env}`")]
-    UnknownHost {
-        env: String,
-        host: String,
-        hint: Option<String>,
-    },
-    #[error("host `{host}` gets no file at `{dest}`")]
-    UnknownDest {
-        host: String,
-        dest: String,
-        hint: Option<String>,
-    },
-    #[error("{0}")]
-    Var(String),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write to standard output: {0}")]
-    Stdout(#[source] std::io::Error),
-    #[error("environment `{env}` needs secrets that are not set: {}; nothing was changed", names.join(", "))]
-    MissingSecrets { env: String, names: Vec<String> },
-    #[error("the saved plan is stale: {} changed since it was made; nothing was changed", hosts.join(", "))]
-    StalePlan { hosts: Vec<String> },
-    #[error("refusing to apply without confirmation: there is no terminal to ask on; nothing was changed")]
-    NoConfirmation,
-    #[error(transparent)]
-    Provider(#[from] crate::provider::ProviderError),
-    #[error(transparent)]
-    Ssh(#[from] crate::ssh::SshError),
-    #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
-    StaleCloud { env: String },
-}
-
-impl CliError {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            CliError::UnknownEnv { hint, .. }
-            | CliError::UnknownHost { hint, .. }
-            | CliError::UnknownDest { hint, .. } => hint.clone(),
-            CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables".into()),
-            CliError::StalePlan { .. } | CliError::StaleCloud { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
-            CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
-            CliError::Provider(e) => e.hint(),
-            CliError::Ssh(e) => e.hint(),
-            _ => None,
-        }
-    }
-}
 
 pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
     match &cli.command {
@@ -244,58 +159,6 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
     }
-}
-
-pub fn parse_vars(vars: &[String]) -> Result<Vec<VarOverride>, CliError> {
-    vars.iter()
-        .map(|v| VarOverride::parse(v).map_err(CliError::Var))
-        .collect()
-}
-
-/// Loads the site; parse errors are printed and give `None`.
-pub fn load(cli: &Cli, style: &Style) -> Result<Option<Site>, CliError> {
-    let (site, diags) = Site::load(&cli.dir)?;
-    if report(style, diags) {
-        return Ok(None);
-    }
-    Ok(Some(site))
-}
-
-/// Prints diagnostics (sorted by place); true when any is an error.
-pub fn report(style: &Style, mut diags: Vec<Diagnostic>) -> bool {
-    diags.sort_by(|a, b| a.location.cmp(&b.location).then(a.message.cmp(&b.message)));
-    let failed = diags.iter().any(Diagnostic::is_error);
-    for d in &diags {
-        view::print_diagnostic(style, d);
-    }
-    failed
-}
-
-fn find_env<'s>(
-    site: &'s Site,
-    name: &str,
-    overrides: &[VarOverride],
-) -> Result<Environment<'s>, CliError> {
-    Environment::resolve(site, name, overrides).ok_or_else(|| CliError::UnknownEnv {
-        name: name.to_string(),
-        hint: did_you_mean(name, site.inventories.keys().map(String::as_str)),
-    })
-}
-
-/// The environment, after the role and inventory checks passed (errors are printed).
-pub fn checked_env<'s>(
-    site: &'s Site,
-    name: &str,
-    overrides: &[VarOverride],
-    style: &Style,
-) -> Result<Option<Environment<'s>>, CliError> {
-    let env = find_env(site, name, overrides)?;
-    let mut diags = validate::check_roles(site);
-    diags.extend(validate::check_inventory(&env));
-    if report(style, diags) {
-        return Ok(None);
-    }
-    Ok(Some(env))
 }
 
 fn missing_secrets_warning(env: &Environment, names: &[&str]) -> Diagnostic {

@@ -1,6 +1,7 @@
 //! The engine: reaches every host in parallel, gathers facts, plans, and applies a plan's
 //! steps. It never prints; it reports [`Event`]s to the view.
 
+pub use crate::events::{Event, HostError, Recap, Sink};
 use crate::transport::{Transport, TransportError, Transports};
 use infra_core::desired::DesiredHost;
 use infra_core::facts;
@@ -11,28 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// Progress, for the view.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Planned {
-        host: String,
-        steps: usize,
-    },
-    Step {
-        host: String,
-        index: usize,
-        total: usize,
-        address: String,
-        status: StepStatus,
-    },
-    Output {
-        host: String,
-        line: String,
-    },
-}
-
-pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
-
 /// A host ready to apply: its transport, desired state and plan.
 pub struct Target {
     pub conn: Box<dyn Transport>,
@@ -40,14 +19,6 @@ pub struct Target {
     pub plan: HostPlan,
     /// Commands run on the host so far (for the round-trip count).
     pub round_trips: usize,
-}
-
-/// A host that could not be planned.
-#[derive(Debug)]
-pub struct HostError {
-    pub host: String,
-    pub error: String,
-    pub hint: Option<String>,
 }
 
 /// Connects to every host, gathers its facts and plans it, `parallel` hosts at a time.
@@ -175,18 +146,6 @@ async fn plan_one(
         }
     }
     Ok((plan_host(desired, &f, &current, secrets), round_trips))
-}
-
-/// How a host's apply ended.
-#[derive(Debug, Clone)]
-pub struct Recap {
-    pub host: String,
-    pub ok: usize,
-    pub changed: usize,
-    pub failed: bool,
-    pub unreachable: bool,
-    /// The failing step and the last lines of its output (secrets redacted).
-    pub failure: Option<(String, Vec<String>)>,
 }
 
 /// Runs every target's plan, `parallel` hosts at a time; a failed host does not stop others.

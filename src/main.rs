@@ -3,10 +3,11 @@
 mod cli;
 mod commands;
 mod engine;
-mod local;
+mod error;
+mod events;
+mod load;
 mod provider;
 mod run;
-mod ssh;
 mod transport;
 mod view;
 
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(e) => {
             view::print_error(&style, &e);
-            commands::Outcome::Failed.into()
+            error::Outcome::Failed.into()
         }
     }
 }

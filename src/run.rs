@@ -1,8 +1,9 @@
 //! `plan` and `apply`: render the selected hosts, reach them, plan, confirm, apply.
 
 use crate::cli::{Cli, RunFlags};
-use crate::commands::{checked_env, load, parse_vars, report, CliError, Outcome};
 use crate::engine::{self, Target};
+use crate::error::{CliError, Outcome};
+use crate::load::{checked_env, load, parse_vars, report};
 use crate::provider;
 use crate::transport::{Login, Transports};
 use crate::view::{self, Style};

@@ -1,7 +1,7 @@
 //! Views: everything `infra` prints. Data goes to stdout; diagnostics and progress to stderr.
 
 use crate::cli::{ColorChoice, HostsFormat, RolesFormat};
-use crate::commands::CliError;
+use crate::error::CliError;
 use infra_core::diagnostic::{Diagnostic, Severity};
 use infra_core::environment::Environment;
 use infra_core::kinds;
@@ -261,7 +261,7 @@ pub fn print_note(style: &Style, text: &str) {
     eprintln!("{}: {text}", style.paint("1;36", "note"));
 }
 
-pub fn print_host_error(style: &Style, e: &crate::engine::HostError) {
+pub fn print_host_error(style: &Style, e: &crate::events::HostError) {
     eprintln!("{}: {}", style.paint("1;31", "error"), e.error);
     if let Some(h) = &e.hint {
         eprintln!("  = {}: {h}", style.paint("1;36", "hint"));
@@ -270,18 +270,18 @@ pub fn print_host_error(style: &Style, e: &crate::engine::HostError) {
 
 /// Progress on stderr: a bar per host on a terminal, plain lines (one per event) elsewhere, as
 /// in logs and CI.
-pub fn progress_sink(style: &Style) -> crate::engine::Sink {
+pub fn progress_sink(style: &Style) -> crate::events::Sink {
     if io::stderr().is_terminal() {
         return bars_sink();
     }
     let color = style.color;
-    std::sync::Arc::new(move |e: crate::engine::Event| {
+    std::sync::Arc::new(move |e: crate::events::Event| {
         let s = Style { color };
         match e {
-            crate::engine::Event::Planned { host, steps } => {
+            crate::events::Event::Planned { host, steps } => {
                 eprintln!("{host}: {}", planned_text(steps))
             }
-            crate::engine::Event::Step {
+            crate::events::Event::Step {
                 host,
                 index,
                 total,
@@ -294,7 +294,7 @@ pub fn progress_sink(style: &Style) -> crate::engine::Sink {
                 };
                 eprintln!("{host}: [{}/{total}] {address}: {word}", index + 1)
             }
-            crate::engine::Event::Output { host, line } => eprintln!("{host}:     | {line}"),
+            crate::events::Event::Output { host, line } => eprintln!("{host}:     | {line}"),
         }
     })
 }
@@ -597,7 +597,7 @@ pub fn print_plan_json(plan: &infra_core::plan::Plan) -> io::Result<()> {
 }
 
 /// After apply: a line per host, then each failed host with the last lines of its failure.
-pub fn print_recap(recaps: &[crate::engine::Recap]) -> io::Result<()> {
+pub fn print_recap(recaps: &[crate::events::Recap]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "\nRecap:")?;
     let width = recaps.iter().map(|r| r.host.len()).max().unwrap_or(0);
@@ -624,8 +624,8 @@ pub fn print_recap(recaps: &[crate::engine::Recap]) -> io::Result<()> {
 }
 
 /// One indicatif bar per host applying; planning and command output print above the bars.
-fn bars_sink() -> crate::engine::Sink {
-    use crate::engine::Event;
+fn bars_sink() -> crate::events::Sink {
+    use crate::events::Event;
     use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
     use infra_core::script::StepStatus;
     let multi = MultiProgress::new();

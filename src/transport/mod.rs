@@ -1,12 +1,15 @@
 //! The transport seam: how the engine runs a generated script on a host. [`Transport`] is the
-//! few primitives the engine needs; the SSH connection (`crate::ssh`) and the machine infra runs
-//! on (`crate::local`, `connection: local`) implement it, and [`Transports`] opens the right
+//! few primitives the engine needs; the SSH connection (`ssh`) and the machine infra runs
+//! on (`local`, `connection: local`) implement it, and [`Transports`] opens the right
 //! one for each host of a run.
 
-use crate::local::Local;
-use crate::ssh::{SshConfig, SshError};
+pub mod local;
+pub mod ssh;
+
 use infra_core::environment::Environment;
 use infra_core::model::Connection;
+use local::Local;
+use ssh::{SshConfig, SshError};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,90 @@
+//! How a command ends: its outcome (one documented exit code each) or the error it stops on.
+
+use infra_core::secrets::SecretsError;
+use infra_core::site::SiteError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// How a command ended; each maps to one documented exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// An error; nothing was changed.
+    Failed,
+    /// `plan --detailed-exitcode` found changes.
+    Changes,
+    /// `apply` failed on some hosts.
+    Partial,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+            Outcome::Changes => ExitCode::from(2),
+            Outcome::Partial => ExitCode::from(3),
+        }
+    }
+}
+
+/// A command that could not run; printed as one `error:` line (with a hint) on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("no environment `{name}` in inventories/")]
+    UnknownEnv { name: String, hint: Option<String> },
+    #[error("no host `{host}` in environment `{env}`")]
+    UnknownHost {
+        env: String,
+        host: String,
+        hint: Option<String>,
+    },
+    #[error("host `{host}` gets no file at `{dest}`")]
+    UnknownDest {
+        host: String,
+        dest: String,
+        hint: Option<String>,
+    },
+    #[error("{0}")]
+    Var(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write to standard output: {0}")]
+    Stdout(#[source] std::io::Error),
+    #[error("environment `{env}` needs secrets that are not set: {}; nothing was changed", names.join(", "))]
+    MissingSecrets { env: String, names: Vec<String> },
+    #[error("the saved plan is stale: {} changed since it was made; nothing was changed", hosts.join(", "))]
+    StalePlan { hosts: Vec<String> },
+    #[error("refusing to apply without confirmation: there is no terminal to ask on; nothing was changed")]
+    NoConfirmation,
+    #[error(transparent)]
+    Provider(#[from] crate::provider::ProviderError),
+    #[error(transparent)]
+    Ssh(#[from] crate::transport::ssh::SshError),
+    #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
+    StaleCloud { env: String },
+}
+
+impl CliError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CliError::UnknownEnv { hint, .. }
+            | CliError::UnknownHost { hint, .. }
+            | CliError::UnknownDest { hint, .. } => hint.clone(),
+            CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables".into()),
+            CliError::StalePlan { .. } | CliError::StaleCloud { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
+            CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
+            CliError::Provider(e) => e.hint(),
+            CliError::Ssh(e) => e.hint(),
+            _ => None,
+        }
+    }
+}

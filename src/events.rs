@@ -1,0 +1,47 @@
+//! What the engine reports: progress events as hosts are planned and applied, a host that could
+//! not be planned, and each host's recap. The view prints them; nothing here prints.
+
+use infra_core::script::StepStatus;
+use std::sync::Arc;
+
+/// Progress, for the view.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Planned {
+        host: String,
+        steps: usize,
+    },
+    Step {
+        host: String,
+        index: usize,
+        total: usize,
+        address: String,
+        status: StepStatus,
+    },
+    Output {
+        host: String,
+        line: String,
+    },
+}
+
+pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A host that could not be planned.
+#[derive(Debug)]
+pub struct HostError {
+    pub host: String,
+    pub error: String,
+    pub hint: Option<String>,
+}
+
+/// How a host's apply ended.
+#[derive(Debug, Clone)]
+pub struct Recap {
+    pub host: String,
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: bool,
+    pub unreachable: bool,
+    /// The failing step and the last lines of its output (secrets redacted).
+    pub failure: Option<(String, Vec<String>)>,
+}
