@@ -6,7 +6,7 @@ use crate::load::{checked_env, find_env, load, parse_vars, report};
 use crate::view::{self, Style};
 use infra_core::diagnostic::Diagnostic;
 use infra_core::environment::Environment;
-use infra_core::render::{Renderer, SharedContext};
+use infra_core::render::{render_hosts, Renderer};
 use infra_core::secrets::Secrets;
 use infra_core::site::Site;
 use infra_core::suggest::did_you_mean;
@@ -94,8 +94,9 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
                 });
             };
             let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
-            let shared = SharedContext::new(&env);
-            let out = renderer.render_host(&env, &shared, resolved, &secrets);
+            let out = render_hosts(&env, &renderer, &secrets, &[resolved])
+                .pop()
+                .unwrap_or_default();
             if report(style, out.diagnostics) {
                 return Ok(Outcome::Failed);
             }

@@ -13,7 +13,7 @@ use infra_core::environment::HostView;
 use infra_core::facts::Facts;
 use infra_core::model::ProviderKind;
 use infra_core::plan::{plan_host, HostPlan, Plan};
-use infra_core::render::{Renderer, SharedContext};
+use infra_core::render::{render_hosts, Renderer};
 use infra_core::secrets::Secrets;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -110,13 +110,16 @@ fn prepare(
         return Ok(None);
     }
     let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
-    let shared = SharedContext::new(&env);
     let mut hosts = Vec::new();
     let mut fresh = Vec::new();
     let mut diags = Vec::new();
     let mut missing = Vec::new();
-    for h in selected_names.iter().filter_map(|n| env.hosts.get(n)) {
-        let out = renderer.render_host(&env, &shared, h, &secrets);
+    let selected: Vec<_> = selected_names
+        .iter()
+        .filter_map(|n| env.hosts.get(n))
+        .collect();
+    let rendered = render_hosts(&env, &renderer, &secrets, &selected);
+    for (h, out) in selected.into_iter().zip(rendered) {
         diags.extend(out.diagnostics);
         missing.extend(
             out.files

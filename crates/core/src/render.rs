@@ -220,6 +220,7 @@ impl Renderer {
                 }
             }
         }
+        out.diagnostics.extend(duplicate_destinations(&out.files));
         out
     }
 
@@ -430,6 +431,62 @@ fn fn_addrs(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
         })
         .collect();
     Ok(Value::from(addrs))
+}
+
+/// Two files for one destination on a host: an error at the second, naming the first.
+fn duplicate_destinations(files: &[RenderedFile]) -> Vec<Diagnostic> {
+    let mut dests: BTreeMap<&str, &RenderedFile> = BTreeMap::new();
+    let mut found = Vec::new();
+    for f in files {
+        if let Some(first) = dests.insert(f.dest.as_str(), f) {
+            found.push(
+                Diagnostic::error(format!(
+                    "two files for {}: from role `{}` and role `{}`",
+                    f.dest, first.role, f.role
+                ))
+                .at(f.entry.clone())
+                .note(format!(
+                    "the first is at {}:{}",
+                    first.entry.file.display(),
+                    first.entry.line
+                ))
+                .hint("give one of them another `dest`, or move the file to a role both include"),
+            );
+        }
+    }
+    found
+}
+
+/// The one render pipeline (validate, render, plan and apply use it): every host of `hosts`
+/// rendered with its problems, in parallel (a chunk of hosts per core), in the given order.
+pub fn render_hosts(
+    env: &Environment,
+    renderer: &Renderer,
+    secrets: &Secrets,
+    hosts: &[&ResolvedHost],
+) -> Vec<HostRender> {
+    let shared = SharedContext::new(env);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = hosts.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = hosts
+            .chunks(chunk)
+            .map(|part| {
+                let shared = &shared;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|h| renderer.render_host(env, shared, h, secrets))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 #[cfg(test)]

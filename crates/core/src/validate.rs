@@ -3,7 +3,7 @@
 use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
 use crate::model::{Connection, ProviderKind, Sp};
-use crate::render::{Renderer, SharedContext};
+use crate::render::Renderer;
 use crate::secrets::Secrets;
 use crate::site::Site;
 use crate::suggest::did_you_mean;
@@ -588,72 +588,25 @@ pub struct RenderCheck {
 /// Renders every host of the environment (hosts in parallel, one chunk per core): template
 /// errors, each once with the hosts it hit, and two files for one destination on a host.
 pub fn check_rendering(env: &Environment, renderer: &Renderer, secrets: &Secrets) -> RenderCheck {
-    let shared = SharedContext::new(env);
-    let hosts: Vec<(&String, &crate::environment::ResolvedHost)> = env.hosts.iter().collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = hosts.len().div_ceil(threads).max(1);
-    // Each host's diagnostics, keyed so the same problem on many hosts is reported once.
-    type Found = Vec<(String, Diagnostic, String)>;
-    let per_chunk: Vec<(Found, BTreeSet<String>, usize)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = hosts
-            .chunks(chunk)
-            .map(|part| {
-                let shared = &shared;
-                scope.spawn(move || {
-                    let mut found = Vec::new();
-                    let mut missing = BTreeSet::new();
-                    let mut files = 0;
-                    for (name, host) in part {
-                        let out = renderer.render_host(env, shared, host, secrets);
-                        files += out.files.len();
-                        for d in out.diagnostics {
-                            found.push((format!("{:?}{}", d.location, d.message), d, (*name).clone()));
-                        }
-                        let mut dests: BTreeMap<&str, &crate::render::RenderedFile> = BTreeMap::new();
-                        for f in &out.files {
-                            missing.extend(f.missing_secrets.iter().cloned());
-                            if let Some(first) = dests.insert(f.dest.as_str(), f) {
-                                let d = Diagnostic::error(format!(
-                                    "two files for {}: from role `{}` and role `{}`",
-                                    f.dest, first.role, f.role
-                                ))
-                                .at(f.entry.clone())
-                                .note(format!(
-                                    "the first is at {}:{}",
-                                    first.entry.file.display(),
-                                    first.entry.line
-                                ))
-                                .hint("give one of them another `dest`, or move the file to a role both include");
-                                let key = format!("{:?}{:?}{}", f.entry, first.entry, f.dest);
-                                found.push((key, d, (*name).clone()));
-                            }
-                        }
-                    }
-                    (found, missing, files)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
+    let hosts: Vec<&crate::environment::ResolvedHost> = env.hosts.values().collect();
+    let rendered = crate::render::render_hosts(env, renderer, secrets, &hosts);
     let mut check = RenderCheck {
         hosts: hosts.len(),
         ..RenderCheck::default()
     };
+    // The same problem on many hosts is reported once, with the hosts it hit.
     let mut by_key: BTreeMap<String, (Diagnostic, Vec<String>)> = BTreeMap::new();
-    for (found, missing, files) in per_chunk {
-        check.files += files;
-        check.missing_secrets.extend(missing);
-        for (key, d, host) in found {
-            by_key
-                .entry(key)
-                .or_insert_with(|| (d, Vec::new()))
-                .1
-                .push(host);
+    for (host, out) in hosts.iter().zip(rendered) {
+        check.files += out.files.len();
+        for f in &out.files {
+            check
+                .missing_secrets
+                .extend(f.missing_secrets.iter().cloned());
+        }
+        for d in out.diagnostics {
+            let key = format!("{:?}{}{:?}", d.location, d.message, d.notes);
+            let entry = by_key.entry(key).or_insert_with(|| (d, Vec::new()));
+            entry.1.push(host.view.name.clone());
         }
     }
     for (_, (d, mut hosts)) in by_key {
