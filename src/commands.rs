@@ -41,32 +41,8 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
                     by_role,
                     format,
                 },
-        } => {
-            let site = load(cli, style)?;
-            let Some(site) = site else {
-                return Ok(Outcome::Failed);
-            };
-            let Some(env) = checked_env(&site, env, &[], style)? else {
-                return Ok(Outcome::Failed);
-            };
-            let data = if *by_role {
-                env.hosts_by_role()
-            } else {
-                env.roles_by_host()
-            };
-            view::print_roles(&data, *format).map_err(CliError::Stdout)?;
-            Ok(Outcome::Success)
-        }
-        Command::Hosts { env, format } => {
-            let Some(site) = load(cli, style)? else {
-                return Ok(Outcome::Failed);
-            };
-            let Some(env) = checked_env(&site, env, &[], style)? else {
-                return Ok(Outcome::Failed);
-            };
-            view::print_hosts(&env, *format).map_err(CliError::Stdout)?;
-            Ok(Outcome::Success)
-        }
+        } => roles_cmd(cli, style, env, *by_role, *format),
+        Command::Hosts { env, format } => hosts_cmd(cli, style, env, *format),
         Command::Render {
             env,
             host,
@@ -74,92 +50,165 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             show_secrets,
             out_dir,
             vars,
-        } => {
-            let overrides = parse_vars(vars)?;
-            let Some(site) = load(cli, style)? else {
-                return Ok(Outcome::Failed);
-            };
-            let Some(env) = checked_env(&site, env, &overrides, style)? else {
-                return Ok(Outcome::Failed);
-            };
-            let (renderer, diags) = Renderer::new(&site);
-            if report(style, diags) {
-                return Ok(Outcome::Failed);
-            }
-            let Some(resolved) = env.hosts.get(host) else {
-                return Err(CliError::UnknownHost {
-                    env: env.name.clone(),
+        } => render_cmd(
+            cli,
+            style,
+            RenderArgs {
+                env,
+                host,
+                dest: dest.as_ref(),
+                show_secrets,
+                out_dir: out_dir.as_ref(),
+                vars,
+            },
+        ),
+    }
+}
+
+/// `roles list`: Salt's layout of who holds which role.
+fn roles_cmd(
+    cli: &Cli,
+    style: &Style,
+    env: &str,
+    by_role: bool,
+    format: crate::cli::RolesFormat,
+) -> Result<Outcome, CliError> {
+    let site = load(cli, style)?;
+    let Some(site) = site else {
+        return Ok(Outcome::Failed);
+    };
+    let Some(env) = checked_env(&site, env, &[], style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let data = if by_role {
+        env.hosts_by_role()
+    } else {
+        env.roles_by_host()
+    };
+    view::print_roles(&data, format).map_err(CliError::Stdout)?;
+    Ok(Outcome::Success)
+}
+
+/// `hosts`: the environment's hosts with roles and addresses.
+fn hosts_cmd(
+    cli: &Cli,
+    style: &Style,
+    env: &str,
+    format: crate::cli::HostsFormat,
+) -> Result<Outcome, CliError> {
+    let Some(site) = load(cli, style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let Some(env) = checked_env(&site, env, &[], style)? else {
+        return Ok(Outcome::Failed);
+    };
+    view::print_hosts(&env, format).map_err(CliError::Stdout)?;
+    Ok(Outcome::Success)
+}
+
+/// What `render` was asked for.
+struct RenderArgs<'a> {
+    env: &'a str,
+    host: &'a String,
+    dest: Option<&'a String>,
+    show_secrets: &'a bool,
+    out_dir: Option<&'a std::path::PathBuf>,
+    vars: &'a [String],
+}
+
+/// `render`: the files a host gets, printed, one of them, or written under a directory.
+fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, CliError> {
+    let RenderArgs {
+        env,
+        host,
+        dest,
+        show_secrets,
+        out_dir,
+        vars,
+    } = args;
+    let overrides = parse_vars(vars)?;
+    let Some(site) = load(cli, style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let Some(env) = checked_env(&site, env, &overrides, style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let (renderer, diags) = Renderer::new(&site);
+    if report(style, diags) {
+        return Ok(Outcome::Failed);
+    }
+    let Some(resolved) = env.hosts.get(host) else {
+        return Err(CliError::UnknownHost {
+            env: env.name.clone(),
+            host: host.clone(),
+            hint: did_you_mean(host, env.hosts.keys().map(String::as_str)),
+        });
+    };
+    let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+    let out = render_hosts(&env, &renderer, &secrets, &[resolved])
+        .pop()
+        .unwrap_or_default();
+    if report(style, out.diagnostics) {
+        return Ok(Outcome::Failed);
+    }
+    let mut missing: Vec<&str> = out
+        .files
+        .iter()
+        .flat_map(|f| f.missing_secrets.iter().map(String::as_str))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if !missing.is_empty() {
+        view::print_diagnostic(style, &missing_secrets_warning(&env, &missing));
+    }
+    let redact = |bytes: &[u8]| -> Vec<u8> {
+        if *show_secrets {
+            return bytes.to_vec();
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => secrets.redact(text).into_bytes(),
+            Err(_) => bytes.to_vec(),
+        }
+    };
+    let files: Vec<_> = match dest {
+        Some(d) => {
+            let Some(f) = out.files.iter().find(|f| f.dest == *d) else {
+                return Err(CliError::UnknownDest {
                     host: host.clone(),
-                    hint: did_you_mean(host, env.hosts.keys().map(String::as_str)),
+                    dest: d.clone(),
+                    hint: did_you_mean(d, out.files.iter().map(|f| f.dest.as_str())),
                 });
             };
-            let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
-            let out = render_hosts(&env, &renderer, &secrets, &[resolved])
-                .pop()
-                .unwrap_or_default();
-            if report(style, out.diagnostics) {
-                return Ok(Outcome::Failed);
-            }
-            let mut missing: Vec<&str> = out
-                .files
-                .iter()
-                .flat_map(|f| f.missing_secrets.iter().map(String::as_str))
-                .collect();
-            missing.sort();
-            missing.dedup();
-            if !missing.is_empty() {
-                view::print_diagnostic(style, &missing_secrets_warning(&env, &missing));
-            }
-            let redact = |bytes: &[u8]| -> Vec<u8> {
-                if *show_secrets {
-                    return bytes.to_vec();
-                }
-                match std::str::from_utf8(bytes) {
-                    Ok(text) => secrets.redact(text).into_bytes(),
-                    Err(_) => bytes.to_vec(),
-                }
-            };
-            let files: Vec<_> = match dest {
-                Some(d) => {
-                    let Some(f) = out.files.iter().find(|f| f.dest == *d) else {
-                        return Err(CliError::UnknownDest {
-                            host: host.clone(),
-                            dest: d.clone(),
-                            hint: did_you_mean(d, out.files.iter().map(|f| f.dest.as_str())),
-                        });
-                    };
-                    vec![f]
-                }
-                None => out.files.iter().collect(),
-            };
-            if let Some(dir) = out_dir {
-                for f in &files {
-                    let path = dir.join(f.dest.trim_start_matches('/'));
-                    let write = || -> std::io::Result<()> {
-                        if let Some(parent) = path.parent() {
-                            std::fs::create_dir_all(parent)?;
-                        }
-                        std::fs::write(&path, redact(&f.content))
-                    };
-                    write().map_err(|source| CliError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                }
-                eprintln!(
-                    "wrote {} files for {host} under {}",
-                    files.len(),
-                    dir.display()
-                );
-            } else if dest.is_some() {
-                view::print_raw(&redact(&files[0].content)).map_err(CliError::Stdout)?;
-            } else {
-                let shown: Vec<_> = files.iter().map(|f| (*f, redact(&f.content))).collect();
-                view::print_files(&shown).map_err(CliError::Stdout)?;
-            }
-            Ok(Outcome::Success)
+            vec![f]
         }
+        None => out.files.iter().collect(),
+    };
+    if let Some(dir) = out_dir {
+        for f in &files {
+            let path = dir.join(f.dest.trim_start_matches('/'));
+            let write = || -> std::io::Result<()> {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, redact(&f.content))
+            };
+            write().map_err(|source| CliError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        eprintln!(
+            "wrote {} files for {host} under {}",
+            files.len(),
+            dir.display()
+        );
+    } else if dest.is_some() {
+        view::print_raw(&redact(&files[0].content)).map_err(CliError::Stdout)?;
+    } else {
+        let shown: Vec<_> = files.iter().map(|f| (*f, redact(&f.content))).collect();
+        view::print_files(&shown).map_err(CliError::Stdout)?;
     }
+    Ok(Outcome::Success)
 }
 
 fn missing_secrets_warning(env: &Environment, names: &[&str]) -> Diagnostic {
