@@ -9,7 +9,7 @@ use crate::transport::{Login, Transports};
 use crate::view::{self, Style};
 use infra_core::cloud::{self, CloudFacts, CloudPlan, Scope};
 use infra_core::desired::DesiredHost;
-use infra_core::environment::HostView;
+use infra_core::environment::{Environment, HostView, ResolvedHost};
 use infra_core::facts::Facts;
 use infra_core::model::ProviderKind;
 use infra_core::plan::{plan_host, HostPlan, Plan};
@@ -55,6 +55,44 @@ fn prepare(
     let Some(mut env) = checked_env(&site, env_name, &overrides, style)? else {
         return Ok(None);
     };
+    let selected_names = selected_names(&env, flags)?;
+    let Some(cloud_plan) = cloud_section(style, &mut env, stage)? else {
+        return Ok(None);
+    };
+    let fresh_names = cloud_plan
+        .as_ref()
+        .map(|(_, p)| p.new_hosts.clone())
+        .unwrap_or_default();
+    let (renderer, diags) = Renderer::new(&site);
+    if report(style, diags) {
+        return Ok(None);
+    }
+    let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+    let selected: Vec<_> = selected_names
+        .iter()
+        .filter_map(|n| env.hosts.get(n))
+        .collect();
+    let Some(desired) = desired_hosts(style, &env, &renderer, &secrets, &selected) else {
+        return Ok(None);
+    };
+    let (fresh, hosts): (Vec<_>, Vec<_>) = desired
+        .hosts
+        .into_iter()
+        .partition(|(d, _)| fresh_names.contains(&d.name));
+    let transports = Transports::new(&env, hosts.iter().map(|(d, _)| d.name.as_str()))?;
+    Ok(Some(Prepared {
+        env: env.name.clone(),
+        hosts,
+        fresh: fresh.into_iter().map(|(d, _)| d).collect(),
+        secrets,
+        transports,
+        missing_secrets: desired.missing_secrets,
+        cloud: cloud_plan,
+    }))
+}
+
+/// The hosts a run works on: what `--limit` selects, none with `--cloud-only`.
+fn selected_names(env: &Environment, flags: &RunFlags) -> Result<Vec<String>, CliError> {
     let is_aws = env.inventory.provider.value.kind == ProviderKind::Aws;
     if flags.cloud_only && !is_aws {
         return Err(CliError::Var(format!(
@@ -62,64 +100,78 @@ fn prepare(
             env.name
         )));
     }
-    let selected_names: Vec<String> = env
+    let names: Vec<String> = env
         .hosts
         .values()
         .filter(|h| !flags.cloud_only && selected(&flags.limit, &h.view))
         .map(|h| h.view.name.clone())
         .collect();
-    if selected_names.is_empty() && !flags.cloud_only {
+    if names.is_empty() && !flags.cloud_only {
         return Err(CliError::Var(format!(
             "--limit {} matches no host of `{}`",
             flags.limit.join(","),
             env.name
         )));
     }
-    let mut cloud_plan = None;
-    let mut fresh_names = Vec::new();
-    if is_aws {
-        let scope = Scope::of(&env);
-        let (facts, plan_it) = match stage {
-            CloudStage::Plan => {
-                view::print_note(
-                    style,
-                    &format!(
-                        "reading the AWS resources of {} ({})",
-                        env.name, scope.region
-                    ),
-                );
-                (provider::discover(&scope)?, true)
-            }
-            CloudStage::Known(f) => (*f, false),
-        };
-        env.set_cloud_facts(&facts);
-        if plan_it {
-            let plan = match cloud::plan(&env, &facts, cloud::Mode::Converge) {
-                Ok(p) => p,
-                Err(d) => {
-                    report(style, vec![*d]);
-                    return Ok(None);
-                }
-            };
-            fresh_names = plan.new_hosts.clone();
-            cloud_plan = Some((scope, plan));
+    Ok(names)
+}
+
+/// An aws inventory's cloud: its facts set on `env` (so hosts see their addresses), and the
+/// cloud plan when `stage` asks for one. `None`: a problem was reported.
+#[allow(clippy::type_complexity)]
+fn cloud_section(
+    style: &Style,
+    env: &mut Environment,
+    stage: CloudStage,
+) -> Result<Option<Option<(Scope, CloudPlan)>>, CliError> {
+    if env.inventory.provider.value.kind != ProviderKind::Aws {
+        return Ok(Some(None));
+    }
+    let scope = Scope::of(env);
+    let facts = match stage {
+        CloudStage::Plan => {
+            let what = format!(
+                "reading the AWS resources of {} ({})",
+                env.name, scope.region
+            );
+            view::print_note(style, &what);
+            provider::discover(&scope)?
+        }
+        CloudStage::Known(f) => {
+            env.set_cloud_facts(&f);
+            return Ok(Some(None));
+        }
+    };
+    env.set_cloud_facts(&facts);
+    match cloud::plan(env, &facts, cloud::Mode::Converge) {
+        Ok(plan) => Ok(Some(Some((scope, plan)))),
+        Err(d) => {
+            report(style, vec![*d]);
+            Ok(None)
         }
     }
-    let (renderer, diags) = Renderer::new(&site);
-    if report(style, diags) {
-        return Ok(None);
-    }
-    let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
-    let mut hosts = Vec::new();
-    let mut fresh = Vec::new();
+}
+
+/// The selected hosts rendered: each one's desired state and address, and the secrets some
+/// file needed that are not set.
+struct Desired {
+    hosts: Vec<(DesiredHost, String)>,
+    missing_secrets: Vec<String>,
+}
+
+/// Renders `selected` through the one render pipeline; `None` when a problem was reported.
+fn desired_hosts(
+    style: &Style,
+    env: &Environment,
+    renderer: &Renderer,
+    secrets: &Secrets,
+    selected: &[&ResolvedHost],
+) -> Option<Desired> {
+    let rendered = render_hosts(env, renderer, secrets, selected);
     let mut diags = Vec::new();
     let mut missing = Vec::new();
-    let selected: Vec<_> = selected_names
-        .iter()
-        .filter_map(|n| env.hosts.get(n))
-        .collect();
-    let rendered = render_hosts(&env, &renderer, &secrets, &selected);
-    for (h, out) in selected.into_iter().zip(rendered) {
+    let mut hosts = Vec::new();
+    for (h, out) in selected.iter().zip(rendered) {
         diags.extend(out.diagnostics);
         missing.extend(
             out.files
@@ -131,28 +183,17 @@ fn prepare(
             .address
             .clone()
             .unwrap_or_else(|| h.view.name.clone());
-        let desired = DesiredHost::new(&env, h, out.files);
-        if fresh_names.contains(&h.view.name) {
-            fresh.push(desired);
-        } else {
-            hosts.push((desired, address));
-        }
+        hosts.push((DesiredHost::new(env, h, out.files), address));
     }
     if report(style, infra_core::validate::merge_duplicates(diags)) {
-        return Ok(None);
+        return None;
     }
     missing.sort();
     missing.dedup();
-    let transports = Transports::new(&env, hosts.iter().map(|(d, _)| d.name.as_str()))?;
-    Ok(Some(Prepared {
-        env: env.name.clone(),
+    Some(Desired {
         hosts,
-        fresh,
-        secrets,
-        transports,
         missing_secrets: missing,
-        cloud: cloud_plan,
-    }))
+    })
 }
 
 /// `--limit`: `host:GLOB`, `role:NAME`, or a bare glob matched against names and roles.
@@ -387,44 +428,7 @@ pub fn apply_cmd(
         Err(o) => return Ok(o),
     };
     if let Some(saved) = saved {
-        // The saved plan is applied as reviewed: only if the cloud did not change since, and
-        // only to hosts that did not change since (or are still to be created).
-        if let Some(c) = &saved.cloud {
-            let now = planned
-                .plan
-                .cloud
-                .as_ref()
-                .map(|c| c.facts_fingerprint.as_str());
-            if now != Some(c.facts_fingerprint.as_str()) {
-                planned.close();
-                return Err(CliError::StaleCloud { env });
-            }
-        }
-        let stale: Vec<String> = saved
-            .hosts
-            .iter()
-            .filter(|s| {
-                !planned
-                    .plan
-                    .hosts
-                    .iter()
-                    .any(|t| t.host == s.host && t.facts_fingerprint == s.facts_fingerprint)
-            })
-            .map(|s| s.host.clone())
-            .collect();
-        if !stale.is_empty() {
-            planned.close();
-            return Err(CliError::StalePlan { hosts: stale });
-        }
-        planned
-            .targets
-            .retain(|t| saved.hosts.iter().any(|s| s.host == t.plan.host));
-        for t in &mut planned.targets {
-            if let Some(s) = saved.hosts.iter().find(|s| s.host == t.plan.host) {
-                t.plan = s.clone();
-            }
-        }
-        planned.plan = saved;
+        planned = keep_to_saved(planned, saved, &env)?;
     }
     view::print_plan(&planned.plan).map_err(CliError::Stdout)?;
     if !planned.plan.has_changes() {
@@ -449,6 +453,64 @@ pub fn apply_cmd(
     if !cloud_changes {
         return apply_hosts(planned, flags, style);
     }
+    apply_cloud_then_hosts(cli, style, &env, flags, planned)
+}
+
+/// A saved plan is applied as reviewed: only if the cloud did not change since, and only to
+/// hosts that did not change since (or are still to be created); `planned` takes its steps.
+fn keep_to_saved(mut planned: Planned, saved: Plan, env: &str) -> Result<Planned, CliError> {
+    // The saved plan is applied as reviewed: only if the cloud did not change since, and
+    // only to hosts that did not change since (or are still to be created).
+    if let Some(c) = &saved.cloud {
+        let now = planned
+            .plan
+            .cloud
+            .as_ref()
+            .map(|c| c.facts_fingerprint.as_str());
+        if now != Some(c.facts_fingerprint.as_str()) {
+            planned.close();
+            return Err(CliError::StaleCloud {
+                env: env.to_string(),
+            });
+        }
+    }
+    let stale: Vec<String> = saved
+        .hosts
+        .iter()
+        .filter(|s| {
+            !planned
+                .plan
+                .hosts
+                .iter()
+                .any(|t| t.host == s.host && t.facts_fingerprint == s.facts_fingerprint)
+        })
+        .map(|s| s.host.clone())
+        .collect();
+    if !stale.is_empty() {
+        planned.close();
+        return Err(CliError::StalePlan { hosts: stale });
+    }
+    planned
+        .targets
+        .retain(|t| saved.hosts.iter().any(|s| s.host == t.plan.host));
+    for t in &mut planned.targets {
+        if let Some(s) = saved.hosts.iter().find(|s| s.host == t.plan.host) {
+            t.plan = s.clone();
+        }
+    }
+    planned.plan = saved;
+    Ok(planned)
+}
+
+/// The cloud first; then the hosts, planned again against what the cloud now is (new
+/// machines get their real facts, templates their real addresses).
+fn apply_cloud_then_hosts(
+    cli: &Cli,
+    style: &Style,
+    env: &str,
+    flags: &RunFlags,
+    planned: Planned,
+) -> Result<Outcome, CliError> {
     // The cloud first; then the hosts, planned again against what the cloud now is (new
     // machines get their real facts, templates their real addresses).
     let cloud_plan = planned.plan.cloud.clone().unwrap_or_default();
@@ -464,7 +526,7 @@ pub fn apply_cmd(
     if flags.cloud_only {
         return Ok(Outcome::Success);
     }
-    let Some(p) = prepare(cli, style, &env, flags, CloudStage::Known(Box::new(facts)))? else {
+    let Some(p) = prepare(cli, style, env, flags, CloudStage::Known(Box::new(facts)))? else {
         return Ok(Outcome::Failed);
     };
     forget_new_host_keys(&p, &cloud_plan.new_hosts);
