@@ -13,8 +13,10 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType,
     TagResourceType, Vpc, VpcRegion,
 };
-use infra_core::cloud::*;
-use infra_core::model::{Port, Proto};
+use infra_protocol::{
+    describe, ApplyRequest, CloudOp, Port, Proto, ProviderEvent, RecordAction, RecordValue, Ref,
+    Scope, Source, SourceFact, RECORD_TTL, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 use infra_core::cloud::*;
 use infra_core::environment::Environment;
 use infra_core::site::Site;
+use infra_protocol::*;
 use std::path::PathBuf;
 
 fn site() -> Site {
