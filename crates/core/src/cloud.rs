@@ -492,8 +492,8 @@ impl Planner<'_> {
             .flat_map(|r| r.value.exposes.iter())
             .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
             .collect();
-        // role -> wanted rules as (port, source role or None for the world)
-        let mut wanted: BTreeMap<String, BTreeSet<(Port, Option<String>)>> = BTreeMap::new();
+        // role -> wanted rules as (port, the world or a role)
+        let mut wanted: BTreeMap<String, BTreeSet<(Port, RuleSource)>> = BTreeMap::new();
         if mode == Mode::Converge {
             for role in &held {
                 let Some(r) = site.roles.get(*role).map(|l| &l.value) else {
@@ -504,12 +504,12 @@ impl Planner<'_> {
                 }
                 let rules = wanted.entry(role.to_string()).or_default();
                 for port in &r.ports {
-                    rules.insert((*port, None));
+                    rules.insert((*port, RuleSource::World));
                 }
                 for e in &r.exposes {
                     for to in &e.to {
                         if held.contains(to.value.as_str()) {
-                            rules.insert((e.port, Some(to.value.clone())));
+                            rules.insert((e.port, RuleSource::Role(to.value.clone())));
                         }
                     }
                 }
@@ -540,12 +540,12 @@ impl Planner<'_> {
             let address = format!("aws_security_group.{role}");
             let name = group_name(&self.env, role);
             let group_ref = refs[&name].clone();
-            let have: BTreeSet<(Port, Option<String>)> = existing
+            let have: BTreeSet<(Port, RuleSource)> = existing
                 .get(role.as_str())
                 .map(|g| {
                     g.rules
                         .iter()
-                        .map(|r| (r.port, have_key(r, &id_to_role)))
+                        .map(|r| (r.port, RuleSource::found(r, &id_to_role)))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -561,26 +561,29 @@ impl Planner<'_> {
                 });
             }
             for (port, src) in rules.difference(&have) {
+                let source = match src {
+                    RuleSource::World => Source::World,
+                    RuleSource::Role(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
+                    // Only found on groups, never wanted.
+                    RuleSource::Cidr(_) | RuleSource::Group(_) => continue,
+                };
                 attrs.push(added(
                     &format!("ingress {port}"),
-                    format!("from {}", source_label(&self.env, src)),
+                    format!("from {}", src.label(&self.env)),
                 ));
                 ops.push(CloudOp::AuthorizeIngress {
                     group: group_ref.clone(),
                     port: *port,
-                    source: match src {
-                        None => Source::World,
-                        Some(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
-                    },
+                    source,
                 });
             }
             if let Some(g) = existing.get(role.as_str()) {
                 for rule in &g.rules {
-                    let src = have_key(rule, &id_to_role);
+                    let src = RuleSource::found(rule, &id_to_role);
                     if !rules.contains(&(rule.port, src.clone())) {
                         attrs.push(removed(
                             &format!("ingress {}", rule.port),
-                            format!("from {}", source_label(&self.env, &src)),
+                            format!("from {}", src.label(&self.env)),
                         ));
                         ops.push(CloudOp::RevokeIngress {
                             group: g.id.clone(),
@@ -611,10 +614,10 @@ impl Planner<'_> {
             let mut attrs = vec![removed("name", q(&g.name))];
             let mut ops = Vec::new();
             for rule in &g.rules {
-                let src = have_key(rule, &id_to_role);
+                let src = RuleSource::found(rule, &id_to_role);
                 attrs.push(removed(
                     &format!("ingress {}", rule.port),
-                    format!("from {}", source_label(&self.env, &src)),
+                    format!("from {}", src.label(&self.env)),
                 ));
                 ops.push(CloudOp::RevokeIngress {
                     group: g.id.clone(),
@@ -1232,26 +1235,38 @@ fn existing(
     }
 }
 
-/// A fact rule's source as the role it names (`None` for the world).
-fn have_key(rule: &RuleFact, id_to_role: &BTreeMap<&str, &str>) -> Option<String> {
-    match &rule.source {
-        SourceFact::Cidr(c) if c == "0.0.0.0/0" => None,
-        SourceFact::Cidr(c) => Some(format!("cidr:{c}")),
-        SourceFact::Group(id) => Some(
-            id_to_role
-                .get(id.as_str())
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("group:{id}")),
-        ),
-    }
+/// Where a rule lets traffic in from, as the plan compares wanted rules with found ones.
+/// Wanted rules are from the world or a role; a found rule may also name a CIDR, or a group that
+/// is no role's of this environment (such rules are revoked).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum RuleSource {
+    World,
+    /// The security group of this role.
+    Role(String),
+    Cidr(String),
+    /// A security group by id.
+    Group(String),
 }
 
-fn source_label(env: &str, src: &Option<String>) -> String {
-    match src {
-        None => "0.0.0.0/0".into(),
-        Some(s) if s.starts_with("cidr:") || s.starts_with("group:") => {
-            s.split_once(':').map(|x| x.1).unwrap_or(s).to_string()
+impl RuleSource {
+    /// A found rule's source: `0.0.0.0/0` is the world, a group of a role is that role.
+    fn found(rule: &RuleFact, id_to_role: &BTreeMap<&str, &str>) -> RuleSource {
+        match &rule.source {
+            SourceFact::Cidr(c) if c == "0.0.0.0/0" => RuleSource::World,
+            SourceFact::Cidr(c) => RuleSource::Cidr(c.clone()),
+            SourceFact::Group(id) => match id_to_role.get(id.as_str()) {
+                Some(role) => RuleSource::Role(role.to_string()),
+                None => RuleSource::Group(id.clone()),
+            },
         }
-        Some(role) => group_name(env, role),
+    }
+
+    /// As the plan shows it: `from <label>`.
+    fn label(&self, env: &str) -> String {
+        match self {
+            RuleSource::World => "0.0.0.0/0".into(),
+            RuleSource::Role(role) => group_name(env, role),
+            RuleSource::Cidr(s) | RuleSource::Group(s) => s.clone(),
+        }
     }
 }
