@@ -1,7 +1,8 @@
 //! Runs the cloud provider program (`infra-aws`): finds it, sends it one JSON request and reads
 //! its JSON lines back. The SDK lives in that program, so this binary never links it.
 
-use infra_core::cloud::{ApplyRequest, CloudFacts, CloudPlan, ProviderEvent, Scope};
+use infra_core::cloud::CloudPlan;
+use infra_protocol::{ApplyRequest, CloudFacts, ProviderEvent, Scope};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -7,7 +7,7 @@ use crate::load::{checked_env, load, parse_vars, report};
 use crate::provider;
 use crate::transport::{Login, Transports};
 use crate::view::{self, Style};
-use infra_core::cloud::{self, CloudFacts, CloudPlan, Scope};
+use infra_core::cloud::{self, CloudPlan};
 use infra_core::desired::DesiredHost;
 use infra_core::environment::{Environment, HostView, ResolvedHost};
 use infra_core::facts::Facts;
@@ -15,6 +15,7 @@ use infra_core::model::ProviderKind;
 use infra_core::plan::{plan_host, HostPlan, Plan};
 use infra_core::render::{render_hosts, Renderer};
 use infra_core::secrets::Secrets;
+use infra_protocol::{CloudFacts, Scope};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -127,7 +128,7 @@ fn cloud_section(
     if env.inventory.provider.value.kind != ProviderKind::Aws {
         return Ok(Some(None));
     }
-    let scope = Scope::of(env);
+    let scope = cloud::scope(env);
     let facts = match stage {
         CloudStage::Plan => {
             let what = format!(
@@ -599,7 +600,7 @@ pub fn destroy_cmd(
             "`{env_name}` is a static inventory: infra created none of its machines, so there is nothing to destroy"
         )));
     }
-    let scope = Scope::of(&env);
+    let scope = cloud::scope(&env);
     let facts = provider::discover(&scope)?;
     let cloud_plan = match cloud::plan(&env, &facts, cloud::Mode::Destroy) {
         Ok(p) => p,

@@ -13,8 +13,10 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType,
     TagResourceType, Vpc, VpcRegion,
 };
-use infra_core::cloud::*;
-use infra_core::model::{Port, Proto};
+use infra_protocol::{
+    describe, ApplyRequest, CloudOp, Port, Proto, ProviderEvent, RecordAction, RecordChange,
+    RecordValue, Ref, Scope, Source, SourceFact, RECORD_TTL, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -31,6 +33,22 @@ impl From<AwsError> for Failure {
     fn from(error: AwsError) -> Failure {
         Failure { index: None, error }
     }
+}
+
+/// What an operation created (its id), if anything.
+type Created = Result<Option<String>, AwsError>;
+
+/// The fields of a `RunInstance`, borrowed: more than one function should take one by one.
+struct Launch<'o> {
+    host: &'o str,
+    ami: &'o str,
+    instance_type: &'o str,
+    subnet: &'o Ref,
+    private_ip: Option<&'o str>,
+    key_name: Option<&'o str>,
+    groups: &'o [Ref],
+    tags: &'o BTreeMap<String, String>,
+    client_token: &'o str,
 }
 
 /// What this apply knows: ids created so far (by change address) and the hosts' addresses.
@@ -135,128 +153,38 @@ impl State<'_> {
             .ok_or_else(|| AwsError::new("resolve a record", format!("{host} has no {what}")))
     }
 
-    async fn run(&mut self, index: usize, op: &CloudOp) -> Result<Option<String>, AwsError> {
-        let ec2 = &self.c.ec2;
-        let scope = self.scope;
-        let env = scope.environment.as_str();
+    /// Executes one operation: one handler per kind of operation, each returning the id of what
+    /// it created, if anything.
+    async fn run(&mut self, index: usize, op: &CloudOp) -> Created {
+        use CloudOp::*;
         match op {
-            CloudOp::CreateVpc { cidr } => {
-                let out = ec2
-                    .create_vpc()
-                    .cidr_block(cidr)
-                    .tag_specifications(spec(ResourceType::Vpc, tags(scope, env, &[])))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("CreateVpc", e))?;
-                let vpc = out
-                    .vpc()
-                    .and_then(|v| v.vpc_id())
-                    .ok_or_else(|| AwsError::new("CreateVpc", "no VPC id in the answer"))?
-                    .to_string();
-                self.internet_gateway(&vpc).await?;
-                Ok(Some(vpc))
-            }
-            CloudOp::CreateInternetGateway { vpc } => {
-                let vpc = self.resolve(vpc)?;
-                self.internet_gateway(&vpc).await.map(Some)
-            }
-            CloudOp::CreateSubnet {
+            CreateVpc { cidr } => self.create_vpc(cidr).await,
+            CreateInternetGateway { vpc } => self.create_internet_gateway(vpc).await,
+            CreateSubnet {
                 vpc,
                 cidr,
                 availability_zone,
-            } => {
-                let out = ec2
-                    .create_subnet()
-                    .vpc_id(self.resolve(vpc)?)
-                    .cidr_block(cidr)
-                    .set_availability_zone(availability_zone.clone())
-                    .tag_specifications(spec(ResourceType::Subnet, tags(scope, env, &[])))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("CreateSubnet", e))?;
-                let s = out
-                    .subnet()
-                    .ok_or_else(|| AwsError::new("CreateSubnet", "no subnet in the answer"))?;
-                let id = s.subnet_id().unwrap_or_default().to_string();
-                self.subnets_az.insert(
-                    id.clone(),
-                    s.availability_zone().unwrap_or_default().to_string(),
-                );
-                ec2.modify_subnet_attribute()
-                    .subnet_id(&id)
-                    .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
-                    .send()
-                    .await
-                    .map_err(|e| sdk("ModifySubnetAttribute", e))?;
-                Ok(Some(id))
+            } => self.create_subnet(vpc, cidr, availability_zone).await,
+            DeleteSubnet { id } => self.delete_subnet(id).await,
+            DeleteVpc {
+                id,
+                internet_gateway,
+            } => self.delete_vpc(id, internet_gateway.as_deref()).await,
+            CreateSecurityGroup { vpc, name, role } => {
+                self.create_security_group(vpc, name, role).await
             }
-            CloudOp::CreateSecurityGroup { vpc, name, role } => {
-                let out = ec2
-                    .create_security_group()
-                    .group_name(name)
-                    .description(format!("infra: role {role} of {env}"))
-                    .vpc_id(self.resolve(vpc)?)
-                    .tag_specifications(spec(
-                        ResourceType::SecurityGroup,
-                        tags(scope, name, &[(TAG_ROLE, role)]),
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("CreateSecurityGroup", e))?;
-                Ok(out.group_id().map(str::to_string))
-            }
-            CloudOp::AuthorizeIngress {
+            AuthorizeIngress {
                 group,
                 port,
                 source,
-            } => {
-                let perm = match source {
-                    Source::World => {
-                        permission(*port).ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    }
-                    Source::Group(g) => permission(*port).user_id_group_pairs(
-                        UserIdGroupPair::builder()
-                            .group_id(self.resolve(g)?)
-                            .build(),
-                    ),
-                };
-                ec2.authorize_security_group_ingress()
-                    .group_id(self.resolve(group)?)
-                    .ip_permissions(perm.build())
-                    .send()
-                    .await
-                    .map_err(|e| sdk("AuthorizeSecurityGroupIngress", e))?;
-                Ok(None)
-            }
-            CloudOp::RevokeIngress {
+            } => self.authorize_ingress(group, *port, source).await,
+            RevokeIngress {
                 group,
                 port,
                 source,
-            } => {
-                let perm = match source {
-                    SourceFact::Cidr(c) => {
-                        permission(*port).ip_ranges(IpRange::builder().cidr_ip(c).build())
-                    }
-                    SourceFact::Group(g) => permission(*port)
-                        .user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
-                };
-                ec2.revoke_security_group_ingress()
-                    .group_id(group)
-                    .ip_permissions(perm.build())
-                    .send()
-                    .await
-                    .map_err(|e| sdk("RevokeSecurityGroupIngress", e))?;
-                Ok(None)
-            }
-            CloudOp::DeleteSecurityGroup { id } => {
-                ec2.delete_security_group()
-                    .group_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DeleteSecurityGroup", e))?;
-                Ok(None)
-            }
-            CloudOp::RunInstance {
+            } => self.revoke_ingress(group, *port, source).await,
+            DeleteSecurityGroup { id } => self.delete_security_group(id).await,
+            RunInstance {
                 host,
                 ami,
                 instance_type,
@@ -264,414 +192,667 @@ impl State<'_> {
                 private_ip,
                 key_name,
                 groups,
-                tags: t,
+                tags,
                 client_token,
             } => {
-                let mut instance_tags = Vec::new();
-                for (k, v) in t {
-                    instance_tags.push(Tag::builder().key(k).value(v).build());
-                }
-                let groups = groups
-                    .iter()
-                    .map(|g| self.resolve(g))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let out = ec2
-                    .run_instances()
-                    .image_id(ami)
-                    .instance_type(InstanceType::from(instance_type.as_str()))
-                    .min_count(1)
-                    .max_count(1)
-                    .subnet_id(self.resolve(subnet)?)
-                    .set_private_ip_address(private_ip.clone())
-                    .set_key_name(key_name.clone())
-                    .set_security_group_ids(Some(groups))
-                    .tag_specifications(spec(ResourceType::Instance, instance_tags))
-                    .client_token(client_token)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("RunInstances", e))?;
-                let i = out
-                    .instances()
-                    .first()
-                    .ok_or_else(|| AwsError::new("RunInstances", "no instance in the answer"))?;
-                let id = i.instance_id().unwrap_or_default().to_string();
-                if let Some(ip) = i.private_ip_address() {
-                    self.private_ips.insert(host.clone(), ip.to_string());
-                }
-                emit(&ProviderEvent::Waiting {
-                    index,
-                    text: format!("waiting for {host} ({id}) to run"),
-                });
-                ec2.wait_until_instance_running()
-                    .instance_ids(&id)
-                    .wait(WAIT)
-                    .await
-                    .map_err(|e| sdk(format!("wait for {id} to run"), e))?;
-                Ok(Some(id))
+                let launch = Launch {
+                    host,
+                    ami,
+                    instance_type,
+                    subnet,
+                    private_ip: private_ip.as_deref(),
+                    key_name: key_name.as_deref(),
+                    groups,
+                    tags,
+                    client_token,
+                };
+                self.run_instance(index, launch).await
             }
-            CloudOp::ChangeInstanceType { id, instance_type } => {
-                ec2.stop_instances()
-                    .instance_ids(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("StopInstances", e))?;
-                emit(&ProviderEvent::Waiting {
-                    index,
-                    text: format!("waiting for {id} to stop"),
-                });
-                ec2.wait_until_instance_stopped()
-                    .instance_ids(id)
-                    .wait(WAIT)
-                    .await
-                    .map_err(|e| sdk(format!("wait for {id} to stop"), e))?;
-                ec2.modify_instance_attribute()
-                    .instance_id(id)
-                    .instance_type(AttributeValue::builder().value(instance_type).build())
-                    .send()
-                    .await
-                    .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
-                self.start(index, id).await?;
-                Ok(None)
+            ChangeInstanceType { id, instance_type } => {
+                self.change_instance_type(index, id, instance_type).await
             }
-            CloudOp::StartInstance { id } => {
-                self.start(index, id).await?;
-                Ok(None)
-            }
-            CloudOp::SetInstanceGroups { id, groups } => {
-                let groups = groups
-                    .iter()
-                    .map(|g| self.resolve(g))
-                    .collect::<Result<Vec<_>, _>>()?;
-                ec2.modify_instance_attribute()
-                    .instance_id(id)
-                    .set_groups(Some(groups))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
-                Ok(None)
-            }
-            CloudOp::SetTags { id, tags: t } => {
-                ec2.create_tags()
-                    .resources(id)
-                    .set_tags(Some(
-                        t.iter()
-                            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                            .collect(),
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("CreateTags", e))?;
-                Ok(None)
-            }
-            CloudOp::TerminateInstance { id } => {
-                ec2.terminate_instances()
-                    .instance_ids(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("TerminateInstances", e))?;
-                emit(&ProviderEvent::Waiting {
-                    index,
-                    text: format!("waiting for {id} to terminate"),
-                });
-                ec2.wait_until_instance_terminated()
-                    .instance_ids(id)
-                    .wait(WAIT)
-                    .await
-                    .map_err(|e| sdk(format!("wait for {id} to terminate"), e))?;
-                Ok(None)
-            }
-            CloudOp::CreateVolume {
+            StartInstance { id } => self.start(index, id).await.map(|()| None),
+            SetInstanceGroups { id, groups } => self.set_instance_groups(id, groups).await,
+            SetTags { id, tags } => self.set_tags(id, tags).await,
+            TerminateInstance { id } => self.terminate_instance(index, id).await,
+            CreateVolume {
                 host,
                 role,
                 size_gb,
                 subnet,
                 keep,
             } => {
-                let subnet = self.resolve(subnet)?;
-                let az = match self.subnets_az.get(&subnet) {
-                    Some(az) => az.clone(),
-                    None => {
-                        let out = ec2
-                            .describe_subnets()
-                            .subnet_ids(&subnet)
-                            .send()
-                            .await
-                            .map_err(|e| sdk("DescribeSubnets", e))?;
-                        out.subnets()
-                            .first()
-                            .and_then(|s| s.availability_zone())
-                            .unwrap_or_default()
-                            .to_string()
-                    }
-                };
-                let keep = keep.to_string();
-                let out = ec2
-                    .create_volume()
-                    .availability_zone(az)
-                    .size(*size_gb as i32)
-                    .volume_type(VolumeType::Gp3)
-                    .tag_specifications(spec(
-                        ResourceType::Volume,
-                        tags(
-                            scope,
-                            &format!("{host}-{role}"),
-                            &[(TAG_HOST, host), (TAG_ROLE, role), (TAG_KEEP, &keep)],
-                        ),
-                    ))
-                    .send()
+                self.create_volume(host, role, *size_gb, subnet, *keep)
                     .await
-                    .map_err(|e| sdk("CreateVolume", e))?;
-                Ok(out.volume_id().map(str::to_string))
             }
-            CloudOp::AttachVolume {
+            AttachVolume {
                 volume,
                 instance,
                 device,
-            } => {
-                let volume = self.resolve(volume)?;
-                let instance = self.resolve(instance)?;
-                emit(&ProviderEvent::Waiting {
-                    index,
-                    text: format!("waiting for {volume} to be available"),
-                });
-                ec2.wait_until_volume_available()
-                    .volume_ids(&volume)
-                    .wait(WAIT)
-                    .await
-                    .map_err(|e| sdk(format!("wait for {volume} to be available"), e))?;
-                ec2.attach_volume()
-                    .volume_id(&volume)
-                    .instance_id(&instance)
-                    .device(device)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("AttachVolume", e))?;
-                ec2.wait_until_volume_in_use()
-                    .volume_ids(&volume)
-                    .wait(WAIT)
-                    .await
-                    .map_err(|e| sdk(format!("wait for {volume} to attach"), e))?;
-                Ok(None)
+            } => self.attach_volume(index, volume, instance, device).await,
+            DetachVolume { id, instance } => self.detach_volume(id, instance).await,
+            DeleteVolume { id } => self.delete_volume(id).await,
+            AllocateAddress { host } => self.allocate_address(host).await,
+            AssociateAddress { address, instance } => {
+                self.associate_address(address, instance).await
             }
-            CloudOp::DetachVolume { id, instance } => {
-                ec2.detach_volume()
-                    .volume_id(id)
-                    .instance_id(instance)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DetachVolume", e))?;
-                ec2.wait_until_volume_available()
-                    .volume_ids(id)
-                    .wait(WAIT)
-                    .await
-                    .map_err(|e| sdk(format!("wait for {id} to detach"), e))?;
-                Ok(None)
-            }
-            CloudOp::DeleteVolume { id } => {
-                ec2.delete_volume()
-                    .volume_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DeleteVolume", e))?;
-                Ok(None)
-            }
-            CloudOp::AllocateAddress { host } => {
-                let out = ec2
-                    .allocate_address()
-                    .domain(DomainType::Vpc)
-                    .tag_specifications(spec(
-                        ResourceType::ElasticIp,
-                        tags(scope, host, &[(TAG_HOST, host)]),
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("AllocateAddress", e))?;
-                if let Some(ip) = out.public_ip() {
-                    self.public_ips.insert(host.clone(), ip.to_string());
-                }
-                Ok(out.allocation_id().map(str::to_string))
-            }
-            CloudOp::AssociateAddress { address, instance } => {
-                ec2.associate_address()
-                    .allocation_id(self.resolve(address)?)
-                    .instance_id(self.resolve(instance)?)
-                    .allow_reassociation(true)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("AssociateAddress", e))?;
-                Ok(None)
-            }
-            CloudOp::SetReverseDns { address, name } => {
-                ec2.modify_address_attribute()
-                    .allocation_id(self.resolve(address)?)
-                    .domain_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("ModifyAddressAttribute (reverse DNS)", e))?;
-                Ok(None)
-            }
-            CloudOp::ReleaseAddress {
+            SetReverseDns { address, name } => self.set_reverse_dns(address, name).await,
+            ReleaseAddress {
                 allocation_id,
                 association_id,
-            } => {
-                if let Some(assoc) = association_id {
-                    ec2.disassociate_address()
-                        .association_id(assoc)
-                        .send()
-                        .await
-                        .map_err(|e| sdk("DisassociateAddress", e))?;
-                }
-                ec2.release_address()
-                    .allocation_id(allocation_id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("ReleaseAddress", e))?;
-                Ok(None)
-            }
-            CloudOp::CreateZone { name, vpc } => {
-                let mut req = self
-                    .c
-                    .r53
-                    .create_hosted_zone()
-                    .name(name)
-                    // Unique per call: AWS refuses a reused reference. A killed run that
-                    // created the zone finds it by name and tag next time.
-                    .caller_reference(format!(
-                        "infra-{env}-{name}-{}",
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis())
-                            .unwrap_or(0)
-                    ));
-                if let Some(vpc) = vpc {
-                    req = req
-                        .hosted_zone_config(
-                            HostedZoneConfig::builder()
-                                .private_zone(true)
-                                .comment(format!("infra: internal names of {env}"))
-                                .build(),
-                        )
-                        .vpc(
-                            Vpc::builder()
-                                .vpc_id(self.resolve(vpc)?)
-                                .vpc_region(VpcRegion::from(self.c.region.as_str()))
-                                .build(),
-                        );
-                }
-                let out = req.send().await.map_err(|e| sdk("CreateHostedZone", e))?;
-                let id = out
-                    .hosted_zone()
-                    .map(|z| zone_id(z.id()).to_string())
-                    .ok_or_else(|| AwsError::new("CreateHostedZone", "no zone in the answer"))?;
-                self.c
-                    .r53
-                    .change_tags_for_resource()
-                    .resource_type(TagResourceType::Hostedzone)
-                    .resource_id(&id)
-                    .add_tags(
-                        aws_sdk_route53::types::Tag::builder()
-                            .key(TAG_ENV)
-                            .value(env)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| sdk("ChangeTagsForResource", e))?;
-                Ok(Some(id))
-            }
-            CloudOp::ChangeRecords {
+            } => self.release_address(allocation_id, association_id).await,
+            CreateZone { name, vpc } => self.create_zone(name, vpc.as_ref()).await,
+            ChangeRecords {
                 zone,
                 zone_name,
                 changes,
-            } => {
-                let zone = self.resolve(zone)?;
-                let existing = a_records(self.c, &zone).await?;
-                let mut batch = Vec::new();
-                for ch in changes {
-                    match ch.action {
-                        RecordAction::Upsert => {
-                            batch.push(record_change(
-                                ChangeAction::Upsert,
-                                &ch.name,
-                                &[self.value(&ch.value)?],
-                                RECORD_TTL,
-                            )?);
-                        }
-                        RecordAction::Delete => {
-                            // A delete must name the record exactly as it is now.
-                            let now: Vec<_> =
-                                existing.iter().filter(|(n, _, _)| n == &ch.name).collect();
-                            if let Some((_, _, ttl)) = now.first() {
-                                let values: Vec<String> =
-                                    now.iter().map(|(_, v, _)| v.clone()).collect();
-                                batch.push(record_change(
-                                    ChangeAction::Delete,
-                                    &ch.name,
-                                    &values,
-                                    *ttl,
-                                )?);
-                            }
-                        }
-                    }
-                }
-                self.change_batch(index, &zone, zone_name, batch).await?;
-                Ok(None)
-            }
-            CloudOp::DeleteZone { id } => {
-                let existing = a_records(self.c, id).await?;
-                let mut by_name: BTreeMap<&str, (Vec<String>, i64)> = BTreeMap::new();
-                for (n, v, ttl) in &existing {
-                    let e = by_name.entry(n).or_insert((Vec::new(), *ttl));
-                    e.0.push(v.clone());
-                }
-                let batch = by_name
-                    .iter()
-                    .map(|(n, (values, ttl))| record_change(ChangeAction::Delete, n, values, *ttl))
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.change_batch(index, id, id, batch).await?;
-                self.c
-                    .r53
-                    .delete_hosted_zone()
-                    .id(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DeleteHostedZone", e))?;
-                Ok(None)
-            }
-            CloudOp::DeleteSubnet { id } => {
-                ec2.delete_subnet()
-                    .subnet_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DeleteSubnet", e))?;
-                Ok(None)
-            }
-            CloudOp::DeleteVpc {
-                id,
-                internet_gateway,
-            } => {
-                if let Some(igw) = internet_gateway {
-                    ec2.detach_internet_gateway()
-                        .internet_gateway_id(igw)
-                        .vpc_id(id)
-                        .send()
-                        .await
-                        .map_err(|e| sdk("DetachInternetGateway", e))?;
-                    ec2.delete_internet_gateway()
-                        .internet_gateway_id(igw)
-                        .send()
-                        .await
-                        .map_err(|e| sdk("DeleteInternetGateway", e))?;
-                }
-                ec2.delete_vpc()
-                    .vpc_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DeleteVpc", e))?;
-                Ok(None)
-            }
+            } => self.change_records(index, zone, zone_name, changes).await,
+            DeleteZone { id } => self.delete_zone(index, id).await,
         }
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Network: VPC, internet gateway, subnet.
+
+    async fn create_vpc(&self, cidr: &str) -> Created {
+        let scope = self.scope;
+        let out = self
+            .c
+            .ec2
+            .create_vpc()
+            .cidr_block(cidr)
+            .tag_specifications(spec(
+                ResourceType::Vpc,
+                tags(scope, &scope.environment, &[]),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateVpc", e))?;
+        let vpc = out
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .ok_or_else(|| AwsError::new("CreateVpc", "no VPC id in the answer"))?
+            .to_string();
+        self.internet_gateway(&vpc).await?;
+        Ok(Some(vpc))
+    }
+
+    async fn create_internet_gateway(&self, vpc: &Ref) -> Created {
+        let vpc = self.resolve(vpc)?;
+        self.internet_gateway(&vpc).await.map(Some)
+    }
+
+    async fn create_subnet(
+        &mut self,
+        vpc: &Ref,
+        cidr: &str,
+        availability_zone: &Option<String>,
+    ) -> Created {
+        let ec2 = &self.c.ec2;
+        let scope = self.scope;
+        let out = ec2
+            .create_subnet()
+            .vpc_id(self.resolve(vpc)?)
+            .cidr_block(cidr)
+            .set_availability_zone(availability_zone.clone())
+            .tag_specifications(spec(
+                ResourceType::Subnet,
+                tags(scope, &scope.environment, &[]),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateSubnet", e))?;
+        let s = out
+            .subnet()
+            .ok_or_else(|| AwsError::new("CreateSubnet", "no subnet in the answer"))?;
+        let id = s.subnet_id().unwrap_or_default().to_string();
+        self.subnets_az.insert(
+            id.clone(),
+            s.availability_zone().unwrap_or_default().to_string(),
+        );
+        ec2.modify_subnet_attribute()
+            .subnet_id(&id)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .map_err(|e| sdk("ModifySubnetAttribute", e))?;
+        Ok(Some(id))
+    }
+
+    async fn delete_subnet(&self, id: &str) -> Created {
+        self.c
+            .ec2
+            .delete_subnet()
+            .subnet_id(id)
+            .send()
+            .await
+            .map_err(|e| sdk("DeleteSubnet", e))?;
+        Ok(None)
+    }
+
+    async fn delete_vpc(&self, id: &str, internet_gateway: Option<&str>) -> Created {
+        let ec2 = &self.c.ec2;
+        if let Some(igw) = internet_gateway {
+            ec2.detach_internet_gateway()
+                .internet_gateway_id(igw)
+                .vpc_id(id)
+                .send()
+                .await
+                .map_err(|e| sdk("DetachInternetGateway", e))?;
+            ec2.delete_internet_gateway()
+                .internet_gateway_id(igw)
+                .send()
+                .await
+                .map_err(|e| sdk("DeleteInternetGateway", e))?;
+        }
+        ec2.delete_vpc()
+            .vpc_id(id)
+            .send()
+            .await
+            .map_err(|e| sdk("DeleteVpc", e))?;
+        Ok(None)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Security groups and their rules.
+
+    async fn create_security_group(&self, vpc: &Ref, name: &str, role: &str) -> Created {
+        let scope = self.scope;
+        let env = &scope.environment;
+        let out = self
+            .c
+            .ec2
+            .create_security_group()
+            .group_name(name)
+            .description(format!("infra: role {role} of {env}"))
+            .vpc_id(self.resolve(vpc)?)
+            .tag_specifications(spec(
+                ResourceType::SecurityGroup,
+                tags(scope, name, &[(TAG_ROLE, role)]),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateSecurityGroup", e))?;
+        Ok(out.group_id().map(str::to_string))
+    }
+
+    async fn authorize_ingress(&self, group: &Ref, port: Port, source: &Source) -> Created {
+        let perm = match source {
+            Source::World => {
+                permission(port).ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            }
+            Source::Group(g) => permission(port).user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(self.resolve(g)?)
+                    .build(),
+            ),
+        };
+        self.c
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(self.resolve(group)?)
+            .ip_permissions(perm.build())
+            .send()
+            .await
+            .map_err(|e| sdk("AuthorizeSecurityGroupIngress", e))?;
+        Ok(None)
+    }
+
+    async fn revoke_ingress(&self, group: &str, port: Port, source: &SourceFact) -> Created {
+        let perm = match source {
+            SourceFact::Cidr(c) => {
+                permission(port).ip_ranges(IpRange::builder().cidr_ip(c).build())
+            }
+            SourceFact::Group(g) => {
+                permission(port).user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build())
+            }
+        };
+        self.c
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(group)
+            .ip_permissions(perm.build())
+            .send()
+            .await
+            .map_err(|e| sdk("RevokeSecurityGroupIngress", e))?;
+        Ok(None)
+    }
+
+    async fn delete_security_group(&self, id: &str) -> Created {
+        self.c
+            .ec2
+            .delete_security_group()
+            .group_id(id)
+            .send()
+            .await
+            .map_err(|e| sdk("DeleteSecurityGroup", e))?;
+        Ok(None)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Instances.
+
+    async fn run_instance(&mut self, index: usize, launch: Launch<'_>) -> Created {
+        let ec2 = &self.c.ec2;
+        let host = launch.host;
+        let mut instance_tags = Vec::new();
+        for (k, v) in launch.tags {
+            instance_tags.push(Tag::builder().key(k).value(v).build());
+        }
+        let groups = launch
+            .groups
+            .iter()
+            .map(|g| self.resolve(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = ec2
+            .run_instances()
+            .image_id(launch.ami)
+            .instance_type(InstanceType::from(launch.instance_type))
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(self.resolve(launch.subnet)?)
+            .set_private_ip_address(launch.private_ip.map(str::to_string))
+            .set_key_name(launch.key_name.map(str::to_string))
+            .set_security_group_ids(Some(groups))
+            .tag_specifications(spec(ResourceType::Instance, instance_tags))
+            .client_token(launch.client_token)
+            .send()
+            .await
+            .map_err(|e| sdk("RunInstances", e))?;
+        let i = out
+            .instances()
+            .first()
+            .ok_or_else(|| AwsError::new("RunInstances", "no instance in the answer"))?;
+        let id = i.instance_id().unwrap_or_default().to_string();
+        if let Some(ip) = i.private_ip_address() {
+            self.private_ips.insert(host.to_string(), ip.to_string());
+        }
+        emit(&ProviderEvent::Waiting {
+            index,
+            text: format!("waiting for {host} ({id}) to run"),
+        });
+        ec2.wait_until_instance_running()
+            .instance_ids(&id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {id} to run"), e))?;
+        Ok(Some(id))
+    }
+
+    async fn change_instance_type(&self, index: usize, id: &str, instance_type: &str) -> Created {
+        let ec2 = &self.c.ec2;
+        ec2.stop_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| sdk("StopInstances", e))?;
+        emit(&ProviderEvent::Waiting {
+            index,
+            text: format!("waiting for {id} to stop"),
+        });
+        ec2.wait_until_instance_stopped()
+            .instance_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {id} to stop"), e))?;
+        ec2.modify_instance_attribute()
+            .instance_id(id)
+            .instance_type(AttributeValue::builder().value(instance_type).build())
+            .send()
+            .await
+            .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
+        self.start(index, id).await?;
+        Ok(None)
+    }
+
+    async fn set_instance_groups(&self, id: &str, groups: &[Ref]) -> Created {
+        let groups = groups
+            .iter()
+            .map(|g| self.resolve(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.c
+            .ec2
+            .modify_instance_attribute()
+            .instance_id(id)
+            .set_groups(Some(groups))
+            .send()
+            .await
+            .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
+        Ok(None)
+    }
+
+    async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>) -> Created {
+        self.c
+            .ec2
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateTags", e))?;
+        Ok(None)
+    }
+
+    async fn terminate_instance(&self, index: usize, id: &str) -> Created {
+        let ec2 = &self.c.ec2;
+        ec2.terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| sdk("TerminateInstances", e))?;
+        emit(&ProviderEvent::Waiting {
+            index,
+            text: format!("waiting for {id} to terminate"),
+        });
+        ec2.wait_until_instance_terminated()
+            .instance_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {id} to terminate"), e))?;
+        Ok(None)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Volumes.
+
+    async fn create_volume(
+        &self,
+        host: &str,
+        role: &str,
+        size_gb: u32,
+        subnet: &Ref,
+        keep: bool,
+    ) -> Created {
+        let ec2 = &self.c.ec2;
+        let subnet = self.resolve(subnet)?;
+        let az = match self.subnets_az.get(&subnet) {
+            Some(az) => az.clone(),
+            None => {
+                let out = ec2
+                    .describe_subnets()
+                    .subnet_ids(&subnet)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DescribeSubnets", e))?;
+                out.subnets()
+                    .first()
+                    .and_then(|s| s.availability_zone())
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
+        let keep = keep.to_string();
+        let out = ec2
+            .create_volume()
+            .availability_zone(az)
+            .size(size_gb as i32)
+            .volume_type(VolumeType::Gp3)
+            .tag_specifications(spec(
+                ResourceType::Volume,
+                tags(
+                    self.scope,
+                    &format!("{host}-{role}"),
+                    &[(TAG_HOST, host), (TAG_ROLE, role), (TAG_KEEP, &keep)],
+                ),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateVolume", e))?;
+        Ok(out.volume_id().map(str::to_string))
+    }
+
+    async fn attach_volume(
+        &self,
+        index: usize,
+        volume: &Ref,
+        instance: &Ref,
+        device: &str,
+    ) -> Created {
+        let ec2 = &self.c.ec2;
+        let volume = self.resolve(volume)?;
+        let instance = self.resolve(instance)?;
+        emit(&ProviderEvent::Waiting {
+            index,
+            text: format!("waiting for {volume} to be available"),
+        });
+        ec2.wait_until_volume_available()
+            .volume_ids(&volume)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {volume} to be available"), e))?;
+        ec2.attach_volume()
+            .volume_id(&volume)
+            .instance_id(&instance)
+            .device(device)
+            .send()
+            .await
+            .map_err(|e| sdk("AttachVolume", e))?;
+        ec2.wait_until_volume_in_use()
+            .volume_ids(&volume)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {volume} to attach"), e))?;
+        Ok(None)
+    }
+
+    async fn detach_volume(&self, id: &str, instance: &str) -> Created {
+        let ec2 = &self.c.ec2;
+        ec2.detach_volume()
+            .volume_id(id)
+            .instance_id(instance)
+            .send()
+            .await
+            .map_err(|e| sdk("DetachVolume", e))?;
+        ec2.wait_until_volume_available()
+            .volume_ids(id)
+            .wait(WAIT)
+            .await
+            .map_err(|e| sdk(format!("wait for {id} to detach"), e))?;
+        Ok(None)
+    }
+
+    async fn delete_volume(&self, id: &str) -> Created {
+        self.c
+            .ec2
+            .delete_volume()
+            .volume_id(id)
+            .send()
+            .await
+            .map_err(|e| sdk("DeleteVolume", e))?;
+        Ok(None)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Elastic IPs.
+
+    async fn allocate_address(&mut self, host: &str) -> Created {
+        let out = self
+            .c
+            .ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(spec(
+                ResourceType::ElasticIp,
+                tags(self.scope, host, &[(TAG_HOST, host)]),
+            ))
+            .send()
+            .await
+            .map_err(|e| sdk("AllocateAddress", e))?;
+        if let Some(ip) = out.public_ip() {
+            self.public_ips.insert(host.to_string(), ip.to_string());
+        }
+        Ok(out.allocation_id().map(str::to_string))
+    }
+
+    async fn associate_address(&self, address: &Ref, instance: &Ref) -> Created {
+        self.c
+            .ec2
+            .associate_address()
+            .allocation_id(self.resolve(address)?)
+            .instance_id(self.resolve(instance)?)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map_err(|e| sdk("AssociateAddress", e))?;
+        Ok(None)
+    }
+
+    async fn set_reverse_dns(&self, address: &Ref, name: &str) -> Created {
+        self.c
+            .ec2
+            .modify_address_attribute()
+            .allocation_id(self.resolve(address)?)
+            .domain_name(name)
+            .send()
+            .await
+            .map_err(|e| sdk("ModifyAddressAttribute (reverse DNS)", e))?;
+        Ok(None)
+    }
+
+    async fn release_address(
+        &self,
+        allocation_id: &str,
+        association_id: &Option<String>,
+    ) -> Created {
+        let ec2 = &self.c.ec2;
+        if let Some(assoc) = association_id {
+            ec2.disassociate_address()
+                .association_id(assoc)
+                .send()
+                .await
+                .map_err(|e| sdk("DisassociateAddress", e))?;
+        }
+        ec2.release_address()
+            .allocation_id(allocation_id)
+            .send()
+            .await
+            .map_err(|e| sdk("ReleaseAddress", e))?;
+        Ok(None)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // DNS: hosted zones and their A records.
+
+    async fn create_zone(&self, name: &str, vpc: Option<&Ref>) -> Created {
+        let env = self.scope.environment.as_str();
+        let mut req = self
+            .c
+            .r53
+            .create_hosted_zone()
+            .name(name)
+            // Unique per call: AWS refuses a reused reference. A killed run that
+            // created the zone finds it by name and tag next time.
+            .caller_reference(format!(
+                "infra-{env}-{name}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0)
+            ));
+        if let Some(vpc) = vpc {
+            req = req
+                .hosted_zone_config(
+                    HostedZoneConfig::builder()
+                        .private_zone(true)
+                        .comment(format!("infra: internal names of {env}"))
+                        .build(),
+                )
+                .vpc(
+                    Vpc::builder()
+                        .vpc_id(self.resolve(vpc)?)
+                        .vpc_region(VpcRegion::from(self.c.region.as_str()))
+                        .build(),
+                );
+        }
+        let out = req.send().await.map_err(|e| sdk("CreateHostedZone", e))?;
+        let id = out
+            .hosted_zone()
+            .map(|z| zone_id(z.id()).to_string())
+            .ok_or_else(|| AwsError::new("CreateHostedZone", "no zone in the answer"))?;
+        self.c
+            .r53
+            .change_tags_for_resource()
+            .resource_type(TagResourceType::Hostedzone)
+            .resource_id(&id)
+            .add_tags(
+                aws_sdk_route53::types::Tag::builder()
+                    .key(TAG_ENV)
+                    .value(env)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk("ChangeTagsForResource", e))?;
+        Ok(Some(id))
+    }
+
+    async fn change_records(
+        &self,
+        index: usize,
+        zone: &Ref,
+        zone_name: &str,
+        changes: &[RecordChange],
+    ) -> Created {
+        let zone = self.resolve(zone)?;
+        let existing = a_records(self.c, &zone).await?;
+        let mut batch = Vec::new();
+        for ch in changes {
+            match ch.action {
+                RecordAction::Upsert => {
+                    batch.push(record_change(
+                        ChangeAction::Upsert,
+                        &ch.name,
+                        &[self.value(&ch.value)?],
+                        RECORD_TTL,
+                    )?);
+                }
+                RecordAction::Delete => {
+                    // A delete must name the record exactly as it is now.
+                    let now: Vec<_> = existing.iter().filter(|(n, _, _)| n == &ch.name).collect();
+                    if let Some((_, _, ttl)) = now.first() {
+                        let values: Vec<String> = now.iter().map(|(_, v, _)| v.clone()).collect();
+                        batch.push(record_change(
+                            ChangeAction::Delete,
+                            &ch.name,
+                            &values,
+                            *ttl,
+                        )?);
+                    }
+                }
+            }
+        }
+        self.change_batch(index, &zone, zone_name, batch).await?;
+        Ok(None)
+    }
+
+    async fn delete_zone(&self, index: usize, id: &str) -> Created {
+        let existing = a_records(self.c, id).await?;
+        let mut by_name: BTreeMap<&str, (Vec<String>, i64)> = BTreeMap::new();
+        for (n, v, ttl) in &existing {
+            let e = by_name.entry(n).or_insert((Vec::new(), *ttl));
+            e.0.push(v.clone());
+        }
+        let batch = by_name
+            .iter()
+            .map(|(n, (values, ttl))| record_change(ChangeAction::Delete, n, values, *ttl))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.change_batch(index, id, id, batch).await?;
+        self.c
+            .r53
+            .delete_hosted_zone()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| sdk("DeleteHostedZone", e))?;
+        Ok(None)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Steps some operations share.
 
     async fn start(&self, index: usize, id: &str) -> Result<(), AwsError> {
         let ec2 = &self.c.ec2;

@@ -4,8 +4,11 @@
 use crate::{sdk, AwsError, Clients};
 use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_route53::types::{RrType, TagResourceType};
-use infra_core::cloud::*;
-use infra_core::model::{Port, Proto};
+use infra_protocol::{
+    AddressFact, CloudFacts, GroupFact, InstanceFact, Port, Proto, RecordFact, RuleFact, Scope,
+    SourceFact, SubnetFact, VolumeFact, VpcFact, ZoneFact, RECORD_TTL, TAG_ENV, TAG_HOST, TAG_KEEP,
+    TAG_ROLE, TAG_ROLES,
+};
 
 pub fn env_filter(scope: &Scope) -> Filter {
     Filter::builder()

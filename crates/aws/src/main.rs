@@ -1,5 +1,5 @@
 //! `infra-aws`: the AWS provider program. `infra` runs it, writes one JSON request on its stdin
-//! and reads JSON lines back (`infra_core::cloud::ProviderEvent`). It is the only crate that links
+//! and reads JSON lines back (`infra_protocol::ProviderEvent`). It is the only crate that links
 //! the AWS SDK, so nothing else pays for building it.
 //!
 //!   infra-aws discover   < Scope          -> one `facts` line
@@ -11,7 +11,7 @@
 mod apply;
 mod discover;
 
-use infra_core::cloud::{ApplyRequest, ProviderEvent, Scope};
+use infra_protocol::{ApplyRequest, ProviderEvent, Scope};
 use std::io::{Read, Write};
 
 /// An error of one AWS call, with what was being done.

@@ -3,7 +3,7 @@
 //! `error` line and exit 1, never "nothing exists". (Building this test also builds the
 //! `infra-aws` binary that the workspace's other tests run.)
 
-use infra_core::cloud::{ApplyRequest, CloudOp, Op, ProviderEvent, Scope};
+use infra_protocol::{ApplyRequest, CloudOp, Op, ProviderEvent, Scope};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,372 +1,38 @@
 //! The cloud side of an environment: what its roles need (instances, groups, volumes, addresses,
-//! DNS), what the provider found, and the plan between them. Pure: the provider program
-//! (`infra-aws`) gathers the facts and executes the operations.
+//! DNS) and the plan between that and what the provider found. Pure: the provider program
+//! (`infra-aws`) gathers the facts and executes the operations; the types they travel in are
+//! `infra_protocol`'s.
 
 use crate::diagnostic::Diagnostic;
-use crate::environment::{Environment, KNOWN_AFTER_APPLY};
-use crate::model::{Port, ProviderKind};
+use crate::environment::Environment;
+use crate::model::ProviderKind;
+use infra_protocol::{
+    CloudFacts, GroupFact, Port, RecordAction, RecordChange, RecordValue, RuleFact, Scope, Source,
+    SourceFact, KNOWN_AFTER_APPLY, TAG_ENV, TAG_HOST, TAG_ROLES,
+};
+// `pub(crate)`: the core's other modules (plan.rs's tests) name these as `crate::cloud::...`.
+pub(crate) use infra_protocol::{CloudOp, Op, Ref};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
-/// Tag keys every resource infra creates carries; discovery filters on `infra:env`.
-pub const TAG_ENV: &str = "infra:env";
-pub const TAG_HOST: &str = "infra:host";
-pub const TAG_ROLE: &str = "infra:role";
-pub const TAG_ROLES: &str = "infra:roles";
-pub const TAG_KEEP: &str = "infra:keep";
-/// TTL of the records infra writes.
-pub const RECORD_TTL: i64 = 300;
-
-// ---------------------------------------------------------------------------------------------
-// Facts: what the provider found, by tag.
-
-/// Everything an environment owns in the cloud, as one paginated describe per kind found it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloudFacts {
-    pub vpc: Option<VpcFact>,
-    pub subnet: Option<SubnetFact>,
-    pub security_groups: Vec<GroupFact>,
-    pub instances: Vec<InstanceFact>,
-    pub volumes: Vec<VolumeFact>,
-    pub addresses: Vec<AddressFact>,
-    pub zones: Vec<ZoneFact>,
+/// sha256 of the facts: a saved plan is refused when the cloud changed since.
+pub fn fingerprint(facts: &CloudFacts) -> String {
+    let text = serde_json::to_string(facts).unwrap_or_default();
+    crate::state::hex(&Sha256::digest(text.as_bytes()))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VpcFact {
-    pub id: String,
-    pub cidr: String,
-    /// Created by infra (tagged with the environment), so infra may change and delete it.
-    pub owned: bool,
-    pub internet_gateway: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubnetFact {
-    pub id: String,
-    pub cidr: String,
-    pub availability_zone: String,
-    pub owned: bool,
-}
-
-/// Where an ingress rule lets traffic in from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceFact {
-    Cidr(String),
-    Group(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RuleFact {
-    pub port: Port,
-    pub source: SourceFact,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupFact {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub rules: Vec<RuleFact>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceFact {
-    pub id: String,
-    pub host: String,
-    /// `pending`, `running`, `stopping`, `stopped` (terminated ones are not listed).
-    pub state: String,
-    pub ami: String,
-    pub instance_type: String,
-    pub private_ip: Option<String>,
-    pub public_ip: Option<String>,
-    pub security_groups: Vec<String>,
-    pub roles: String,
-    pub launch_time: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeFact {
-    pub id: String,
-    pub host: String,
-    pub role: String,
-    pub size_gb: u32,
-    pub attached_to: Option<String>,
-    pub device: Option<String>,
-    pub keep: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressFact {
-    pub allocation_id: String,
-    pub public_ip: String,
-    pub host: String,
-    pub instance: Option<String>,
-    pub association_id: Option<String>,
-    pub reverse_dns: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZoneFact {
-    pub id: String,
-    /// Without the trailing dot.
-    pub name: String,
-    pub private: bool,
-    pub owned: bool,
-    pub records: Vec<RecordFact>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RecordFact {
-    /// Without the trailing dot.
-    pub name: String,
-    pub value: String,
-}
-
-impl CloudFacts {
-    /// sha256 of the facts: a saved plan is refused when the cloud changed since.
-    pub fn fingerprint(&self) -> String {
-        let text = serde_json::to_string(self).unwrap_or_default();
-        crate::state::hex(&Sha256::digest(text.as_bytes()))
-    }
-
-    /// The running (or starting) instance of `host`: the oldest one when there are several.
-    pub fn instance(&self, host: &str) -> Option<&InstanceFact> {
-        self.instances
-            .iter()
-            .filter(|i| i.host == host)
-            .min_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)))
-    }
-
-    pub fn address(&self, host: &str) -> Option<&AddressFact> {
-        self.addresses.iter().find(|a| a.host == host)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Operations: what the provider executes, in `phase` order.
-
-/// A resource: one that exists (its id), or one an earlier operation of the same apply creates.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ref {
-    Id(String),
-    /// The address of the change that creates it, e.g. `aws_instance.app1`.
-    New(String),
-}
-
-impl fmt::Display for Ref {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ref::Id(id) => f.write_str(id),
-            Ref::New(_) => f.write_str(KNOWN_AFTER_APPLY),
-        }
-    }
-}
-
-/// Where a desired rule lets traffic in from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    World,
-    Group(Ref),
-}
-
-/// The value of an A record.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordValue {
-    Ip(String),
-    /// The Elastic IP of a host, allocated in this apply.
-    PublicIpOf(String),
-    /// The private IP of a host, launched in this apply.
-    PrivateIpOf(String),
-}
-
-impl fmt::Display for RecordValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecordValue::Ip(ip) => f.write_str(ip),
-            _ => f.write_str(KNOWN_AFTER_APPLY),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum RecordAction {
-    Upsert,
-    Delete,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordChange {
-    pub action: RecordAction,
-    pub name: String,
-    pub value: RecordValue,
-}
-
-/// One call (or short sequence of calls) to the cloud.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum CloudOp {
-    /// Also creates and attaches an internet gateway, and routes 0.0.0.0/0 through it.
-    CreateVpc {
-        cidr: String,
-    },
-    CreateInternetGateway {
-        vpc: Ref,
-    },
-    /// Instances launched in it get a public IP for their outbound traffic.
-    CreateSubnet {
-        vpc: Ref,
-        cidr: String,
-        availability_zone: Option<String>,
-    },
-    CreateSecurityGroup {
-        vpc: Ref,
-        name: String,
-        role: String,
-    },
-    AuthorizeIngress {
-        group: Ref,
-        port: Port,
-        source: Source,
-    },
-    RevokeIngress {
-        group: String,
-        port: Port,
-        source: SourceFact,
-    },
-    DeleteSecurityGroup {
-        id: String,
-    },
-    RunInstance {
-        host: String,
-        ami: String,
-        instance_type: String,
-        subnet: Ref,
-        private_ip: Option<String>,
-        key_name: Option<String>,
-        groups: Vec<Ref>,
-        tags: BTreeMap<String, String>,
-        /// Deterministic: AWS returns the first instance when a killed run launches again.
-        client_token: String,
-    },
-    /// Stops the instance, changes its type, starts it again.
-    ChangeInstanceType {
-        id: String,
-        instance_type: String,
-    },
-    StartInstance {
-        id: String,
-    },
-    SetInstanceGroups {
-        id: String,
-        groups: Vec<Ref>,
-    },
-    SetTags {
-        id: String,
-        tags: BTreeMap<String, String>,
-    },
-    /// Terminates and waits until it is gone (its volumes are then free to attach elsewhere).
-    TerminateInstance {
-        id: String,
-    },
-    CreateVolume {
-        host: String,
-        role: String,
-        size_gb: u32,
-        subnet: Ref,
-        keep: bool,
-    },
-    /// Waits until the volume is available, attaches, waits until attached.
-    AttachVolume {
-        volume: Ref,
-        instance: Ref,
-        device: String,
-    },
-    DetachVolume {
-        id: String,
-        instance: String,
-    },
-    DeleteVolume {
-        id: String,
-    },
-    AllocateAddress {
-        host: String,
-    },
-    AssociateAddress {
-        address: Ref,
-        instance: Ref,
-    },
-    SetReverseDns {
-        address: Ref,
-        name: String,
-    },
-    /// Disassociates first when associated.
-    ReleaseAddress {
-        allocation_id: String,
-        association_id: Option<String>,
-    },
-    CreateZone {
-        name: String,
-        /// A private zone, associated with this VPC.
-        vpc: Option<Ref>,
-    },
-    ChangeRecords {
-        zone: Ref,
-        zone_name: String,
-        changes: Vec<RecordChange>,
-    },
-    /// Deletes the zone's remaining A records first.
-    DeleteZone {
-        id: String,
-    },
-    DeleteSubnet {
-        id: String,
-    },
-    /// Detaches and deletes its internet gateway first.
-    DeleteVpc {
-        id: String,
-        internet_gateway: Option<String>,
-    },
-}
-
-impl CloudOp {
-    /// Execution order: every op of a lower phase runs before any of a higher one.
-    pub fn phase(&self) -> u8 {
-        use CloudOp::*;
-        match self {
-            CreateVpc { .. } => 10,
-            CreateInternetGateway { .. } => 11,
-            CreateSubnet { .. } => 12,
-            CreateSecurityGroup { .. } => 20,
-            RevokeIngress { .. } => 21,
-            AuthorizeIngress { .. } => 22,
-            ChangeRecords { .. } => 30,
-            ReleaseAddress { .. } => 31,
-            DetachVolume { .. } => 32,
-            DeleteVolume { .. } => 33,
-            TerminateInstance { .. } => 34,
-            RunInstance { .. } => 40,
-            ChangeInstanceType { .. } => 41,
-            StartInstance { .. } => 42,
-            SetInstanceGroups { .. } | SetTags { .. } => 43,
-            CreateVolume { .. } => 50,
-            AttachVolume { .. } => 51,
-            AllocateAddress { .. } => 52,
-            AssociateAddress { .. } => 53,
-            SetReverseDns { .. } => 66,
-            CreateZone { .. } => 60,
-            DeleteSecurityGroup { .. } => 70,
-            DeleteZone { .. } => 75,
-            DeleteSubnet { .. } => 80,
-            DeleteVpc { .. } => 81,
-        }
+/// What the provider needs to find the resources of `env`.
+pub fn scope(env: &Environment) -> Scope {
+    let inv = env.inventory;
+    let prov = &inv.provider.value;
+    Scope {
+        environment: env.name.clone(),
+        region: prov.region.clone().unwrap_or_default(),
+        vpc_id: prov.vpc_id.clone(),
+        subnet_id: prov.subnet_id.clone(),
+        domain: inv.domain.trim_end_matches('.').to_string(),
+        internal_domain: inv.internal_domain.trim_end_matches('.').to_string(),
     }
 }
 
@@ -378,16 +44,6 @@ fn record_phase(changes: &[RecordChange], zone: &Ref) -> u8 {
     } else {
         30
     }
-}
-
-/// An operation with its place in the apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Op {
-    pub phase: u8,
-    /// The address of the change it belongs to.
-    pub resource: String,
-    #[serde(flatten)]
-    pub op: CloudOp,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,7 +237,7 @@ pub fn plan(
     Ok(CloudPlan {
         provider: "aws".into(),
         region,
-        facts_fingerprint: facts.fingerprint(),
+        facts_fingerprint: fingerprint(facts),
         changes: p.changes,
         kept: p.kept,
         new_hosts,
@@ -836,8 +492,8 @@ impl Planner<'_> {
             .flat_map(|r| r.value.exposes.iter())
             .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
             .collect();
-        // role -> wanted rules as (port, source role or None for the world)
-        let mut wanted: BTreeMap<String, BTreeSet<(Port, Option<String>)>> = BTreeMap::new();
+        // role -> wanted rules as (port, the world or a role)
+        let mut wanted: BTreeMap<String, BTreeSet<(Port, RuleSource)>> = BTreeMap::new();
         if mode == Mode::Converge {
             for role in &held {
                 let Some(r) = site.roles.get(*role).map(|l| &l.value) else {
@@ -848,12 +504,12 @@ impl Planner<'_> {
                 }
                 let rules = wanted.entry(role.to_string()).or_default();
                 for port in &r.ports {
-                    rules.insert((*port, None));
+                    rules.insert((*port, RuleSource::World));
                 }
                 for e in &r.exposes {
                     for to in &e.to {
                         if held.contains(to.value.as_str()) {
-                            rules.insert((e.port, Some(to.value.clone())));
+                            rules.insert((e.port, RuleSource::Role(to.value.clone())));
                         }
                     }
                 }
@@ -884,12 +540,12 @@ impl Planner<'_> {
             let address = format!("aws_security_group.{role}");
             let name = group_name(&self.env, role);
             let group_ref = refs[&name].clone();
-            let have: BTreeSet<(Port, Option<String>)> = existing
+            let have: BTreeSet<(Port, RuleSource)> = existing
                 .get(role.as_str())
                 .map(|g| {
                     g.rules
                         .iter()
-                        .map(|r| (r.port, have_key(r, &id_to_role)))
+                        .map(|r| (r.port, RuleSource::found(r, &id_to_role)))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -905,26 +561,29 @@ impl Planner<'_> {
                 });
             }
             for (port, src) in rules.difference(&have) {
+                let source = match src {
+                    RuleSource::World => Source::World,
+                    RuleSource::Role(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
+                    // Only found on groups, never wanted.
+                    RuleSource::Cidr(_) | RuleSource::Group(_) => continue,
+                };
                 attrs.push(added(
                     &format!("ingress {port}"),
-                    format!("from {}", source_label(&self.env, src)),
+                    format!("from {}", src.label(&self.env)),
                 ));
                 ops.push(CloudOp::AuthorizeIngress {
                     group: group_ref.clone(),
                     port: *port,
-                    source: match src {
-                        None => Source::World,
-                        Some(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
-                    },
+                    source,
                 });
             }
             if let Some(g) = existing.get(role.as_str()) {
                 for rule in &g.rules {
-                    let src = have_key(rule, &id_to_role);
+                    let src = RuleSource::found(rule, &id_to_role);
                     if !rules.contains(&(rule.port, src.clone())) {
                         attrs.push(removed(
                             &format!("ingress {}", rule.port),
-                            format!("from {}", source_label(&self.env, &src)),
+                            format!("from {}", src.label(&self.env)),
                         ));
                         ops.push(CloudOp::RevokeIngress {
                             group: g.id.clone(),
@@ -955,10 +614,10 @@ impl Planner<'_> {
             let mut attrs = vec![removed("name", q(&g.name))];
             let mut ops = Vec::new();
             for rule in &g.rules {
-                let src = have_key(rule, &id_to_role);
+                let src = RuleSource::found(rule, &id_to_role);
                 attrs.push(removed(
                     &format!("ingress {}", rule.port),
-                    format!("from {}", source_label(&self.env, &src)),
+                    format!("from {}", src.label(&self.env)),
                 ));
                 ops.push(CloudOp::RevokeIngress {
                     group: g.id.clone(),
@@ -1576,136 +1235,38 @@ fn existing(
     }
 }
 
-/// A fact rule's source as the role it names (`None` for the world).
-fn have_key(rule: &RuleFact, id_to_role: &BTreeMap<&str, &str>) -> Option<String> {
-    match &rule.source {
-        SourceFact::Cidr(c) if c == "0.0.0.0/0" => None,
-        SourceFact::Cidr(c) => Some(format!("cidr:{c}")),
-        SourceFact::Group(id) => Some(
-            id_to_role
-                .get(id.as_str())
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("group:{id}")),
-        ),
-    }
+/// Where a rule lets traffic in from, as the plan compares wanted rules with found ones.
+/// Wanted rules are from the world or a role; a found rule may also name a CIDR, or a group that
+/// is no role's of this environment (such rules are revoked).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum RuleSource {
+    World,
+    /// The security group of this role.
+    Role(String),
+    Cidr(String),
+    /// A security group by id.
+    Group(String),
 }
 
-fn source_label(env: &str, src: &Option<String>) -> String {
-    match src {
-        None => "0.0.0.0/0".into(),
-        Some(s) if s.starts_with("cidr:") || s.starts_with("group:") => {
-            s.split_once(':').map(|x| x.1).unwrap_or(s).to_string()
-        }
-        Some(role) => group_name(env, role),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The protocol between `infra` and its provider program: one JSON request on stdin, JSON lines
-// back on stdout.
-
-/// What the provider needs to find an environment's resources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scope {
-    pub environment: String,
-    pub region: String,
-    pub vpc_id: Option<String>,
-    pub subnet_id: Option<String>,
-    pub domain: String,
-    pub internal_domain: String,
-}
-
-impl Scope {
-    pub fn of(env: &Environment) -> Scope {
-        let inv = env.inventory;
-        let prov = &inv.provider.value;
-        Scope {
-            environment: env.name.clone(),
-            region: prov.region.clone().unwrap_or_default(),
-            vpc_id: prov.vpc_id.clone(),
-            subnet_id: prov.subnet_id.clone(),
-            domain: inv.domain.trim_end_matches('.').to_string(),
-            internal_domain: inv.internal_domain.trim_end_matches('.').to_string(),
+impl RuleSource {
+    /// A found rule's source: `0.0.0.0/0` is the world, a group of a role is that role.
+    fn found(rule: &RuleFact, id_to_role: &BTreeMap<&str, &str>) -> RuleSource {
+        match &rule.source {
+            SourceFact::Cidr(c) if c == "0.0.0.0/0" => RuleSource::World,
+            SourceFact::Cidr(c) => RuleSource::Cidr(c.clone()),
+            SourceFact::Group(id) => match id_to_role.get(id.as_str()) {
+                Some(role) => RuleSource::Role(role.to_string()),
+                None => RuleSource::Group(id.clone()),
+            },
         }
     }
-}
 
-/// `infra-aws discover` reads a `Scope`; `infra-aws apply` reads this.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApplyRequest {
-    pub scope: Scope,
-    /// In execution order.
-    pub ops: Vec<Op>,
-}
-
-/// One line of the provider's output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum ProviderEvent {
-    /// An operation starts.
-    Start {
-        index: usize,
-        address: String,
-        text: String,
-    },
-    /// A long wait goes on (instance starting, volume attaching...).
-    Waiting { index: usize, text: String },
-    /// An operation finished; `id` of what it created, if anything.
-    Done { index: usize, id: Option<String> },
-    /// The facts: the answer to `discover`, and the last line of an `apply`.
-    Facts { facts: Box<CloudFacts> },
-    /// Nothing more happens: `index` is the operation that failed, if one did.
-    Error {
-        index: Option<usize>,
-        message: String,
-    },
-}
-
-/// A one-line description of an operation, for progress.
-pub fn describe(op: &CloudOp) -> String {
-    use CloudOp::*;
-    match op {
-        CreateVpc { cidr } => format!("create VPC {cidr} with an internet gateway"),
-        CreateInternetGateway { .. } => "create the internet gateway".into(),
-        CreateSubnet { cidr, .. } => format!("create subnet {cidr}"),
-        CreateSecurityGroup { name, .. } => format!("create security group {name}"),
-        AuthorizeIngress { port, .. } => format!("open {port}"),
-        RevokeIngress { group, port, .. } => format!("close {port} on {group}"),
-        DeleteSecurityGroup { id } => format!("delete security group {id}"),
-        RunInstance {
-            host,
-            instance_type,
-            ..
-        } => format!("launch {host} ({instance_type}) and wait until it runs"),
-        ChangeInstanceType { id, instance_type } => {
-            format!("stop {id}, change its type to {instance_type}, start it")
+    /// As the plan shows it: `from <label>`.
+    fn label(&self, env: &str) -> String {
+        match self {
+            RuleSource::World => "0.0.0.0/0".into(),
+            RuleSource::Role(role) => group_name(env, role),
+            RuleSource::Cidr(s) | RuleSource::Group(s) => s.clone(),
         }
-        StartInstance { id } => format!("start {id}"),
-        SetInstanceGroups { id, .. } => format!("set the security groups of {id}"),
-        SetTags { id, .. } => format!("tag {id}"),
-        TerminateInstance { id } => format!("terminate {id} and wait until it is gone"),
-        CreateVolume {
-            host,
-            role,
-            size_gb,
-            ..
-        } => format!("create the {size_gb} GB volume of {host} ({role})"),
-        AttachVolume { device, .. } => format!("attach the volume at {device}"),
-        DetachVolume { id, .. } => format!("detach volume {id}"),
-        DeleteVolume { id } => format!("delete volume {id}"),
-        AllocateAddress { host } => format!("allocate the Elastic IP of {host}"),
-        AssociateAddress { .. } => "associate the Elastic IP".into(),
-        SetReverseDns { name, .. } => format!("set reverse DNS to {name}"),
-        ReleaseAddress { allocation_id, .. } => format!("release Elastic IP {allocation_id}"),
-        CreateZone { name, vpc } => format!(
-            "create the {} zone {name}",
-            if vpc.is_some() { "private" } else { "public" }
-        ),
-        ChangeRecords {
-            zone_name, changes, ..
-        } => format!("write {} records in {zone_name}", changes.len()),
-        DeleteZone { id } => format!("delete zone {id}"),
-        DeleteSubnet { id } => format!("delete subnet {id}"),
-        DeleteVpc { id, .. } => format!("delete VPC {id}"),
     }
 }

@@ -1,15 +1,12 @@
 //! An environment resolved from its inventory: hosts with expanded roles, addresses and vars.
 
-use crate::cloud::CloudFacts;
 use crate::model::{Connection, Inventory, JumpAddress, ProviderKind, Vars};
 use crate::site::Site;
 use crate::vars::{deep_merge, VarOverride};
+use infra_protocol::{CloudFacts, KNOWN_AFTER_APPLY};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-
-/// What templates see for an address the cloud has not assigned yet.
-pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
 
 /// A host as templates and views see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]

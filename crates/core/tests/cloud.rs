@@ -3,6 +3,7 @@
 use infra_core::cloud::*;
 use infra_core::environment::Environment;
 use infra_core::site::Site;
+use infra_protocol::*;
 use std::path::PathBuf;
 
 fn site() -> Site {
@@ -300,4 +301,104 @@ fn copy(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
+}
+
+#[test]
+fn found_rules_of_roles_are_kept_and_foreign_sources_revoked() {
+    let site = site();
+    let env = Environment::resolve(&site, "production", &[]).unwrap();
+    let fresh = plan(&env, &CloudFacts::default(), Mode::Converge).unwrap();
+    // Every group as the provider would find it after that plan was applied.
+    let id = |address: &str| format!("sg-{}", address.trim_start_matches("aws_security_group."));
+    let mut groups: Vec<GroupFact> = Vec::new();
+    for op in fresh.ops() {
+        match op.op {
+            CloudOp::CreateSecurityGroup { name, role, .. } => groups.push(GroupFact {
+                id: id(&op.resource),
+                name,
+                role,
+                rules: vec![],
+            }),
+            CloudOp::AuthorizeIngress { port, source, .. } => {
+                let source = match source {
+                    Source::World => SourceFact::Cidr("0.0.0.0/0".into()),
+                    Source::Group(Ref::New(address)) => SourceFact::Group(id(&address)),
+                    other => panic!("{other:?}"),
+                };
+                let g = groups
+                    .iter_mut()
+                    .find(|g| g.id == id(&op.resource))
+                    .unwrap();
+                g.rules.push(RuleFact { port, source });
+            }
+            _ => {}
+        }
+    }
+    let from_roles = groups
+        .iter()
+        .position(|g| {
+            g.rules
+                .iter()
+                .any(|r| matches!(r.source, SourceFact::Group(_)))
+        })
+        .expect("a rule from another role's group");
+    let facts = CloudFacts {
+        security_groups: groups.clone(),
+        ..Default::default()
+    };
+    let p = plan(&env, &facts, Mode::Converge).unwrap();
+    assert!(
+        !p.changes
+            .iter()
+            .any(|c| c.address.starts_with("aws_security_group.")),
+        "{:?}",
+        p.changes
+    );
+    // Rules nobody wants: from a CIDR, from a group that is no role's.
+    let g = &mut groups[from_roles];
+    let port = g.rules[0].port;
+    g.rules.push(RuleFact {
+        port,
+        source: SourceFact::Cidr("192.0.2.0/24".into()),
+    });
+    g.rules.push(RuleFact {
+        port,
+        source: SourceFact::Group("sg-elsewhere".into()),
+    });
+    let address = format!("aws_security_group.{}", g.role);
+    let facts = CloudFacts {
+        security_groups: groups.clone(),
+        ..Default::default()
+    };
+    let p = plan(&env, &facts, Mode::Converge).unwrap();
+    let c = change(&p, &address);
+    assert_eq!(c.action, CloudAction::Update);
+    let lines: Vec<(&str, Option<&str>)> = c
+        .attrs
+        .iter()
+        .map(|a| (a.name.as_str(), a.before.as_deref()))
+        .collect();
+    let ingress = format!("ingress {port}");
+    assert_eq!(
+        lines,
+        [
+            (ingress.as_str(), Some("from 192.0.2.0/24")),
+            (ingress.as_str(), Some("from sg-elsewhere")),
+        ]
+    );
+    let revoked: Vec<&SourceFact> = c
+        .ops
+        .iter()
+        .map(|o| match &o.op {
+            CloudOp::RevokeIngress { source, .. } => source,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            &SourceFact::Cidr("192.0.2.0/24".into()),
+            &SourceFact::Group("sg-elsewhere".into()),
+        ]
+    );
 }

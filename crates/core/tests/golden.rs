@@ -15,7 +15,6 @@
 //! `UPDATE_GOLDEN=1 cargo test -p infra-core --test golden` regenerates every fixture. Only the
 //! functions in "the engine's API" below call infra_core: they are what a refactor adapts.
 
-use infra_core::cloud::CloudFacts;
 use infra_core::desired::{DesiredHost, DIR_MODE};
 use infra_core::environment::Environment;
 use infra_core::facts::Facts;
@@ -25,6 +24,7 @@ use infra_core::render::{Renderer, SharedContext};
 use infra_core::secrets::Secrets;
 use infra_core::site::Site;
 use infra_core::validate;
+use infra_protocol::CloudFacts;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,122 @@
+//! What a provider found: `CloudFacts`, everything an environment owns in the cloud, by tag.
+
+use crate::port::Port;
+use serde::{Deserialize, Serialize};
+
+/// Everything an environment owns in the cloud, as one paginated describe per kind found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudFacts {
+    pub vpc: Option<VpcFact>,
+    pub subnet: Option<SubnetFact>,
+    pub security_groups: Vec<GroupFact>,
+    pub instances: Vec<InstanceFact>,
+    pub volumes: Vec<VolumeFact>,
+    pub addresses: Vec<AddressFact>,
+    pub zones: Vec<ZoneFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcFact {
+    pub id: String,
+    pub cidr: String,
+    /// Created by infra (tagged with the environment), so infra may change and delete it.
+    pub owned: bool,
+    pub internet_gateway: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetFact {
+    pub id: String,
+    pub cidr: String,
+    pub availability_zone: String,
+    pub owned: bool,
+}
+
+/// Where an ingress rule lets traffic in from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFact {
+    Cidr(String),
+    Group(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RuleFact {
+    pub port: Port,
+    pub source: SourceFact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFact {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub rules: Vec<RuleFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFact {
+    pub id: String,
+    pub host: String,
+    /// `pending`, `running`, `stopping`, `stopped` (terminated ones are not listed).
+    pub state: String,
+    pub ami: String,
+    pub instance_type: String,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub security_groups: Vec<String>,
+    pub roles: String,
+    pub launch_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeFact {
+    pub id: String,
+    pub host: String,
+    pub role: String,
+    pub size_gb: u32,
+    pub attached_to: Option<String>,
+    pub device: Option<String>,
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressFact {
+    pub allocation_id: String,
+    pub public_ip: String,
+    pub host: String,
+    pub instance: Option<String>,
+    pub association_id: Option<String>,
+    pub reverse_dns: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneFact {
+    pub id: String,
+    /// Without the trailing dot.
+    pub name: String,
+    pub private: bool,
+    pub owned: bool,
+    pub records: Vec<RecordFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordFact {
+    /// Without the trailing dot.
+    pub name: String,
+    pub value: String,
+}
+
+impl CloudFacts {
+    /// The running (or starting) instance of `host`: the oldest one when there are several.
+    pub fn instance(&self, host: &str) -> Option<&InstanceFact> {
+        self.instances
+            .iter()
+            .filter(|i| i.host == host)
+            .min_by(|a, b| (&a.launch_time, &a.id).cmp(&(&b.launch_time, &b.id)))
+    }
+
+    pub fn address(&self, host: &str) -> Option<&AddressFact> {
+        self.addresses.iter().find(|a| a.host == host)
+    }
+}

@@ -1,0 +1,32 @@
+//! The protocol between `infra` and its provider programs (`infra-aws`): what a provider finds
+//! (`CloudFacts`), what it executes (`Op`, `CloudOp`), and the JSON messages that carry them
+//! (`Scope` and `ApplyRequest` in, `ProviderEvent` lines out). Types and their wire format only:
+//! no planning, no I/O, nothing but serde, so a provider program links none of infra's core.
+//!
+//!   infra-aws discover   < Scope          -> one `facts` line
+//!   infra-aws apply      < ApplyRequest   -> start/waiting/done lines, then `facts` (or `error`)
+
+mod facts;
+mod message;
+mod op;
+mod port;
+
+pub use facts::{
+    AddressFact, CloudFacts, GroupFact, InstanceFact, RecordFact, RuleFact, SourceFact, SubnetFact,
+    VolumeFact, VpcFact, ZoneFact,
+};
+pub use message::{ApplyRequest, ProviderEvent, Scope};
+pub use op::{describe, CloudOp, Op, RecordAction, RecordChange, RecordValue, Ref, Source};
+pub use port::{Port, Proto};
+
+/// Tag keys every resource infra creates carries; discovery filters on `infra:env`.
+pub const TAG_ENV: &str = "infra:env";
+pub const TAG_HOST: &str = "infra:host";
+pub const TAG_ROLE: &str = "infra:role";
+pub const TAG_ROLES: &str = "infra:roles";
+pub const TAG_KEEP: &str = "infra:keep";
+/// TTL of the records infra writes.
+pub const RECORD_TTL: i64 = 300;
+
+/// How a value the cloud assigns during an apply (an id, an address) reads before it exists.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";

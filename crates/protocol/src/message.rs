@@ -1,0 +1,48 @@
+//! The messages between `infra` and its provider program: one JSON request on stdin (`Scope` for
+//! `discover`, `ApplyRequest` for `apply`), `ProviderEvent` lines back on stdout.
+
+use crate::facts::CloudFacts;
+use crate::op::Op;
+use serde::{Deserialize, Serialize};
+
+/// What the provider needs to find an environment's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub environment: String,
+    pub region: String,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub domain: String,
+    pub internal_domain: String,
+}
+
+/// `infra-aws discover` reads a `Scope`; `infra-aws apply` reads this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub scope: Scope,
+    /// In execution order.
+    pub ops: Vec<Op>,
+}
+
+/// One line of the provider's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProviderEvent {
+    /// An operation starts.
+    Start {
+        index: usize,
+        address: String,
+        text: String,
+    },
+    /// A long wait goes on (instance starting, volume attaching...).
+    Waiting { index: usize, text: String },
+    /// An operation finished; `id` of what it created, if anything.
+    Done { index: usize, id: Option<String> },
+    /// The facts: the answer to `discover`, and the last line of an `apply`.
+    Facts { facts: Box<CloudFacts> },
+    /// Nothing more happens: `index` is the operation that failed, if one did.
+    Error {
+        index: Option<usize>,
+        message: String,
+    },
+}

@@ -1,0 +1,289 @@
+//! What a provider executes: `CloudOp`, one call (or short sequence of calls) to the cloud, and
+//! `Op`, an operation with its place in an apply; with the references and values they carry.
+
+use crate::facts::SourceFact;
+use crate::port::Port;
+use crate::KNOWN_AFTER_APPLY;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A resource: one that exists (its id), or one an earlier operation of the same apply creates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ref {
+    Id(String),
+    /// The address of the change that creates it, e.g. `aws_instance.app1`.
+    New(String),
+}
+
+impl fmt::Display for Ref {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ref::Id(id) => f.write_str(id),
+            Ref::New(_) => f.write_str(KNOWN_AFTER_APPLY),
+        }
+    }
+}
+
+/// Where a desired rule lets traffic in from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    World,
+    Group(Ref),
+}
+
+/// The value of an A record.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordValue {
+    Ip(String),
+    /// The Elastic IP of a host, allocated in this apply.
+    PublicIpOf(String),
+    /// The private IP of a host, launched in this apply.
+    PrivateIpOf(String),
+}
+
+impl fmt::Display for RecordValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordValue::Ip(ip) => f.write_str(ip),
+            _ => f.write_str(KNOWN_AFTER_APPLY),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordAction {
+    Upsert,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChange {
+    pub action: RecordAction,
+    pub name: String,
+    pub value: RecordValue,
+}
+
+/// One call (or short sequence of calls) to the cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CloudOp {
+    /// Also creates and attaches an internet gateway, and routes 0.0.0.0/0 through it.
+    CreateVpc {
+        cidr: String,
+    },
+    CreateInternetGateway {
+        vpc: Ref,
+    },
+    /// Instances launched in it get a public IP for their outbound traffic.
+    CreateSubnet {
+        vpc: Ref,
+        cidr: String,
+        availability_zone: Option<String>,
+    },
+    CreateSecurityGroup {
+        vpc: Ref,
+        name: String,
+        role: String,
+    },
+    AuthorizeIngress {
+        group: Ref,
+        port: Port,
+        source: Source,
+    },
+    RevokeIngress {
+        group: String,
+        port: Port,
+        source: SourceFact,
+    },
+    DeleteSecurityGroup {
+        id: String,
+    },
+    RunInstance {
+        host: String,
+        ami: String,
+        instance_type: String,
+        subnet: Ref,
+        private_ip: Option<String>,
+        key_name: Option<String>,
+        groups: Vec<Ref>,
+        tags: BTreeMap<String, String>,
+        /// Deterministic: AWS returns the first instance when a killed run launches again.
+        client_token: String,
+    },
+    /// Stops the instance, changes its type, starts it again.
+    ChangeInstanceType {
+        id: String,
+        instance_type: String,
+    },
+    StartInstance {
+        id: String,
+    },
+    SetInstanceGroups {
+        id: String,
+        groups: Vec<Ref>,
+    },
+    SetTags {
+        id: String,
+        tags: BTreeMap<String, String>,
+    },
+    /// Terminates and waits until it is gone (its volumes are then free to attach elsewhere).
+    TerminateInstance {
+        id: String,
+    },
+    CreateVolume {
+        host: String,
+        role: String,
+        size_gb: u32,
+        subnet: Ref,
+        keep: bool,
+    },
+    /// Waits until the volume is available, attaches, waits until attached.
+    AttachVolume {
+        volume: Ref,
+        instance: Ref,
+        device: String,
+    },
+    DetachVolume {
+        id: String,
+        instance: String,
+    },
+    DeleteVolume {
+        id: String,
+    },
+    AllocateAddress {
+        host: String,
+    },
+    AssociateAddress {
+        address: Ref,
+        instance: Ref,
+    },
+    SetReverseDns {
+        address: Ref,
+        name: String,
+    },
+    /// Disassociates first when associated.
+    ReleaseAddress {
+        allocation_id: String,
+        association_id: Option<String>,
+    },
+    CreateZone {
+        name: String,
+        /// A private zone, associated with this VPC.
+        vpc: Option<Ref>,
+    },
+    ChangeRecords {
+        zone: Ref,
+        zone_name: String,
+        changes: Vec<RecordChange>,
+    },
+    /// Deletes the zone's remaining A records first.
+    DeleteZone {
+        id: String,
+    },
+    DeleteSubnet {
+        id: String,
+    },
+    /// Detaches and deletes its internet gateway first.
+    DeleteVpc {
+        id: String,
+        internet_gateway: Option<String>,
+    },
+}
+
+impl CloudOp {
+    /// Execution order: every op of a lower phase runs before any of a higher one.
+    pub fn phase(&self) -> u8 {
+        use CloudOp::*;
+        match self {
+            CreateVpc { .. } => 10,
+            CreateInternetGateway { .. } => 11,
+            CreateSubnet { .. } => 12,
+            CreateSecurityGroup { .. } => 20,
+            RevokeIngress { .. } => 21,
+            AuthorizeIngress { .. } => 22,
+            ChangeRecords { .. } => 30,
+            ReleaseAddress { .. } => 31,
+            DetachVolume { .. } => 32,
+            DeleteVolume { .. } => 33,
+            TerminateInstance { .. } => 34,
+            RunInstance { .. } => 40,
+            ChangeInstanceType { .. } => 41,
+            StartInstance { .. } => 42,
+            SetInstanceGroups { .. } | SetTags { .. } => 43,
+            CreateVolume { .. } => 50,
+            AttachVolume { .. } => 51,
+            AllocateAddress { .. } => 52,
+            AssociateAddress { .. } => 53,
+            SetReverseDns { .. } => 66,
+            CreateZone { .. } => 60,
+            DeleteSecurityGroup { .. } => 70,
+            DeleteZone { .. } => 75,
+            DeleteSubnet { .. } => 80,
+            DeleteVpc { .. } => 81,
+        }
+    }
+}
+
+/// An operation with its place in the apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub phase: u8,
+    /// The address of the change it belongs to.
+    pub resource: String,
+    #[serde(flatten)]
+    pub op: CloudOp,
+}
+
+/// A one-line description of an operation, for progress.
+pub fn describe(op: &CloudOp) -> String {
+    use CloudOp::*;
+    match op {
+        CreateVpc { cidr } => format!("create VPC {cidr} with an internet gateway"),
+        CreateInternetGateway { .. } => "create the internet gateway".into(),
+        CreateSubnet { cidr, .. } => format!("create subnet {cidr}"),
+        CreateSecurityGroup { name, .. } => format!("create security group {name}"),
+        AuthorizeIngress { port, .. } => format!("open {port}"),
+        RevokeIngress { group, port, .. } => format!("close {port} on {group}"),
+        DeleteSecurityGroup { id } => format!("delete security group {id}"),
+        RunInstance {
+            host,
+            instance_type,
+            ..
+        } => format!("launch {host} ({instance_type}) and wait until it runs"),
+        ChangeInstanceType { id, instance_type } => {
+            format!("stop {id}, change its type to {instance_type}, start it")
+        }
+        StartInstance { id } => format!("start {id}"),
+        SetInstanceGroups { id, .. } => format!("set the security groups of {id}"),
+        SetTags { id, .. } => format!("tag {id}"),
+        TerminateInstance { id } => format!("terminate {id} and wait until it is gone"),
+        CreateVolume {
+            host,
+            role,
+            size_gb,
+            ..
+        } => format!("create the {size_gb} GB volume of {host} ({role})"),
+        AttachVolume { device, .. } => format!("attach the volume at {device}"),
+        DetachVolume { id, .. } => format!("detach volume {id}"),
+        DeleteVolume { id } => format!("delete volume {id}"),
+        AllocateAddress { host } => format!("allocate the Elastic IP of {host}"),
+        AssociateAddress { .. } => "associate the Elastic IP".into(),
+        SetReverseDns { name, .. } => format!("set reverse DNS to {name}"),
+        ReleaseAddress { allocation_id, .. } => format!("release Elastic IP {allocation_id}"),
+        CreateZone { name, vpc } => format!(
+            "create the {} zone {name}",
+            if vpc.is_some() { "private" } else { "public" }
+        ),
+        ChangeRecords {
+            zone_name, changes, ..
+        } => format!("write {} records in {zone_name}", changes.len()),
+        DeleteZone { id } => format!("delete zone {id}"),
+        DeleteSubnet { id } => format!("delete subnet {id}"),
+        DeleteVpc { id, .. } => format!("delete VPC {id}"),
+    }
+}
