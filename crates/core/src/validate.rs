@@ -12,178 +12,274 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Checks that need no inventory: each role on its own and the include graph.
 pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let role_names = || site.roles.keys().map(String::as_str);
     for (stem, role) in &site.roles {
-        let r = &role.value;
-        let file = &role.file;
-        if r.name.value != *stem {
-            diags.push(
-                Diagnostic::error(format!(
-                    "role file `{}` is named `{}`, but its `name` is `{}`",
-                    file.display(),
-                    stem,
-                    r.name.value
-                ))
-                .at(site.loc(file, &r.name, r.name.value.chars().count()))
-                .hint(format!("set `name: {stem}` or rename the file")),
-            );
-        }
-        let mut unknown = |list: &[crate::model::Sp<String>], field: &str| {
-            for item in list {
-                if !site.has_role(&item.value) {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "unknown role `{}` in `{field}` of role `{stem}`",
-                            item.value
-                        ))
-                        .at(site.loc(file, item, item.value.chars().count()))
-                        .hint_opt(did_you_mean(&item.value, role_names())),
-                    );
-                }
-            }
-        };
-        unknown(&r.includes, "includes");
-        unknown(&r.requires_on_same_host, "requires_on_same_host");
-        for e in &r.exposes {
-            unknown(&e.to, "exposes.to");
-        }
-        if let Some(c) = &r.count {
-            if let (Some(min), Some(max)) = (c.value.min, c.value.max) {
-                if min > max {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "role `{stem}`: count.min {min} is above count.max {max}"
-                        ))
-                        .at(site.loc(file, c, 1)),
-                    );
-                }
-            }
-        }
-        if let Some(rdns) = &r.reverse_dns {
-            if rdns.value && (!r.public_ip || r.hostname.is_none()) {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "role `{stem}` asks for reverse DNS but has no {}",
-                        if r.public_ip { "`hostname`" } else { "`public_ip: true`" }
-                    ))
-                    .at(site.loc(file, rdns, 4))
-                    .hint("reverse DNS maps the public IP to the role's hostname: set both `public_ip: true` and `hostname`"),
-                );
-            }
-        }
-        for s in &r.secrets {
-            let ok = !s.value.is_empty()
-                && s.value
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "secret name `{}` is not lowercase letters, digits and _",
-                        s.value
-                    ))
-                    .at(site.loc(file, s, s.value.chars().count()))
-                    .hint("secret names become environment variables INFRA_SECRET_<NAME>"),
-                );
-            }
-        }
-        // Services this role can notify: its own and those of the roles it includes.
-        let expanded = crate::environment::expand_roles(site, [stem.as_str()]);
-        let services: BTreeSet<&str> = expanded
-            .iter()
-            .filter_map(|n| site.roles.get(n))
-            .flat_map(|r| r.value.services.iter().map(|s| s.name.as_str()))
-            .collect();
-        for entry in &r.files {
-            let e = &entry.value;
-            match (&e.template, &e.source) {
-                (Some(_), Some(_)) => diags.push(
-                    Diagnostic::error("file entry has both `template` and `source`")
-                        .at(site.loc(file, entry, 1))
-                        .hint(
-                            "`template` is rendered with Tera, `source` is copied as is: keep one",
-                        ),
-                ),
-                (None, None) => diags.push(
-                    Diagnostic::error("file entry has neither `template` nor `source`")
-                        .at(site.loc(file, entry, 1))
-                        .hint(
-                            "add `template: path/in/templates.j2` or `source: path/in/templates`",
-                        ),
-                ),
-                (Some(t), None) => {
-                    if !site.templates.contains_key(&t.value) {
-                        let names = site
-                            .templates
-                            .values()
-                            .filter(|t| t.is_tera())
-                            .map(|t| t.name.as_str());
-                        diags.push(
-                            Diagnostic::error(format!(
-                                "template `{}` not found in templates/",
-                                t.value
-                            ))
-                            .at(site.loc(file, t, t.value.chars().count()))
-                            .hint_opt(did_you_mean(&t.value, names)),
-                        );
-                    } else if !t.value.ends_with(".j2") {
-                        diags.push(
-                            Diagnostic::error(format!(
-                                "template `{}` does not end in .j2",
-                                t.value
-                            ))
-                            .at(site.loc(file, t, t.value.chars().count()))
-                            .hint(
-                                "Tera templates end in .j2; use `source:` for a file copied as is",
-                            ),
-                        );
-                    }
-                }
-                (None, Some(s)) => {
-                    if !site.templates.contains_key(&s.value) {
-                        let names = site.templates.keys().map(String::as_str);
-                        diags.push(
-                            Diagnostic::error(format!(
-                                "source `{}` not found in templates/",
-                                s.value
-                            ))
-                            .at(site.loc(file, s, s.value.chars().count()))
-                            .hint_opt(did_you_mean(&s.value, names)),
-                        );
-                    }
-                }
-            }
-            for n in &e.notify {
-                // With a broken role file the services it defines are unknown: say nothing.
-                if site.broken_roles.is_empty() && !services.contains(n.value.as_str()) {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "`notify: {}` names no service of role `{stem}` or the roles it includes",
-                            n.value
-                        ))
-                        .at(site.loc(file, n, n.value.chars().count()))
-                        .hint_opt(did_you_mean(&n.value, services.iter().copied()).or_else(|| {
-                            Some(format!("add `{}` under `services:`", n.value))
-                        })),
-                    );
-                }
-            }
-        }
-        for c in &r.commands {
-            if c.value.unless.is_none() && c.value.creates.is_none() {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "command `{}` of role `{stem}` has neither `unless` nor `creates`",
-                        c.value.name
-                    ))
-                    .at(site.loc(file, c, 1))
-                    .hint("commands must be idempotent: add `unless: <test command>` or `creates: <path>`"),
-                );
-            }
-        }
+        diags.extend(role_name_mismatch(site, stem, role));
+        diags.extend(unknown_role_references(site, stem, role));
+        diags.extend(count_min_above_max(site, stem, role));
+        diags.extend(reverse_dns_without_name(site, stem, role));
+        diags.extend(bad_secret_names(site, role));
+        diags.extend(check_file_entries(site, stem, role));
+        diags.extend(unguarded_commands(site, stem, role));
     }
     diags.extend(include_cycles(site));
     diags
+}
+
+/// A role's `name` that differs from its file's stem.
+fn role_name_mismatch(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Option<Diagnostic> {
+    let r = &role.value;
+    let file = &role.file;
+    (r.name.value != stem).then(|| {
+        Diagnostic::error(format!(
+            "role file `{}` is named `{}`, but its `name` is `{}`",
+            file.display(),
+            stem,
+            r.name.value
+        ))
+        .at(site.loc(file, &r.name, r.name.value.chars().count()))
+        .hint(format!("set `name: {stem}` or rename the file"))
+    })
+}
+
+/// Unknown roles in `includes`, `requires_on_same_host` and `exposes.to`, with a did-you-mean.
+fn unknown_role_references(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let r = &role.value;
+    let file = &role.file;
+    let mut diags = Vec::new();
+    let mut unknown = |list: &[Sp<String>], field: &str| {
+        for item in list {
+            if !site.has_role(&item.value) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "unknown role `{}` in `{field}` of role `{stem}`",
+                        item.value
+                    ))
+                    .at(site.loc(file, item, item.value.chars().count()))
+                    .hint_opt(did_you_mean(
+                        &item.value,
+                        site.roles.keys().map(String::as_str),
+                    )),
+                );
+            }
+        }
+    };
+    unknown(&r.includes, "includes");
+    unknown(&r.requires_on_same_host, "requires_on_same_host");
+    for e in &r.exposes {
+        unknown(&e.to, "exposes.to");
+    }
+    diags
+}
+
+/// A `count` whose `min` is above its `max`.
+fn count_min_above_max(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Option<Diagnostic> {
+    let c = role.value.count.as_ref()?;
+    let (Some(min), Some(max)) = (c.value.min, c.value.max) else {
+        return None;
+    };
+    (min > max).then(|| {
+        Diagnostic::error(format!(
+            "role `{stem}`: count.min {min} is above count.max {max}"
+        ))
+        .at(site.loc(&role.file, c, 1))
+    })
+}
+
+/// `reverse_dns: true` on a role without both `public_ip: true` and a `hostname`.
+fn reverse_dns_without_name(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Option<Diagnostic> {
+    let r = &role.value;
+    let rdns = r.reverse_dns.as_ref()?;
+    (rdns.value && (!r.public_ip || r.hostname.is_none())).then(|| {
+        Diagnostic::error(format!(
+            "role `{stem}` asks for reverse DNS but has no {}",
+            if r.public_ip { "`hostname`" } else { "`public_ip: true`" }
+        ))
+        .at(site.loc(&role.file, rdns, 4))
+        .hint("reverse DNS maps the public IP to the role's hostname: set both `public_ip: true` and `hostname`")
+    })
+}
+
+/// Secret names that are not lowercase letters, digits and `_`.
+fn bad_secret_names(
+    site: &Site,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let valid = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    role.value
+        .secrets
+        .iter()
+        .filter(|s| !valid(&s.value))
+        .map(|s| {
+            Diagnostic::error(format!(
+                "secret name `{}` is not lowercase letters, digits and _",
+                s.value
+            ))
+            .at(site.loc(&role.file, s, s.value.chars().count()))
+            .hint("secret names become environment variables INFRA_SECRET_<NAME>")
+        })
+        .collect()
+}
+
+/// Each file entry of a role in turn: its `template` or `source`, then its `notify`.
+fn check_file_entries(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let services = notifiable_services(site, stem);
+    let mut diags = Vec::new();
+    for entry in &role.value.files {
+        diags.extend(file_entry_origin(site, &role.file, entry));
+        diags.extend(notify_naming_no_service(
+            site,
+            stem,
+            &role.file,
+            &entry.value,
+            &services,
+        ));
+    }
+    diags
+}
+
+/// Services a role can notify: its own and those of the roles it includes.
+fn notifiable_services<'s>(site: &'s Site, stem: &str) -> BTreeSet<&'s str> {
+    let expanded = crate::environment::expand_roles(site, [stem]);
+    expanded
+        .iter()
+        .filter_map(|n| site.roles.get(n))
+        .flat_map(|r| r.value.services.iter().map(|s| s.name.as_str()))
+        .collect()
+}
+
+/// A file entry with both or neither of `template` and `source`, or one naming a missing file.
+fn file_entry_origin(
+    site: &Site,
+    file: &std::path::Path,
+    entry: &Sp<crate::model::FileEntry>,
+) -> Option<Diagnostic> {
+    match (&entry.value.template, &entry.value.source) {
+        (Some(_), Some(_)) => Some(
+            Diagnostic::error("file entry has both `template` and `source`")
+                .at(site.loc(file, entry, 1))
+                .hint("`template` is rendered with Tera, `source` is copied as is: keep one"),
+        ),
+        (None, None) => Some(
+            Diagnostic::error("file entry has neither `template` nor `source`")
+                .at(site.loc(file, entry, 1))
+                .hint("add `template: path/in/templates.j2` or `source: path/in/templates`"),
+        ),
+        (Some(t), None) => template_problem(site, file, t),
+        (None, Some(s)) => source_problem(site, file, s),
+    }
+}
+
+/// A `template` missing from templates/ (with a did-you-mean) or not ending in .j2.
+fn template_problem(site: &Site, file: &std::path::Path, t: &Sp<String>) -> Option<Diagnostic> {
+    if !site.templates.contains_key(&t.value) {
+        let names = site
+            .templates
+            .values()
+            .filter(|t| t.is_tera())
+            .map(|t| t.name.as_str());
+        Some(
+            Diagnostic::error(format!("template `{}` not found in templates/", t.value))
+                .at(site.loc(file, t, t.value.chars().count()))
+                .hint_opt(did_you_mean(&t.value, names)),
+        )
+    } else if !t.value.ends_with(".j2") {
+        Some(
+            Diagnostic::error(format!("template `{}` does not end in .j2", t.value))
+                .at(site.loc(file, t, t.value.chars().count()))
+                .hint("Tera templates end in .j2; use `source:` for a file copied as is"),
+        )
+    } else {
+        None
+    }
+}
+
+/// A `source` missing from templates/, with a did-you-mean.
+fn source_problem(site: &Site, file: &std::path::Path, s: &Sp<String>) -> Option<Diagnostic> {
+    if site.templates.contains_key(&s.value) {
+        return None;
+    }
+    let names = site.templates.keys().map(String::as_str);
+    Some(
+        Diagnostic::error(format!("source `{}` not found in templates/", s.value))
+            .at(site.loc(file, s, s.value.chars().count()))
+            .hint_opt(did_you_mean(&s.value, names)),
+    )
+}
+
+/// `notify` entries naming no service of the role or the roles it includes.
+fn notify_naming_no_service(
+    site: &Site,
+    stem: &str,
+    file: &std::path::Path,
+    entry: &crate::model::FileEntry,
+    services: &BTreeSet<&str>,
+) -> Vec<Diagnostic> {
+    // With a broken role file the services it defines are unknown: say nothing.
+    if !site.broken_roles.is_empty() {
+        return Vec::new();
+    }
+    entry
+        .notify
+        .iter()
+        .filter(|n| !services.contains(n.value.as_str()))
+        .map(|n| {
+            Diagnostic::error(format!(
+                "`notify: {}` names no service of role `{stem}` or the roles it includes",
+                n.value
+            ))
+            .at(site.loc(file, n, n.value.chars().count()))
+            .hint_opt(
+                did_you_mean(&n.value, services.iter().copied())
+                    .or_else(|| Some(format!("add `{}` under `services:`", n.value))),
+            )
+        })
+        .collect()
+}
+
+/// Commands with neither `unless` nor `creates`, so not idempotent.
+fn unguarded_commands(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    role.value
+        .commands
+        .iter()
+        .filter(|c| c.value.unless.is_none() && c.value.creates.is_none())
+        .map(|c| {
+            Diagnostic::error(format!(
+                "command `{}` of role `{stem}` has neither `unless` nor `creates`",
+                c.value.name
+            ))
+            .at(site.loc(&role.file, c, 1))
+            .hint("commands must be idempotent: add `unless: <test command>` or `creates: <path>`")
+        })
+        .collect()
 }
 
 /// Each include cycle once, reported at the include that closes it.
@@ -263,197 +359,296 @@ fn valid_host_name(name: &str) -> bool {
 
 /// Checks of one inventory against the roles: names, roles, counts, placement, provider, SSH.
 pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    diags.extend(environment_name_mismatch(env));
+    diags.extend(no_hosts(env));
+    diags.extend(check_hosts(env));
+    diags.extend(unknown_role_vars(env));
+    diags.extend(check_connections(env));
+    diags.extend(unknown_jump_host(env));
+    diags.extend(control_persist_not_a_duration(env));
+    diags.extend(missing_aws_settings(env));
+    diags.extend(hostnames_that_do_not_render(env));
+    diags.extend(role_counts(env));
+    diags
+}
+
+/// An inventory whose `environment` is not its file's stem.
+fn environment_name_mismatch(env: &Environment) -> Option<Diagnostic> {
     let site = env.site;
     let inv = env.inventory;
     let file = &env.file;
+    (inv.environment.value != env.name).then(|| {
+        Diagnostic::error(format!(
+            "inventory `{}` says `environment: {}`",
+            file.display(),
+            inv.environment.value
+        ))
+        .at(site.loc(
+            file,
+            &inv.environment,
+            inv.environment.value.chars().count(),
+        ))
+        .hint(format!(
+            "set `environment: {}` or rename the file",
+            env.name
+        ))
+    })
+}
+
+/// An environment without hosts.
+fn no_hosts(env: &Environment) -> Option<Diagnostic> {
+    env.inventory.hosts.is_empty().then(|| {
+        Diagnostic::error(format!("environment `{}` has no hosts", env.name))
+            .at_opt(env.site.sources.find_key(&env.file, "hosts:"))
+    })
+}
+
+/// Each host in turn: its name, roles, address, private IP and same-host requirements.
+fn check_hosts(env: &Environment) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let role_names = || site.roles.keys().map(String::as_str);
-    if inv.environment.value != env.name {
-        diags.push(
-            Diagnostic::error(format!(
-                "inventory `{}` says `environment: {}`",
-                file.display(),
-                inv.environment.value
-            ))
-            .at(site.loc(
-                file,
-                &inv.environment,
-                inv.environment.value.chars().count(),
-            ))
-            .hint(format!(
-                "set `environment: {}` or rename the file",
-                env.name
-            )),
-        );
-    }
-    if inv.hosts.is_empty() {
-        diags.push(
-            Diagnostic::error(format!("environment `{}` has no hosts", env.name))
-                .at_opt(site.sources.find_key(file, "hosts:")),
-        );
-    }
-    let kind = inv.provider.value.kind;
     let mut ips: BTreeMap<String, String> = BTreeMap::new();
-    for (name, host) in &inv.hosts {
-        let h = &host.value;
-        let host_loc = site.loc(file, host, 1);
-        if !valid_host_name(name) {
+    for (name, host) in &env.inventory.hosts {
+        diags.extend(invalid_host_name(env, name, host));
+        diags.extend(host_without_roles(env, name, host));
+        diags.extend(host_role_references(env, name, host));
+        diags.extend(address_for_provider(env, name, host));
+        diags.extend(duplicate_private_ip(env, name, host, &mut ips));
+        diags.extend(missing_same_host_roles(env, name, host));
+    }
+    diags
+}
+
+/// A host name that is not a valid DNS label.
+fn invalid_host_name(
+    env: &Environment,
+    name: &str,
+    host: &Sp<crate::model::Host>,
+) -> Option<Diagnostic> {
+    let site = env.site;
+    let file = &env.file;
+    (!valid_host_name(name)).then(|| {
+        Diagnostic::error(format!("host name `{name}` is not a valid DNS label"))
+            .at_opt(
+                site.sources
+                    .find_key(file, &format!("{name}:"))
+                    .or(Some(site.loc(file, host, 1))),
+            )
+            .hint("use lowercase letters, digits and `-` (at most 63), e.g. `app1`")
+    })
+}
+
+/// A host with an empty `roles` list.
+fn host_without_roles(
+    env: &Environment,
+    name: &str,
+    host: &Sp<crate::model::Host>,
+) -> Option<Diagnostic> {
+    host.value.roles.is_empty().then(|| {
+        Diagnostic::error(format!("host `{name}` has no roles"))
+            .at(env.site.loc(&env.file, host, 1))
+            .hint("add `roles: [...]`")
+    })
+}
+
+/// Unknown roles on a host (with a did-you-mean) and roles listed twice.
+fn host_role_references(
+    env: &Environment,
+    name: &str,
+    host: &Sp<crate::model::Host>,
+) -> Vec<Diagnostic> {
+    let site = env.site;
+    let file = &env.file;
+    let mut diags = Vec::new();
+    let mut seen_roles = BTreeSet::new();
+    for r in &host.value.roles {
+        if !site.has_role(&r.value) {
             diags.push(
-                Diagnostic::error(format!("host name `{name}` is not a valid DNS label"))
-                    .at_opt(
-                        site.sources
-                            .find_key(file, &format!("{name}:"))
-                            .or(Some(host_loc.clone())),
-                    )
-                    .hint("use lowercase letters, digits and `-` (at most 63), e.g. `app1`"),
+                Diagnostic::error(format!("unknown role `{}` on host `{name}`", r.value))
+                    .at(site.loc(file, r, r.value.chars().count()))
+                    .hint_opt(did_you_mean(
+                        &r.value,
+                        site.roles.keys().map(String::as_str),
+                    )),
             );
-        }
-        if h.roles.is_empty() {
+        } else if site.roles.contains_key(&r.value) && !seen_roles.insert(r.value.as_str()) {
             diags.push(
-                Diagnostic::error(format!("host `{name}` has no roles"))
-                    .at(host_loc.clone())
-                    .hint("add `roles: [...]`"),
-            );
-        }
-        let mut seen_roles = BTreeSet::new();
-        for r in &h.roles {
-            if !site.has_role(&r.value) {
-                diags.push(
-                    Diagnostic::error(format!("unknown role `{}` on host `{name}`", r.value))
-                        .at(site.loc(file, r, r.value.chars().count()))
-                        .hint_opt(did_you_mean(&r.value, role_names())),
-                );
-            } else if site.roles.contains_key(&r.value) && !seen_roles.insert(r.value.as_str()) {
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "role `{}` is listed twice on host `{name}`",
-                        r.value
-                    ))
-                    .at(site.loc(file, r, r.value.chars().count())),
-                );
-            }
-        }
-        let local = inv.connection_of(name) == Connection::Local;
-        match kind {
-            ProviderKind::Static if h.address.is_none() && !local => diags.push(
-                Diagnostic::error(format!("static host `{name}` has no `address`"))
-                    .at(host_loc.clone())
-                    .hint("static hosts already exist: give the address SSH reaches them at, or `connection: local` for the machine infra runs on"),
-            ),
-            ProviderKind::Aws if h.address.is_some() => diags.push(
-                Diagnostic::error(format!(
-                    "host `{name}` has an `address`, but the provider is aws"
+                Diagnostic::warning(format!(
+                    "role `{}` is listed twice on host `{name}`",
+                    r.value
                 ))
-                .at(host_loc.clone())
-                .hint("aws hosts get their addresses from EC2; set `private_ip` to fix one"),
-            ),
-            _ => {}
+                .at(site.loc(file, r, r.value.chars().count())),
+            );
         }
-        if let Some(ip) = h.private_ip {
-            if let Some(other) = ips.insert(ip.to_string(), name.clone()) {
+    }
+    diags
+}
+
+/// Static hosts need an `address` (unless `connection: local`); aws hosts must not have one.
+fn address_for_provider(
+    env: &Environment,
+    name: &str,
+    host: &Sp<crate::model::Host>,
+) -> Option<Diagnostic> {
+    let inv = env.inventory;
+    let h = &host.value;
+    let host_loc = env.site.loc(&env.file, host, 1);
+    let local = inv.connection_of(name) == Connection::Local;
+    match inv.provider.value.kind {
+        ProviderKind::Static if h.address.is_none() && !local => Some(
+            Diagnostic::error(format!("static host `{name}` has no `address`"))
+                .at(host_loc)
+                .hint("static hosts already exist: give the address SSH reaches them at, or `connection: local` for the machine infra runs on"),
+        ),
+        ProviderKind::Aws if h.address.is_some() => Some(
+            Diagnostic::error(format!(
+                "host `{name}` has an `address`, but the provider is aws"
+            ))
+            .at(host_loc)
+            .hint("aws hosts get their addresses from EC2; set `private_ip` to fix one"),
+        ),
+        _ => None,
+    }
+}
+
+/// A host whose `private_ip` an earlier host already has (`ips` maps each IP to its host).
+fn duplicate_private_ip(
+    env: &Environment,
+    name: &str,
+    host: &Sp<crate::model::Host>,
+    ips: &mut BTreeMap<String, String>,
+) -> Option<Diagnostic> {
+    let ip = host.value.private_ip?;
+    let other = ips.insert(ip.to_string(), name.to_string())?;
+    Some(
+        Diagnostic::error(format!(
+            "hosts `{other}` and `{name}` both have private_ip {ip}"
+        ))
+        .at(env.site.loc(&env.file, host, 1)),
+    )
+}
+
+/// Meta-roles on a host whose `requires_on_same_host` role is not on that host.
+fn missing_same_host_roles(
+    env: &Environment,
+    name: &str,
+    host: &Sp<crate::model::Host>,
+) -> Vec<Diagnostic> {
+    let site = env.site;
+    let mut diags = Vec::new();
+    let Some(resolved) = env.hosts.get(name) else {
+        return diags;
+    };
+    for r in &host.value.roles {
+        let Some(role) = site.roles.get(&r.value) else {
+            continue;
+        };
+        for req in &role.value.requires_on_same_host {
+            if !resolved.view.all_roles.contains(&req.value) && site.roles.contains_key(&req.value)
+            {
                 diags.push(
                     Diagnostic::error(format!(
-                        "hosts `{other}` and `{name}` both have private_ip {ip}"
+                        "host `{name}` has role `{}`, which requires role `{}` on the same host",
+                        r.value, req.value
                     ))
-                    .at(host_loc.clone()),
+                    .at(site.loc(&env.file, r, r.value.chars().count()))
+                    .hint(format!("add `{}` to the roles of `{name}`", req.value)),
                 );
             }
         }
-        // Meta-roles that need another role on the same host.
-        if let Some(resolved) = env.hosts.get(name) {
-            for r in &h.roles {
-                let Some(role) = site.roles.get(&r.value) else {
-                    continue;
-                };
-                for req in &role.value.requires_on_same_host {
-                    if !resolved.view.all_roles.contains(&req.value)
-                        && site.roles.contains_key(&req.value)
-                    {
-                        diags.push(
-                            Diagnostic::error(format!(
-                                "host `{name}` has role `{}`, which requires role `{}` on the same host",
-                                r.value, req.value
-                            ))
-                            .at(site.loc(file, r, r.value.chars().count()))
-                            .hint(format!("add `{}` to the roles of `{name}`", req.value)),
-                        );
-                    }
-                }
-            }
-        }
     }
-    for (role, rv) in &inv.role_vars {
-        if !site.has_role(role) {
-            diags.push(
-                Diagnostic::error(format!("unknown role `{role}` in `role_vars`"))
-                    .at_opt(
-                        site.sources
-                            .find_key(file, &format!("{role}:"))
-                            .or(Some(site.loc(file, rv, 1))),
-                    )
-                    .hint_opt(did_you_mean(role, role_names())),
-            );
-        }
+    diags
+}
+
+/// Unknown roles under `role_vars`, with a did-you-mean.
+fn unknown_role_vars(env: &Environment) -> Vec<Diagnostic> {
+    let site = env.site;
+    let file = &env.file;
+    env.inventory
+        .role_vars
+        .iter()
+        .filter(|(role, _)| !site.has_role(role))
+        .map(|(role, rv)| {
+            Diagnostic::error(format!("unknown role `{role}` in `role_vars`"))
+                .at_opt(
+                    site.sources
+                        .find_key(file, &format!("{role}:"))
+                        .or(Some(site.loc(file, rv, 1))),
+                )
+                .hint_opt(did_you_mean(role, site.roles.keys().map(String::as_str)))
+        })
+        .collect()
+}
+
+/// An `ssh.jump_host` that is not a host of the inventory, with a did-you-mean.
+fn unknown_jump_host(env: &Environment) -> Option<Diagnostic> {
+    let inv = env.inventory;
+    let j = inv.ssh.jump_host.as_ref()?;
+    (!inv.hosts.contains_key(&j.value)).then(|| {
+        Diagnostic::error(format!(
+            "ssh.jump_host `{}` is not a host of this inventory",
+            j.value
+        ))
+        .at(env.site.loc(&env.file, j, j.value.chars().count()))
+        .hint_opt(did_you_mean(&j.value, inv.hosts.keys().map(String::as_str)))
+    })
+}
+
+/// An `ssh.control_persist` that is not a duration.
+fn control_persist_not_a_duration(env: &Environment) -> Option<Diagnostic> {
+    let p = env.inventory.ssh.control_persist.as_ref()?;
+    crate::model::parse_duration(&p.value).is_none().then(|| {
+        Diagnostic::error(format!(
+            "ssh.control_persist `{}` is not a duration",
+            p.value
+        ))
+        .at(env.site.loc(&env.file, p, p.value.chars().count().max(1)))
+        .hint("write seconds or a number with a unit, as OpenSSH's ControlPersist: `90s`, `10m`, `1h`; leave it out to close connections at the end of every run")
+    })
+}
+
+/// The settings an aws provider cannot do without, all in one diagnostic.
+fn missing_aws_settings(env: &Environment) -> Option<Diagnostic> {
+    let inv = env.inventory;
+    let p = &inv.provider.value;
+    if p.kind != ProviderKind::Aws {
+        return None;
     }
-    diags.extend(check_connections(env));
-    if let Some(j) = &inv.ssh.jump_host {
-        if !inv.hosts.contains_key(&j.value) {
-            diags.push(
-                Diagnostic::error(format!(
-                    "ssh.jump_host `{}` is not a host of this inventory",
-                    j.value
-                ))
-                .at(site.loc(file, j, j.value.chars().count()))
-                .hint_opt(did_you_mean(&j.value, inv.hosts.keys().map(String::as_str))),
-            );
-        }
+    let mut missing = Vec::new();
+    if p.region.is_none() {
+        missing.push("region");
     }
-    if let Some(p) = &inv.ssh.control_persist {
-        if crate::model::parse_duration(&p.value).is_none() {
-            diags.push(
-                Diagnostic::error(format!(
-                    "ssh.control_persist `{}` is not a duration",
-                    p.value
-                ))
-                .at(site.loc(file, p, p.value.chars().count().max(1)))
-                .hint("write seconds or a number with a unit, as OpenSSH's ControlPersist: `90s`, `10m`, `1h`; leave it out to close connections at the end of every run"),
-            );
-        }
+    if p.ami.is_none() {
+        missing.push("ami");
     }
-    if kind == ProviderKind::Aws {
-        let p = &inv.provider.value;
-        let mut missing = Vec::new();
-        if p.region.is_none() {
-            missing.push("region");
-        }
-        if p.ami.is_none() {
-            missing.push("ami");
-        }
-        if p.instance_type.is_none() && inv.hosts.values().any(|h| h.value.instance_type.is_none())
-        {
-            missing.push("instance_type");
-        }
-        if p.vpc_id.is_none() && p.vpc_cidr.is_none() {
-            missing.push("vpc_id or vpc_cidr");
-        }
-        if p.subnet_id.is_none() && p.subnet_cidr.is_none() {
-            missing.push("subnet_id or subnet_cidr");
-        }
-        if !missing.is_empty() {
-            diags.push(
-                Diagnostic::error(format!("provider aws is missing {}", missing.join(", ")))
-                    .at(site.loc(file, &inv.provider, 1))
-                    .hint("see the README's \"Site format\" for the aws settings"),
-            );
-        }
+    if p.instance_type.is_none() && inv.hosts.values().any(|h| h.value.instance_type.is_none()) {
+        missing.push("instance_type");
     }
-    // Public hostnames are Tera strings too.
+    if p.vpc_id.is_none() && p.vpc_cidr.is_none() {
+        missing.push("vpc_id or vpc_cidr");
+    }
+    if p.subnet_id.is_none() && p.subnet_cidr.is_none() {
+        missing.push("subnet_id or subnet_cidr");
+    }
+    (!missing.is_empty()).then(|| {
+        Diagnostic::error(format!("provider aws is missing {}", missing.join(", ")))
+            .at(env.site.loc(&env.file, &inv.provider, 1))
+            .hint("see the README's \"Site format\" for the aws settings")
+    })
+}
+
+/// Public hostnames are Tera strings too: each role's first host it does not render for.
+fn hostnames_that_do_not_render(env: &Environment) -> Vec<Diagnostic> {
+    let site = env.site;
+    let mut diags = Vec::new();
     for (role_name, role) in &site.roles {
         let Some(h) = &role.value.hostname else {
             continue;
         };
         for host in env.hosts_with_role(role_name) {
-            if let Err(e) = crate::environment::render_hostname(&h.value, &host.view.name, inv) {
+            if let Err(e) =
+                crate::environment::render_hostname(&h.value, &host.view.name, env.inventory)
+            {
                 let message = match e.kind() {
                     tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
                         r.message().to_string()
@@ -469,56 +664,75 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
             }
         }
     }
-    // How many hosts hold each role.
-    for (role_name, role) in &site.roles {
-        let Some(count) = &role.value.count else {
-            continue;
-        };
-        let holders: Vec<&str> = env
-            .hosts_with_role(role_name)
-            .iter()
-            .map(|h| h.view.name.as_str())
-            .collect();
-        let n = holders.len() as u32;
-        let c = count.value;
-        let too_few = c.min.is_some_and(|m| n < m);
-        let too_many = c.max.is_some_and(|m| n > m);
-        if too_few || too_many {
-            let found = if holders.is_empty() {
-                "none".to_string()
-            } else {
-                format!("{n} ({})", holders.join(", "))
-            };
-            let count_loc = site.loc(&role.file, count, 5);
-            diags.push(
-                Diagnostic::error(format!(
-                    "environment `{}` needs {} host{} with role `{role_name}`, found {found}",
-                    env.name,
-                    c,
-                    if c.max == Some(1) || (c.max.is_none() && c.min == Some(1)) {
-                        ""
-                    } else {
-                        "s"
-                    },
-                ))
-                .at_opt(site.sources.find_key(file, "hosts:"))
-                .note(format!(
-                    "role `{role_name}` sets count: {c} at {}:{}",
-                    count_loc.file.display(),
-                    count_loc.line
-                ))
-                .hint(if too_few {
-                    format!("add `{role_name}` to the roles of a host")
-                } else {
-                    format!(
-                        "remove `{role_name}` from all but {} of these hosts",
-                        c.max.unwrap_or(0)
-                    )
-                }),
-            );
-        }
-    }
     diags
+}
+
+/// How many hosts hold each role with a `count`.
+fn role_counts(env: &Environment) -> Vec<Diagnostic> {
+    env.site
+        .roles
+        .iter()
+        .filter_map(|(role_name, role)| role_count_mismatch(env, role_name, role))
+        .collect()
+}
+
+/// A role held by fewer hosts than its `count.min` or more than its `count.max`.
+fn role_count_mismatch(
+    env: &Environment,
+    role_name: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Option<Diagnostic> {
+    let site = env.site;
+    let count = role.value.count.as_ref()?;
+    let holders: Vec<&str> = env
+        .hosts_with_role(role_name)
+        .iter()
+        .map(|h| h.view.name.as_str())
+        .collect();
+    let n = holders.len() as u32;
+    let c = count.value;
+    let too_few = c.min.is_some_and(|m| n < m);
+    let too_many = c.max.is_some_and(|m| n > m);
+    if !too_few && !too_many {
+        return None;
+    }
+    let found = if holders.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{n} ({})", holders.join(", "))
+    };
+    let count_loc = site.loc(&role.file, count, 5);
+    Some(
+        Diagnostic::error(format!(
+            "environment `{}` needs {} host{} with role `{role_name}`, found {found}",
+            env.name,
+            c,
+            if c.max == Some(1) || (c.max.is_none() && c.min == Some(1)) {
+                ""
+            } else {
+                "s"
+            },
+        ))
+        .at_opt(site.sources.find_key(&env.file, "hosts:"))
+        .note(format!(
+            "role `{role_name}` sets count: {c} at {}:{}",
+            count_loc.file.display(),
+            count_loc.line
+        ))
+        .hint(count_hint(role_name, c, too_few)),
+    )
+}
+
+/// What to do about a count mismatch: add the role to a host, or remove it from the extra ones.
+fn count_hint(role_name: &str, c: crate::model::Count, too_few: bool) -> String {
+    if too_few {
+        format!("add `{role_name}` to the roles of a host")
+    } else {
+        format!(
+            "remove `{role_name}` from all but {} of these hosts",
+            c.max.unwrap_or(0)
+        )
+    }
 }
 
 /// `connection: local`: static inventories only, and at most one such host per environment
