@@ -34,6 +34,8 @@ pub enum SshError {
     },
     #[error("{path}: {problem}; infra keeps its SSH control sockets (ssh.control_persist) there and uses none it does not own")]
     ControlDir { path: PathBuf, problem: String },
+    #[error("cannot write {value:?} into the ssh config: it holds a newline, a control character or `\"`")]
+    Unwritable { value: String },
 }
 
 impl SshError {
@@ -113,7 +115,7 @@ impl SshConfig {
             }
             let address = host.view.address.clone().unwrap_or_else(|| name.clone());
             let hop = jump.as_deref().filter(|j| j != name);
-            let text = host_block(env, name, &address, &known_hosts, hop);
+            let text = host_block(env, name, &address, &known_hosts, hop)?;
             blocks.insert(name.clone(), text);
         }
         let user_config = match &inv.ssh.config_file {
@@ -123,7 +125,8 @@ impl SshConfig {
         let include = match user_config.filter(|c| c.is_file()) {
             Some(c) => {
                 let contents = std::fs::read(&c).unwrap_or_default();
-                (format!("\nInclude {}\n", c.display()), contents)
+                let path = word(&c.display().to_string())?.into_owned();
+                (format!("\nInclude {path}\n"), contents)
             }
             None => (String::new(), Vec::new()),
         };
@@ -337,37 +340,50 @@ fn host_block(
     address: &str,
     known_hosts: &std::path::Path,
     jump: Option<&str>,
-) -> String {
+) -> Result<String, SshError> {
     let ssh = &env.inventory.ssh;
     let mut text = String::new();
-    let _ = writeln!(text, "Host {}", alias(&env.name, name));
-    let _ = writeln!(text, "  HostName {address}");
+    let _ = writeln!(text, "Host {}", word(&alias(&env.name, name))?);
+    let _ = writeln!(text, "  HostName {}", word(address)?);
     if let Some(u) = &ssh.user {
-        let _ = writeln!(text, "  User {u}");
+        let _ = writeln!(text, "  User {}", word(u)?);
     }
     if let Some(p) = ssh.port {
         let _ = writeln!(text, "  Port {p}");
     }
     if let Some(id) = &ssh.identity_file {
         let id = infra_core::secrets::expand_path(id, &env.site.root);
-        let _ = writeln!(
-            text,
-            "  IdentityFile {}\n  IdentitiesOnly yes",
-            id.display()
-        );
+        let id = word(&id.display().to_string())?.into_owned();
+        let _ = writeln!(text, "  IdentityFile {id}\n  IdentitiesOnly yes");
     }
-    let _ = writeln!(text, "  UserKnownHostsFile {}", known_hosts.display());
+    let known = word(&known_hosts.display().to_string())?.into_owned();
+    let _ = writeln!(text, "  UserKnownHostsFile {known}");
     let _ = writeln!(
         text,
         "  StrictHostKeyChecking accept-new\n  BatchMode yes\n  ServerAliveInterval 15"
     );
     for (k, v) in &ssh.options {
-        let _ = writeln!(text, "  {k} {v}");
+        let _ = writeln!(text, "  {} {}", word(k)?, word(v)?);
     }
     if let Some(j) = jump {
-        let _ = writeln!(text, "  ProxyJump {}", alias(&env.name, j));
+        let _ = writeln!(text, "  ProxyJump {}", word(&alias(&env.name, j))?);
     }
-    text
+    Ok(text)
+}
+
+/// A value as ssh_config reads it back whole: in double quotes when it holds whitespace; one
+/// it cannot hold (a newline would start a directive of its own) is refused.
+fn word(value: &str) -> Result<std::borrow::Cow<'_, str>, SshError> {
+    if value.chars().any(|c| c.is_control() || c == '"') {
+        return Err(SshError::Unwritable {
+            value: value.to_string(),
+        });
+    }
+    Ok(if value.chars().any(char::is_whitespace) {
+        format!("\"{value}\"").into()
+    } else {
+        value.into()
+    })
 }
 
 /// Where kept control sockets live: `$INFRA_SSH_CONTROL_DIR`, or `/tmp/infra-cm-<uid>`.
@@ -548,6 +564,14 @@ impl Transport for Connection {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn config_values_are_quoted_or_refused() {
+        assert_eq!(super::word("10.0.0.1").unwrap(), "10.0.0.1");
+        assert_eq!(super::word("/home/a b/key").unwrap(), "\"/home/a b/key\"");
+        assert!(super::word("x\nProxyCommand y").is_err());
+        assert!(super::word("a\"b").is_err());
+    }
+
     use super::SshConfig;
     use infra_core::environment::Environment;
     use infra_core::site::Site;

@@ -79,7 +79,7 @@ impl<'s> Environment<'s> {
                     .any(|r| site.roles.get(r).is_some_and(|r| r.value.public_ip));
                 let private_ip = match (host.private_ip, kind, &host.address) {
                     (Some(ip), _, _) => Some(ip.to_string()),
-                    (None, ProviderKind::Static, Some(addr)) => Some(addr.clone()),
+                    (None, ProviderKind::Static, Some(addr)) => Some(addr.to_string()),
                     (None, ProviderKind::Static, None) => None,
                     (None, ProviderKind::Aws, _) => Some(KNOWN_AFTER_APPLY.to_string()),
                 };
@@ -88,7 +88,7 @@ impl<'s> Environment<'s> {
                     _ => None,
                 };
                 let address = match kind {
-                    ProviderKind::Static => host.address.clone(),
+                    ProviderKind::Static => host.address.as_ref().map(|a| a.to_string()),
                     ProviderKind::Aws if is_public_jump(inv, host_name) => {
                         Some(KNOWN_AFTER_APPLY.to_string())
                     }

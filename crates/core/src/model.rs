@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use crate::names::{AbsPath, Account, Line, Package, ServiceName};
+pub use crate::names::{AbsPath, Account, Line, Package, ServiceName, SshKeyword, SshValue};
 
 /// A value with the position it was written at.
 pub type Sp<T> = serde_saphyr::Spanned<T>;
@@ -366,13 +366,13 @@ pub struct Provider {
 #[serde(deny_unknown_fields)]
 pub struct Ssh {
     #[serde(default)]
-    pub user: Option<String>,
+    pub user: Option<Account>,
     #[serde(default)]
     pub port: Option<u16>,
     #[serde(default)]
-    pub identity_file: Option<String>,
+    pub identity_file: Option<SshValue>,
     #[serde(default)]
-    pub known_hosts_file: Option<String>,
+    pub known_hosts_file: Option<SshValue>,
     #[serde(default)]
     pub jump_host: Option<Sp<String>>,
     /// Which address of a cloud jump host SSH uses: `public` (default) or `private` (through a
@@ -380,10 +380,10 @@ pub struct Ssh {
     #[serde(default)]
     pub jump_address: JumpAddress,
     #[serde(default)]
-    pub config_file: Option<String>,
+    pub config_file: Option<SshValue>,
     /// Extra ssh_config options for every host, e.g. `{KexAlgorithms: curve25519-sha256}`.
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: BTreeMap<SshKeyword, SshValue>,
     /// Keep each host's SSH connection open this long after a run (`90s`, `10m`, `1h`, as
     /// OpenSSH's ControlPersist), so the next run within that time logs in no more. Off when
     /// absent: every run opens and closes its own connections.
@@ -456,7 +456,7 @@ pub struct SecretsConfig {
 pub struct Host {
     pub roles: Vec<Sp<String>>,
     #[serde(default)]
-    pub address: Option<String>,
+    pub address: Option<SshValue>,
     /// Overrides the inventory's `connection` for this host.
     #[serde(default)]
     pub connection: Option<Sp<Connection>>,

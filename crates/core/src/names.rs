@@ -81,6 +81,24 @@ fn line_problem(text: &str) -> Option<&'static str> {
     }
 }
 
+/// Why `text` cannot be a value in the generated ssh config, if it cannot: one line, no `"`
+/// (a value with spaces is written in double quotes there).
+fn ssh_value_problem(text: &str) -> Option<&'static str> {
+    if text.is_empty() {
+        Some("is empty")
+    } else if text.chars().any(|c| c.is_control() || c == '"') {
+        Some("contains a newline, a control character or `\"`, which the ssh config cannot hold")
+    } else {
+        None
+    }
+}
+
+/// Why `text` cannot be an ssh_config keyword, if it cannot.
+fn ssh_keyword_problem(text: &str) -> Option<&'static str> {
+    let ok = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric());
+    (!ok).then_some("is not an ssh_config keyword (letters and digits, e.g. KexAlgorithms)")
+}
+
 macro_rules! checked_name {
     ($(#[$doc:meta])* $name:ident, $problem:ident) => {
         $(#[$doc])*
@@ -171,6 +189,17 @@ checked_name!(
     line_problem
 );
 
+checked_name!(
+    /// A value the inventory puts into the generated ssh config (address, path, option).
+    SshValue,
+    ssh_value_problem
+);
+checked_name!(
+    /// An ssh_config keyword (`KexAlgorithms`).
+    SshKeyword,
+    ssh_keyword_problem
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +232,9 @@ mod tests {
         assert!(AbsPath::try_from("/etc/../x".to_string()).is_err());
         assert!(Line::try_from("init db".to_string()).is_ok());
         assert!(Line::try_from("a\nb".to_string()).is_err());
+        assert!(SshValue::try_from("x\nProxyCommand y".to_string()).is_err());
+        assert!(SshValue::try_from("a \"b".to_string()).is_err());
+        assert!(SshValue::try_from("~/my keys/id".to_string()).is_ok());
+        assert!(SshKeyword::try_from("Kex Algorithms".to_string()).is_err());
     }
 }

@@ -223,3 +223,51 @@ fn hostile_names_are_refused_with_file_and_line_before_anything_runs() {
     }
     assert_eq!(refused, NAME_FIELDS.len() * HOSTILE.len() + 2);
 }
+
+/// The inventory's values that reach the generated ssh config: one that could add a directive
+/// of its own (a newline, a quote) or smuggle an option (`-o...` as a user) is refused at its line.
+#[test]
+fn hostile_inventory_values_for_the_ssh_config_are_refused_at_their_line() {
+    let fields = [
+        "ssh: {user: V}",
+        "ssh: {identity_file: V}",
+        "ssh: {known_hosts_file: V}",
+        "ssh: {config_file: V}",
+        "ssh: {options: {ProxyCommand: V}}",
+        "ssh: {options: {V: x}}",
+    ];
+    let values = [
+        "x\nProxyCommand touch /tmp/S",
+        "a\"b",
+        "-oProxyCommand=x y\n",
+    ];
+    for field in fields {
+        for value in values {
+            let tmp = tempfile::tempdir().unwrap();
+            let inv = format!(
+                "environment: t\ndomain: t.test\ninternal_domain: t.internal\nprovider: {{type: static}}\n{}\nhosts: {{}}\n",
+                field.replace('V', &yq(value))
+            );
+            write(tmp.path(), "inventories/t.yaml", &inv);
+            let (_, diags) = Site::load(tmp.path()).unwrap();
+            let at = diags.iter().find_map(|d| d.location.as_ref());
+            let at = at.unwrap_or_else(|| panic!("{field} = {value:?} was accepted"));
+            assert_eq!(at.line, 5, "{field} = {value:?}: {diags:?}");
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = format!(
+        "environment: t\ndomain: t.test\ninternal_domain: t.internal\nprovider: {{type: static}}\nhosts:\n  h: {{roles: [], address: {}}}\n",
+        yq("10.0.0.1\nProxyCommand x")
+    );
+    write(tmp.path(), "inventories/t.yaml", &inv);
+    let (_, diags) = Site::load(tmp.path()).unwrap();
+    assert_eq!(
+        diags
+            .iter()
+            .find_map(|d| d.location.as_ref())
+            .map(|l| l.line),
+        Some(6),
+        "{diags:?}"
+    );
+}
