@@ -12,7 +12,7 @@ pub mod plan;
 pub mod render;
 pub mod script;
 pub mod secrets;
-pub mod shell;
+pub(crate) mod shell;
 pub mod site;
 pub mod state;
 pub mod suggest;

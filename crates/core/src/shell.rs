@@ -74,12 +74,6 @@ impl Script {
         self
     }
 
-    /// Appends another script.
-    pub fn append(&mut self, other: &Script) -> &mut Script {
-        self.0.push_str(&other.0);
-        self
-    }
-
     fn arg(&mut self, arg: Arg) {
         match arg {
             Arg::Word(w) => self.0.push_str(&quote(w)),
@@ -108,6 +102,7 @@ impl Script {
         }
     }
 
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.0
     }

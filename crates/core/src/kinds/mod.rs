@@ -24,10 +24,10 @@ use std::collections::BTreeMap;
 
 /// A line of facts output a kind could not read.
 #[derive(Debug)]
-pub struct BadLine;
+pub(crate) struct BadLine;
 
 /// What each kind implements; every method has a no-op default.
-pub trait Kind {
+pub(crate) trait Kind {
     /// Appends this kind's part of the facts script (read-only commands).
     fn probe(_desired: &DesiredHost, _s: &mut Script) {}
     /// Paths this kind wants `stat`ed (owner, group, mode, type) by the facts script's one stat.
@@ -51,7 +51,7 @@ pub trait Kind {
 }
 
 /// The state the kinds' plan functions share for one host.
-pub struct Planner<'a> {
+pub(crate) struct Planner<'a> {
     pub desired: &'a DesiredHost,
     pub facts: &'a Facts,
     /// Present content of changed files (for diffs).
@@ -87,7 +87,7 @@ impl Planner<'_> {
 }
 
 /// The state the kinds' script fragments share for one host.
-pub struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     pub host: &'a str,
     pub init: InitSystem,
     /// Every step of the plan, in order.
