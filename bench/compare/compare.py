@@ -41,6 +41,9 @@ MODES = {
     # infra with ssh.control_persist: each run takes up the connections the previous one kept
     # (bench/compare/infra/run.sh, INFRA_BENCH_KEEP); not in the default tools.
     "infra-kept": {"noop": "apply", "first": "apply", "change": "apply", "check": "plan"},
+    # Another build of infra (INFRA_BASE_BIN, e.g. the commit before a change to the engine),
+    # for a before/after in the same run; not in the default tools.
+    "infra-base": {"noop": "apply", "first": "apply", "change": "apply", "check": "plan"},
     "ansible": {"noop": "apply", "first": "apply", "change": "apply", "check": "check"},
     "pyinfra": {"noop": "apply", "first": "apply", "change": "apply", "check": "dry"},
 }
@@ -238,6 +241,11 @@ class Bench:
         if tool == "infra-kept":
             env = dict(os.environ, INFRA_BENCH_KEEP="10m",
                        INFRA_SSH_CONTROL_DIR=os.path.join(self.work, "cm-kept"))
+        if tool == "infra-base":
+            base = os.environ.get("INFRA_BASE_BIN")
+            if not base or not os.access(base, os.X_OK):
+                raise RuntimeError("infra-base needs INFRA_BASE_BIN: an infra binary to compare with")
+            env = dict(os.environ, INFRA_BIN=base)
         wall, mem, out, err = timed(cmd, env=env, ok=ok, group=tool)
         extra = {}
         if infra:
