@@ -7,8 +7,8 @@ use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
 use crate::model::ProviderKind;
 use infra_protocol::{
-    CloudFacts, GroupFact, Port, RecordAction, RecordChange, RecordValue, RuleFact, Scope, Source,
-    SourceFact, KNOWN_AFTER_APPLY, TAG_ENV, TAG_HOST, TAG_ROLES,
+    CloudFacts, GroupFact, InstanceFact, Port, RecordAction, RecordChange, RecordValue, RuleFact,
+    Scope, Source, SourceFact, VolumeFact, KNOWN_AFTER_APPLY, TAG_ENV, TAG_HOST, TAG_ROLES,
 };
 // `pub(crate)`: the core's other modules (plan.rs's tests) name these as `crate::cloud::...`.
 pub(crate) use infra_protocol::{CloudOp, Op, Ref};
@@ -480,150 +480,153 @@ impl Planner<'_> {
         vpc: &Ref,
         mode: Mode,
     ) -> BTreeMap<String, Ref> {
-        let site = env.site;
-        let held: BTreeSet<&str> = env
-            .hosts
-            .values()
-            .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
-            .collect();
-        let named: BTreeSet<&str> = held
-            .iter()
-            .filter_map(|r| site.roles.get(*r))
-            .flat_map(|r| r.value.exposes.iter())
-            .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
-            .collect();
-        // role -> wanted rules as (port, the world or a role)
-        let mut wanted: BTreeMap<String, BTreeSet<(Port, RuleSource)>> = BTreeMap::new();
-        if mode == Mode::Converge {
-            for role in &held {
-                let Some(r) = site.roles.get(*role).map(|l| &l.value) else {
-                    continue;
-                };
-                if r.ports.is_empty() && r.exposes.is_empty() && !named.contains(role) {
-                    continue;
-                }
-                let rules = wanted.entry(role.to_string()).or_default();
-                for port in &r.ports {
-                    rules.insert((*port, RuleSource::World));
-                }
-                for e in &r.exposes {
-                    for to in &e.to {
-                        if held.contains(to.value.as_str()) {
-                            rules.insert((e.port, RuleSource::Role(to.value.clone())));
-                        }
-                    }
-                }
-            }
+        let wanted = if mode == Mode::Converge {
+            wanted_rules(env)
+        } else {
+            BTreeMap::new()
+        };
+        let found = FoundGroups::new(&self.facts.security_groups);
+        let refs = self.group_refs(&wanted, &found);
+        for (role, rules) in &wanted {
+            self.group_change(role, rules, vpc, &refs, &found);
         }
-        let existing: BTreeMap<&str, &GroupFact> = self
-            .facts
-            .security_groups
-            .iter()
-            .map(|g| (g.role.as_str(), g))
-            .collect();
-        let id_to_role: BTreeMap<&str, &str> = self
-            .facts
-            .security_groups
-            .iter()
-            .map(|g| (g.id.as_str(), g.role.as_str()))
-            .collect();
+        self.gone_groups(&wanted, &found);
+        refs
+    }
+
+    /// The group of each wanted role, by group name: the found one's id, or the one to create.
+    fn group_refs(
+        &self,
+        wanted: &BTreeMap<String, Rules>,
+        found: &FoundGroups,
+    ) -> BTreeMap<String, Ref> {
         let mut refs = BTreeMap::new();
         for role in wanted.keys() {
             let name = group_name(&self.env, role);
-            let r = match existing.get(role.as_str()) {
+            let r = match found.by_role.get(role.as_str()) {
                 Some(g) => Ref::Id(g.id.clone()),
                 None => Ref::New(format!("aws_security_group.{role}")),
             };
             refs.insert(name, r);
         }
-        for (role, rules) in &wanted {
-            let address = format!("aws_security_group.{role}");
-            let name = group_name(&self.env, role);
-            let group_ref = refs[&name].clone();
-            let have: BTreeSet<(Port, RuleSource)> = existing
-                .get(role.as_str())
-                .map(|g| {
-                    g.rules
-                        .iter()
-                        .map(|r| (r.port, RuleSource::found(r, &id_to_role)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut ops = Vec::new();
-            let mut attrs = Vec::new();
-            let is_new = !existing.contains_key(role.as_str());
-            if is_new {
-                attrs.push(added("name", q(&name)));
-                ops.push(CloudOp::CreateSecurityGroup {
-                    vpc: vpc.clone(),
-                    name: name.clone(),
-                    role: role.clone(),
-                });
-            }
-            for (port, src) in rules.difference(&have) {
-                let source = match src {
-                    RuleSource::World => Source::World,
-                    RuleSource::Role(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
-                    // Only found on groups, never wanted.
-                    RuleSource::Cidr(_) | RuleSource::Group(_) => continue,
-                };
-                attrs.push(added(
-                    &format!("ingress {port}"),
-                    format!("from {}", src.label(&self.env)),
-                ));
-                ops.push(CloudOp::AuthorizeIngress {
-                    group: group_ref.clone(),
-                    port: *port,
-                    source,
-                });
-            }
-            if let Some(g) = existing.get(role.as_str()) {
-                for rule in &g.rules {
-                    let src = RuleSource::found(rule, &id_to_role);
-                    if !rules.contains(&(rule.port, src.clone())) {
-                        attrs.push(removed(
-                            &format!("ingress {}", rule.port),
-                            format!("from {}", src.label(&self.env)),
-                        ));
-                        ops.push(CloudOp::RevokeIngress {
-                            group: g.id.clone(),
-                            port: rule.port,
-                            source: rule.source.clone(),
-                        });
-                    }
+        refs
+    }
+
+    /// One wanted group: created if missing, missing rules authorized, unwanted rules revoked.
+    fn group_change(
+        &mut self,
+        role: &str,
+        rules: &Rules,
+        vpc: &Ref,
+        refs: &BTreeMap<String, Ref>,
+        found: &FoundGroups,
+    ) {
+        let name = group_name(&self.env, role);
+        let have_group = found.by_role.get(role).copied();
+        let mut ops = Vec::new();
+        let mut attrs = Vec::new();
+        if have_group.is_none() {
+            attrs.push(added("name", q(&name)));
+            ops.push(CloudOp::CreateSecurityGroup {
+                vpc: vpc.clone(),
+                name: name.clone(),
+                role: role.to_string(),
+            });
+        }
+        let have: Rules = have_group
+            .map(|g| {
+                g.rules
+                    .iter()
+                    .map(|r| (r.port, RuleSource::found(r, &found.id_to_role)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (attr, op) in self.authorize_rules(rules, &have, &refs[&name], refs) {
+            attrs.push(attr);
+            ops.push(op);
+        }
+        if let Some(g) = have_group {
+            for rule in &g.rules {
+                let src = RuleSource::found(rule, &found.id_to_role);
+                if !rules.contains(&(rule.port, src.clone())) {
+                    let (attr, op) = self.revoke(g, rule, &src);
+                    attrs.push(attr);
+                    ops.push(op);
                 }
             }
-            if !ops.is_empty() {
-                let action = if is_new {
-                    CloudAction::Create
-                } else {
-                    CloudAction::Update
-                };
-                self.push(address, action, attrs, ops);
-            }
         }
-        // Groups of roles no host holds any more: their rules go first (groups refer to each
-        // other), the groups after the instances that used them.
-        let gone: Vec<&GroupFact> = self
-            .facts
+        if !ops.is_empty() {
+            let action = if have_group.is_none() {
+                CloudAction::Create
+            } else {
+                CloudAction::Update
+            };
+            self.push(format!("aws_security_group.{role}"), action, attrs, ops);
+        }
+    }
+
+    /// The attribute line and `AuthorizeIngress` op of each wanted rule the group lacks.
+    fn authorize_rules(
+        &self,
+        rules: &Rules,
+        have: &Rules,
+        group: &Ref,
+        refs: &BTreeMap<String, Ref>,
+    ) -> Vec<(Attr, CloudOp)> {
+        let mut out = Vec::new();
+        for (port, src) in rules.difference(have) {
+            let source = match src {
+                RuleSource::World => Source::World,
+                RuleSource::Role(r) => Source::Group(refs[&group_name(&self.env, r)].clone()),
+                // Only found on groups, never wanted.
+                RuleSource::Cidr(_) | RuleSource::Group(_) => continue,
+            };
+            let attr = added(
+                &format!("ingress {port}"),
+                format!("from {}", src.label(&self.env)),
+            );
+            let op = CloudOp::AuthorizeIngress {
+                group: group.clone(),
+                port: *port,
+                source,
+            };
+            out.push((attr, op));
+        }
+        out
+    }
+
+    /// The attribute line and the op that revoke one found rule of group `g`.
+    fn revoke(&self, g: &GroupFact, rule: &RuleFact, src: &RuleSource) -> (Attr, CloudOp) {
+        (
+            removed(
+                &format!("ingress {}", rule.port),
+                format!("from {}", src.label(&self.env)),
+            ),
+            CloudOp::RevokeIngress {
+                group: g.id.clone(),
+                port: rule.port,
+                source: rule.source.clone(),
+            },
+        )
+    }
+
+    /// Groups of roles no host holds any more: their rules revoked, the groups deleted.
+    fn gone_groups(&mut self, wanted: &BTreeMap<String, Rules>, found: &FoundGroups) {
+        // Their rules go first (groups refer to each other), the groups after the instances that
+        // used them.
+        let f = self.facts;
+        for g in f
             .security_groups
             .iter()
             .filter(|g| !wanted.contains_key(&g.role))
-            .collect();
-        for g in gone {
+        {
             let mut attrs = vec![removed("name", q(&g.name))];
             let mut ops = Vec::new();
             for rule in &g.rules {
-                let src = RuleSource::found(rule, &id_to_role);
-                attrs.push(removed(
-                    &format!("ingress {}", rule.port),
-                    format!("from {}", src.label(&self.env)),
-                ));
-                ops.push(CloudOp::RevokeIngress {
-                    group: g.id.clone(),
-                    port: rule.port,
-                    source: rule.source.clone(),
-                });
+                let src = RuleSource::found(rule, &found.id_to_role);
+                let (attr, op) = self.revoke(g, rule, &src);
+                attrs.push(attr);
+                ops.push(op);
             }
             ops.push(CloudOp::DeleteSecurityGroup { id: g.id.clone() });
             self.push(
@@ -633,9 +636,9 @@ impl Planner<'_> {
                 ops,
             );
         }
-        refs
     }
 
+    /// Each wanted host's instance created, replaced or updated; stray instances terminated.
     fn instances(
         &mut self,
         wanted: &[DesiredInstance],
@@ -643,152 +646,179 @@ impl Planner<'_> {
         groups: &BTreeMap<String, Ref>,
     ) {
         let f = self.facts;
-        let group_names: BTreeMap<&str, &str> = f
+        for d in wanted {
+            let group_refs: Vec<Ref> = d.groups.iter().map(|g| groups[g].clone()).collect();
+            self.extra_instances(d);
+            let Some(have) = f.instance(&d.host) else {
+                self.create_instance(d, subnet, &group_refs);
+                continue;
+            };
+            let forced = replacing_attrs(have, d);
+            if forced.is_empty() {
+                self.update_instance(d, have, &group_refs);
+            } else {
+                self.replace_instance(d, have, forced, subnet, &group_refs);
+            }
+        }
+        self.destroy_instances(wanted);
+    }
+
+    /// The `RunInstance` of `d`; `generation` makes the launch token of a replacement new.
+    fn run_instance(
+        &self,
+        d: &DesiredInstance,
+        subnet: &Ref,
+        group_refs: &[Ref],
+        generation: usize,
+    ) -> CloudOp {
+        CloudOp::RunInstance {
+            host: d.host.clone(),
+            ami: d.ami.clone(),
+            instance_type: d.instance_type.clone(),
+            subnet: subnet.clone(),
+            private_ip: d.private_ip.clone(),
+            key_name: d.key_name.clone(),
+            groups: group_refs.to_vec(),
+            tags: self.tags(&d.host, &[(TAG_HOST, &d.host), (TAG_ROLES, &d.roles)]),
+            client_token: client_token(&self.env, &d.host, &d.ami, generation),
+        }
+    }
+
+    /// Extra instances of one host (a launch that was retried by hand, say) go.
+    fn extra_instances(&mut self, d: &DesiredInstance) {
+        let f = self.facts;
+        for extra in f
+            .instances
+            .iter()
+            .filter(|i| i.host == d.host)
+            .filter(|i| f.instance(&d.host).is_some_and(|first| first.id != i.id))
+        {
+            self.push(
+                format!("aws_instance.{}[{}]", d.host, extra.id),
+                CloudAction::Delete,
+                vec![removed("id", q(&extra.id))],
+                vec![CloudOp::TerminateInstance {
+                    id: extra.id.clone(),
+                }],
+            );
+        }
+    }
+
+    /// A host with no instance: launched.
+    fn create_instance(&mut self, d: &DesiredInstance, subnet: &Ref, group_refs: &[Ref]) {
+        self.new_instances.insert(d.host.clone());
+        let run = self.run_instance(d, subnet, group_refs, 0);
+        self.push(
+            format!("aws_instance.{}", d.host),
+            CloudAction::Create,
+            launch_attrs(d),
+            vec![run],
+        );
+    }
+
+    /// A host whose instance has another AMI or private IP: terminated and launched again.
+    fn replace_instance(
+        &mut self,
+        d: &DesiredInstance,
+        have: &InstanceFact,
+        mut attrs: Vec<Attr>,
+        subnet: &Ref,
+        group_refs: &[Ref],
+    ) {
+        self.new_instances.insert(d.host.clone());
+        attrs.push(changed("id", q(&have.id), KNOWN_AFTER_APPLY.into()));
+        // A new launch after a replace needs a token of its own.
+        let generation = self.facts.instances.len() + 1;
+        let run = self.run_instance(d, subnet, group_refs, generation);
+        self.push(
+            format!("aws_instance.{}", d.host),
+            CloudAction::Replace,
+            attrs,
+            vec![
+                CloudOp::TerminateInstance {
+                    id: have.id.clone(),
+                },
+                run,
+            ],
+        );
+    }
+
+    /// A host whose instance stays: its type, state, groups and roles tag brought in line.
+    fn update_instance(&mut self, d: &DesiredInstance, have: &InstanceFact, group_refs: &[Ref]) {
+        let mut attrs = Vec::new();
+        let mut ops = Vec::new();
+        if have.instance_type != d.instance_type {
+            attrs.push(changed(
+                "instance_type",
+                q(&have.instance_type),
+                q(&d.instance_type),
+            ));
+            ops.push(CloudOp::ChangeInstanceType {
+                id: have.id.clone(),
+                instance_type: d.instance_type.clone(),
+            });
+        } else if have.state == "stopped" || have.state == "stopping" {
+            attrs.push(changed("state", q(&have.state), q("running")));
+            ops.push(CloudOp::StartInstance {
+                id: have.id.clone(),
+            });
+        }
+        let have_groups = self.found_group_names(have);
+        let mut want_groups = d.groups.clone();
+        want_groups.sort();
+        if have_groups != want_groups {
+            attrs.push(changed(
+                "security_groups",
+                list(&have_groups),
+                list(&want_groups),
+            ));
+            ops.push(CloudOp::SetInstanceGroups {
+                id: have.id.clone(),
+                groups: group_refs.to_vec(),
+            });
+        }
+        if have.roles != d.roles {
+            attrs.push(changed("tags.infra:roles", q(&have.roles), q(&d.roles)));
+            ops.push(CloudOp::SetTags {
+                id: have.id.clone(),
+                tags: [(TAG_ROLES.to_string(), d.roles.clone())].into(),
+            });
+        }
+        if !ops.is_empty() {
+            self.push(
+                format!("aws_instance.{}", d.host),
+                CloudAction::Update,
+                attrs,
+                ops,
+            );
+        }
+    }
+
+    /// The names of a found instance's security groups (the id of one not found), sorted.
+    fn found_group_names(&self, have: &InstanceFact) -> Vec<String> {
+        let group_names: BTreeMap<&str, &str> = self
+            .facts
             .security_groups
             .iter()
             .map(|g| (g.id.as_str(), g.name.as_str()))
             .collect();
-        let env_name = self.env.clone();
-        for d in wanted {
-            let address = format!("aws_instance.{}", d.host);
-            let group_refs: Vec<Ref> = d.groups.iter().map(|g| groups[g].clone()).collect();
-            let tags = self.tags(&d.host, &[(TAG_HOST, &d.host), (TAG_ROLES, &d.roles)]);
-            let run = |generation: usize| CloudOp::RunInstance {
-                host: d.host.clone(),
-                ami: d.ami.clone(),
-                instance_type: d.instance_type.clone(),
-                subnet: subnet.clone(),
-                private_ip: d.private_ip.clone(),
-                key_name: d.key_name.clone(),
-                groups: group_refs.clone(),
-                tags: tags.clone(),
-                client_token: client_token(&env_name, &d.host, &d.ami, generation),
-            };
-            let launch_attrs = || {
-                vec![
-                    added("ami", q(&d.ami)),
-                    added("instance_type", q(&d.instance_type)),
-                    added(
-                        "private_ip",
-                        d.private_ip
-                            .as_deref()
-                            .map_or_else(|| KNOWN_AFTER_APPLY.to_string(), q),
-                    ),
-                    added("security_groups", list(&d.groups)),
-                    added("tags.infra:roles", q(&d.roles)),
-                ]
-            };
-            // Extra instances of one host (a launch that was retried by hand, say) go.
-            for extra in f
-                .instances
-                .iter()
-                .filter(|i| i.host == d.host)
-                .filter(|i| f.instance(&d.host).is_some_and(|first| first.id != i.id))
-            {
-                self.push(
-                    format!("aws_instance.{}[{}]", d.host, extra.id),
-                    CloudAction::Delete,
-                    vec![removed("id", q(&extra.id))],
-                    vec![CloudOp::TerminateInstance {
-                        id: extra.id.clone(),
-                    }],
-                );
-            }
-            let Some(have) = f.instance(&d.host) else {
-                self.new_instances.insert(d.host.clone());
-                self.push(address, CloudAction::Create, launch_attrs(), vec![run(0)]);
-                continue;
-            };
-            let ip_moves = d
-                .private_ip
-                .as_ref()
-                .is_some_and(|ip| have.private_ip.as_ref() != Some(ip));
-            if have.ami != d.ami || ip_moves {
-                self.new_instances.insert(d.host.clone());
-                let mut attrs = Vec::new();
-                if have.ami != d.ami {
-                    let mut a = changed("ami", q(&have.ami), q(&d.ami));
-                    a.forces_replacement = true;
-                    attrs.push(a);
-                }
-                if ip_moves {
-                    let mut a = changed(
-                        "private_ip",
-                        q(have.private_ip.as_deref().unwrap_or("")),
-                        q(d.private_ip.as_deref().unwrap_or("")),
-                    );
-                    a.forces_replacement = true;
-                    attrs.push(a);
-                }
-                attrs.push(changed("id", q(&have.id), KNOWN_AFTER_APPLY.into()));
-                // A new launch after a replace needs a token of its own.
-                let generation = f.instances.len() + 1;
-                self.push(
-                    address,
-                    CloudAction::Replace,
-                    attrs,
-                    vec![
-                        CloudOp::TerminateInstance {
-                            id: have.id.clone(),
-                        },
-                        run(generation),
-                    ],
-                );
-                continue;
-            }
-            let mut attrs = Vec::new();
-            let mut ops = Vec::new();
-            if have.instance_type != d.instance_type {
-                attrs.push(changed(
-                    "instance_type",
-                    q(&have.instance_type),
-                    q(&d.instance_type),
-                ));
-                ops.push(CloudOp::ChangeInstanceType {
-                    id: have.id.clone(),
-                    instance_type: d.instance_type.clone(),
-                });
-            } else if have.state == "stopped" || have.state == "stopping" {
-                attrs.push(changed("state", q(&have.state), q("running")));
-                ops.push(CloudOp::StartInstance {
-                    id: have.id.clone(),
-                });
-            }
-            let mut have_groups: Vec<String> = have
-                .security_groups
-                .iter()
-                .map(|id| {
-                    group_names
-                        .get(id.as_str())
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| id.clone())
-                })
-                .collect();
-            have_groups.sort();
-            let mut want_groups = d.groups.clone();
-            want_groups.sort();
-            if have_groups != want_groups {
-                attrs.push(changed(
-                    "security_groups",
-                    list(&have_groups),
-                    list(&want_groups),
-                ));
-                ops.push(CloudOp::SetInstanceGroups {
-                    id: have.id.clone(),
-                    groups: group_refs.clone(),
-                });
-            }
-            if have.roles != d.roles {
-                attrs.push(changed("tags.infra:roles", q(&have.roles), q(&d.roles)));
-                ops.push(CloudOp::SetTags {
-                    id: have.id.clone(),
-                    tags: [(TAG_ROLES.to_string(), d.roles.clone())].into(),
-                });
-            }
-            if !ops.is_empty() {
-                self.push(address, CloudAction::Update, attrs, ops);
-            }
-        }
+        let mut names: Vec<String> = have
+            .security_groups
+            .iter()
+            .map(|id| {
+                group_names
+                    .get(id.as_str())
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| id.clone())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Instances of hosts that are not wanted (any more): terminated.
+    fn destroy_instances(&mut self, wanted: &[DesiredInstance]) {
+        let f = self.facts;
         let wanted_hosts: BTreeSet<&str> = wanted.iter().map(|d| d.host.as_str()).collect();
         for i in f
             .instances
@@ -822,123 +852,156 @@ impl Planner<'_> {
         }
     }
 
+    /// Each wanted volume created or attached to its host; volumes no role wants deleted or kept.
     fn volumes(&mut self, env: &Environment, wanted: &[DesiredInstance], subnet: &Ref) {
-        let f = self.facts;
         let mut wanted_keys = BTreeSet::new();
         for d in wanted {
             for v in &d.volumes {
                 wanted_keys.insert((d.host.clone(), v.role.clone()));
-                let address = format!("aws_ebs_volume.{}-{}", d.host, v.role);
-                let instance = self.instance_ref(&d.host);
-                let attach = CloudOp::AttachVolume {
-                    volume: Ref::New(address.clone()),
-                    instance: instance.clone(),
-                    device: v.device.clone(),
-                };
-                match f
-                    .volumes
-                    .iter()
-                    .find(|x| x.host == d.host && x.role == v.role)
-                {
-                    None => self.push(
-                        address.clone(),
-                        CloudAction::Create,
-                        vec![
-                            added("size", format!("{}", v.size_gb)),
-                            added("device_name", q(&v.device)),
-                            added("instance_id", instance.to_string()),
-                            added("keep_on_destroy", v.keep.to_string()),
-                        ],
-                        vec![
-                            CloudOp::CreateVolume {
-                                host: d.host.clone(),
-                                role: v.role.clone(),
-                                size_gb: v.size_gb,
-                                subnet: subnet.clone(),
-                                keep: v.keep,
-                            },
-                            attach,
-                        ],
-                    ),
-                    Some(have) => {
-                        let attached_here = match (&instance, &have.attached_to) {
-                            (Ref::Id(id), Some(at)) => id == at,
-                            _ => false,
-                        };
-                        if attached_here {
-                            continue;
-                        }
-                        let mut ops = Vec::new();
-                        if let Some(at) = &have.attached_to {
-                            // Attached to an instance that is not this host's: free it first,
-                            // unless that instance is terminated by this plan anyway.
-                            let terminated = self.changes.iter().flat_map(|c| &c.ops).any(
-                                |o| matches!(&o.op, CloudOp::TerminateInstance { id } if id == at),
-                            );
-                            if !terminated {
-                                ops.push(CloudOp::DetachVolume {
-                                    id: have.id.clone(),
-                                    instance: at.clone(),
-                                });
-                            }
-                        }
-                        ops.push(CloudOp::AttachVolume {
-                            volume: Ref::Id(have.id.clone()),
-                            instance: instance.clone(),
-                            device: v.device.clone(),
-                        });
-                        self.push(
-                            address,
-                            CloudAction::Update,
-                            vec![changed(
-                                "instance_id",
-                                q(have.attached_to.as_deref().unwrap_or("")),
-                                instance.to_string(),
-                            )],
-                            ops,
-                        );
-                    }
-                }
+                self.volume(d, v, subnet);
             }
         }
+        let f = self.facts;
         for v in &f.volumes {
-            if wanted_keys.contains(&(v.host.clone(), v.role.clone())) {
-                continue;
+            if !wanted_keys.contains(&(v.host.clone(), v.role.clone())) {
+                self.unwanted_volume(env, v);
             }
-            let address = format!("aws_ebs_volume.{}-{}", v.host, v.role);
-            // The role says whether its volume may go; the tag written at creation says it
-            // when the role is gone from the site.
-            let keep = env
-                .site
-                .roles
-                .get(&v.role)
-                .and_then(|r| r.value.volume.as_ref())
-                .map_or(v.keep, |vol| vol.keep_on_destroy);
-            if keep {
-                self.kept.push(format!(
-                    "{address} ({}, {} GB): keep_on_destroy; delete it by hand when it is no longer needed",
-                    v.id, v.size_gb
-                ));
-                continue;
-            }
-            let mut ops = Vec::new();
-            if let Some(at) = &v.attached_to {
+        }
+    }
+
+    /// One wanted volume: created and attached, or attached to its host if it is elsewhere.
+    fn volume(&mut self, d: &DesiredInstance, v: &DesiredVolume, subnet: &Ref) {
+        let f = self.facts;
+        let instance = self.instance_ref(&d.host);
+        match f
+            .volumes
+            .iter()
+            .find(|x| x.host == d.host && x.role == v.role)
+        {
+            None => self.create_volume(d, v, subnet, instance),
+            Some(have) => self.attach_volume(d, v, have, instance),
+        }
+    }
+
+    /// A volume that does not exist: created and attached to `instance`.
+    fn create_volume(
+        &mut self,
+        d: &DesiredInstance,
+        v: &DesiredVolume,
+        subnet: &Ref,
+        instance: Ref,
+    ) {
+        let address = format!("aws_ebs_volume.{}-{}", d.host, v.role);
+        let attach = CloudOp::AttachVolume {
+            volume: Ref::New(address.clone()),
+            instance: instance.clone(),
+            device: v.device.clone(),
+        };
+        self.push(
+            address,
+            CloudAction::Create,
+            vec![
+                added("size", format!("{}", v.size_gb)),
+                added("device_name", q(&v.device)),
+                added("instance_id", instance.to_string()),
+                added("keep_on_destroy", v.keep.to_string()),
+            ],
+            vec![
+                CloudOp::CreateVolume {
+                    host: d.host.clone(),
+                    role: v.role.clone(),
+                    size_gb: v.size_gb,
+                    subnet: subnet.clone(),
+                    keep: v.keep,
+                },
+                attach,
+            ],
+        );
+    }
+
+    /// A found volume not attached to `instance`: detached from where it is, attached there.
+    fn attach_volume(
+        &mut self,
+        d: &DesiredInstance,
+        v: &DesiredVolume,
+        have: &VolumeFact,
+        instance: Ref,
+    ) {
+        let attached_here = match (&instance, &have.attached_to) {
+            (Ref::Id(id), Some(at)) => id == at,
+            _ => false,
+        };
+        if attached_here {
+            return;
+        }
+        let mut ops = Vec::new();
+        if let Some(at) = &have.attached_to {
+            // Attached to an instance that is not this host's: free it first,
+            // unless that instance is terminated by this plan anyway.
+            let terminated = self
+                .changes
+                .iter()
+                .flat_map(|c| &c.ops)
+                .any(|o| matches!(&o.op, CloudOp::TerminateInstance { id } if id == at));
+            if !terminated {
                 ops.push(CloudOp::DetachVolume {
-                    id: v.id.clone(),
+                    id: have.id.clone(),
                     instance: at.clone(),
                 });
             }
-            ops.push(CloudOp::DeleteVolume { id: v.id.clone() });
-            self.push(
-                address,
-                CloudAction::Delete,
-                vec![
-                    removed("id", q(&v.id)),
-                    removed("size", format!("{}", v.size_gb)),
-                ],
-                ops,
-            );
         }
+        ops.push(CloudOp::AttachVolume {
+            volume: Ref::Id(have.id.clone()),
+            instance: instance.clone(),
+            device: v.device.clone(),
+        });
+        self.push(
+            format!("aws_ebs_volume.{}-{}", d.host, v.role),
+            CloudAction::Update,
+            vec![changed(
+                "instance_id",
+                q(have.attached_to.as_deref().unwrap_or("")),
+                instance.to_string(),
+            )],
+            ops,
+        );
+    }
+
+    /// A found volume no wanted host's role asks for: deleted, unless it is to be kept.
+    fn unwanted_volume(&mut self, env: &Environment, v: &VolumeFact) {
+        let address = format!("aws_ebs_volume.{}-{}", v.host, v.role);
+        // The role says whether its volume may go; the tag written at creation says it
+        // when the role is gone from the site.
+        let keep = env
+            .site
+            .roles
+            .get(&v.role)
+            .and_then(|r| r.value.volume.as_ref())
+            .map_or(v.keep, |vol| vol.keep_on_destroy);
+        if keep {
+            self.kept.push(format!(
+                "{address} ({}, {} GB): keep_on_destroy; delete it by hand when it is no longer needed",
+                v.id, v.size_gb
+            ));
+            return;
+        }
+        let mut ops = Vec::new();
+        if let Some(at) = &v.attached_to {
+            ops.push(CloudOp::DetachVolume {
+                id: v.id.clone(),
+                instance: at.clone(),
+            });
+        }
+        ops.push(CloudOp::DeleteVolume { id: v.id.clone() });
+        self.push(
+            address,
+            CloudAction::Delete,
+            vec![
+                removed("id", q(&v.id)),
+                removed("size", format!("{}", v.size_gb)),
+            ],
+            ops,
+        );
     }
 
     fn addresses(&mut self, wanted: &[DesiredInstance]) {
@@ -1030,157 +1093,228 @@ impl Planner<'_> {
     /// The public zone (the roles' hostnames) and the private internal zone (every host).
     fn zones(&mut self, env: &Environment, wanted: &[DesiredInstance], vpc: &Ref, mode: Mode) {
         let inv = env.inventory;
-        let f = self.facts;
-        let public_ips: BTreeSet<&str> = f.addresses.iter().map(|a| a.public_ip.as_str()).collect();
         for (private, zone_name) in [(false, &inv.domain), (true, &inv.internal_domain)] {
-            let zone_name = zone_name.trim_end_matches('.').to_string();
-            let kind = if private { "internal" } else { "public" };
-            let have = f
-                .zones
-                .iter()
-                .find(|z| z.name == zone_name && z.private == private);
-            // name -> value
-            let mut records: BTreeMap<String, RecordValue> = BTreeMap::new();
-            for d in wanted {
-                if private {
-                    let value = match (&d.private_ip, f.instance(&d.host)) {
-                        (Some(ip), _) => RecordValue::Ip(ip.clone()),
-                        (None, Some(i)) if !self.new_instances.contains(&d.host) => i
-                            .private_ip
-                            .clone()
-                            .map(RecordValue::Ip)
-                            .unwrap_or(RecordValue::PrivateIpOf(d.host.clone())),
-                        _ => RecordValue::PrivateIpOf(d.host.clone()),
-                    };
-                    records.insert(format!("{}.{zone_name}", d.host), value);
-                } else if d.public_ip {
-                    let value = match f.address(&d.host) {
-                        Some(a) => RecordValue::Ip(a.public_ip.clone()),
-                        None => RecordValue::PublicIpOf(d.host.clone()),
-                    };
-                    for name in &d.public_hostnames {
-                        let name = name.trim_end_matches('.');
-                        if name == zone_name || name.ends_with(&format!(".{zone_name}")) {
-                            records.insert(name.to_string(), value.clone());
-                        }
-                    }
+            let zone_name = zone_name.trim_end_matches('.');
+            let records = if private {
+                self.private_records(wanted, zone_name)
+            } else {
+                self.public_records(wanted, zone_name)
+            };
+            self.zone(zone_name, private, &records, vpc, mode);
+        }
+    }
+
+    /// The internal zone's records, name -> value: every host at its private IP.
+    fn private_records(
+        &self,
+        wanted: &[DesiredInstance],
+        zone_name: &str,
+    ) -> BTreeMap<String, RecordValue> {
+        let f = self.facts;
+        let mut records = BTreeMap::new();
+        for d in wanted {
+            let value = match (&d.private_ip, f.instance(&d.host)) {
+                (Some(ip), _) => RecordValue::Ip(ip.clone()),
+                (None, Some(i)) if !self.new_instances.contains(&d.host) => i
+                    .private_ip
+                    .clone()
+                    .map(RecordValue::Ip)
+                    .unwrap_or(RecordValue::PrivateIpOf(d.host.clone())),
+                _ => RecordValue::PrivateIpOf(d.host.clone()),
+            };
+            records.insert(format!("{}.{zone_name}", d.host), value);
+        }
+        records
+    }
+
+    /// The public zone's records, name -> value: public hosts' hostnames in it, at their EIP.
+    fn public_records(
+        &self,
+        wanted: &[DesiredInstance],
+        zone_name: &str,
+    ) -> BTreeMap<String, RecordValue> {
+        let f = self.facts;
+        let mut records = BTreeMap::new();
+        for d in wanted.iter().filter(|d| d.public_ip) {
+            let value = match f.address(&d.host) {
+                Some(a) => RecordValue::Ip(a.public_ip.clone()),
+                None => RecordValue::PublicIpOf(d.host.clone()),
+            };
+            for name in &d.public_hostnames {
+                let name = name.trim_end_matches('.');
+                if name == zone_name || name.ends_with(&format!(".{zone_name}")) {
+                    records.insert(name.to_string(), value.clone());
                 }
             }
-            let zone_address = format!("aws_route53_zone.{kind}");
-            let zone_ref = match have {
-                Some(z) => Ref::Id(z.id.clone()),
-                None => Ref::New(zone_address.clone()),
-            };
-            if have.is_none() && !records.is_empty() {
-                let mut attrs = vec![added("name", q(&zone_name))];
-                if private {
-                    attrs.push(added("vpc_id", vpc.to_string()));
-                }
+        }
+        records
+    }
+
+    /// One zone: created if needed, its records changed, deleted (if owned) on destroy.
+    fn zone(
+        &mut self,
+        zone_name: &str,
+        private: bool,
+        records: &BTreeMap<String, RecordValue>,
+        vpc: &Ref,
+        mode: Mode,
+    ) {
+        let f = self.facts;
+        let kind = if private { "internal" } else { "public" };
+        let have = f
+            .zones
+            .iter()
+            .find(|z| z.name == zone_name && z.private == private);
+        let zone_address = format!("aws_route53_zone.{kind}");
+        let zone_ref = match have {
+            Some(z) => Ref::Id(z.id.clone()),
+            None => Ref::New(zone_address.clone()),
+        };
+        if have.is_none() && !records.is_empty() {
+            let mut attrs = vec![added("name", q(zone_name))];
+            if private {
+                attrs.push(added("vpc_id", vpc.to_string()));
+            }
+            self.push(
+                zone_address.clone(),
+                CloudAction::Create,
+                attrs,
+                vec![CloudOp::CreateZone {
+                    name: zone_name.to_string(),
+                    vpc: private.then(|| vpc.clone()),
+                }],
+            );
+        }
+        let have_records: BTreeMap<&str, &str> = have
+            .map(|z| {
+                z.records
+                    .iter()
+                    .map(|r| (r.name.as_str(), r.value.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut changes = self.upsert_records(records, &have_records);
+        changes.extend(self.delete_records(records, &have_records, private));
+        self.record_changes(&zone_address, zone_ref, zone_name, changes);
+        if mode == Mode::Destroy {
+            if let Some(z) = have.filter(|z| z.owned) {
                 self.push(
-                    zone_address.clone(),
-                    CloudAction::Create,
-                    attrs,
-                    vec![CloudOp::CreateZone {
-                        name: zone_name.clone(),
-                        vpc: private.then(|| vpc.clone()),
-                    }],
+                    zone_address,
+                    CloudAction::Delete,
+                    vec![removed("name", q(&z.name))],
+                    vec![CloudOp::DeleteZone { id: z.id.clone() }],
                 );
             }
-            let mut changes = Vec::new();
-            let have_records: BTreeMap<&str, &str> = have
-                .map(|z| {
-                    z.records
-                        .iter()
-                        .map(|r| (r.name.as_str(), r.value.as_str()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for (name, value) in &records {
-                let same = matches!(value, RecordValue::Ip(ip) if have_records.get(name.as_str()) == Some(&ip.as_str()));
-                if same {
-                    continue;
-                }
-                let before = have_records.get(name.as_str()).map(|v| q(v));
-                let attrs = vec![Attr {
-                    name: "A".into(),
-                    before: before.clone(),
-                    after: Some(match value {
-                        RecordValue::Ip(ip) => q(ip),
-                        _ => KNOWN_AFTER_APPLY.to_string(),
-                    }),
-                    forces_replacement: false,
-                }];
-                let action = if before.is_some() {
-                    CloudAction::Update
-                } else {
-                    CloudAction::Create
-                };
-                self.changes.push(CloudChange {
-                    address: format!("aws_route53_record.{name}"),
-                    action,
-                    attrs,
-                    ops: Vec::new(),
-                });
-                changes.push(RecordChange {
-                    action: RecordAction::Upsert,
-                    name: name.clone(),
-                    value: value.clone(),
-                });
+        }
+    }
+
+    /// A change and an upsert for each wanted record that is missing or points elsewhere.
+    fn upsert_records(
+        &mut self,
+        records: &BTreeMap<String, RecordValue>,
+        have_records: &BTreeMap<&str, &str>,
+    ) -> Vec<RecordChange> {
+        let mut changes = Vec::new();
+        for (name, value) in records {
+            let same = matches!(value, RecordValue::Ip(ip) if have_records.get(name.as_str()) == Some(&ip.as_str()));
+            if same {
+                continue;
             }
-            // Ours to delete: every record of the internal zone; in the public zone, those
-            // that point at one of the environment's Elastic IPs.
-            for (name, value) in &have_records {
-                if records.contains_key(*name) {
-                    continue;
-                }
-                if !private && !public_ips.contains(value) {
-                    continue;
-                }
-                self.changes.push(CloudChange {
-                    address: format!("aws_route53_record.{name}"),
-                    action: CloudAction::Delete,
-                    attrs: vec![removed("A", q(value))],
-                    ops: Vec::new(),
-                });
-                changes.push(RecordChange {
-                    action: RecordAction::Delete,
-                    name: name.to_string(),
-                    value: RecordValue::Ip(value.to_string()),
-                });
+            let before = have_records.get(name.as_str()).map(|v| q(v));
+            let attrs = vec![Attr {
+                name: "A".into(),
+                before: before.clone(),
+                after: Some(match value {
+                    RecordValue::Ip(ip) => q(ip),
+                    _ => KNOWN_AFTER_APPLY.to_string(),
+                }),
+                forces_replacement: false,
+            }];
+            let action = if before.is_some() {
+                CloudAction::Update
+            } else {
+                CloudAction::Create
+            };
+            self.changes.push(CloudChange {
+                address: format!("aws_route53_record.{name}"),
+                action,
+                attrs,
+                ops: Vec::new(),
+            });
+            changes.push(RecordChange {
+                action: RecordAction::Upsert,
+                name: name.clone(),
+                value: value.clone(),
+            });
+        }
+        changes
+    }
+
+    /// A change and a delete for each found record of ours that is no longer wanted.
+    fn delete_records(
+        &mut self,
+        records: &BTreeMap<String, RecordValue>,
+        have_records: &BTreeMap<&str, &str>,
+        private: bool,
+    ) -> Vec<RecordChange> {
+        let f = self.facts;
+        let public_ips: BTreeSet<&str> = f.addresses.iter().map(|a| a.public_ip.as_str()).collect();
+        let mut changes = Vec::new();
+        // Ours to delete: every record of the internal zone; in the public zone, those
+        // that point at one of the environment's Elastic IPs.
+        for (name, value) in have_records {
+            if records.contains_key(*name) {
+                continue;
             }
-            if !changes.is_empty() {
-                // The record changes of one zone are one batch: the ops hang on the zone.
-                let phase = record_phase(&changes, &zone_ref);
-                let op = Op {
-                    phase,
-                    resource: zone_address.clone(),
-                    op: CloudOp::ChangeRecords {
-                        zone: zone_ref.clone(),
-                        zone_name: zone_name.clone(),
-                        changes,
-                    },
-                };
-                if let Some(c) = self.changes.iter_mut().find(|c| c.address == zone_address) {
-                    c.ops.push(op);
-                } else if let Some(c) = self
-                    .changes
-                    .iter_mut()
-                    .rev()
-                    .find(|c| c.address.starts_with("aws_route53_record."))
-                {
-                    c.ops.push(op);
-                }
+            if !private && !public_ips.contains(value) {
+                continue;
             }
-            if mode == Mode::Destroy {
-                if let Some(z) = have.filter(|z| z.owned) {
-                    self.push(
-                        zone_address,
-                        CloudAction::Delete,
-                        vec![removed("name", q(&z.name))],
-                        vec![CloudOp::DeleteZone { id: z.id.clone() }],
-                    );
-                }
-            }
+            self.changes.push(CloudChange {
+                address: format!("aws_route53_record.{name}"),
+                action: CloudAction::Delete,
+                attrs: vec![removed("A", q(value))],
+                ops: Vec::new(),
+            });
+            changes.push(RecordChange {
+                action: RecordAction::Delete,
+                name: name.to_string(),
+                value: RecordValue::Ip(value.to_string()),
+            });
+        }
+        changes
+    }
+
+    /// The record changes of one zone as one `ChangeRecords` batch, hung on the zone.
+    fn record_changes(
+        &mut self,
+        zone_address: &str,
+        zone_ref: Ref,
+        zone_name: &str,
+        changes: Vec<RecordChange>,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        let phase = record_phase(&changes, &zone_ref);
+        let op = Op {
+            phase,
+            resource: zone_address.to_string(),
+            op: CloudOp::ChangeRecords {
+                zone: zone_ref,
+                zone_name: zone_name.to_string(),
+                changes,
+            },
+        };
+        // The ops hang on the zone's change, or else on the last record change.
+        if let Some(c) = self.changes.iter_mut().find(|c| c.address == zone_address) {
+            c.ops.push(op);
+        } else if let Some(c) = self
+            .changes
+            .iter_mut()
+            .rev()
+            .find(|c| c.address.starts_with("aws_route53_record."))
+        {
+            c.ops.push(op);
         }
     }
 
@@ -1209,6 +1343,105 @@ impl Planner<'_> {
             );
         }
     }
+}
+
+/// Wanted ingress rules of one group: (port, the world or a role).
+type Rules = BTreeSet<(Port, RuleSource)>;
+
+/// Role -> wanted rules, for held roles with ports or exposes or named in an `exposes.to`.
+fn wanted_rules(env: &Environment) -> BTreeMap<String, Rules> {
+    let site = env.site;
+    let held: BTreeSet<&str> = env
+        .hosts
+        .values()
+        .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
+        .collect();
+    let named: BTreeSet<&str> = held
+        .iter()
+        .filter_map(|r| site.roles.get(*r))
+        .flat_map(|r| r.value.exposes.iter())
+        .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
+        .collect();
+    let mut wanted: BTreeMap<String, Rules> = BTreeMap::new();
+    for role in &held {
+        let Some(r) = site.roles.get(*role).map(|l| &l.value) else {
+            continue;
+        };
+        if r.ports.is_empty() && r.exposes.is_empty() && !named.contains(role) {
+            continue;
+        }
+        let rules = wanted.entry(role.to_string()).or_default();
+        for port in &r.ports {
+            rules.insert((*port, RuleSource::World));
+        }
+        for e in &r.exposes {
+            for to in &e.to {
+                if held.contains(to.value.as_str()) {
+                    rules.insert((e.port, RuleSource::Role(to.value.clone())));
+                }
+            }
+        }
+    }
+    wanted
+}
+
+/// The security groups the provider found, by role and by id.
+struct FoundGroups<'f> {
+    by_role: BTreeMap<&'f str, &'f GroupFact>,
+    id_to_role: BTreeMap<&'f str, &'f str>,
+}
+
+impl<'f> FoundGroups<'f> {
+    /// Indexes `groups` (a later group of the same role or id wins).
+    fn new(groups: &'f [GroupFact]) -> Self {
+        FoundGroups {
+            by_role: groups.iter().map(|g| (g.role.as_str(), g)).collect(),
+            id_to_role: groups
+                .iter()
+                .map(|g| (g.id.as_str(), g.role.as_str()))
+                .collect(),
+        }
+    }
+}
+
+/// The attribute lines of a launch.
+fn launch_attrs(d: &DesiredInstance) -> Vec<Attr> {
+    vec![
+        added("ami", q(&d.ami)),
+        added("instance_type", q(&d.instance_type)),
+        added(
+            "private_ip",
+            d.private_ip
+                .as_deref()
+                .map_or_else(|| KNOWN_AFTER_APPLY.to_string(), q),
+        ),
+        added("security_groups", list(&d.groups)),
+        added("tags.infra:roles", q(&d.roles)),
+    ]
+}
+
+/// The changes (AMI, private IP) that force `have` to be replaced; empty when it can stay.
+fn replacing_attrs(have: &InstanceFact, d: &DesiredInstance) -> Vec<Attr> {
+    let mut attrs = Vec::new();
+    if have.ami != d.ami {
+        let mut a = changed("ami", q(&have.ami), q(&d.ami));
+        a.forces_replacement = true;
+        attrs.push(a);
+    }
+    let ip_moves = d
+        .private_ip
+        .as_ref()
+        .is_some_and(|ip| have.private_ip.as_ref() != Some(ip));
+    if ip_moves {
+        let mut a = changed(
+            "private_ip",
+            q(have.private_ip.as_deref().unwrap_or("")),
+            q(d.private_ip.as_deref().unwrap_or("")),
+        );
+        a.forces_replacement = true;
+        attrs.push(a);
+    }
+    attrs
 }
 
 /// A VPC or subnet that exists: the one named by `<key>_id`, or the environment's own (whose
