@@ -248,12 +248,7 @@ fn desired_instances(env: &Environment) -> Result<Vec<DesiredInstance>, String> 
     let inv = env.inventory;
     let prov = &inv.provider.value;
     let site = env.site;
-    let named_in_exposes: BTreeSet<&str> = site
-        .roles
-        .values()
-        .flat_map(|r| r.value.exposes.iter())
-        .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
-        .collect();
+    let with_group = roles_with_groups(env);
     let mut out = Vec::new();
     for (name, h) in &env.hosts {
         let host = &inv.hosts[name].value;
@@ -274,11 +269,7 @@ fn desired_instances(env: &Environment) -> Result<Vec<DesiredInstance>, String> 
             .collect();
         let groups = roles
             .iter()
-            .filter(|r| {
-                !r.ports.is_empty()
-                    || !r.exposes.is_empty()
-                    || named_in_exposes.contains(r.name.value.as_str())
-            })
+            .filter(|r| with_group.contains(r.name.value.as_str()))
             .map(|r| group_name(&env.name, &r.name.value))
             .collect();
         let public_ip = roles.iter().any(|r| r.public_ip);
@@ -1349,7 +1340,10 @@ impl Planner<'_> {
 type Rules = BTreeSet<(Port, RuleSource)>;
 
 /// Role -> wanted rules, for held roles with ports or exposes or named in an `exposes.to`.
-fn wanted_rules(env: &Environment) -> BTreeMap<String, Rules> {
+/// The roles that get a security group, the one rule both the groups and the instances use:
+/// a role some host holds that opens a port, exposes one, or is named in the `exposes` of a
+/// held role.
+fn roles_with_groups<'e>(env: &'e Environment) -> BTreeSet<&'e str> {
     let site = env.site;
     let held: BTreeSet<&str> = env
         .hosts
@@ -1362,14 +1356,28 @@ fn wanted_rules(env: &Environment) -> BTreeMap<String, Rules> {
         .flat_map(|r| r.value.exposes.iter())
         .flat_map(|e| e.to.iter().map(|t| t.value.as_str()))
         .collect();
+    held.iter()
+        .copied()
+        .filter(|role| {
+            site.roles.get(*role).is_some_and(|l| {
+                !l.value.ports.is_empty() || !l.value.exposes.is_empty() || named.contains(role)
+            })
+        })
+        .collect()
+}
+
+fn wanted_rules(env: &Environment) -> BTreeMap<String, Rules> {
+    let site = env.site;
+    let held: BTreeSet<&str> = env
+        .hosts
+        .values()
+        .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
+        .collect();
     let mut wanted: BTreeMap<String, Rules> = BTreeMap::new();
-    for role in &held {
-        let Some(r) = site.roles.get(*role).map(|l| &l.value) else {
+    for role in roles_with_groups(env) {
+        let Some(r) = site.roles.get(role).map(|l| &l.value) else {
             continue;
         };
-        if r.ports.is_empty() && r.exposes.is_empty() && !named.contains(role) {
-            continue;
-        }
         let rules = wanted.entry(role.to_string()).or_default();
         for port in &r.ports {
             rules.insert((*port, RuleSource::World));

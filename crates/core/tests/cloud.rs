@@ -402,3 +402,37 @@ fn found_rules_of_roles_are_kept_and_foreign_sources_revoked() {
         ]
     );
 }
+
+/// A role that no host holds names a held role in its `exposes`: the held role gets no group
+/// (nothing held opens it to anyone), and its instances ask for none, rather than planning
+/// an instance in a group that is never created (which panicked).
+#[test]
+fn exposes_of_a_role_no_host_holds_give_no_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for sub in ["roles", "inventories", "templates"] {
+        let status = std::process::Command::new("cp")
+            .args(["-r"])
+            .arg(repo.join(sub))
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    std::fs::write(
+        tmp.path().join("roles/ghost.yaml"),
+        "name: ghost\nexposes:\n  - {port: \"9/tcp\", to: [bots]}\n",
+    )
+    .unwrap();
+    let (site, diags) = Site::load(tmp.path()).unwrap();
+    assert!(diags.is_empty(), "{diags:?}");
+    let env = Environment::resolve(&site, "production", &[]).unwrap();
+    let p = plan(&env, &CloudFacts::default(), Mode::Converge).unwrap();
+    assert!(
+        !p.changes
+            .iter()
+            .any(|c| c.address.contains("production-bots")),
+        "{:?}",
+        p.changes.iter().map(|c| &c.address).collect::<Vec<_>>()
+    );
+}
