@@ -248,7 +248,7 @@ fn desired_instances(env: &Environment) -> Result<Vec<DesiredInstance>, String> 
     let inv = env.inventory;
     let prov = &inv.provider.value;
     let site = env.site;
-    let with_group = roles_with_groups(env);
+    let with_group = roles_with_groups(env, &held_roles(env));
     let mut out = Vec::new();
     for (name, h) in &env.hosts {
         let host = &inv.hosts[name].value;
@@ -1340,16 +1340,19 @@ impl Planner<'_> {
 type Rules = BTreeSet<(Port, RuleSource)>;
 
 /// Role -> wanted rules, for held roles with ports or exposes or named in an `exposes.to`.
+/// The roles some host of the environment holds (with includes).
+fn held_roles<'e>(env: &'e Environment) -> BTreeSet<&'e str> {
+    env.hosts
+        .values()
+        .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
+        .collect()
+}
+
 /// The roles that get a security group, the one rule both the groups and the instances use:
 /// a role some host holds that opens a port, exposes one, or is named in the `exposes` of a
 /// held role.
-fn roles_with_groups<'e>(env: &'e Environment) -> BTreeSet<&'e str> {
+fn roles_with_groups<'e>(env: &'e Environment, held: &BTreeSet<&'e str>) -> BTreeSet<&'e str> {
     let site = env.site;
-    let held: BTreeSet<&str> = env
-        .hosts
-        .values()
-        .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
-        .collect();
     let named: BTreeSet<&str> = held
         .iter()
         .filter_map(|r| site.roles.get(*r))
@@ -1368,13 +1371,9 @@ fn roles_with_groups<'e>(env: &'e Environment) -> BTreeSet<&'e str> {
 
 fn wanted_rules(env: &Environment) -> BTreeMap<String, Rules> {
     let site = env.site;
-    let held: BTreeSet<&str> = env
-        .hosts
-        .values()
-        .flat_map(|h| h.view.all_roles.iter().map(String::as_str))
-        .collect();
+    let held = held_roles(env);
     let mut wanted: BTreeMap<String, Rules> = BTreeMap::new();
-    for role in roles_with_groups(env) {
+    for role in roles_with_groups(env, &held) {
         let Some(r) = site.roles.get(role).map(|l| &l.value) else {
             continue;
         };

@@ -34,16 +34,6 @@ pub struct Facts {
     pub sha256: BTreeMap<String, String>,
 }
 
-impl Facts {
-    fn matches(&self, facts: &super::Facts, f: &RenderedFile) -> bool {
-        facts
-            .paths
-            .get(&f.dest)
-            .is_some_and(|p| p.kind == PathKind::File)
-            && self.sha256.get(&f.dest) == Some(&sha256(&f.content))
-    }
-}
-
 /// Files whose current content the plan wants for a diff: changed and holding no secret.
 pub fn files_to_diff(desired: &DesiredHost, facts: &super::Facts) -> Vec<String> {
     desired
@@ -54,7 +44,7 @@ pub fn files_to_diff(desired: &DesiredHost, facts: &super::Facts) -> Vec<String>
                 .paths
                 .get(&f.dest)
                 .is_some_and(|p| p.kind == PathKind::File)
-                && !facts.file.matches(facts, f)
+                && facts.file.sha256.get(&f.dest) != Some(&sha256(&f.content))
         })
         .map(|f| f.dest.clone())
         .collect()
