@@ -40,13 +40,16 @@ _user_env() {
   printf '%s\n' "HOME=$home" "USER=$1" "LOGNAME=$1" "PATH=$home/.cargo/bin:/usr/local/bin:/usr/bin:/bin"
 }
 
+# The toolchain found is this user's own (on PATH or root's rustup): cargo ARGS in DIR.
+_cargo_here() {
+  local dir=$1; shift
+  (cd "$dir" && PATH="$(dirname "$TOOLCHAIN_CARGO"):$PATH" "$TOOLCHAIN_CARGO" "$@")
+}
+
 cargo_build() {
   local dir=$1; shift
   _find_cargo || return 1
-  if [ -z "$TOOLCHAIN_USER" ]; then
-    (cd "$dir" && PATH="$(dirname "$TOOLCHAIN_CARGO"):$PATH" "$TOOLCHAIN_CARGO" "$@")
-    return
-  fi
+  if [ -z "$TOOLCHAIN_USER" ]; then _cargo_here "$dir" "$@"; return; fi
   if ! runuser -u "$TOOLCHAIN_USER" -- test -w "$dir"; then
     echo "$dir is not writable by $TOOLCHAIN_USER, whose Rust toolchain this would build with: run the build as its owner first (cargo $*)" >&2
     return 1
@@ -58,10 +61,7 @@ cargo_build() {
 cargo_root() {
   local dir=$1; shift
   _find_cargo || return 1
-  if [ -z "$TOOLCHAIN_USER" ]; then
-    (cd "$dir" && PATH="$(dirname "$TOOLCHAIN_CARGO"):$PATH" "$TOOLCHAIN_CARGO" "$@")
-    return
-  fi
+  if [ -z "$TOOLCHAIN_USER" ]; then _cargo_here "$dir" "$@"; return; fi
   local uhome; uhome=$(_home_of "$TOOLCHAIN_USER")
   (cd "$dir" && RUSTUP_HOME=${RUSTUP_HOME:-$uhome/.rustup} CARGO_HOME=/root/.cargo \
     CARGO_TARGET_DIR=$dir/target/root PATH="$uhome/.cargo/bin:$PATH" "$TOOLCHAIN_CARGO" "$@")
