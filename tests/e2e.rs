@@ -70,6 +70,12 @@ fn setup() -> Env {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(state.join("secrets.yaml"), &out.stdout).unwrap();
+    // infra refuses a secrets file other users can read.
+    std::fs::set_permissions(
+        state.join("secrets.yaml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let secrets = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {

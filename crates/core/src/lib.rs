@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod quoting;
 pub mod render;
 pub mod script;
 pub mod secrets;

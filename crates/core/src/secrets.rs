@@ -1,6 +1,8 @@
 //! Secrets: values read from a file outside git and from the environment, and their redaction.
 
 use crate::model::SecretsConfig;
+use crate::quoting;
+use base64::Engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +13,12 @@ pub const DEFAULT_ENV_PREFIX: &str = "INFRA_SECRET_";
 #[derive(Debug, Default, Clone)]
 pub struct Secrets {
     values: BTreeMap<String, String>,
+    /// What redaction looks for, longest first: (text, secret name). See [`needles`].
+    needles: Vec<(String, String)>,
 }
+
+/// Lines of a multi-line value shorter than this are left alone, so output is not shredded.
+pub const MIN_LINE: usize = 4;
 
 /// A secrets file that exists but cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +31,10 @@ pub enum SecretsError {
     },
     #[error("secrets file {path} is not a YAML map of name: value ({message})")]
     Parse { path: PathBuf, message: String },
+    #[error(
+        "secrets file {path} has mode {mode:04o}: other users can read it (run `chmod 600 {path}`)"
+    )]
+    Mode { path: PathBuf, mode: u32 },
 }
 
 impl Secrets {
@@ -38,6 +49,7 @@ impl Secrets {
         if let Some(file) = &config.file {
             let path = expand_path(file, site_root);
             if path.is_file() {
+                refuse_open_mode(&path)?;
                 let text = std::fs::read_to_string(&path).map_err(|source| SecretsError::Read {
                     path: path.clone(),
                     source,
@@ -64,11 +76,24 @@ impl Secrets {
                 }
             }
         }
-        Ok(Secrets { values })
+        Ok(Secrets::from_values(values))
     }
 
     pub fn from_values(values: BTreeMap<String, String>) -> Secrets {
-        Secrets { values }
+        let mut found: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in &values {
+            for needle in needles(value) {
+                found.entry(needle).or_insert_with(|| name.clone());
+            }
+        }
+        let mut needles: Vec<(String, String)> = found.into_iter().collect();
+        needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        Secrets { values, needles }
+    }
+
+    /// Every secret's name and value, sorted by name.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -85,29 +110,106 @@ impl Secrets {
         format!("<secret: {name}>")
     }
 
-    /// The names of the secrets whose values appear in `text`.
+    /// The names of the secrets whose values (or a line or an encoding of one, see
+    /// [`needles`]) appear in `text`, sorted.
     pub fn found_in(&self, text: &str) -> Vec<String> {
-        self.values
+        let names: std::collections::BTreeSet<&String> = self
+            .needles
             .iter()
-            .filter(|(_, v)| !v.is_empty() && text.contains(v.as_str()))
-            .map(|(k, _)| k.clone())
-            .collect()
+            .filter(|(needle, _)| text.contains(needle.as_str()))
+            .map(|(_, name)| name)
+            .collect();
+        names.into_iter().cloned().collect()
     }
 
-    /// `text` with every secret value replaced by `<secret: NAME>`, longest values first so a
-    /// value that contains another is still hidden whole.
+    /// `text` with every secret value, every line of a multi-line one and their common
+    /// encodings replaced by `<secret: NAME>`, longest first so a value that contains another
+    /// is still hidden whole.
     pub fn redact(&self, text: &str) -> String {
-        let mut pairs: Vec<(&String, &String)> =
-            self.values.iter().filter(|(_, v)| !v.is_empty()).collect();
-        pairs.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
         let mut out = text.to_string();
-        for (name, value) in pairs {
-            if out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), &Secrets::redacted(name));
+        for (needle, name) in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), &Secrets::redacted(name));
             }
         }
         out
     }
+}
+
+/// What redaction looks for for one value: the value, the forms it takes once quoted or
+/// encoded (sh and SQL quoting, a JSON string, base64 standard and URL-safe with and without
+/// padding, percent-encoding), and for a multi-line value each line of its own (trimmed; lines
+/// shorter than [`MIN_LINE`] and PEM `-----BEGIN`/`-----END` lines stay, they are no secret).
+pub fn needles(value: &str) -> Vec<String> {
+    if value.is_empty() {
+        return Vec::new();
+    }
+    let b64 = |e: &base64::engine::GeneralPurpose, v: &str| e.encode(v.as_bytes());
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or_default()
+        .to_string();
+    let whole = [
+        value.to_string(),
+        quoting::sh_body(value),
+        quoting::sql_body(value),
+        value.replace('\'', "''"),
+        json,
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for form in &whole {
+        out.push(form.clone());
+        if form.contains('\n') {
+            out.extend(
+                form.lines()
+                    .map(str::trim)
+                    .filter(|l| is_secret_line(l))
+                    .map(str::to_string),
+            );
+        }
+    }
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    for e in &engines {
+        out.push(b64(e, value));
+        out.push(b64(e, &format!("{value}\n")));
+    }
+    out.push(quoting::percent(value, true));
+    out.push(quoting::percent(value, false));
+    out.retain(|n| !n.is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A line of a multi-line secret worth hiding on its own.
+fn is_secret_line(line: &str) -> bool {
+    line.chars().count() >= MIN_LINE
+        && !line.starts_with("-----BEGIN ")
+        && !line.starts_with("-----END ")
+}
+
+/// A secrets file other users can read (or change) is refused.
+fn refuse_open_mode(path: &Path) -> Result<(), SecretsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| SecretsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SecretsError::Mode {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// `~/x` from $HOME; a relative path from the site root.
@@ -153,6 +255,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("infra-secrets-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("s.yaml"), "redis_password: fromfile\nother: 1\n").unwrap();
+        set_mode(&dir.join("s.yaml"), 0o600);
         let config = SecretsConfig {
             file: Some("s.yaml".into()),
             env_prefix: Some("T_".into()),
@@ -165,6 +268,79 @@ mod tests {
         assert_eq!(s.get("redis_password"), Some("fromenv"));
         assert_eq!(s.get("other"), Some("1"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_file_others_can_read_is_refused_with_the_chmod_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.yaml");
+        std::fs::write(&path, "a: b\n").unwrap();
+        let config = SecretsConfig {
+            file: Some(path.display().to_string()),
+            env_prefix: None,
+        };
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            set_mode(&path, mode);
+            let err = Secrets::load(&config, dir.path(), Vec::new()).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "secrets file {p} has mode {mode:04o}: other users can read it (run `chmod 600 {p}`)",
+                    p = path.display()
+                )
+            );
+        }
+        set_mode(&path, 0o600);
+        let s = Secrets::load(&config, dir.path(), Vec::new()).unwrap();
+        assert_eq!(s.get("a"), Some("b"));
+    }
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\nAw=\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn every_line_of_a_multi_line_value_is_hidden_on_its_own() {
+        let s = secrets(&[("key", PEM)]);
+        // As a failing command prints it: one line at a time, indented.
+        let shown: Vec<String> = PEM.lines().map(|l| s.redact(&format!("  {l}"))).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "  -----BEGIN PRIVATE KEY-----",
+                "  <secret: key>",
+                "  <secret: key>",
+                "  Aw=",
+                "  -----END PRIVATE KEY-----",
+            ]
+        );
+        assert_eq!(s.redact(&format!("x{PEM}y")), "x<secret: key>y");
+        assert_eq!(s.found_in("BKcwggSjAgEAAoIBAQC7"), vec!["key".to_string()]);
+    }
+
+    #[test]
+    fn common_encodings_of_the_whole_value_are_hidden() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let v = "p'a\"s/s w+?\\d\n$(x)";
+        let s = secrets(&[("pw", v)]);
+        let forms = [
+            quoting::sh(v),
+            quoting::sql(v),
+            serde_json::to_string(v).unwrap(),
+            STANDARD.encode(v),
+            URL_SAFE_NO_PAD.encode(v),
+            quoting::percent(v, true),
+            quoting::percent(v, false),
+            format!("'{}'", v.replace('\'', "''")),
+        ];
+        for form in forms {
+            let out = s.redact(&format!("[{form}]"));
+            assert!(!out.contains("s/s w"), "{form} -> {out}");
+            assert!(out.contains("<secret: pw>"), "{form} -> {out}");
+        }
     }
 
     #[test]

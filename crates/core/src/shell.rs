@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 /// `'text'` for sh, whatever the text holds.
 pub fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
+    crate::quoting::sh(text)
 }
 
 /// A value filled into a template's `{}`.
