@@ -144,7 +144,7 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
             hint: did_you_mean(host, env.hosts.keys().map(String::as_str)),
         });
     };
-    let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+    let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
     let out = render_hosts(&env, &renderer, &secrets, &[resolved])
         .pop()
         .unwrap_or_default();
@@ -281,7 +281,7 @@ fn validate_cmd(
             // Rendering a site with unparsed files would report their absence again.
             continue;
         }
-        let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+        let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
         let check = validate::check_rendering(&env, &renderer, &secrets);
         diags.extend(check.diagnostics);
         rendered.0 += check.files;

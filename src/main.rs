@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod engine;
+mod environ;
 mod error;
 mod events;
 mod load;
@@ -15,6 +16,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First, while the process has one thread: secret variables leave the environment.
+    environ::capture_and_scrub();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

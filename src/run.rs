@@ -68,7 +68,7 @@ fn prepare(
     if report(style, diags) {
         return Ok(None);
     }
-    let secrets = Secrets::load(&env.inventory.secrets, &site.root, std::env::vars())?;
+    let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
     let selected: Vec<_> = selected_names
         .iter()
         .filter_map(|n| env.hosts.get(n))

@@ -67,6 +67,8 @@ pub struct SshConfig {
     /// Per host: a digest of everything its connection depends on (its config block, its
     /// jump host's, the user's config), which names its kept control socket.
     keys: BTreeMap<String, String>,
+    /// `secrets.env_prefix`: variables the kept master must not inherit (see `environ`).
+    secret_prefix: String,
 }
 
 /// Connections kept between runs.
@@ -168,6 +170,11 @@ impl SshConfig {
             env: env.name.clone(),
             persist,
             keys,
+            secret_prefix: inv
+                .secrets
+                .env_prefix
+                .clone()
+                .unwrap_or_else(|| infra_core::secrets::DEFAULT_ENV_PREFIX.to_string()),
         })
     }
 
@@ -273,7 +280,11 @@ impl SshConfig {
         // ssh -E appends: only this launch's messages may explain its failure.
         let log = p.dir.join(format!("{key}.log"));
         let _ = std::fs::remove_file(&log);
-        let status = tokio::process::Command::new("ssh")
+        let mut master = tokio::process::Command::new("ssh");
+        for name in crate::environ::without_secrets(&self.secret_prefix) {
+            master.env_remove(name);
+        }
+        let status = master
             .arg("-F")
             .arg(self.path())
             .arg("-E")
