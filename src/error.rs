@@ -69,6 +69,19 @@ pub enum CliError {
     Provider(#[from] crate::provider::ProviderError),
     #[error(transparent)]
     Ssh(#[from] crate::transport::ssh::SshError),
+    #[error(
+        "the site changed since the plan was saved; nothing was changed{}",
+        listed(differences)
+    )]
+    SiteChanged {
+        differences: Vec<infra_core::saved::Difference>,
+    },
+    #[error("the saved plan differs from the plan computed now from the site and the hosts; nothing was changed{}", listed(differences))]
+    PlanAltered {
+        differences: Vec<infra_core::saved::Difference>,
+    },
+    #[error("the saved plan was made {what}; nothing was changed")]
+    PlanInputs { what: String },
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },
 }
@@ -80,11 +93,17 @@ impl CliError {
             | CliError::UnknownHost { hint, .. }
             | CliError::UnknownDest { hint, .. } => hint.clone(),
             CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables".into()),
-            CliError::StalePlan { .. } | CliError::StaleCloud { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
+            CliError::PlanAltered { .. } => Some("the file was changed after `infra plan --out` wrote it; run `infra plan ENV --out FILE` again and review the new plan".into()),
+            CliError::StalePlan { .. } | CliError::StaleCloud { .. } | CliError::SiteChanged { .. } | CliError::PlanInputs { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
             CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
             CliError::Provider(e) => e.hint(),
             CliError::Ssh(e) => e.hint(),
             _ => None,
         }
     }
+}
+
+/// Differences, one per line; nothing when there are none.
+fn listed(differences: &[infra_core::saved::Difference]) -> String {
+    differences.iter().map(|d| format!("\n  {d}")).collect()
 }

@@ -14,7 +14,9 @@ use infra_core::facts::Facts;
 use infra_core::model::ProviderKind;
 use infra_core::plan::{plan_host, HostPlan, Plan};
 use infra_core::render::{render_hosts, Renderer};
+use infra_core::saved::Inputs;
 use infra_core::secrets::Secrets;
+use infra_core::vars::VarOverride;
 use infra_protocol::{CloudFacts, Scope};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -32,6 +34,8 @@ struct Prepared {
     missing_secrets: Vec<String>,
     /// The cloud section (aws inventories) and the scope the provider works in.
     cloud: Option<(Scope, CloudPlan)>,
+    /// What the plan is computed from, as digests.
+    inputs: Inputs,
 }
 
 /// What the cloud side of a run does.
@@ -81,6 +85,7 @@ fn prepare(
         .into_iter()
         .partition(|(d, _)| fresh_names.contains(&d.name));
     let transports = Transports::new(&env, hosts.iter().map(|(d, _)| d.name.as_str()))?;
+    let inputs = inputs(&env, &hosts, &fresh, &secrets, &overrides, flags);
     Ok(Some(Prepared {
         env: env.name.clone(),
         hosts,
@@ -89,7 +94,31 @@ fn prepare(
         transports,
         missing_secrets: desired.missing_secrets,
         cloud: cloud_plan,
+        inputs,
     }))
+}
+
+/// The digests of what the plan of `hosts` and `fresh` is computed from.
+fn inputs(
+    env: &Environment,
+    hosts: &[(DesiredHost, String)],
+    fresh: &[(DesiredHost, String)],
+    secrets: &Secrets,
+    overrides: &[VarOverride],
+    flags: &RunFlags,
+) -> Inputs {
+    let pairs: Vec<(&HostView, &DesiredHost)> = hosts
+        .iter()
+        .chain(fresh)
+        .filter_map(|(d, _)| env.hosts.get(&d.name).map(|h| (&h.view, d)))
+        .collect();
+    Inputs::new(
+        env!("CARGO_PKG_VERSION"),
+        &pairs,
+        secrets,
+        overrides,
+        &flags.limit,
+    )
 }
 
 /// The hosts a run works on: what `--limit` selects, none with `--cloud-only`.
@@ -291,6 +320,7 @@ fn plan_hosts(
     );
     let scope = p.cloud.as_ref().map(|(s, _)| s.clone());
     plan.cloud = p.cloud.map(|(_, c)| c);
+    plan.inputs = p.inputs;
     let planned = Planned {
         rt,
         _transports: transports,
@@ -363,10 +393,7 @@ pub fn plan_cmd(
     planned.close();
     if let Some(path) = out {
         let text = serde_json::to_string_pretty(&plan).map_err(|e| CliError::Var(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(|source| CliError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        write_private(path, (text + "\n").as_bytes())?;
         eprintln!(
             "saved the plan to {}; apply it with: infra apply {}",
             path.display(),
@@ -424,12 +451,15 @@ pub fn apply_cmd(
             names: p.missing_secrets.clone(),
         });
     }
-    let mut planned = match plan_hosts(p, flags.parallel, Default::default(), style)? {
+    let planned = match plan_hosts(p, flags.parallel, Default::default(), style)? {
         Ok(x) => x,
         Err(o) => return Ok(o),
     };
     if let Some(saved) = saved {
-        planned = keep_to_saved(planned, saved, &env)?;
+        if let Err(e) = check_saved(&planned.plan, &saved) {
+            planned.close();
+            return Err(e);
+        }
     }
     view::print_plan(&planned.plan).map_err(CliError::Stdout)?;
     if !planned.plan.has_changes() {
@@ -457,21 +487,37 @@ pub fn apply_cmd(
     apply_cloud_then_hosts(cli, style, &env, flags, planned)
 }
 
-/// A saved plan is applied as reviewed: only if the cloud did not change since, and only to
-/// hosts that did not change since (or are still to be created); `planned` takes its steps.
-fn keep_to_saved(mut planned: Planned, saved: Plan, env: &str) -> Result<Planned, CliError> {
-    // The saved plan is applied as reviewed: only if the cloud did not change since, and
-    // only to hosts that did not change since (or are still to be created).
+/// A saved plan is applied as reviewed: only when the plan computed now (from the site and the
+/// hosts as they are) has exactly its inputs and steps; what runs is the plan computed now.
+fn check_saved(now: &Plan, saved: &Plan) -> Result<(), CliError> {
+    let (n, s) = (&now.inputs, &saved.inputs);
+    if n.infra_version != s.infra_version {
+        return Err(CliError::PlanInputs {
+            what: format!(
+                "by infra {}, this is infra {}",
+                s.infra_version, n.infra_version
+            ),
+        });
+    }
+    if n.limit != s.limit {
+        return Err(CliError::PlanInputs {
+            what: format!(
+                "with --limit `{}`, this apply has `{}`",
+                s.limit.join(","),
+                n.limit.join(",")
+            ),
+        });
+    }
+    if n.vars_digest != s.vars_digest {
+        return Err(CliError::PlanInputs {
+            what: "with other --var values than this apply's".into(),
+        });
+    }
     if let Some(c) = &saved.cloud {
-        let now = planned
-            .plan
-            .cloud
-            .as_ref()
-            .map(|c| c.facts_fingerprint.as_str());
-        if now != Some(c.facts_fingerprint.as_str()) {
-            planned.close();
+        let fingerprint = now.cloud.as_ref().map(|c| c.facts_fingerprint.as_str());
+        if fingerprint != Some(c.facts_fingerprint.as_str()) {
             return Err(CliError::StaleCloud {
-                env: env.to_string(),
+                env: now.environment.clone(),
             });
         }
     }
@@ -479,28 +525,51 @@ fn keep_to_saved(mut planned: Planned, saved: Plan, env: &str) -> Result<Planned
         .hosts
         .iter()
         .filter(|s| {
-            !planned
-                .plan
-                .hosts
+            now.hosts
                 .iter()
-                .any(|t| t.host == s.host && t.facts_fingerprint == s.facts_fingerprint)
+                .any(|t| t.host == s.host && t.facts_fingerprint != s.facts_fingerprint)
         })
         .map(|s| s.host.clone())
         .collect();
     if !stale.is_empty() {
-        planned.close();
         return Err(CliError::StalePlan { hosts: stale });
     }
-    planned
-        .targets
-        .retain(|t| saved.hosts.iter().any(|s| s.host == t.plan.host));
-    for t in &mut planned.targets {
-        if let Some(s) = saved.hosts.iter().find(|s| s.host == t.plan.host) {
-            t.plan = s.clone();
-        }
+    let differences = infra_core::saved::differences(saved, now);
+    if n.site_digest != s.site_digest {
+        return Err(CliError::SiteChanged { differences });
     }
-    planned.plan = saved;
-    Ok(planned)
+    if !differences.is_empty() {
+        return Err(CliError::PlanAltered { differences });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` as a file only its owner reads: a new file created 0600 in the same
+/// directory, renamed over `path` (a rename replaces a link, it never writes through one); an
+/// existing symlink at `path` is refused.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let err = |source| CliError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(err(std::io::Error::other(
+            "it is a symbolic link; refusing to write a plan through it",
+        )));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // tempfile creates its files with mode 0600 and O_EXCL.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".infra-plan-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
 }
 
 /// The cloud first; then the hosts, planned again against what the cloud now is (new
@@ -623,17 +692,26 @@ pub fn destroy_cmd(
     Ok(Outcome::Success)
 }
 
+/// The largest saved plan `apply` reads (diffs of big files included).
+const MAX_PLAN_BYTES: u64 = 256 << 20;
+
 /// A saved plan, when `target` names a file rather than an environment.
 fn load_saved(target: &str) -> Result<Option<Plan>, CliError> {
     let path = Path::new(target);
     if !path.is_file() {
         return Ok(None);
     }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_PLAN_BYTES {
+        return Err(CliError::Var(format!(
+            "{target} is {size} bytes, over the {MAX_PLAN_BYTES} a saved plan may have: run `infra plan ENV --out FILE` again"
+        )));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Var(format!("cannot read {target}: {e}")))?;
     let plan: Plan = serde_json::from_str(&text).map_err(|e| {
         CliError::Var(format!(
-            "{target} is not a plan saved by `infra plan --out`: {e}"
+            "{target} is not a plan saved by `infra plan --out`: {e}; nothing was changed"
         ))
     })?;
     if plan.format_version != infra_core::plan::FORMAT_VERSION {

@@ -421,6 +421,7 @@ fn print_file_step(out: &mut impl Write, f: &kinds::file::Step) -> io::Result<()
         after,
         diff,
         sensitive,
+        check,
         ..
     } = f;
     writeln!(
@@ -431,6 +432,9 @@ fn print_file_step(out: &mut impl Write, f: &kinds::file::Step) -> io::Result<()
         after.group,
         after.mode
     )?;
+    if let Some(c) = check {
+        writeln!(out, "      checked by: {c}")?;
+    }
     if let Some(b) = before {
         if (b.owner.as_str(), b.group.as_str(), b.mode)
             != (after.owner.as_str(), after.group.as_str(), after.mode)

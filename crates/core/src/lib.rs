@@ -11,6 +11,7 @@ pub mod names;
 pub mod plan;
 pub mod quoting;
 pub mod render;
+pub mod saved;
 pub mod script;
 pub mod secrets;
 pub(crate) mod shell;

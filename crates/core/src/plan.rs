@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the plan's JSON form.
-pub const FORMAT_VERSION: &str = "2";
+pub const FORMAT_VERSION: &str = "3";
 
 /// Every step for one host, with what it was computed against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,8 @@ pub struct Summary {
 pub struct Plan {
     pub format_version: String,
     pub environment: String,
+    /// What it was computed from: `apply FILE` refuses a plan whose inputs differ.
+    pub inputs: crate::saved::Inputs,
     /// The cloud section (aws inventories): applied before the hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<crate::cloud::CloudPlan>,
@@ -56,6 +58,7 @@ impl Plan {
         Plan {
             format_version: FORMAT_VERSION.to_string(),
             environment: environment.to_string(),
+            inputs: crate::saved::Inputs::default(),
             cloud: None,
             hosts,
         }
@@ -424,7 +427,7 @@ mod tests {
             ..Default::default()
         });
         let json = serde_json::to_string(&p).unwrap();
-        assert!(json.starts_with("{\"format_version\":\"2\""));
+        assert!(json.starts_with("{\"format_version\":\"3\""));
         let back: Plan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
         assert_eq!(

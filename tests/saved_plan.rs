@@ -1,0 +1,245 @@
+//! Saved plans: `plan --out FILE` writes the file 0600 (never through a symlink), and
+//! `apply FILE` refuses a file whose steps were tampered with (a command step added, a file's
+//! check altered, a step removed, a content hash changed) or whose site changed since, changing
+//! nothing; the untouched file applies. On a `connection: local` host inside a private mount
+//! namespace (tmpfs over /srv and /var/lib), so no network is needed.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const ROLE: &str = "\
+name: web
+dirs:
+  - {path: /srv/app, mode: \"0750\"}
+files:
+  - template: app/config.ini.j2
+    dest: /srv/app/config.ini
+    mode: \"0640\"
+    check: \"grep -q '^name = ' /srv/app/config.ini\"
+  - source: app/motd
+    dest: /srv/app/motd
+commands:
+  - {name: seed, run: \"echo seeded > /srv/app/seeded\", creates: /srv/app/seeded}
+";
+
+const INVENTORY: &str = "\
+environment: lab
+domain: example.org
+internal_domain: lab.internal
+provider: {type: static}
+connection: local
+hosts:
+  self: {roles: [web]}
+";
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |path: &str, text: &str| {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("roles/web.yaml", ROLE);
+    write("templates/app/config.ini.j2", "name = {{ host.name }}\n");
+    write("templates/app/motd", "managed by infra\n");
+    write("inventories/lab.yaml", INVENTORY);
+    dir
+}
+
+/// A private mount namespace with tmpfs over /srv and /var/lib, held by a sleeping process
+/// (killed on drop, taking the tmpfs with it).
+struct Namespace {
+    holder: Child,
+    pid: String,
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        require_root();
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs tmpfs /srv && mount -t tmpfs tmpfs /var/lib && echo ready && exec sleep 600")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run unshare (util-linux)");
+        let mut line = String::new();
+        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "cannot make a private mount namespace"
+        );
+        let pid = holder.id().to_string();
+        Namespace { holder, pid }
+    }
+
+    fn infra(&self, dir: &Path, args: &[&str]) -> Run {
+        infra_through(&["nsenter", "-t", &self.pid, "-m", "--"], dir, args, &[])
+    }
+
+    /// `sh -c script` inside the namespace: its stdout.
+    fn sh(&self, script: &str) -> String {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.pid, "-m", "--", "sh", "-c", script])
+            .output()
+            .expect("run nsenter");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The steps of the only host of a saved plan.
+fn steps(plan: &mut Value) -> &mut Vec<Value> {
+    plan["hosts"][0]["steps"].as_array_mut().expect("steps")
+}
+
+fn file_step<'a>(plan: &'a mut Value, dest: &str) -> &'a mut Value {
+    steps(plan)
+        .iter_mut()
+        .find(|s| s["kind"] == "file" && s["dest"] == dest)
+        .expect("a file step")
+}
+
+/// `apply` of `plan` (written to a file) is refused with `message` and `detail`, and the host
+/// is untouched.
+fn refused(ns: &Namespace, dir: &Path, plan: &Value, message: &str, detail: &str) {
+    let path = dir.join("tampered.json");
+    std::fs::write(&path, serde_json::to_string_pretty(plan).unwrap()).unwrap();
+    let run = ns.infra(dir, &["apply", path.to_str().unwrap(), "--yes"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(message) && run.stderr.contains(detail),
+        "expected `{message}` and `{detail}`:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(
+        ns.sh("ls -A /srv; ls -A /var/lib"),
+        "",
+        "a refused apply changed the host"
+    );
+}
+
+#[test]
+fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
+    let dir = site();
+    let ns = Namespace::new();
+    let saved = dir.path().join("plan.json");
+    let saved_arg = saved.to_str().unwrap();
+
+    // Written 0600, even over an existing world-readable file; never through a symlink.
+    std::fs::write(&saved, "old").unwrap();
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let plan = ns.infra(dir.path(), &["plan", "lab", "--out", saved_arg]);
+    plan.assert_code(0);
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the saved plan's mode is {mode:o}");
+    assert!(
+        plan.stdout
+            .contains("checked by: grep -q '^name = ' /srv/app/config.ini"),
+        "the file's check is shown in the plan:\n{}",
+        plan.stdout
+    );
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(dir.path().join("target.json"), &link).unwrap();
+    let through = ns.infra(
+        dir.path(),
+        &["plan", "lab", "--out", link.to_str().unwrap()],
+    );
+    through.assert_code(1);
+    assert!(
+        through.stderr.contains("symbolic link"),
+        "{}",
+        through.stderr
+    );
+    assert!(!dir.path().join("target.json").exists());
+
+    let original: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert!(original["inputs"]["site_digest"].as_str().unwrap().len() == 64);
+    let altered = "the saved plan differs from the plan computed now";
+
+    let mut p = original.clone();
+    steps(&mut p)
+        .push(json!({"kind": "command", "role": "web", "name": "evil", "run": "touch /srv/evil"}));
+    refused(&ns, dir.path(), &p, altered, "self: `command evil` added");
+
+    let mut p = original.clone();
+    file_step(&mut p, "/srv/app/config.ini")["check"] = json!("true");
+    refused(
+        &ns,
+        dir.path(),
+        &p,
+        altered,
+        "`file /srv/app/config.ini` altered: check: \"grep -q '^name = ' /srv/app/config.ini\" -> \"true\"",
+    );
+
+    let mut p = original.clone();
+    let last = steps(&mut p).pop().unwrap();
+    assert_eq!(last["kind"], "command");
+    refused(&ns, dir.path(), &p, altered, "self: `command seed` removed");
+
+    let mut p = original.clone();
+    file_step(&mut p, "/srv/app/motd")["after"]["sha256"] = json!("0".repeat(64));
+    refused(
+        &ns,
+        dir.path(),
+        &p,
+        altered,
+        "`file /srv/app/motd` altered: after.sha256:",
+    );
+
+    // Hand edits that are not well-formed are errors, not panics.
+    let mut p = original.clone();
+    file_step(&mut p, "/srv/app/motd")["after"]["sha256"] = json!("é");
+    refused(&ns, dir.path(), &p, altered, "after.sha256:");
+    let mut p = original.clone();
+    file_step(&mut p, "/srv/app/motd")["after"]["mode"] = json!(1e300);
+    refused(
+        &ns,
+        dir.path(),
+        &p,
+        "is not a plan saved by `infra plan --out`",
+        "",
+    );
+
+    let mut p = original.clone();
+    p["inputs"]["site_digest"] = json!("0".repeat(64));
+    refused(
+        &ns,
+        dir.path(),
+        &p,
+        "the site changed since the plan was saved",
+        "",
+    );
+
+    // The site itself changed: the same saved file is refused, naming the step.
+    edit(dir.path(), "templates/app/motd", "managed", "hijacked");
+    refused(
+        &ns,
+        dir.path(),
+        &original,
+        "the site changed since the plan was saved",
+        "`file /srv/app/motd` altered",
+    );
+    edit(dir.path(), "templates/app/motd", "hijacked", "managed");
+
+    // The file as written applies: the steps computed now run.
+    let apply = ns.infra(dir.path(), &["apply", saved_arg, "--yes"]);
+    apply.assert_code(0);
+    assert_eq!(
+        ns.sh("cat /srv/app/motd /srv/app/seeded"),
+        "managed by infra\nseeded\n"
+    );
+    assert_eq!(ns.sh("ls -A /srv"), "app\n");
+}
