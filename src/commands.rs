@@ -11,6 +11,7 @@ use infra_core::secrets::Secrets;
 use infra_core::site::Site;
 use infra_core::suggest::did_you_mean;
 use infra_core::validate;
+use std::path::Path;
 
 pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
     match &cli.command {
@@ -186,15 +187,11 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
     if let Some(dir) = out_dir {
         for f in &files {
             let path = dir.join(f.dest.trim_start_matches('/'));
-            let write = || -> std::io::Result<()> {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
+            write_confined(dir, &f.dest, &redact(&f.content), f.mode.0).map_err(|source| {
+                CliError::Write {
+                    path: path.clone(),
+                    source,
                 }
-                std::fs::write(&path, redact(&f.content))
-            };
-            write().map_err(|source| CliError::Write {
-                path: path.clone(),
-                source,
             })?;
         }
         eprintln!(
@@ -209,6 +206,60 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
         view::print_files(&shown).map_err(CliError::Stdout)?;
     }
     Ok(Outcome::Success)
+}
+
+/// Writes `bytes` at `dest` under `dir` with `mode`, never outside `dir`: `dest` may hold only
+/// plain names (no `..`), every folder on the way must be a real folder (a symlink is refused,
+/// it could lead anywhere), and the file itself is opened without following a symlink.
+fn write_confined(dir: &Path, dest: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::path::Component;
+    let refuse = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+    let rel = Path::new(dest.trim_start_matches('/'));
+    let parts: Vec<_> = rel.components().collect();
+    if parts.is_empty() || !parts.iter().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(refuse(format!(
+            "the destination {dest} is not a plain path under the output folder"
+        )));
+    }
+    let mut at = dir.to_path_buf();
+    for part in &parts[..parts.len() - 1] {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(refuse(format!(
+                    "{} is a symbolic link or a file, not a folder: refusing to write through it",
+                    at.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new().mode(0o755).create(&at)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    at.push(parts[parts.len() - 1]);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode & 0o777)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&at)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refuse(format!(
+                    "{} is a symbolic link: refusing to write through it",
+                    at.display()
+                ))
+            } else {
+                e
+            }
+        })?;
+    // The mode as rendered, whatever the umask or an earlier file had (on the open file).
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
+    std::io::Write::write_all(&mut file, bytes)
 }
 
 fn missing_secrets_warning(env: &Environment, names: &[&str]) -> Diagnostic {

@@ -12,9 +12,9 @@ use infra_core::desired::DesiredHost;
 use infra_core::environment::{Environment, HostView, ResolvedHost};
 use infra_core::facts::Facts;
 use infra_core::model::ProviderKind;
+use infra_core::plan::Inputs;
 use infra_core::plan::{plan_host, HostPlan, Plan};
 use infra_core::render::{render_hosts, Renderer};
-use infra_core::saved::Inputs;
 use infra_core::secrets::Secrets;
 use infra_core::vars::VarOverride;
 use infra_protocol::{CloudFacts, Scope};
@@ -242,20 +242,35 @@ fn selected(limit: &[String], h: &HostView) -> bool {
     })
 }
 
-/// `*` and `?` globbing.
+/// `*` and `?` globbing, in O(pattern × text) time at worst: the two-pointer match that, on a
+/// mismatch, retries only from the last `*` (an earlier `*` never needs retrying).
 fn glob(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
-            _ => false,
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
+    let (mut pi, mut ti) = (0, 0);
+    // The last `*` seen, and the text position it is matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    pi = sp + 1;
+                    ti = st + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -735,5 +750,20 @@ mod tests {
         assert!(!glob("db?", "db12"));
         assert!(glob("*", ""));
         assert!(!glob("app", "app1"));
+        assert!(glob("*db*", "masterdb1"));
+        assert!(glob("a*b?c", "axxbyc"));
+        assert!(!glob("a*b?c", "axxbc"));
+        assert!(glob("**", "x"));
+        assert!(!glob("", "x"));
+        assert!(glob("é?", "éa"));
+    }
+
+    /// A pattern that took exponential time with backtracking at every `*`.
+    #[test]
+    fn globbing_is_not_exponential() {
+        let pattern = format!("{}b", "a*".repeat(200));
+        let text = "a".repeat(5000);
+        assert!(!glob(&pattern, &text));
+        assert!(glob(&format!("{}*", "a*".repeat(200)), &text));
     }
 }

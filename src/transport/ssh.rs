@@ -9,7 +9,7 @@ use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a host could not be reached over SSH, or the run's ssh settings could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,45 @@ pub struct SshConfig {
     secret_prefix: String,
 }
 
+/// The run's own folder under `base`, `infra-ssh-PID-XXXXXX`, mode 0700 from its creation (it
+/// holds the control sockets); first, the folders of runs of ours that were killed are removed.
+fn run_dir(base: &Path) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    remove_stale_run_dirs(base);
+    tempfile::Builder::new()
+        .prefix(&format!("infra-ssh-{}-", std::process::id()))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)
+}
+
+/// Removes `infra-ssh-PID-*` folders under `base` that this user owns and whose run is gone
+/// (no process PID). A folder whose PID lives (maybe reused) is left alone; errors are ignored,
+/// as this is tidying only.
+fn remove_stale_run_dirs(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("infra-ssh-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// Connections kept between runs.
 struct Persist {
     dir: PathBuf,
@@ -88,13 +127,10 @@ impl SshConfig {
                 .as_deref()
                 .unwrap_or(&format!(".infra/known_hosts/{}", env.name)),
         );
-        let dir = tempfile::Builder::new()
-            .prefix("infra-ssh-")
-            .tempdir_in("/tmp")
-            .map_err(|source| SshError::Config {
-                path: PathBuf::from("/tmp"),
-                source,
-            })?;
+        let dir = run_dir(Path::new("/tmp")).map_err(|source| SshError::Config {
+            path: PathBuf::from("/tmp"),
+            source,
+        })?;
         if let Some(parent) = known_hosts.parent() {
             std::fs::create_dir_all(parent).map_err(|source| SshError::Config {
                 path: parent.to_path_buf(),
@@ -581,6 +617,37 @@ mod tests {
         assert_eq!(super::word("/home/a b/key").unwrap(), "\"/home/a b/key\"");
         assert!(super::word("x\nProxyCommand y").is_err());
         assert!(super::word("a\"b").is_err());
+    }
+
+    #[test]
+    fn the_run_dir_is_private_and_killed_runs_dirs_are_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        // PIDs never go past 2^22: this run is gone.
+        let stale = base.path().join("infra-ssh-4194305-abcdef");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("config"), "x").unwrap();
+        let alive = base
+            .path()
+            .join(format!("infra-ssh-{}-zzzzzz", std::process::id()));
+        std::fs::create_dir(&alive).unwrap();
+        let other = base.path().join("infra-ssh-old");
+        std::fs::create_dir(&other).unwrap();
+        let dir = super::run_dir(base.path()).unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(!stale.exists() && alive.exists() && other.exists());
+        let name = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            name.starts_with(&format!("infra-ssh-{}-", std::process::id())),
+            "{name}"
+        );
     }
 
     use super::SshConfig;

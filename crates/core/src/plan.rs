@@ -39,13 +39,28 @@ pub struct Summary {
     pub hosts: usize,
 }
 
+/// What a plan was computed from (built by `saved::Inputs::new`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// The version of infra that computed it.
+    pub infra_version: String,
+    /// sha256 over the desired state of every planned host: its view (address, roles, vars as
+    /// templates see them), packages, users, dirs, links, services, commands, and each file's
+    /// owner, mode, check, notify and content (secret values redacted before hashing).
+    pub site_digest: String,
+    /// sha256 of the `--var` overrides, in the order given.
+    pub vars_digest: String,
+    /// `--limit`, as given.
+    pub limit: Vec<String>,
+}
+
 /// The plan for an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: String,
     pub environment: String,
     /// What it was computed from: `apply FILE` refuses a plan whose inputs differ.
-    pub inputs: crate::saved::Inputs,
+    pub inputs: Inputs,
     /// The cloud section (aws inventories): applied before the hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<crate::cloud::CloudPlan>,
@@ -58,7 +73,7 @@ impl Plan {
         Plan {
             format_version: FORMAT_VERSION.to_string(),
             environment: environment.to_string(),
-            inputs: crate::saved::Inputs::default(),
+            inputs: Inputs::default(),
             cloud: None,
             hosts,
         }

@@ -7,7 +7,10 @@ use crate::secrets::Secrets;
 use crate::site::Site;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
 
 /// Where a rendered file's content came from.
@@ -40,9 +43,27 @@ pub struct RenderedFile {
     pub entry: SourceLocation,
 }
 
-/// The parsed templates of a site, with the discovery functions registered.
+/// The parsed templates of a site, with the discovery functions registered, and the bounds on
+/// what one template may produce.
 pub struct Renderer {
-    tera: Tera,
+    tera: Arc<Tera>,
+    limits: Limits,
+}
+
+/// How much one rendered template may write, and for how long it may run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bytes: 16 << 20,
+            max_time: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A file entry's destination, content and origin.
@@ -93,7 +114,17 @@ impl Renderer {
                 }
             }
         }
-        (Renderer { tera }, diags)
+        let renderer = Renderer {
+            tera: Arc::new(tera),
+            limits: Limits::default(),
+        };
+        (renderer, diags)
+    }
+
+    /// The same templates under other limits (tests).
+    pub fn with_limits(mut self, limits: Limits) -> Renderer {
+        self.limits = limits;
+        self
     }
 
     pub fn has_template(&self, name: &str) -> bool {
@@ -177,6 +208,7 @@ impl Renderer {
         base.insert_value("host", host_value);
         base.insert_value("secrets", secrets_value);
         let plain_vars = Value::from_serializable(&env.file_vars(host, &Default::default()));
+        let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
 
         for role_name in &host.view.all_roles {
             let Some(role) = site.roles.get(role_name) else {
@@ -190,7 +222,12 @@ impl Renderer {
                     let vars = env.file_vars(host, &entry.value.vars);
                     ctx.insert_value("vars", Value::from_serializable(&vars));
                 }
-                match self.render_entry(site, &role.file, i, entry, &ctx) {
+                let mut job = Job {
+                    worker: &mut worker,
+                    ctx,
+                    host: &host.view.name,
+                };
+                match self.render_entry(site, &role.file, i, entry, &mut job) {
                     // A missing template or source: validation reports it once.
                     Ok(None) => {}
                     Ok(Some((dest, content, origin))) => {
@@ -230,14 +267,22 @@ impl Renderer {
         role_file: &Path,
         index: usize,
         entry: &Sp<FileEntry>,
-        ctx: &Context,
+        job: &mut Job,
     ) -> Result<Option<Rendered>, Box<Diagnostic>> {
         let e = &entry.value;
         let dest = if is_templated(&e.dest.value) {
             let at = site.loc(role_file, &e.dest, e.dest.value.chars().count());
-            self.tera
-                .render(&dest_template_name(role_file, index), ctx)
-                .map_err(|err| Box::new(tera_diagnostic(site, &err, Some(at))))?
+            let name = dest_template_name(role_file, index);
+            let bytes = self.render_bounded(&name, job).map_err(|f| {
+                f.diagnostic(
+                    site,
+                    "the `dest` of this file",
+                    job.host,
+                    Some(at.clone()),
+                    at,
+                )
+            })?;
+            String::from_utf8_lossy(&bytes).into_owned()
         } else {
             e.dest.value.clone()
         };
@@ -255,15 +300,12 @@ impl Renderer {
                 // Missing, or a syntax error: reported by validation and Renderer::new.
                 return Ok(None);
             }
-            let content = self
-                .tera
-                .render(&t.value, ctx)
-                .map_err(|err| Box::new(tera_diagnostic(site, &err, None)))?;
-            Ok(Some((
-                dest,
-                content.into_bytes(),
-                Origin::Template(t.value.clone()),
-            )))
+            let what = format!("template `{}`", t.value);
+            let content = self.render_bounded(&t.value, job).map_err(|f| {
+                let at = site.loc(role_file, entry, 1);
+                f.diagnostic(site, &what, job.host, None, at)
+            })?;
+            Ok(Some((dest, content, Origin::Template(t.value.clone()))))
         } else if let Some(s) = &e.source {
             // A missing source is reported by validation.
             Ok(site
@@ -273,6 +315,126 @@ impl Renderer {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// One render on a host's worker: its context and the host, for messages.
+struct Job<'a> {
+    worker: &'a mut Worker,
+    ctx: Context,
+    host: &'a str,
+}
+
+impl Renderer {
+    /// Renders `name` on the job's worker thread, within the limits.
+    fn render_bounded(&self, name: &str, job: &mut Job) -> Result<Vec<u8>, Failure> {
+        let ctx = std::mem::take(&mut job.ctx);
+        let reply = job.worker.start(name, ctx.clone());
+        job.ctx = ctx;
+        match reply.recv_timeout(self.limits.max_time) {
+            Ok(result) => result,
+            Err(_) => {
+                // Tera cannot be interrupted: the runaway render is left to its thread (it ends
+                // with the process, as the run now fails) and the host gets a fresh worker.
+                *job.worker = Worker::new(&self.tera, self.limits.max_bytes);
+                Err(Failure::TooSlow(self.limits.max_time))
+            }
+        }
+    }
+}
+
+/// A thread rendering one host's templates in turn, so a render that never ends can be waited
+/// for with a deadline.
+struct Worker {
+    jobs: mpsc::Sender<WorkerJob>,
+}
+
+/// A template name, its context, and where the result goes.
+type WorkerJob = (String, Context, mpsc::Sender<Result<Vec<u8>, Failure>>);
+
+impl Worker {
+    fn new(tera: &Arc<Tera>, max_bytes: usize) -> Worker {
+        let (jobs, rx) = mpsc::channel::<WorkerJob>();
+        let tera = tera.clone();
+        std::thread::spawn(move || {
+            for (name, ctx, reply) in rx {
+                let mut out = Bounded {
+                    bytes: Vec::new(),
+                    max: max_bytes,
+                };
+                let result = match tera.render_to(&name, &ctx, &mut out) {
+                    Ok(()) => Ok(out.bytes),
+                    Err(_) if out.bytes.len() >= out.max => Err(Failure::TooBig(out.max)),
+                    Err(e) => Err(Failure::Tera(e)),
+                };
+                let _ = reply.send(result);
+            }
+        });
+        Worker { jobs }
+    }
+
+    /// Hands a render to the thread; the answer comes on the returned channel.
+    fn start(&self, name: &str, ctx: Context) -> mpsc::Receiver<Result<Vec<u8>, Failure>> {
+        let (tx, rx) = mpsc::channel();
+        // A worker whose thread is gone (it panicked) answers nothing: recv sees a closed
+        // channel at once.
+        let _ = self.jobs.send((name.to_string(), ctx, tx));
+        rx
+    }
+}
+
+/// A writer that refuses to grow past `max` bytes.
+struct Bounded {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max {
+            self.bytes.resize(self.max, 0);
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a bounded render gave no output.
+#[derive(Debug)]
+enum Failure {
+    Tera(tera::Error),
+    TooBig(usize),
+    TooSlow(Duration),
+}
+
+impl Failure {
+    fn diagnostic(
+        self,
+        site: &Site,
+        what: &str,
+        host: &str,
+        tera_at: Option<SourceLocation>,
+        at: SourceLocation,
+    ) -> Box<Diagnostic> {
+        Box::new(match self {
+            Failure::Tera(e) => tera_diagnostic(site, &e, tera_at),
+            Failure::TooBig(max) => Diagnostic::error(format!(
+                "{what} on host `{host}` renders more than {} MiB",
+                max >> 20
+            ))
+            .at(at)
+            .hint("a loop that never stops growing the output? files infra manages are config, not data"),
+            Failure::TooSlow(t) => Diagnostic::error(format!(
+                "{what} on host `{host}` took over {t:?} to render"
+            ))
+            .at(at)
+            .hint("look for nested loops over large ranges"),
+        })
     }
 }
 
@@ -492,6 +654,81 @@ pub fn render_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A site with one role whose file renders `template`, and a host `h1` holding it.
+    fn one_template(template: &str) -> (tempfile::TempDir, Site) {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "roles/r.yaml",
+            "name: r\nfiles:\n  - {template: t.j2, dest: /etc/t}\n",
+        );
+        write("templates/t.j2", template);
+        write(
+            "inventories/e.yaml",
+            "environment: e\ndomain: example.org\ninternal_domain: e.internal\nprovider: {type: static}\nhosts:\n  h1: {roles: [r], address: 10.0.0.1}\n",
+        );
+        let (site, diags) = Site::load(dir.path()).unwrap();
+        assert!(diags.is_empty(), "{diags:?}");
+        (dir, site)
+    }
+
+    fn render_one(site: &Site, limits: Limits) -> HostRender {
+        let env = Environment::resolve(site, "e", &[]).unwrap();
+        let (renderer, diags) = Renderer::new(site);
+        assert!(diags.is_empty(), "{diags:?}");
+        let renderer = renderer.with_limits(limits);
+        let host = env.hosts.get("h1").unwrap();
+        render_hosts(&env, &renderer, &Secrets::default(), &[host])
+            .pop()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_template_rendering_too_much_is_an_error_naming_it_and_the_host() {
+        let (_dir, site) = one_template(
+            "{% for i in range(end=100000) %}{% for j in range(end=100000) %}xxxxxxxxxx{% endfor %}{% endfor %}",
+        );
+        let out = render_one(
+            &site,
+            Limits {
+                max_bytes: 1 << 20,
+                max_time: Duration::from_secs(60),
+            },
+        );
+        assert!(out.files.is_empty());
+        assert_eq!(
+            out.diagnostics[0].message,
+            "template `t.j2` on host `h1` renders more than 1 MiB"
+        );
+        assert_eq!(
+            out.diagnostics[0].location.as_ref().unwrap().file,
+            Path::new("roles/r.yaml")
+        );
+    }
+
+    #[test]
+    fn a_template_rendering_too_long_is_an_error_naming_it_and_the_host() {
+        let (_dir, site) = one_template(
+            "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
+        );
+        let out = render_one(
+            &site,
+            Limits {
+                max_bytes: 1 << 20,
+                max_time: Duration::from_millis(300),
+            },
+        );
+        assert!(out.files.is_empty());
+        assert_eq!(
+            out.diagnostics[0].message,
+            "template `t.j2` on host `h1` took over 300ms to render"
+        );
+    }
 
     #[test]
     fn report_text_gives_name_line_and_column() {

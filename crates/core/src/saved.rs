@@ -7,30 +7,14 @@
 
 use crate::desired::DesiredHost;
 use crate::environment::HostView;
-use crate::plan::Plan;
+use crate::plan::{Inputs, Plan};
 use crate::secrets::Secrets;
 use crate::state::sha256;
 use crate::vars::VarOverride;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// What a plan was computed from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inputs {
-    /// The version of infra that computed it.
-    pub infra_version: String,
-    /// sha256 over the desired state of every planned host: its view (address, roles, vars as
-    /// templates see them), packages, users, dirs, links, services, commands, and each file's
-    /// owner, mode, check, notify and content (secret values redacted before hashing).
-    pub site_digest: String,
-    /// sha256 of the `--var` overrides, in the order given.
-    pub vars_digest: String,
-    /// `--limit`, as given.
-    pub limit: Vec<String>,
-}
 
 impl Inputs {
     pub fn new(

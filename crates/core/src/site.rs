@@ -46,6 +46,10 @@ pub struct Site {
 pub enum SiteError {
     #[error("{root} is not an infra site: it has no roles/ or inventories/ folder (run from a site, or pass -C DIR)")]
     NotASite { root: PathBuf },
+    #[error("{path} is a symbolic link back to {target}, a folder it is inside: the templates walk would never end (remove or retarget the link)")]
+    Loop { path: PathBuf, target: PathBuf },
+    #[error("the templates under {path} hold {what}: is a symbolic link repeating a folder?")]
+    TooBig { path: PathBuf, what: String },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -184,24 +188,63 @@ fn read_yaml_dir(root: &Path, sub: &str) -> Result<Vec<(String, PathBuf, String)
     Ok(out)
 }
 
+/// The deepest folder nesting and the most entries the templates walk reads: links between
+/// folders can make a tree far bigger than the disk holds without any loop.
+const MAX_WALK_DEPTH: usize = 64;
+const MAX_WALK_ENTRIES: usize = 200_000;
+
+/// Every file under `dir`, sorted. Symlinks to folders are followed, but one that leads back to
+/// a folder it is inside is a loop, and an error naming it.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SiteError> {
-    let entries = fs::read_dir(dir).map_err(|source| SiteError::Read {
+    let mut ancestors = Vec::new();
+    let mut seen = 0;
+    walk_in(dir, out, &mut ancestors, &mut seen)?;
+    out.sort();
+    Ok(())
+}
+
+fn walk_in(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    ancestors: &mut Vec<(u64, u64, PathBuf)>,
+    seen: &mut usize,
+) -> Result<(), SiteError> {
+    use std::os::unix::fs::MetadataExt;
+    let read_err = |source| SiteError::Read {
         path: dir.to_path_buf(),
         source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| SiteError::Read {
+    };
+    let meta = fs::metadata(dir).map_err(read_err)?;
+    let id = (meta.dev(), meta.ino());
+    if let Some((_, _, first)) = ancestors.iter().find(|(d, i, _)| (*d, *i) == id) {
+        return Err(SiteError::Loop {
             path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
+            target: first.clone(),
+        });
+    }
+    if ancestors.len() >= MAX_WALK_DEPTH {
+        return Err(SiteError::TooBig {
+            path: dir.to_path_buf(),
+            what: format!("folders nested more than {MAX_WALK_DEPTH} deep"),
+        });
+    }
+    ancestors.push((id.0, id.1, dir.to_path_buf()));
+    for entry in fs::read_dir(dir).map_err(read_err)? {
+        let path = entry.map_err(read_err)?.path();
+        *seen += 1;
+        if *seen > MAX_WALK_ENTRIES {
+            return Err(SiteError::TooBig {
+                path: dir.to_path_buf(),
+                what: format!("more than {MAX_WALK_ENTRIES} files and folders"),
+            });
+        }
         if path.is_dir() {
-            walk(&path, out)?;
+            walk_in(&path, out, ancestors, seen)?;
         } else if path.is_file() {
             out.push(path);
         }
     }
-    out.sort();
+    ancestors.pop();
     Ok(())
 }
 
@@ -295,6 +338,27 @@ mod tests {
         let (m, h) = explain_yaml_error("unknown field `rolez`, expected one of `roles`, `vars`");
         assert_eq!(m, "unknown field `rolez`");
         assert_eq!(h.as_deref(), Some("did you mean `roles`?"));
+    }
+
+    #[test]
+    fn a_symlink_loop_under_templates_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("roles");
+        std::fs::create_dir_all(&t).unwrap();
+        let sub = dir.path().join("templates/a/b");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("x.j2"), "x").unwrap();
+        std::os::unix::fs::symlink("..", sub.join("up")).unwrap();
+        // A link to a folder that is not an ancestor is followed.
+        std::os::unix::fs::symlink("a/b", dir.path().join("templates/copy")).unwrap();
+        let e = Site::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is a symbolic link back to"), "{e}");
+        std::fs::remove_file(sub.join("up")).unwrap();
+        let (site, _) = Site::load(dir.path()).unwrap();
+        assert_eq!(
+            site.templates.keys().collect::<Vec<_>>(),
+            ["a/b/x.j2", "copy/x.j2"]
+        );
     }
 
     #[test]

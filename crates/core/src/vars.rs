@@ -15,6 +15,10 @@ pub fn deep_merge(base: &mut Vars, over: &Vars) {
     }
 }
 
+/// The most parts a `--var` key may have (`a.b.c` has 3): deeper maps are not a variable
+/// anyone writes, and each part is a level of nesting every merge walks.
+pub const MAX_KEY_PARTS: usize = 32;
+
 /// A `--var key.path=value` from the command line. The value is read as YAML, so `3` is a
 /// number, `true` a boolean, `[a, b]` a list; anything that does not parse is a string.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +33,12 @@ impl VarOverride {
             .split_once('=')
             .ok_or_else(|| format!("--var `{text}` has no `=`: write --var key.path=value"))?;
         let path: Vec<String> = path.trim().split('.').map(str::to_string).collect();
+        if path.len() > MAX_KEY_PARTS {
+            return Err(format!(
+                "--var: the key has {} parts, more than the {MAX_KEY_PARTS} allowed: write a shorter key.path",
+                path.len()
+            ));
+        }
         if path.iter().any(String::is_empty) {
             return Err(format!("--var `{text}`: the key has an empty part"));
         }
@@ -100,5 +110,14 @@ mod tests {
         assert_eq!(VarOverride::parse("a=").unwrap().value, json!(""));
         assert!(VarOverride::parse("novalue").is_err());
         assert!(VarOverride::parse("a..b=1").is_err());
+    }
+
+    /// ~6,500 parts overflowed the stack when merged and rendered.
+    #[test]
+    fn a_key_too_deep_is_an_error() {
+        let deep = format!("{}=1", vec!["a"; 6500].join("."));
+        let e = VarOverride::parse(&deep).unwrap_err();
+        assert!(e.contains("6500 parts, more than the 32 allowed"), "{e}");
+        assert!(VarOverride::parse(&format!("{}=1", vec!["a"; 32].join("."))).is_ok());
     }
 }
