@@ -1,12 +1,14 @@
 //! The engine: reaches every host in parallel, gathers facts, plans, and applies a plan's
 //! steps. It never prints; it reports [`Event`]s to the view.
 
-pub use crate::events::{Event, HostError, Recap, Sink};
+pub use crate::events::{Event, HostBusy, HostError, Recap, Sink};
 use crate::transport::{Transport, TransportError, Transports};
 use infra_core::desired::DesiredHost;
 use infra_core::facts;
 use infra_core::plan::{files_to_diff, plan_host, HostPlan};
-use infra_core::script::{apply_script_with, parse_report, Report, ScriptOptions, StepStatus};
+use infra_core::script::{
+    apply_script_with, parse_report, Report, RunTag, ScriptOptions, StepStatus,
+};
 use infra_core::secrets::Secrets;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -185,11 +187,13 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
         failed: false,
         unreachable: false,
         failure: None,
+        busy: None,
     };
     if t.plan.steps.is_empty() {
         return recap;
     }
-    let script = match apply_script_with(&t.plan, &t.desired, &ScriptOptions::from_env()) {
+    let options = ScriptOptions::from_env(run_tag().clone());
+    let script = match apply_script_with(&t.plan, &t.desired, &options) {
         Ok(s) => s,
         Err(e) => {
             recap.failed = true;
@@ -205,6 +209,7 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
         failed_step: None,
         output: Vec::new(),
         done: false,
+        locked: None,
     };
     let result = t
         .conn
@@ -215,10 +220,19 @@ async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {
         failed_step,
         mut output,
         done,
+        locked,
         ..
     } = reported;
     recap.changed = changed;
     recap.ok = resources.saturating_sub(changed);
+    if let Some(holder) = locked {
+        recap.failed = true;
+        recap.busy = Some(HostBusy {
+            host: t.desired.name.clone(),
+            holder,
+        });
+        return recap;
+    }
     match result {
         Ok(out) if out.code == Some(0) && done => {}
         Ok(out) => {
@@ -252,6 +266,8 @@ struct Reported<'a> {
     output: Vec<String>,
     /// The script reached its end.
     done: bool,
+    /// Another run holds the host's lock.
+    locked: Option<infra_core::script::Holder>,
 }
 
 impl Reported<'_> {
@@ -284,9 +300,55 @@ impl Reported<'_> {
             }
             Some(Report::Done) => self.done = true,
             Some(Report::Fatal(text)) => self.output.push(self.secrets.redact(&text)),
+            Some(Report::Locked(holder)) => self.locked = Some(holder),
             None => {}
         }
     }
+}
+
+/// This run, as host locks record it: an id unique to this process (time, pid, and a
+/// hash of them) and `user@controller-hostname`. Made once, the same on every host.
+pub fn run_tag() -> &'static RunTag {
+    static TAG: std::sync::OnceLock<RunTag> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = format!(
+            "{}.{}.{}",
+            now.as_secs(),
+            now.subsec_nanos(),
+            std::process::id()
+        );
+        let id = infra_core::state::sha256(seed.as_bytes());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| user_of_process());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        RunTag::new(id.get(..12).unwrap_or("run"), &format!("{user}@{host}"))
+    })
+}
+
+/// The name of the user running infra, from its uid and /etc/passwd (`uid N` if not there).
+fn user_of_process() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// How many things the host's roles manage, for the recap's `ok` count.

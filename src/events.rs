@@ -44,4 +44,14 @@ pub struct Recap {
     pub unreachable: bool,
     /// The failing step and the last lines of its output (secrets redacted).
     pub failure: Option<(String, Vec<String>)>,
+    /// Another run held the host's lock: nothing was done on it.
+    pub busy: Option<HostBusy>,
+}
+
+/// A host another run is applying: its lock's holder, as recorded on the host.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("host {host} is being applied by run {} ({}, from {}, since {}): wait for it to finish", .holder.run, .holder.who, .holder.from, .holder.since)]
+pub struct HostBusy {
+    pub host: String,
+    pub holder: infra_core::script::Holder,
 }

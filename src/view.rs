@@ -617,6 +617,9 @@ pub fn print_recap(recaps: &[crate::events::Recap]) -> io::Result<()> {
         )?;
     }
     for r in recaps.iter().filter(|r| r.failed) {
+        if let Some(busy) = &r.busy {
+            writeln!(out, "\n{busy}")?;
+        }
         if let Some((step, lines)) = &r.failure {
             writeln!(out, "\n{} failed at {step}:", r.host)?;
             for l in lines.iter().rev().take(20).rev() {

@@ -5,7 +5,7 @@ use crate::desired::DesiredHost;
 use crate::kinds::service::journal;
 use crate::kinds::Writer;
 use crate::plan::HostPlan;
-use crate::shell::{n, Arg, Script};
+use crate::shell::{n, w, Arg, Script};
 use std::collections::BTreeMap;
 
 pub use crate::kinds::command::COMMAND_TIMEOUT;
@@ -16,35 +16,109 @@ pub const MARKER: &str = "@@infra";
 
 pub use crate::kinds::ScriptError;
 
+/// Before the lock: where the state lives, and the lock itself. The script holds the host's
+/// lock for its whole life by running itself again under `flock -o` (the lock's descriptor is
+/// kept by `flock` alone, so no daemon a step starts inherits it and holds the host forever).
+/// A second run refuses at once with the holder's record (`@@infra<TAB>locked<TAB>...`).
 const PRELUDE: &str = r#"set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+"#;
+
+/// Under the lock: the holder's record, this run's own directory (backups, step log, the
+/// journal's next version; those of killed runs removed), and the helpers every step uses.
+const LOCKED: &str = r#"from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 "#;
+
+/// Who runs an apply, as the host's lock records it: the run's id and `user@controller`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTag {
+    id: String,
+    who: String,
+}
+
+impl RunTag {
+    /// A tag from any text: the id keeps only `[A-Za-z0-9_-]` (it names a directory on the
+    /// host), `who` loses control characters (the holder record is one tab-separated line).
+    pub fn new(id: &str, who: &str) -> RunTag {
+        let id: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            .take(64)
+            .collect();
+        RunTag {
+            id: if id.is_empty() { "run".into() } else { id },
+            who: who
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .take(200)
+                .collect(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Default for RunTag {
+    fn default() -> RunTag {
+        RunTag::new("run", "unknown")
+    }
+}
+
+/// The run holding a host's lock, from its record there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub run: String,
+    pub who: String,
+    /// The address it came from (`SSH_CLIENT`'s first field) or `local`.
+    pub from: String,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub since: String,
+}
 
 /// How a script is built beyond its plan: only test hooks, and only in a build with the
 /// `test-hooks` feature (the workspace's tests turn it on; a release build has none).
 #[derive(Debug, Clone, Default)]
 pub struct ScriptOptions {
+    /// Which run this is, recorded on the host while it holds the host's lock.
+    pub run: RunTag,
     /// Crash tests: the script sleeps right after writing this file, so a test can kill the
     /// run at that exact point.
     #[cfg(feature = "test-hooks")]
@@ -53,8 +127,9 @@ pub struct ScriptOptions {
 
 impl ScriptOptions {
     /// The options a test asked for through the environment: `INFRA_TEST_PAUSE_AFTER=/path`.
-    pub fn from_env() -> ScriptOptions {
+    pub fn from_env(run: RunTag) -> ScriptOptions {
         ScriptOptions {
+            run,
             #[cfg(feature = "test-hooks")]
             pause_after: std::env::var("INFRA_TEST_PAUSE_AFTER").ok(),
         }
@@ -96,22 +171,29 @@ pub fn apply_script_with(
     };
     let mut s = Script::new();
     s.raw(PRELUDE);
+    s.line("run={} who={}", &[w(&options.run.id), w(&options.run.who)]);
+    s.raw(LOCKED);
     for (i, step) in plan.steps.iter().enumerate() {
         s.line("# step {}: {}", &[n(i), Arg::Comment(&step.address())]);
         step.script(i, &mut writer, &mut s)?;
         options.after_step(step, &mut s);
     }
-    s.raw("rm -f \"$S\"/backup/* \"$log\"\nprintf '@@infra\\tdone\\n'\n");
+    s.raw("rm -rf \"$R\"\nprintf '@@infra\\tdone\\n'\n");
     Ok(s.into_string())
 }
 
 /// One line the script printed, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
-    Step { index: usize, status: StepStatus },
+    Step {
+        index: usize,
+        status: StepStatus,
+    },
     Output(String),
     Done,
     Fatal(String),
+    /// Another run holds the host's lock: nothing was done.
+    Locked(Holder),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +219,21 @@ pub fn parse_report(line: &str) -> Option<Report> {
         ("out", Some(a), Some(b)) => Some(Report::Output(format!("{a}\t{b}"))),
         ("done", None, None) => Some(Report::Done),
         ("fatal", Some(text), _) => Some(Report::Fatal(text.to_string())),
+        ("locked", first, rest) => {
+            let text = [first, rest]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("\t");
+            let mut f = text.split('\t').map(str::to_string);
+            let mut next = || f.next().unwrap_or_else(|| "?".into());
+            Some(Report::Locked(Holder {
+                run: next(),
+                who: next(),
+                from: next(),
+                since: next(),
+            }))
+        }
         _ => None,
     }
 }
@@ -160,5 +257,18 @@ mod tests {
         );
         assert_eq!(parse_report("@@infra\tdone"), Some(Report::Done));
         assert_eq!(parse_report("hello"), None);
+        assert_eq!(
+            parse_report("@@infra\tlocked\tab12\tann@ctl\t10.0.0.1\t2026-01-02T03:04:05Z\t77"),
+            Some(Report::Locked(Holder {
+                run: "ab12".into(),
+                who: "ann@ctl".into(),
+                from: "10.0.0.1".into(),
+                since: "2026-01-02T03:04:05Z".into(),
+            }))
+        );
+        let Some(Report::Locked(h)) = parse_report("@@infra\tlocked\t?") else {
+            panic!("a lock with no record");
+        };
+        assert_eq!((h.run.as_str(), h.since.as_str()), ("?", "?"));
     }
 }

@@ -105,20 +105,21 @@ fn desired(dir: &Path, var: &str) -> DesiredHost {
 /// Runs `script` with `sh` in the directory `state` belongs to (where the sentinel would land).
 fn sh(script: &str, state: &Path) -> String {
     use std::io::Write;
-    let mut child = Command::new("sh")
+    // As the wrapper runs it: from a file (the apply script runs itself again under its lock).
+    let file = state.with_extension("sh");
+    std::fs::File::create(&file)
+        .and_then(|mut f| f.write_all(script.as_bytes()))
+        .unwrap();
+    let out = Command::new("sh")
+        .arg(&file)
         .current_dir(state.parent().unwrap())
         .env("INFRA_STATE_DIR", state)
-        .stdin(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
         .unwrap()
-        .write_all(script.as_bytes())
+        .wait_with_output()
         .unwrap();
-    let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{text}");
     text

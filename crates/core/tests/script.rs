@@ -80,19 +80,20 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
 
 fn sh(script: &str, state: &Path) -> (i32, String) {
     use std::io::Write;
-    let mut child = Process::new("sh")
+    // As the wrapper runs it: from a file (the apply script runs itself again under its lock).
+    let file = state.with_extension("sh");
+    std::fs::File::create(&file)
+        .and_then(|mut f| f.write_all(script.as_bytes()))
+        .unwrap();
+    let out = Process::new("sh")
+        .arg(&file)
         .env("INFRA_STATE_DIR", state)
-        .stdin(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
         .unwrap()
-        .write_all(script.as_bytes())
+        .wait_with_output()
         .unwrap();
-    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),

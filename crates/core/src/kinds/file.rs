@@ -147,7 +147,7 @@ impl Step {
         }
         fix.push(" && mv -f \"$tmp\" {}", &[w(&self.dest)]);
         s.line(
-            "{ {}; } >> \"$log\" 2>&1 || { rm -f \"$tmp\"; fail {}; }",
+            "{ {}; } >> \"$log\" 2>&1 || { r=$?; rm -f \"$tmp\"; fail {} $r; }",
             &[Arg::Frag(&fix), n(i)],
         );
     }
@@ -254,7 +254,7 @@ fn write_tmp(s: &mut Script, content: &[u8], mode: Mode, i: usize) {
         }
     }
     s.line(
-        "rc=$?; umask 022; [ $rc = 0 ] || { rm -f \"$tmp\"; fail {}; }",
+        "rc=$?; umask 022; [ $rc = 0 ] || { rm -f \"$tmp\"; fail {} $rc; }",
         &[n(i)],
     );
 }

@@ -87,7 +87,7 @@ impl Kind for Step {
         s.raw(NO_START)
             .line("apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {} > \"$log\" 2>&1; rc=$?", &[Arg::Words(&names)])
             .raw("[ -z \"$own\" ] || rm -f \"$prc\"\n")
-            .line("[ $rc = 0 ] || fail {}", &[n(i)])
+            .line("[ $rc = 0 ] || fail {} $rc", &[n(i)])
             .line("say {} changed", &[n(i)]);
         Ok(())
     }

@@ -67,7 +67,7 @@ impl Kind for Step {
     fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         let (d, f, m, i) = (w(&self.device), w(&self.fs), w(&self.mount), n(i));
         s.line("dev={}; n=0; while [ ! -b \"$dev\" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done", &[d])
-            .line("if [ ! -b \"$dev\" ]; then echo \"no block device $dev: is the volume attached?\" > \"$log\"; fail {}; fi", &[i])
+            .line("if [ ! -b \"$dev\" ]; then echo \"no block device $dev: is the volume attached?\" > \"$log\"; fail {} 1; fi", &[i])
             .raw("if ! blkid -o value -s TYPE \"$dev\" >/dev/null 2>&1; then\n")
             .line("  mkfs -t {} -q \"$dev\" > \"$log\" 2>&1 || fail {}", &[f, i])
             .line("  if [ -d {} ] && [ -n \"$(ls -A {})\" ]; then", &[m, m])

@@ -1,25 +1,42 @@
 set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+run='run' who='unknown'
+from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx nginx python3 python3-venv supervisor gunicorn python3-celery python3-psycopg2 python3-redis
 prc=/usr/sbin/policy-rc.d; own=
@@ -28,7 +45,7 @@ if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc"
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'nginx' 'python3' 'python3-venv' 'supervisor' 'gunicorn' 'python3-celery' 'python3-psycopg2' 'python3-redis' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 0
+[ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
 backup 1 '/etc/hosts'
@@ -50,8 +67,8 @@ ff02::2	ip6-allrouters
 (known after apply)	sessions1.aws-sandbox.internal sessions1
 (known after apply)	source.aws-sandbox.internal source
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
 say 1 changed
 # step 2: file /etc/resolv.conf
 backup 2 '/etc/resolv.conf'
@@ -62,8 +79,8 @@ search aws-sandbox.internal
 nameserver (known after apply)
 options timeout:2 attempts:2
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -94,8 +111,8 @@ dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
 say 5 changed
 # step 6: file /etc/mailname
 pending_add restart 'exim4'
@@ -104,8 +121,8 @@ f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 133; printf %s 'app2.aws-sandbox.internal
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
 say 6 changed
 # step 7: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
@@ -155,8 +172,8 @@ http {
     include /etc/nginx/sites-enabled/*.conf;
 }
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 9; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 9 $r; }
 sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 9 '/etc/nginx/nginx.conf'; pending_done 'nginx'; (exit $r) || fail 9; }
 say 9 changed
 # step 10: service nginx enable
@@ -202,8 +219,8 @@ case "${1:-}" in
         ;;
 esac
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-app-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-app-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
 say 12 changed
 # step 13: command app virtualenv
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 13
@@ -281,8 +298,8 @@ server {
     }
 }
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 24; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/webplatform.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 24; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 24 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/webplatform.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 24 $r; }
 sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 24 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 24; }
 say 24 changed
 # step 25: file /etc/webplatform/gunicorn.conf.py
@@ -305,8 +322,8 @@ accesslog = "/var/www/webplatform/log/gunicorn-access.log"
 errorlog = "-"
 loglevel = "info"
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 25; }
-{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/gunicorn.conf.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 25; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 25 $rc; }
+{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/gunicorn.conf.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 25 $r; }
 say 25 changed
 # step 26: file /etc/webplatform/env
 pending_add restart 'supervisor'
@@ -343,8 +360,8 @@ SESSION_MEMCACHED_LOCATION='\''(known after apply):11211'\''
 CACHE_MEMCACHED_LOCATION='\'''\''
 
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 26; }
-{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 26; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 26 $rc; }
+{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 26 $r; }
 say 26 changed
 # step 27: file /usr/local/bin/webplatform-run
 pending_add restart 'supervisor'
@@ -361,8 +378,8 @@ set +a
 cd /var/www/webplatform/source
 exec "$@"
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 27; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/usr/local/bin/webplatform-run'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 27; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 27 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/usr/local/bin/webplatform-run'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 27 $r; }
 say 27 changed
 # step 28: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
 pending_add restart 'supervisor'
@@ -392,8 +409,8 @@ stdout_logfile=/var/log/supervisor/webplatform-gunicorn.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 28; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-gunicorn.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 28; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 28 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-gunicorn.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 28 $r; }
 say 28 changed
 # step 29: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
 pending_add restart 'supervisor'
@@ -423,8 +440,8 @@ stdout_logfile=/var/log/supervisor/webplatform-celery-worker.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 29; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-worker.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 29; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 29 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-worker.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 29 $r; }
 say 29 changed
 # step 30: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
 pending_add restart 'supervisor'
@@ -454,8 +471,8 @@ stdout_logfile=/var/log/supervisor/webplatform-celery-beat.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 30; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-beat.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 30; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 30 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-beat.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 30 $r; }
 say 30 changed
 # step 31: file /var/www/webplatform/source/infra_demo_wsgi.py
 backup 31 '/var/www/webplatform/source/infra_demo_wsgi.py'
@@ -478,8 +495,8 @@ def application(environ, start_response):
     ])
     return [body]
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 31; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_wsgi.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 31; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 31 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_wsgi.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 31 $r; }
 say 31 changed
 # step 32: file /var/www/webplatform/source/infra_demo_celery.py
 backup 32 '/var/www/webplatform/source/infra_demo_celery.py'
@@ -502,8 +519,8 @@ app.conf.beat_schedule = {
 def heartbeat():
     return "ok"
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 32; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 32; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 32 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 32 $r; }
 say 32 changed
 # step 33: service supervisor enable
 { timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 33
@@ -516,5 +533,5 @@ say 34 changed
 { timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 35
 pending_done 'nginx'
 say 35 changed
-rm -f "$S"/backup/* "$log"
+rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -1,29 +1,46 @@
 set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+run='run' who='unknown'
+from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 # step 0: volume /var/lib/postgresql
 dev='/dev/xvdf'; n=0; while [ ! -b "$dev" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done
-if [ ! -b "$dev" ]; then echo "no block device $dev: is the volume attached?" > "$log"; fail 0; fi
+if [ ! -b "$dev" ]; then echo "no block device $dev: is the volume attached?" > "$log"; fail 0 1; fi
 if ! blkid -o value -s TYPE "$dev" >/dev/null 2>&1; then
   mkfs -t 'ext4' -q "$dev" > "$log" 2>&1 || fail 0
   if [ -d '/var/lib/postgresql' ] && [ -n "$(ls -A '/var/lib/postgresql')" ]; then
@@ -41,7 +58,7 @@ if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc"
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'rabbitmq-server' 'postgresql-15' 'postgresql-client-15' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 1
+[ $rc = 0 ] || fail 1 $rc
 say 1 changed
 # step 2: file /etc/hosts
 backup 2 '/etc/hosts'
@@ -63,8 +80,8 @@ ff02::2	ip6-allrouters
 (known after apply)	sessions1.aws-sandbox.internal sessions1
 (known after apply)	source.aws-sandbox.internal source
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
 say 2 changed
 # step 3: file /etc/resolv.conf
 backup 3 '/etc/resolv.conf'
@@ -75,8 +92,8 @@ search aws-sandbox.internal
 nameserver (known after apply)
 options timeout:2 attempts:2
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 3; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 3 $r; }
 say 3 changed
 # step 4: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
@@ -107,8 +124,8 @@ dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
 say 6 changed
 # step 7: file /etc/mailname
 pending_add restart 'exim4'
@@ -117,8 +134,8 @@ f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 133; printf %s 'queue1.aws-sandbox.internal
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 7; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 7 $r; }
 say 7 changed
 # step 8: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
@@ -144,8 +161,8 @@ disk_free_limit.absolute = 1GB
 
 log.file.level = info
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10; }
-{ { [ 'root':'rabbitmq' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'rabbitmq' "$tmp" && mv -f "$tmp" '/etc/rabbitmq/rabbitmq.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 10; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10 $rc; }
+{ { [ 'root':'rabbitmq' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'rabbitmq' "$tmp" && mv -f "$tmp" '/etc/rabbitmq/rabbitmq.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 10 $r; }
 say 10 changed
 # step 11: file /etc/rabbitmq/rabbitmq-env.conf
 pending_add restart 'rabbitmq-server'
@@ -157,8 +174,8 @@ umask 133; printf %s '# Managed by infra (role queue). Read by rabbitmq-server a
 # a hostname change.
 NODENAME=rabbit@localhost
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rabbitmq/rabbitmq-env.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rabbitmq/rabbitmq-env.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 11 $r; }
 say 11 changed
 # step 12: file /usr/local/sbin/infra-rabbitmq-setup
 backup 12 '/usr/local/sbin/infra-rabbitmq-setup'
@@ -199,8 +216,8 @@ case "${1:-}" in
         ;;
 esac
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-rabbitmq-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-rabbitmq-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
 say 12 changed
 # step 13: service rabbitmq-server enable
 { timeout 300 systemctl enable 'rabbitmq-server'; } > "$log" 2>&1 < /dev/null || fail 13
@@ -257,8 +274,8 @@ lc_numeric = '\''C.UTF-8'\''
 lc_time = '\''C.UTF-8'\''
 default_text_search_config = '\''pg_catalog.english'\''
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16; }
-{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/postgresql.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 16; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16 $rc; }
+{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/postgresql.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 16 $r; }
 sh -c 'runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres --config-file=/etc/postgresql/15/main/postgresql.conf -C data_directory' > "$log" 2>&1 < /dev/null || { r=$?; restore 16 '/etc/postgresql/15/main/postgresql.conf'; pending_done 'postgresql'; (exit $r) || fail 16; }
 say 16 changed
 # step 17: file /etc/postgresql/15/main/pg_hba.conf
@@ -277,8 +294,8 @@ host    all             all             ::1/128                 scram-sha-256
 host    webplatform     webplatform     (known after apply)/32        scram-sha-256
 host    webplatform     webplatform     (known after apply)/32        scram-sha-256
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17; }
-{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/pg_hba.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 17; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17 $rc; }
+{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/pg_hba.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 17 $r; }
 say 17 changed
 # step 18: file /usr/local/sbin/infra-postgres-setup
 backup 18 '/usr/local/sbin/infra-postgres-setup'
@@ -331,8 +348,8 @@ SQL
         ;;
 esac
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 18; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-postgres-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 18; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 18 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-postgres-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 18 $r; }
 say 18 changed
 # step 19: service postgresql enable
 { timeout 300 systemctl enable 'postgresql'; } > "$log" 2>&1 < /dev/null || fail 19
@@ -344,5 +361,5 @@ say 20 changed
 # step 21: command postgres role and database for the app
 timeout 1800 sh -c '/usr/local/sbin/infra-postgres-setup apply' > "$log" 2>&1 < /dev/null || fail 21
 say 21 changed
-rm -f "$S"/backup/* "$log"
+rm -rf "$R"
 printf '@@infra\tdone\n'

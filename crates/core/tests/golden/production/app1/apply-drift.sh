@@ -1,25 +1,42 @@
 set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+run='run' who='unknown'
+from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 # step 0: packages python3-redis
 prc=/usr/sbin/policy-rc.d; own=
@@ -28,7 +45,7 @@ if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc"
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'python3-redis' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 0
+[ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
 backup 1 '/etc/hosts'
@@ -60,8 +77,8 @@ ff02::2	ip6-allrouters
 10.10.1.30	sessions1.production.wpdn sessions1
 10.10.1.11	source.production.wpdn source
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
 say 1 changed
 # step 2: service ssh start
 { timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
@@ -108,8 +125,8 @@ SESSION_MEMCACHED_LOCATION='\''10.10.1.30:11211'\''
 CACHE_MEMCACHED_LOCATION='\''10.10.1.31:11211'\''
 
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
-{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
+{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
 say 5 changed
 # step 6: file /var/www/webplatform/source/infra_demo_celery.py
 backup 6 '/var/www/webplatform/source/infra_demo_celery.py'
@@ -132,12 +149,12 @@ app.conf.beat_schedule = {
 def heartbeat():
     return "ok"
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
 say 6 changed
 # step 7: service supervisor restart
 { timeout 300 systemctl restart 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 7
 pending_done 'supervisor'
 say 7 changed
-rm -f "$S"/backup/* "$log"
+rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -1,25 +1,42 @@
 set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+run='run' who='unknown'
+from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx nginx php-fpm php-mysql
 prc=/usr/sbin/policy-rc.d; own=
@@ -28,7 +45,7 @@ if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc"
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'nginx' 'php-fpm' 'php-mysql' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 0
+[ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
 backup 1 '/etc/hosts'
@@ -60,8 +77,8 @@ ff02::2	ip6-allrouters
 10.10.1.30	sessions1.production.wpdn sessions1
 10.10.1.11	source.production.wpdn source
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
 say 1 changed
 # step 2: file /etc/resolv.conf
 backup 2 '/etc/resolv.conf'
@@ -73,8 +90,8 @@ nameserver 10.10.1.10
 nameserver 169.254.169.253
 options timeout:2 attempts:2
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -105,8 +122,8 @@ dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
 say 5 changed
 # step 6: file /etc/mailname
 pending_add restart 'exim4'
@@ -115,8 +132,8 @@ f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 133; printf %s 'project1.production.wpdn
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
 say 6 changed
 # step 7: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
@@ -166,8 +183,8 @@ http {
     include /etc/nginx/sites-enabled/*.conf;
 }
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 9; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 9 $r; }
 sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 9 '/etc/nginx/nginx.conf'; pending_done 'nginx'; (exit $r) || fail 9; }
 say 9 changed
 # step 10: service nginx enable
@@ -210,13 +227,13 @@ server {
 
 }
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/project.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 14; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/project.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 14 $r; }
 sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 14 '/etc/nginx/sites-enabled/project.conf'; (exit $r) || fail 14; }
 say 14 changed
 # step 15: service nginx reload
 { timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 15
 pending_done 'nginx'
 say 15 changed
-rm -f "$S"/backup/* "$log"
+rm -rf "$R"
 printf '@@infra\tdone\n'

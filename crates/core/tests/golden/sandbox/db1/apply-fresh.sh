@@ -1,25 +1,42 @@
 set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+run='run' who='unknown'
+from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx mariadb-server mariadb-client
 prc=/usr/sbin/policy-rc.d; own=
@@ -28,7 +45,7 @@ if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc"
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'mariadb-server' 'mariadb-client' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 0
+[ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
 backup 1 '/etc/hosts'
@@ -50,8 +67,8 @@ ff02::2	ip6-allrouters
 10.213.0.30	sessions1.sandbox.internal sessions1
 10.213.0.11	source.sandbox.internal source
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
 say 1 changed
 # step 2: file /etc/resolv.conf
 backup 2 '/etc/resolv.conf'
@@ -62,8 +79,8 @@ search sandbox.internal
 nameserver 10.213.0.10
 options timeout:2 attempts:2
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -94,8 +111,8 @@ dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 5; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
 say 5 changed
 # step 6: file /etc/mailname
 pending_add restart 'exim4'
@@ -104,8 +121,8 @@ f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 133; printf %s 'db1.sandbox.internal
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
 say 6 changed
 # step 7: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
@@ -151,8 +168,8 @@ collation-server        = utf8mb4_general_ci
 
 [mariadb-10.11]
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/50-server.cnf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 10; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/50-server.cnf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 10 $r; }
 say 10 changed
 # step 11: file /etc/mysql/mariadb.conf.d/60-replication.cnf
 pending_add restart 'mariadb'
@@ -172,8 +189,8 @@ relay_log               = relay-bin
 relay_log_index         = relay-bin.index
 log_slave_updates       = ON
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/60-replication.cnf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 11; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/60-replication.cnf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 11 $r; }
 say 11 changed
 # step 12: file /etc/mysql/mariadb.conf.d/70-tls.cnf
 pending_add restart 'mariadb'
@@ -188,8 +205,8 @@ ssl_cert                = /etc/mysql/tls/server-cert.pem
 ssl_key                 = /etc/mysql/tls/server-key.pem
 tls_version             = TLSv1.2,TLSv1.3
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/70-tls.cnf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 12; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/70-tls.cnf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
 say 12 changed
 # step 13: file /etc/mysql/tls/ca.pem
 pending_add restart 'mariadb'
@@ -198,8 +215,8 @@ f='/etc/mysql/tls/ca.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 133; printf %s 'canary-mariadb_tls_ca_cert
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13; }
-{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/ca.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 13; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13 $rc; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/ca.pem'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 13 $r; }
 say 13 changed
 # step 14: file /etc/mysql/tls/server-cert.pem
 pending_add restart 'mariadb'
@@ -208,8 +225,8 @@ f='/etc/mysql/tls/server-cert.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 133; printf %s 'canary-mariadb_tls_cert
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14; }
-{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-cert.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 14; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14 $rc; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-cert.pem'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 14 $r; }
 say 14 changed
 # step 15: file /etc/mysql/tls/server-key.pem
 pending_add restart 'mariadb'
@@ -218,8 +235,8 @@ f='/etc/mysql/tls/server-key.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 137; printf %s 'canary-mariadb_tls_key
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15; }
-{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-key.pem'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 15; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15 $rc; }
+{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-key.pem'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 15 $r; }
 say 15 changed
 # step 16: file /usr/local/sbin/infra-mariadb-setup
 backup 16 '/usr/local/sbin/infra-mariadb-setup'
@@ -296,8 +313,8 @@ case "${1:-}" in
         ;;
 esac
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-mariadb-setup'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 16; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-mariadb-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 16 $r; }
 say 16 changed
 # step 17: service mariadb enable
 { timeout 300 systemctl enable 'mariadb'; } > "$log" 2>&1 < /dev/null || fail 17
@@ -310,5 +327,5 @@ say 18 changed
 # step 19: command mariadb root password, replication user and replication source
 timeout 1800 sh -c '/usr/local/sbin/infra-mariadb-setup apply' > "$log" 2>&1 < /dev/null || fail 19
 say 19 changed
-rm -f "$S"/backup/* "$log"
+rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -1,25 +1,42 @@
 set -u
 umask 022
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-me=$(id -un):$(id -gn)
 S=${INFRA_STATE_DIR:-/var/lib/infra}
 P="$S/pending"
-mkdir -p "$S/backup" && chmod 700 "$S" || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
-rm -f "$S"/backup/*
-log="$S/step.log"
+if [ "${1:-}" != locked ]; then
+  { mkdir -p "$S" && chmod 700 "$S"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S"; exit 1; }
+  command -v flock >/dev/null || { printf '@@infra\tfatal\tflock (util-linux) is missing on this host: install it\n'; exit 1; }
+  flock -n -o -E 75 "$S/lock" sh "$0" locked; rc=$?
+  if [ $rc = 75 ]; then
+    h=; [ -f "$S/holder" ] && IFS= read -r h < "$S/holder"
+    printf '@@infra\tlocked\t%s\n' "${h:-?}"
+  fi
+  exit $rc
+fi
+run='run' who='unknown'
+from=${SSH_CLIENT:-local}; from=${from%% *}
+printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
+R="$S/runs/$run"
+mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
+me=$(id -un):$(id -gn)
+log="$R/step.log"
 say() { printf '@@infra\tstep\t%s\t%s\n' "$1" "$2"; }
 fail() {
-  rc=$?
+  rc=${2:-$?}
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
   exit 1
 }
-pending_add() { grep -qx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
-pending_done() { [ -f "$P" ] || return 0; grep -v " $1\$" "$P" > "$P.new"; mv -f "$P.new" "$P"; }
-backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$S/backup/$1"; else : > "$S/backup/$1.absent"; fi; }
+pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
+pending_done() {
+  [ -f "$P" ] || return 0
+  while read -r a b; do [ "$b" = "$1" ] || printf '%s %s\n' "$a" "$b"; done < "$P" > "$R/pending.new" && mv -f "$R/pending.new" "$P"
+}
+backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$S/backup/$1.absent" ]; then rm -f "$2"; elif [ -e "$S/backup/$1" ]; then cp -pP "$S/backup/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server rsyslog postfix opendkim opendkim-tools mailgraph
 prc=/usr/sbin/policy-rc.d; own=
@@ -28,7 +45,7 @@ if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc"
 fi
 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'rsyslog' 'postfix' 'opendkim' 'opendkim-tools' 'mailgraph' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 0
+[ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
 backup 1 '/etc/hosts'
@@ -49,8 +66,8 @@ ff02::2	ip6-allrouters
 10.20.1.30	sessions1.staging.wpdn sessions1
 10.20.1.11	source.staging.wpdn source
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 1; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
 say 1 changed
 # step 2: file /etc/resolv.conf
 backup 2 '/etc/resolv.conf'
@@ -62,8 +79,8 @@ nameserver 10.20.1.10
 nameserver 169.254.169.253
 options timeout:2 attempts:2
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 2; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -102,8 +119,8 @@ case "$1" in
   *) echo "usage: $0 start|stop|restart|reload|status" >&2; exit 2 ;;
 esac
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/etc/init.d/rsyslog'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 6; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/etc/init.d/rsyslog'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
 say 6 changed
 # step 7: file /etc/postfix/main.cf
 pending_add reload 'postfix'
@@ -153,8 +170,8 @@ milter_protocol = 6
 smtpd_milters = inet:localhost:8891
 non_smtpd_milters = $smtpd_milters
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/postfix/main.cf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 7; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/postfix/main.cf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 7 $r; }
 sh -c 'postfix check' > "$log" 2>&1 < /dev/null || { r=$?; restore 7 '/etc/postfix/main.cf'; pending_done 'postfix'; (exit $r) || fail 7; }
 say 7 changed
 # step 8: file /etc/opendkim.conf
@@ -184,8 +201,8 @@ SigningTable		csl:webplatformstaging.org=infra._domainkey.webplatformstaging.org
 InternalHosts		csl:127.0.0.1,10.20.1.50,10.20.1.20,10.20.1.12,10.20.1.35,10.20.1.10,10.20.1.30,10.20.1.11
 ExternalIgnoreList	csl:127.0.0.1,10.20.1.50,10.20.1.20,10.20.1.12,10.20.1.35,10.20.1.10,10.20.1.30,10.20.1.11
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 8; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/opendkim.conf'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 8; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 8 $rc; }
+{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/opendkim.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 8 $r; }
 sh -c 'opendkim -n' > "$log" 2>&1 < /dev/null || { r=$?; restore 8 '/etc/opendkim.conf'; pending_done 'opendkim'; (exit $r) || fail 8; }
 say 8 changed
 # step 9: file /etc/dkimkeys/webplatformstaging.org.private
@@ -195,8 +212,8 @@ f='/etc/dkimkeys/webplatformstaging.org.private'; dir=${f%/*}; [ -d "$dir" ] || 
 tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
 umask 177; printf %s 'canary-dkim_private_key
 ' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9; }
-{ { [ 'opendkim':'opendkim' = "$me" ] && ! [ -g "$dir" ]; } || chown 'opendkim':'opendkim' "$tmp" && mv -f "$tmp" '/etc/dkimkeys/webplatformstaging.org.private'; } >> "$log" 2>&1 || { rm -f "$tmp"; fail 9; }
+rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9 $rc; }
+{ { [ 'opendkim':'opendkim' = "$me" ] && ! [ -g "$dir" ]; } || chown 'opendkim':'opendkim' "$tmp" && mv -f "$tmp" '/etc/dkimkeys/webplatformstaging.org.private'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 9 $r; }
 say 9 changed
 # step 10: service rsyslog enable
 { timeout 300 systemctl enable 'rsyslog'; } > "$log" 2>&1 < /dev/null || fail 10
@@ -230,5 +247,5 @@ say 17 changed
 # step 18: command postfix aliases database
 timeout 1800 sh -c 'newaliases' > "$log" 2>&1 < /dev/null || fail 18
 say 18 changed
-rm -f "$S"/backup/* "$log"
+rm -rf "$R"
 printf '@@infra\tdone\n'
