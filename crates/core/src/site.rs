@@ -248,13 +248,24 @@ fn walk_in(
     Ok(())
 }
 
+/// The most events aliases may replay in one YAML document: site files are hand-written config,
+/// and the parser's default (a million) lets a "billion laughs" file take seconds to refuse.
+const MAX_ALIAS_EVENTS: usize = 10_000;
+
+/// The YAML parser's options for everything a user writes (site files, `--var` values).
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
+    options
+}
+
 /// Parses one YAML file; a syntax or schema error becomes a diagnostic at its position.
 fn parse_yaml<T: serde::de::DeserializeOwned>(
     rel: &Path,
     text: &str,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<T> {
-    match serde_saphyr::from_str::<T>(text) {
+    match serde_saphyr::from_str_with_options::<T>(text, yaml_options()) {
         Ok(v) => Some(v),
         Err(e) => {
             let message = strip_position(&e.without_snippet().to_string());
@@ -359,6 +370,25 @@ mod tests {
             site.templates.keys().collect::<Vec<_>>(),
             ["a/b/x.j2", "copy/x.j2"]
         );
+    }
+
+    /// The fuzz test's billion laughs took 5 s (debug build) to refuse with the parser's default.
+    #[test]
+    fn an_alias_bomb_is_refused_early() {
+        let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+        let mut prev = 'a';
+        for c in "bcdefghijklmnop".chars() {
+            text.push_str(&format!(
+                "{c}: &{c} [{}]\n",
+                vec![format!("*{prev}"); 9].join(",")
+            ));
+            prev = c;
+        }
+        let mut diags = Vec::new();
+        let parsed: Option<serde_json::Value> =
+            parse_yaml(Path::new("roles/x.yaml"), &text, &mut diags);
+        assert!(parsed.is_none());
+        assert!(diags[0].message.contains("alias"), "{}", diags[0].message);
     }
 
     #[test]

@@ -29,9 +29,14 @@ pub struct VarOverride {
 
 impl VarOverride {
     pub fn parse(text: &str) -> Result<VarOverride, String> {
+        // Quoted in messages at most 80 characters long: a --var can be 100 KB.
+        let shown = match text.char_indices().nth(80) {
+            Some((i, _)) => format!("{}...", &text[..i]),
+            None => text.to_string(),
+        };
         let (path, raw) = text
             .split_once('=')
-            .ok_or_else(|| format!("--var `{text}` has no `=`: write --var key.path=value"))?;
+            .ok_or_else(|| format!("--var `{shown}` has no `=`: write --var key.path=value"))?;
         let path: Vec<String> = path.trim().split('.').map(str::to_string).collect();
         if path.len() > MAX_KEY_PARTS {
             return Err(format!(
@@ -40,9 +45,9 @@ impl VarOverride {
             ));
         }
         if path.iter().any(String::is_empty) {
-            return Err(format!("--var `{text}`: the key has an empty part"));
+            return Err(format!("--var `{shown}`: the key has an empty part"));
         }
-        let value = serde_saphyr::from_str::<Value>(raw)
+        let value = serde_saphyr::from_str_with_options::<Value>(raw, crate::site::yaml_options())
             .ok()
             .filter(|v| !v.is_null() || raw.trim() == "null")
             .unwrap_or_else(|| Value::String(raw.to_string()));
