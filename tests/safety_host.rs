@@ -2,8 +2,9 @@
 //! (tests/sandbox/sandbox.sh): two applies of one environment, and of two environments sharing
 //! the host, never overlap (the second refuses naming the first's run); a symlink planted by
 //! the unprivileged owner of a directory root writes in is refused and leads nowhere; a
-//! SIGKILLed controller, or a dropped network, leaves no process of the run behind, and the
-//! next apply works. Scenarios run in sequence on the one host. Needs root.
+//! SIGKILLed controller, or a dropped network (the host's link down), leaves no process of the
+//! run behind, and the next apply works; no copy of a script is left. Scenarios run in
+//! sequence on the one host, each even after another failed. Needs root.
 
 mod common;
 use common::*;
@@ -35,10 +36,12 @@ commands:
   - {name: nap, run: \"sleep 300\", unless: \"[ ! -e /srv/nap ]\"}
 ";
 
-/// A root-owned file in /srv/drop, a directory the test gives to an unprivileged user.
+/// Files in /srv/drop, a directory the test gives to an unprivileged user: one that user
+/// owns (written as them), one root's (refused).
 const DROP: &str = "\
 name: drop
 files:
+  - {template: drop.conf.j2, dest: /srv/drop/mine.conf, owner: mallory, group: mallory}
   - {template: drop.conf.j2, dest: /srv/drop/drop.conf}
 ";
 
@@ -219,15 +222,79 @@ fn two_envs_share_a_host(lab: &Lab) {
     lab.infra(&["apply", "other", "--yes"]).assert_code(0);
 }
 
-fn leftovers(lab: &Lab) {
-    phase("no script copy and no run directory left behind");
-    let left =
-        lab.sh("{ ls -A /var/lib/infra/runs /var/lib/infra/scripts /tmp; } 2>/dev/null; true");
-    assert!(
-        !left.contains(".infra-"),
-        "a copy of the script was left behind:\n{left}"
+fn a_planted_symlink_leads_nowhere(lab: &Lab) {
+    phase("(c) a symlink planted by a directory's owner: refused, its target untouched");
+    lab.sh(
+        "id mallory >/dev/null 2>&1 || useradd -M -d /nonexistent -s /usr/sbin/nologin mallory
+         mkdir -p /srv/drop && chown mallory:mallory /srv/drop && chmod 755 /srv/drop
+         printf 'root only\\n' > /etc/victim && chmod 600 /etc/victim
+         rm -f /etc/pwned",
     );
-    assert_eq!(lab.sh("stat -c %a /var/lib/infra"), "700\n");
+    // As mallory: the destination points at root's file, and every predictable temp name
+    // (`.infra-PID.drop.conf.tmp`, PIDs are small in the host's PID namespace) at a file that
+    // does not exist yet.
+    lab.sh(
+        "setpriv --reuid=mallory --regid=mallory --clear-groups python3 -c '
+import os
+os.symlink(\"/etc/victim\", \"/srv/drop/drop.conf\")
+for pid in range(1, 40000):
+    os.symlink(\"/etc/pwned\", \"/srv/drop/.infra-%d.drop.conf.tmp\" % pid)
+'",
+    );
+    lab.inventory("lab", "app, nap, drop");
+    let run = lab.infra(&["apply", "lab", "--yes"]);
+    lab.inventory("lab", "app, nap");
+    assert_eq!(
+        lab.sandbox.exec("web", "ls -l /etc/pwned").code,
+        2,
+        "root followed a planted temp-name link"
+    );
+    assert_eq!(
+        lab.file("/etc/victim"),
+        "root only\n",
+        "the link's target changed"
+    );
+    assert_eq!(
+        lab.sh("stat -c %U:%a /etc/victim"),
+        "root:600\n",
+        "the link's target changed owner or mode"
+    );
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("/srv/drop/drop.conf") && run.stdout.contains("symbolic link"),
+        "no clear refusal naming the path:\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+    // The link removed, the directory still mallory's: refused for its owner.
+    lab.sh("rm -f /srv/drop/drop.conf");
+    lab.inventory("lab", "app, nap, drop");
+    let run = lab.infra(&["apply", "lab", "--yes"]);
+    lab.inventory("lab", "app, nap");
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("/srv/drop") && run.stdout.contains("mallory"),
+        "no clear refusal naming the directory and its owner:\n{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(lab.sandbox.exec("web", "ls -l /etc/pwned").code, 2);
+    assert_eq!(lab.sandbox.exec("web", "ls /srv/drop/drop.conf").code, 2);
+    // mallory's own file in mallory's directory: written, as mallory.
+    assert_eq!(lab.file("/srv/drop/mine.conf"), "drop 1\n");
+    assert_eq!(
+        lab.sh("stat -c %U:%G:%a /srv/drop/mine.conf"),
+        "mallory:mallory:644\n"
+    );
+}
+
+fn leftovers(lab: &Lab) {
+    phase("no copy of a script and no run directory left behind, the state dir root's alone");
+    let left = lab.sh(
+        "cd /var/lib/infra && find runs scripts -mindepth 1; ls -A /tmp | grep '^\\.infra-'; true",
+    );
+    assert_eq!(left, "", "left behind on the host");
+    assert_eq!(lab.sh("stat -c %U:%a /var/lib/infra"), "root:700\n");
 }
 
 #[test]
@@ -237,9 +304,10 @@ fn applies_never_overlap_and_never_outlive_their_controller() {
     // Every scenario runs, even after one failed: the report lists each one that did.
     let mut failed = Vec::new();
     type Scenario = (&'static str, fn(&Lab));
-    let scenarios: [Scenario; 3] = [
+    let scenarios: [Scenario; 4] = [
         ("(a) two applies of one env", two_applies_of_one_env),
         ("(b) two envs sharing a host", two_envs_share_a_host),
+        ("(c) planted symlink", a_planted_symlink_leads_nowhere),
         ("leftovers", leftovers),
     ];
     for (name, scenario) in scenarios {

@@ -226,6 +226,22 @@ pub struct FileEntry {
     pub notify: Vec<Sp<String>>,
     #[serde(default)]
     pub check: Option<String>,
+    /// What to do when the file's directory (or one above it) is controlled by someone other
+    /// than root and the file's owner: refuse (the default), or write it anyway.
+    #[serde(default)]
+    pub unsafe_parent: UnsafeParent,
+}
+
+/// `unsafe_parent:` of a file: whether root writes a file in a directory that a user other
+/// than root and the file's owner owns, or that others may write to. That user could swap
+/// the file for a link while it is written, so by default the step is refused; `allow` says
+/// the role trusts that user.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsafeParent {
+    #[default]
+    Refuse,
+    Allow,
 }
 
 /// What a change to a service's files means for the running service.

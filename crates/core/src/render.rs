@@ -2,7 +2,7 @@
 
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{Environment, ResolvedHost};
-use crate::model::{FileEntry, Mode, Sp};
+use crate::model::{FileEntry, Mode, Sp, UnsafeParent};
 use crate::secrets::Secrets;
 use crate::site::Site;
 use serde::Serialize;
@@ -34,6 +34,9 @@ pub struct RenderedFile {
     pub origin: Origin,
     pub notify: Vec<String>,
     pub check: Option<String>,
+    /// `unsafe_parent: allow`: written even in a directory another user controls.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsafe_parent: bool,
     /// Names of the secrets whose values appear in the content.
     pub secrets: Vec<String>,
     /// Names of the secrets this file needed that are not set (placeholders were rendered).
@@ -250,6 +253,7 @@ impl Renderer {
                             origin,
                             notify: e.notify.iter().map(|n| n.value.clone()).collect(),
                             check: e.check.clone(),
+                            unsafe_parent: e.unsafe_parent == UnsafeParent::Allow,
                             entry: site.loc(&role.file, entry, 1),
                         });
                     }

@@ -27,8 +27,6 @@ pub enum Arg<'a> {
     Num(u64),
     /// A file mode, as four octal digits.
     Mode(Mode),
-    /// A umask, as three octal digits.
-    Umask(u32),
     /// A fragment built by this module, so already safe.
     Frag(&'a Script),
 }
@@ -94,9 +92,6 @@ impl Script {
             }
             Arg::Mode(m) => {
                 let _ = write!(self.0, "{m}");
-            }
-            Arg::Umask(u) => {
-                let _ = write!(self.0, "{:03o}", u & 0o777);
             }
             Arg::Frag(f) => self.0.push_str(&f.0),
         }

@@ -33,6 +33,7 @@ fn file(root: &Path, name: &str, content: &str, check: Option<String>) -> Render
         origin: Origin::Template("t.j2".into()),
         notify: Vec::new(),
         check,
+        unsafe_parent: false,
         secrets: Vec::new(),
         missing_secrets: Vec::new(),
         entry: SourceMap::default().location(Path::new("roles/r.yaml"), 1, 1, 1),

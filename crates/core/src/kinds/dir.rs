@@ -63,8 +63,14 @@ impl Kind for Step {
     fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         let p = w(&self.path);
         let (o, g) = (w(&self.after.owner), w(&self.after.group));
+        // chown and chmod would act on a link's target: a link where the directory should be
+        // is refused; `chown -h` all the same.
         s.line(
-            "{ mkdir -p {} && chown {}:{} {} && chmod {} {}; } > \"$log\" 2>&1 || fail {}",
+            "if [ -L {} ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\\n' {} \"$(readlink {})\" > \"$log\"; fail {} 1; fi",
+            &[p, p, p, n(i)],
+        )
+        .line(
+            "{ mkdir -p {} && chown -h {}:{} {} && chmod {} {}; } > \"$log\" 2>&1 || fail {}",
             &[p, o, g, p, Arg::Mode(self.after.mode), p, n(i)],
         )
         .line("say {} changed", &[n(i)]);

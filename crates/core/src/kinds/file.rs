@@ -5,7 +5,6 @@
 use super::service::Trigger;
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState};
-use crate::model::Mode;
 use crate::render::RenderedFile;
 use crate::shell::{n, w, Arg, Script};
 use crate::state::{sha256, Action, FileState, PathKind};
@@ -26,6 +25,9 @@ pub struct Step {
     pub sensitive: bool,
     pub check: Option<String>,
     pub notify: Vec<String>,
+    /// `unsafe_parent: allow`: root writes it even in a directory another user controls.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsafe_parent: bool,
 }
 
 /// sha256 of each destination that is a readable file.
@@ -86,17 +88,18 @@ impl Kind for Step {
     fn script(&self, i: usize, wr: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         let content = self.content(wr)?;
         let d = w(&self.dest);
+        let (o, g) = (w(&self.after.owner), w(&self.after.group));
+        let allow = Arg::Const(if self.unsafe_parent { "1" } else { "0" });
+        s.line(
+            "f={}; dir=${f%/*}; [ -d \"$dir\" ] || mkdir -p \"$dir\"",
+            &[d],
+        )
+        .line("dest_ok {} \"$f\" {} {} {}", &[n(i), o, g, allow]);
         for (verb, name) in wr.journal.get(self.dest.as_str()).into_iter().flatten() {
             s.line("pending_add {} {}", &[Arg::Const(verb.as_str()), w(name)]);
         }
-        s.line("backup {} {}", &[n(i), d])
-            .line(
-                "f={}; dir=${f%/*}; [ -d \"$dir\" ] || mkdir -p \"$dir\"",
-                &[d],
-            )
-            .raw("tmp=\"$dir/.infra-$$.${f##*/}.tmp\"; [ -e \"$tmp\" ] && rm -f \"$tmp\"\n");
-        write_tmp(s, content, self.after.mode, i);
-        self.put_in_place(i, s);
+        s.line("backup {} \"$f\"", &[n(i)]);
+        self.write(content, i, s);
         if let Some(c) = &self.check {
             let undo = self.undo_on_failed_check(wr);
             s.line(
@@ -132,24 +135,33 @@ impl Step {
         Ok(content)
     }
 
-    /// Owner and mode are set before the file takes its place, with as few processes as it
-    /// takes: a new file already has the script's own user and group (unless its directory
-    /// is setgid), and the mode `umask` gave it.
-    fn put_in_place(&self, i: usize, s: &mut Script) {
-        let (o, g) = (w(&self.after.owner), w(&self.after.group));
-        let mut fix = Script::new();
-        fix.push(
-            "{ [ {}:{} = \"$me\" ] && ! [ -g \"$dir\" ]; } || chown {}:{} \"$tmp\"",
-            &[o, g, o, g],
-        );
-        if umask_for(self.after.mode).is_none() {
-            fix.push(" && chmod {} \"$tmp\"", &[Arg::Mode(self.after.mode)]);
+    /// `content` through `put_file` (prelude): a `mktemp` file in the destination's directory,
+    /// owner and mode set before it takes its place, as the user `dest_ok` chose. Text goes
+    /// through the shell's own `printf`; content that is not UTF-8 or holds a NUL byte, through
+    /// `base64 -d`.
+    fn write(&self, content: &[u8], i: usize, s: &mut Script) {
+        let put = "put_file \"$f\" {} {} {} 2>\"$log\" || fail {}";
+        let args = [
+            w(&self.after.owner),
+            w(&self.after.group),
+            Arg::Mode(self.after.mode),
+            n(i),
+        ];
+        match std::str::from_utf8(content) {
+            Ok(text) if !text.contains('\0') => {
+                s.push("printf %s {} | ", &[w(text)]).line(put, &args);
+            }
+            _ => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+                s.raw("base64 -d <<'INFRA_EOF' | ").line(put, &args);
+                for chunk in encoded.as_bytes().chunks(76) {
+                    // base64's alphabet holds no quote, no `$` and no newline: a word of its own.
+                    let line = std::str::from_utf8(chunk).unwrap_or_default();
+                    s.push("{}", &[Arg::Base64(line)]).raw("\n");
+                }
+                s.raw("INFRA_EOF\n");
+            }
         }
-        fix.push(" && mv -f \"$tmp\" {}", &[w(&self.dest)]);
-        s.line(
-            "{ {}; } >> \"$log\" 2>&1 || { r=$?; rm -f \"$tmp\"; fail {} $r; }",
-            &[Arg::Frag(&fix), n(i)],
-        );
     }
 
     /// The old file is back: its service needs nothing from this run, unless a file written
@@ -221,42 +233,8 @@ fn plan_file(role: &str, f: &RenderedFile, p: &mut Planner) -> Option<Step> {
         sensitive,
         check: f.check.clone(),
         notify: f.notify.clone(),
+        unsafe_parent: f.unsafe_parent,
     })
-}
-
-/// The umask under which the shell's `>` creates a file with exactly `mode` (0666 & ~umask),
-/// when there is one: no execute or special bits.
-fn umask_for(mode: Mode) -> Option<u32> {
-    (mode.0 & !0o666 == 0).then_some(0o777 & !mode.0)
-}
-
-/// Writes `content` to "$tmp" and leaves `log` holding any error. Text goes through the shell's
-/// own `printf` (no process); content that is not UTF-8 or holds a NUL byte, through `base64 -d`.
-/// The file is created under the umask that gives it its mode, when one does.
-fn write_tmp(s: &mut Script, content: &[u8], mode: Mode, i: usize) {
-    s.push(
-        "umask {}; ",
-        &[Arg::Umask(umask_for(mode).unwrap_or(0o077))],
-    );
-    match std::str::from_utf8(content) {
-        Ok(text) if !text.contains('\0') => {
-            s.line("printf %s {} > \"$tmp\" 2>\"$log\"", &[w(text)]);
-        }
-        _ => {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(content);
-            s.raw("base64 -d > \"$tmp\" 2>\"$log\" <<'INFRA_EOF'\n");
-            for chunk in encoded.as_bytes().chunks(76) {
-                // base64's alphabet holds no quote, no `$` and no newline: a word of its own.
-                let line = std::str::from_utf8(chunk).unwrap_or_default();
-                s.push("{}", &[Arg::Base64(line)]).raw("\n");
-            }
-            s.raw("INFRA_EOF\n");
-        }
-    }
-    s.line(
-        "rc=$?; umask 022; [ $rc = 0 ] || { rm -f \"$tmp\"; fail {} $rc; }",
-        &[n(i)],
-    );
 }
 
 /// `--- current` / `+++ rendered` unified diff with 3 lines of context.

@@ -1,4 +1,5 @@
-//! Symbolic links: made or pointed at their target (`ln -sfn`). Facts: each link's target.
+//! Symbolic links: made or pointed at their target (`ln -sfnT`: an existing directory at the
+//! path is an error, never a place to make the link in). Facts: each link's target.
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, RoleState};
@@ -77,7 +78,7 @@ impl Kind for Step {
 
     fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         s.line(
-            "ln -sfn -- {} {} > \"$log\" 2>&1 || fail {}",
+            "ln -sfnT -- {} {} > \"$log\" 2>&1 || fail {}",
             &[w(&self.target), w(&self.path), n(i)],
         )
         .line("say {} changed", &[n(i)]);

@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: packages postgresql-client-15
 prc=/usr/sbin/policy-rc.d; own=
@@ -48,10 +84,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
-backup 1 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for queue1.aws-sandbox.internal; computed from inventories/aws-sandbox.yaml.
+dest_ok 1 "$f" 'root' 'root' 0
+backup 1 "$f"
+printf %s '# Managed by infra (role base) for queue1.aws-sandbox.internal; computed from inventories/aws-sandbox.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -66,19 +102,17 @@ ff02::2	ip6-allrouters
 (known after apply)	salt.aws-sandbox.internal salt
 (known after apply)	sessions1.aws-sandbox.internal sessions1
 (known after apply)	source.aws-sandbox.internal source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
 { timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: file /usr/local/sbin/infra-rabbitmq-setup
-backup 3 '/usr/local/sbin/infra-rabbitmq-setup'
 f='/usr/local/sbin/infra-rabbitmq-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 3 "$f" 'root' 'root' 0
+backup 3 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role queue). `check` exits 0 when there is nothing to do; `apply` creates the
 # vhost and user webplatform with full permissions on that vhost and sets its password.
 set -eu
@@ -112,15 +146,13 @@ case "${1:-}" in
         exit 2
         ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-rabbitmq-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 3 $r; }
+' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 3
 say 3 changed
 # step 4: file /usr/local/sbin/infra-postgres-setup
-backup 4 '/usr/local/sbin/infra-postgres-setup'
 f='/usr/local/sbin/infra-postgres-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 4 "$f" 'root' 'root' 0
+backup 4 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role postgres). `check` exits 0 when there is nothing to do; `apply` does it:
 #  - restarts the cluster if the running listen_addresses differs from postgresql.conf
 #    (a reload does not apply it), or a reloaded setting is waiting for a restart;
@@ -166,9 +198,7 @@ SQL
         exit 2
         ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 4 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-postgres-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 4 $r; }
+' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 4
 say 4 changed
 # step 5: service postgresql restart
 { timeout 300 service 'postgresql' restart; } > "$log" 2>&1 < /dev/null || fail 5

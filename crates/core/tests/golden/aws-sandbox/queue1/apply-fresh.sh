@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: volume /var/lib/postgresql
 dev='/dev/xvdf'; n=0; while [ ! -b "$dev" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done
@@ -61,10 +97,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 1 $rc
 say 1 changed
 # step 2: file /etc/hosts
-backup 2 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for queue1.aws-sandbox.internal; computed from inventories/aws-sandbox.yaml.
+dest_ok 2 "$f" 'root' 'root' 0
+backup 2 "$f"
+printf %s '# Managed by infra (role base) for queue1.aws-sandbox.internal; computed from inventories/aws-sandbox.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -79,21 +115,17 @@ ff02::2	ip6-allrouters
 (known after apply)	salt.aws-sandbox.internal salt
 (known after apply)	sessions1.aws-sandbox.internal sessions1
 (known after apply)	source.aws-sandbox.internal source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
 say 2 changed
 # step 3: file /etc/resolv.conf
-backup 3 '/etc/resolv.conf'
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+dest_ok 3 "$f" 'root' 'root' 0
+backup 3 "$f"
+printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search aws-sandbox.internal
 nameserver (known after apply)
 options timeout:2 attempts:2
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 3 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 3
 say 3 changed
 # step 4: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
@@ -103,11 +135,11 @@ say 4 changed
 pending_done 'ssh'
 say 5 changed
 # step 6: file /etc/exim4/update-exim4.conf.conf
-pending_add restart 'exim4'
-backup 6 '/etc/exim4/update-exim4.conf.conf'
 f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+dest_ok 6 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 6 "$f"
+printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
 # which the exim4 init script runs on (re)start.
 # Satellite: no local delivery except to the spool, everything is sent to the mail host.
 dc_eximconfig_configtype='\''satellite'\''
@@ -123,19 +155,15 @@ dc_use_split_config='\''false'\''
 dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: file /etc/mailname
-pending_add restart 'exim4'
-backup 7 '/etc/mailname'
 f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'queue1.aws-sandbox.internal
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 7 $r; }
+dest_ok 7 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 7 "$f"
+printf %s 'queue1.aws-sandbox.internal
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 7
 say 7 changed
 # step 8: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
@@ -145,11 +173,11 @@ say 8 changed
 pending_done 'exim4'
 say 9 changed
 # step 10: file /etc/rabbitmq/rabbitmq.conf
-pending_add restart 'rabbitmq-server'
-backup 10 '/etc/rabbitmq/rabbitmq.conf'
 f='/etc/rabbitmq/rabbitmq.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 137; printf %s '# Managed by infra (role queue) for queue1.aws-sandbox.internal: RabbitMQ 3.10 (new-style config).
+dest_ok 10 "$f" 'rabbitmq' 'rabbitmq' 0
+pending_add restart 'rabbitmq-server'
+backup 10 "$f"
+printf %s '# Managed by infra (role queue) for queue1.aws-sandbox.internal: RabbitMQ 3.10 (new-style config).
 listeners.tcp.1 = 127.0.0.1:5672
 listeners.tcp.2 = (known after apply):5672
 
@@ -160,28 +188,24 @@ vm_memory_high_watermark.relative = 0.4
 disk_free_limit.absolute = 1GB
 
 log.file.level = info
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10 $rc; }
-{ { [ 'root':'rabbitmq' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'rabbitmq' "$tmp" && mv -f "$tmp" '/etc/rabbitmq/rabbitmq.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 10 $r; }
+' | put_file "$f" 'rabbitmq' 'rabbitmq' 0640 2>"$log" || fail 10
 say 10 changed
 # step 11: file /etc/rabbitmq/rabbitmq-env.conf
-pending_add restart 'rabbitmq-server'
-backup 11 '/etc/rabbitmq/rabbitmq-env.conf'
 f='/etc/rabbitmq/rabbitmq-env.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role queue). Read by rabbitmq-server and rabbitmqctl.
+dest_ok 11 "$f" 'rabbitmq' 'rabbitmq' 0
+pending_add restart 'rabbitmq-server'
+backup 11 "$f"
+printf %s '# Managed by infra (role queue). Read by rabbitmq-server and rabbitmqctl.
 # A node name that does not depend on the machine'\''s hostname, so the data directory survives
 # a hostname change.
 NODENAME=rabbit@localhost
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rabbitmq/rabbitmq-env.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 11 $r; }
+' | put_file "$f" 'rabbitmq' 'rabbitmq' 0644 2>"$log" || fail 11
 say 11 changed
 # step 12: file /usr/local/sbin/infra-rabbitmq-setup
-backup 12 '/usr/local/sbin/infra-rabbitmq-setup'
 f='/usr/local/sbin/infra-rabbitmq-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 12 "$f" 'root' 'root' 0
+backup 12 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role queue). `check` exits 0 when there is nothing to do; `apply` creates the
 # vhost and user webplatform with full permissions on that vhost and sets its password.
 set -eu
@@ -215,9 +239,7 @@ case "${1:-}" in
         exit 2
         ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-rabbitmq-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
+' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 12
 say 12 changed
 # step 13: service rabbitmq-server enable
 { timeout 300 systemctl enable 'rabbitmq-server'; } > "$log" 2>&1 < /dev/null || fail 13
@@ -230,11 +252,11 @@ say 14 changed
 timeout 1800 sh -c '/usr/local/sbin/infra-rabbitmq-setup apply' > "$log" 2>&1 < /dev/null || fail 15
 say 15 changed
 # step 16: file /etc/postgresql/15/main/postgresql.conf
-pending_add reload 'postgresql'
-backup 16 '/etc/postgresql/15/main/postgresql.conf'
 f='/etc/postgresql/15/main/postgresql.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role postgres) for queue1.aws-sandbox.internal: PostgreSQL 15, cluster 15/main.
+dest_ok 16 "$f" 'postgres' 'postgres' 0
+pending_add reload 'postgresql'
+backup 16 "$f"
+printf %s '# Managed by infra (role postgres) for queue1.aws-sandbox.internal: PostgreSQL 15, cluster 15/main.
 
 data_directory = '\''/var/lib/postgresql/15/main'\''
 hba_file = '\''/etc/postgresql/15/main/pg_hba.conf'\''
@@ -273,17 +295,15 @@ lc_monetary = '\''C.UTF-8'\''
 lc_numeric = '\''C.UTF-8'\''
 lc_time = '\''C.UTF-8'\''
 default_text_search_config = '\''pg_catalog.english'\''
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16 $rc; }
-{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/postgresql.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 16 $r; }
+' | put_file "$f" 'postgres' 'postgres' 0644 2>"$log" || fail 16
 sh -c 'runuser -u postgres -- /usr/lib/postgresql/15/bin/postgres --config-file=/etc/postgresql/15/main/postgresql.conf -C data_directory' > "$log" 2>&1 < /dev/null || { r=$?; restore 16 '/etc/postgresql/15/main/postgresql.conf'; pending_done 'postgresql'; (exit $r) || fail 16; }
 say 16 changed
 # step 17: file /etc/postgresql/15/main/pg_hba.conf
-pending_add reload 'postgresql'
-backup 17 '/etc/postgresql/15/main/pg_hba.conf'
 f='/etc/postgresql/15/main/pg_hba.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 137; printf %s '# Managed by infra (role postgres) for queue1.aws-sandbox.internal.
+dest_ok 17 "$f" 'postgres' 'postgres' 0
+pending_add reload 'postgresql'
+backup 17 "$f"
+printf %s '# Managed by infra (role postgres) for queue1.aws-sandbox.internal.
 # TYPE  DATABASE        USER            ADDRESS                 METHOD
 local   all             postgres                                peer
 local   all             all                                     peer
@@ -293,15 +313,13 @@ host    all             all             ::1/128                 scram-sha-256
 # webplatform: one line per app host of aws-sandbox.
 host    webplatform     webplatform     (known after apply)/32        scram-sha-256
 host    webplatform     webplatform     (known after apply)/32        scram-sha-256
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17 $rc; }
-{ { [ 'postgres':'postgres' = "$me" ] && ! [ -g "$dir" ]; } || chown 'postgres':'postgres' "$tmp" && mv -f "$tmp" '/etc/postgresql/15/main/pg_hba.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 17 $r; }
+' | put_file "$f" 'postgres' 'postgres' 0640 2>"$log" || fail 17
 say 17 changed
 # step 18: file /usr/local/sbin/infra-postgres-setup
-backup 18 '/usr/local/sbin/infra-postgres-setup'
 f='/usr/local/sbin/infra-postgres-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 18 "$f" 'root' 'root' 0
+backup 18 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role postgres). `check` exits 0 when there is nothing to do; `apply` does it:
 #  - restarts the cluster if the running listen_addresses differs from postgresql.conf
 #    (a reload does not apply it), or a reloaded setting is waiting for a restart;
@@ -347,9 +365,7 @@ SQL
         exit 2
         ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 18 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-postgres-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 18 $r; }
+' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 18
 say 18 changed
 # step 19: service postgresql enable
 { timeout 300 systemctl enable 'postgresql'; } > "$log" 2>&1 < /dev/null || fail 19

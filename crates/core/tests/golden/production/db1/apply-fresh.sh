@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: volume /var/lib/mysql
 dev='/dev/xvdf'; n=0; while [ ! -b "$dev" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done
@@ -61,10 +97,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 1 $rc
 say 1 changed
 # step 2: file /etc/hosts
-backup 2 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for db1.production.wpdn; computed from inventories/production.yaml.
+dest_ok 2 "$f" 'root' 'root' 0
+backup 2 "$f"
+printf %s '# Managed by infra (role base) for db1.production.wpdn; computed from inventories/production.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -89,22 +125,18 @@ ff02::2	ip6-allrouters
 10.10.1.10	salt.production.wpdn salt
 10.10.1.30	sessions1.production.wpdn sessions1
 10.10.1.11	source.production.wpdn source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
 say 2 changed
 # step 3: file /etc/resolv.conf
-backup 3 '/etc/resolv.conf'
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+dest_ok 3 "$f" 'root' 'root' 0
+backup 3 "$f"
+printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search production.wpdn
 nameserver 10.10.1.10
 nameserver 169.254.169.253
 options timeout:2 attempts:2
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 3 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 3
 say 3 changed
 # step 4: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
@@ -114,11 +146,11 @@ say 4 changed
 pending_done 'ssh'
 say 5 changed
 # step 6: file /etc/exim4/update-exim4.conf.conf
-pending_add restart 'exim4'
-backup 6 '/etc/exim4/update-exim4.conf.conf'
 f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+dest_ok 6 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 6 "$f"
+printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
 # which the exim4 init script runs on (re)start.
 # Satellite: no local delivery except to the spool, everything is sent to the mail host.
 dc_eximconfig_configtype='\''satellite'\''
@@ -134,19 +166,15 @@ dc_use_split_config='\''false'\''
 dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: file /etc/mailname
-pending_add restart 'exim4'
-backup 7 '/etc/mailname'
 f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'db1.production.wpdn
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 7 $r; }
+dest_ok 7 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 7 "$f"
+printf %s 'db1.production.wpdn
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 7
 say 7 changed
 # step 8: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
@@ -156,14 +184,15 @@ say 8 changed
 pending_done 'exim4'
 say 9 changed
 # step 10: dir /etc/mysql/tls
-{ mkdir -p '/etc/mysql/tls' && chown 'root':'mysql' '/etc/mysql/tls' && chmod 0750 '/etc/mysql/tls'; } > "$log" 2>&1 || fail 10
+if [ -L '/etc/mysql/tls' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/etc/mysql/tls' "$(readlink '/etc/mysql/tls')" > "$log"; fail 10 1; fi
+{ mkdir -p '/etc/mysql/tls' && chown -h 'root':'mysql' '/etc/mysql/tls' && chmod 0750 '/etc/mysql/tls'; } > "$log" 2>&1 || fail 10
 say 10 changed
 # step 11: file /etc/mysql/mariadb.conf.d/50-server.cnf
-pending_add restart 'mariadb'
-backup 11 '/etc/mysql/mariadb.conf.d/50-server.cnf'
 f='/etc/mysql/mariadb.conf.d/50-server.cnf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role db) for db1.production.wpdn: MariaDB 10.11 server settings.
+dest_ok 11 "$f" 'root' 'root' 0
+pending_add restart 'mariadb'
+backup 11 "$f"
+printf %s '# Managed by infra (role db) for db1.production.wpdn: MariaDB 10.11 server settings.
 [server]
 
 [mysqld]
@@ -191,16 +220,14 @@ collation-server        = utf8mb4_general_ci
 [mariadb]
 
 [mariadb-10.11]
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/50-server.cnf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 11 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 11
 say 11 changed
 # step 12: file /etc/mysql/mariadb.conf.d/60-replication.cnf
-pending_add restart 'mariadb'
-backup 12 '/etc/mysql/mariadb.conf.d/60-replication.cnf'
 f='/etc/mysql/mariadb.conf.d/60-replication.cnf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role db) for db1.production.wpdn: binary logs and relay logs on every db host,
+dest_ok 12 "$f" 'root' 'root' 0
+pending_add restart 'mariadb'
+backup 12 "$f"
+printf %s '# Managed by infra (role db) for db1.production.wpdn: binary logs and relay logs on every db host,
 # so any of them can become the master.
 # This host holds masterdb: the other db hosts replicate from it.
 [mysqld]
@@ -212,61 +239,51 @@ expire_logs_days        = 10
 relay_log               = relay-bin
 relay_log_index         = relay-bin.index
 log_slave_updates       = ON
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/60-replication.cnf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 12
 say 12 changed
 # step 13: file /etc/mysql/mariadb.conf.d/70-tls.cnf
-pending_add restart 'mariadb'
-backup 13 '/etc/mysql/mariadb.conf.d/70-tls.cnf'
 f='/etc/mysql/mariadb.conf.d/70-tls.cnf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role db) for db1.production.wpdn: TLS for clients and replication.
+dest_ok 13 "$f" 'root' 'root' 0
+pending_add restart 'mariadb'
+backup 13 "$f"
+printf %s '# Managed by infra (role db) for db1.production.wpdn: TLS for clients and replication.
 # The replication user is created with REQUIRE SSL by /usr/local/sbin/infra-mariadb-setup.
 [mysqld]
 ssl_ca                  = /etc/mysql/tls/ca.pem
 ssl_cert                = /etc/mysql/tls/server-cert.pem
 ssl_key                 = /etc/mysql/tls/server-key.pem
 tls_version             = TLSv1.2,TLSv1.3
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mysql/mariadb.conf.d/70-tls.cnf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 13 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 13
 say 13 changed
 # step 14: file /etc/mysql/tls/ca.pem
-pending_add restart 'mariadb'
-backup 14 '/etc/mysql/tls/ca.pem'
 f='/etc/mysql/tls/ca.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'canary-mariadb_tls_ca_cert
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14 $rc; }
-{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/ca.pem'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 14 $r; }
+dest_ok 14 "$f" 'root' 'mysql' 0
+pending_add restart 'mariadb'
+backup 14 "$f"
+printf %s 'canary-mariadb_tls_ca_cert
+' | put_file "$f" 'root' 'mysql' 0644 2>"$log" || fail 14
 say 14 changed
 # step 15: file /etc/mysql/tls/server-cert.pem
-pending_add restart 'mariadb'
-backup 15 '/etc/mysql/tls/server-cert.pem'
 f='/etc/mysql/tls/server-cert.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'canary-mariadb_tls_cert
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15 $rc; }
-{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-cert.pem'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 15 $r; }
+dest_ok 15 "$f" 'root' 'mysql' 0
+pending_add restart 'mariadb'
+backup 15 "$f"
+printf %s 'canary-mariadb_tls_cert
+' | put_file "$f" 'root' 'mysql' 0644 2>"$log" || fail 15
 say 15 changed
 # step 16: file /etc/mysql/tls/server-key.pem
-pending_add restart 'mariadb'
-backup 16 '/etc/mysql/tls/server-key.pem'
 f='/etc/mysql/tls/server-key.pem'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 137; printf %s 'canary-mariadb_tls_key
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16 $rc; }
-{ { [ 'root':'mysql' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'mysql' "$tmp" && mv -f "$tmp" '/etc/mysql/tls/server-key.pem'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 16 $r; }
+dest_ok 16 "$f" 'root' 'mysql' 0
+pending_add restart 'mariadb'
+backup 16 "$f"
+printf %s 'canary-mariadb_tls_key
+' | put_file "$f" 'root' 'mysql' 0640 2>"$log" || fail 16
 say 16 changed
 # step 17: file /usr/local/sbin/infra-mariadb-setup
-backup 17 '/usr/local/sbin/infra-mariadb-setup'
 f='/usr/local/sbin/infra-mariadb-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 17 "$f" 'root' 'root' 0
+backup 17 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role db) for db1.production.wpdn. `check` exits 0 when there is nothing to do;
 # `apply` does it:
 #  - root@localhost: unix_socket, or the root password from secrets;
@@ -336,9 +353,7 @@ case "${1:-}" in
         exit 2
         ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-mariadb-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 17 $r; }
+' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 17
 say 17 changed
 # step 18: service mariadb enable
 { timeout 300 systemctl enable 'mariadb'; } > "$log" 2>&1 < /dev/null || fail 18

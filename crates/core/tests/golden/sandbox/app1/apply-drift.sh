@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: packages python3-redis
 prc=/usr/sbin/policy-rc.d; own=
@@ -48,10 +84,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
-backup 1 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for app1.sandbox.internal; computed from inventories/sandbox.yaml.
+dest_ok 1 "$f" 'root' 'root' 0
+backup 1 "$f"
+printf %s '# Managed by infra (role base) for app1.sandbox.internal; computed from inventories/sandbox.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -66,9 +102,7 @@ ff02::2	ip6-allrouters
 10.213.0.10	salt.sandbox.internal salt
 10.213.0.30	sessions1.sandbox.internal sessions1
 10.213.0.11	source.sandbox.internal source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
 { timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
@@ -78,14 +112,15 @@ say 2 changed
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 3
 say 3 changed
 # step 4: dir /var/www/webplatform
-{ mkdir -p '/var/www/webplatform' && chown 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 4
+if [ -L '/var/www/webplatform' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform' "$(readlink '/var/www/webplatform')" > "$log"; fail 4 1; fi
+{ mkdir -p '/var/www/webplatform' && chown -h 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 4
 say 4 changed
 # step 5: file /etc/webplatform/env
-pending_add restart 'supervisor'
-backup 5 '/etc/webplatform/env'
 f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 137; printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app1.sandbox.internal.
+dest_ok 5 "$f" 'root' 'www-data' 0
+pending_add restart 'supervisor'
+backup 5 "$f"
+printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app1.sandbox.internal.
 # Read by /usr/local/bin/webplatform-run with `set -a; . <this file>`.
 # Secrets come from the secrets file / environment, never from git; they must not contain
 # a single quote, and those in URLs must be URL-safe.
@@ -114,15 +149,13 @@ SESSION_MEMCACHED_LOCATION='\''10.213.0.30:11211'\''
 # General object cache: memcached on the memcache hosts (empty when the environment has none).
 CACHE_MEMCACHED_LOCATION='\'''\''
 
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
-{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 5
 say 5 changed
 # step 6: file /var/www/webplatform/source/infra_demo_celery.py
-backup 6 '/var/www/webplatform/source/infra_demo_celery.py'
 f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
+dest_ok 6 "$f" 'root' 'root' 0
+backup 6 "$f"
+printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
 programs have something to run. Real deployments set vars.app.celery_app to their own."""
 
 import os
@@ -138,9 +171,7 @@ app.conf.beat_schedule = {
 @app.task
 def heartbeat():
     return "ok"
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: service supervisor restart
 { timeout 300 service 'supervisor' restart; } > "$log" 2>&1 < /dev/null || fail 7

@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx nginx python3 python3-venv supervisor gunicorn python3-celery python3-psycopg2 python3-redis
 prc=/usr/sbin/policy-rc.d; own=
@@ -48,10 +84,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
-backup 1 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for app1.sandbox.internal; computed from inventories/sandbox.yaml.
+dest_ok 1 "$f" 'root' 'root' 0
+backup 1 "$f"
+printf %s '# Managed by infra (role base) for app1.sandbox.internal; computed from inventories/sandbox.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -66,21 +102,17 @@ ff02::2	ip6-allrouters
 10.213.0.10	salt.sandbox.internal salt
 10.213.0.30	sessions1.sandbox.internal sessions1
 10.213.0.11	source.sandbox.internal source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: file /etc/resolv.conf
-backup 2 '/etc/resolv.conf'
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+dest_ok 2 "$f" 'root' 'root' 0
+backup 2 "$f"
+printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search sandbox.internal
 nameserver 10.213.0.10
 options timeout:2 attempts:2
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -90,11 +122,11 @@ say 3 changed
 pending_done 'ssh'
 say 4 changed
 # step 5: file /etc/exim4/update-exim4.conf.conf
-pending_add restart 'exim4'
-backup 5 '/etc/exim4/update-exim4.conf.conf'
 f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+dest_ok 5 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 5 "$f"
+printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
 # which the exim4 init script runs on (re)start.
 # Satellite: no local delivery except to the spool, everything is sent to the mail host.
 dc_eximconfig_configtype='\''satellite'\''
@@ -110,19 +142,15 @@ dc_use_split_config='\''false'\''
 dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 5
 say 5 changed
 # step 6: file /etc/mailname
-pending_add restart 'exim4'
-backup 6 '/etc/mailname'
 f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'app1.sandbox.internal
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+dest_ok 6 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 6 "$f"
+printf %s 'app1.sandbox.internal
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
@@ -132,11 +160,11 @@ say 7 changed
 pending_done 'exim4'
 say 8 changed
 # step 9: file /etc/nginx/nginx.conf
-pending_add reload 'nginx'
-backup 9 '/etc/nginx/nginx.conf'
 f='/etc/nginx/nginx.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role nginx) for app1.sandbox.internal.
+dest_ok 9 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
+backup 9 "$f"
+printf %s '# Managed by infra (role nginx) for app1.sandbox.internal.
 user www-data;
 worker_processes auto;
 pid /run/nginx.pid;
@@ -171,9 +199,7 @@ http {
     include /etc/nginx/conf.d/*.conf;
     include /etc/nginx/sites-enabled/*.conf;
 }
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/nginx.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 9 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 9
 sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 9 '/etc/nginx/nginx.conf'; pending_done 'nginx'; (exit $r) || fail 9; }
 say 9 changed
 # step 10: service nginx enable
@@ -184,10 +210,10 @@ say 10 changed
 pending_done 'nginx'
 say 11 changed
 # step 12: file /usr/local/sbin/infra-app-setup
-backup 12 '/usr/local/sbin/infra-app-setup'
 f='/usr/local/sbin/infra-app-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 12 "$f" 'root' 'root' 0
+backup 12 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role app). `check` exits 0 when there is nothing to do; `apply` does it:
 # the layout under /var/www/webplatform (also listed in the role'\''s dirs, which spell out
 # the default app name) and the virtualenv, which sees Debian'\''s gunicorn and celery
@@ -218,49 +244,57 @@ case "${1:-}" in
         exit 2
         ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0700 "$tmp" && mv -f "$tmp" '/usr/local/sbin/infra-app-setup'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
+' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 12
 say 12 changed
 # step 13: command app virtualenv
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 13
 say 13 changed
 # step 14: dir /var/www/webplatform
-{ mkdir -p '/var/www/webplatform' && chown 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 14
+if [ -L '/var/www/webplatform' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform' "$(readlink '/var/www/webplatform')" > "$log"; fail 14 1; fi
+{ mkdir -p '/var/www/webplatform' && chown -h 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 14
 say 14 changed
 # step 15: dir /var/www/webplatform/source
-{ mkdir -p '/var/www/webplatform/source' && chown 'root':'root' '/var/www/webplatform/source' && chmod 0755 '/var/www/webplatform/source'; } > "$log" 2>&1 || fail 15
+if [ -L '/var/www/webplatform/source' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/source' "$(readlink '/var/www/webplatform/source')" > "$log"; fail 15 1; fi
+{ mkdir -p '/var/www/webplatform/source' && chown -h 'root':'root' '/var/www/webplatform/source' && chmod 0755 '/var/www/webplatform/source'; } > "$log" 2>&1 || fail 15
 say 15 changed
 # step 16: dir /var/www/webplatform/env
-{ mkdir -p '/var/www/webplatform/env' && chown 'root':'root' '/var/www/webplatform/env' && chmod 0755 '/var/www/webplatform/env'; } > "$log" 2>&1 || fail 16
+if [ -L '/var/www/webplatform/env' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/env' "$(readlink '/var/www/webplatform/env')" > "$log"; fail 16 1; fi
+{ mkdir -p '/var/www/webplatform/env' && chown -h 'root':'root' '/var/www/webplatform/env' && chmod 0755 '/var/www/webplatform/env'; } > "$log" 2>&1 || fail 16
 say 16 changed
 # step 17: dir /var/www/webplatform/log
-{ mkdir -p '/var/www/webplatform/log' && chown 'www-data':'adm' '/var/www/webplatform/log' && chmod 0750 '/var/www/webplatform/log'; } > "$log" 2>&1 || fail 17
+if [ -L '/var/www/webplatform/log' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/log' "$(readlink '/var/www/webplatform/log')" > "$log"; fail 17 1; fi
+{ mkdir -p '/var/www/webplatform/log' && chown -h 'www-data':'adm' '/var/www/webplatform/log' && chmod 0750 '/var/www/webplatform/log'; } > "$log" 2>&1 || fail 17
 say 17 changed
 # step 18: dir /var/www/webplatform/public
-{ mkdir -p '/var/www/webplatform/public' && chown 'root':'root' '/var/www/webplatform/public' && chmod 0755 '/var/www/webplatform/public'; } > "$log" 2>&1 || fail 18
+if [ -L '/var/www/webplatform/public' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/public' "$(readlink '/var/www/webplatform/public')" > "$log"; fail 18 1; fi
+{ mkdir -p '/var/www/webplatform/public' && chown -h 'root':'root' '/var/www/webplatform/public' && chmod 0755 '/var/www/webplatform/public'; } > "$log" 2>&1 || fail 18
 say 18 changed
 # step 19: dir /var/www/webplatform/public/static
-{ mkdir -p '/var/www/webplatform/public/static' && chown 'root':'root' '/var/www/webplatform/public/static' && chmod 0755 '/var/www/webplatform/public/static'; } > "$log" 2>&1 || fail 19
+if [ -L '/var/www/webplatform/public/static' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/public/static' "$(readlink '/var/www/webplatform/public/static')" > "$log"; fail 19 1; fi
+{ mkdir -p '/var/www/webplatform/public/static' && chown -h 'root':'root' '/var/www/webplatform/public/static' && chmod 0755 '/var/www/webplatform/public/static'; } > "$log" 2>&1 || fail 19
 say 19 changed
 # step 20: dir /var/www/webplatform/public/media
-{ mkdir -p '/var/www/webplatform/public/media' && chown 'www-data':'www-data' '/var/www/webplatform/public/media' && chmod 0755 '/var/www/webplatform/public/media'; } > "$log" 2>&1 || fail 20
+if [ -L '/var/www/webplatform/public/media' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/public/media' "$(readlink '/var/www/webplatform/public/media')" > "$log"; fail 20 1; fi
+{ mkdir -p '/var/www/webplatform/public/media' && chown -h 'www-data':'www-data' '/var/www/webplatform/public/media' && chmod 0755 '/var/www/webplatform/public/media'; } > "$log" 2>&1 || fail 20
 say 20 changed
 # step 21: dir /var/www/webplatform/ssl
-{ mkdir -p '/var/www/webplatform/ssl' && chown 'root':'root' '/var/www/webplatform/ssl' && chmod 0700 '/var/www/webplatform/ssl'; } > "$log" 2>&1 || fail 21
+if [ -L '/var/www/webplatform/ssl' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/ssl' "$(readlink '/var/www/webplatform/ssl')" > "$log"; fail 21 1; fi
+{ mkdir -p '/var/www/webplatform/ssl' && chown -h 'root':'root' '/var/www/webplatform/ssl' && chmod 0700 '/var/www/webplatform/ssl'; } > "$log" 2>&1 || fail 21
 say 21 changed
 # step 22: dir /var/www/webplatform/run
-{ mkdir -p '/var/www/webplatform/run' && chown 'www-data':'www-data' '/var/www/webplatform/run' && chmod 0755 '/var/www/webplatform/run'; } > "$log" 2>&1 || fail 22
+if [ -L '/var/www/webplatform/run' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/run' "$(readlink '/var/www/webplatform/run')" > "$log"; fail 22 1; fi
+{ mkdir -p '/var/www/webplatform/run' && chown -h 'www-data':'www-data' '/var/www/webplatform/run' && chmod 0755 '/var/www/webplatform/run'; } > "$log" 2>&1 || fail 22
 say 22 changed
 # step 23: dir /etc/webplatform
-{ mkdir -p '/etc/webplatform' && chown 'root':'www-data' '/etc/webplatform' && chmod 0750 '/etc/webplatform'; } > "$log" 2>&1 || fail 23
+if [ -L '/etc/webplatform' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/etc/webplatform' "$(readlink '/etc/webplatform')" > "$log"; fail 23 1; fi
+{ mkdir -p '/etc/webplatform' && chown -h 'root':'www-data' '/etc/webplatform' && chmod 0750 '/etc/webplatform'; } > "$log" 2>&1 || fail 23
 say 23 changed
 # step 24: file /etc/nginx/sites-enabled/webplatform.conf
-pending_add reload 'nginx'
-backup 24 '/etc/nginx/sites-enabled/webplatform.conf'
 f='/etc/nginx/sites-enabled/webplatform.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role app): webplatform on app1.sandbox.internal.
+dest_ok 24 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
+backup 24 "$f"
+printf %s '# Managed by infra (role app): webplatform on app1.sandbox.internal.
 # nginx serves static and media files itself and proxies everything else to gunicorn.
 upstream webplatform_gunicorn {
     server 127.0.0.1:8000 fail_timeout=0;
@@ -297,17 +331,15 @@ server {
         proxy_pass http://webplatform_gunicorn;
     }
 }
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 24 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/nginx/sites-enabled/webplatform.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 24 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 24
 sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 24 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 24; }
 say 24 changed
 # step 25: file /etc/webplatform/gunicorn.conf.py
-pending_add restart 'supervisor'
-backup 25 '/etc/webplatform/gunicorn.conf.py'
 f='/etc/webplatform/gunicorn.conf.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 137; printf %s '# Managed by infra (role app): gunicorn settings for webplatform on app1.sandbox.internal.
+dest_ok 25 "$f" 'root' 'www-data' 0
+pending_add restart 'supervisor'
+backup 25 "$f"
+printf %s '# Managed by infra (role app): gunicorn settings for webplatform on app1.sandbox.internal.
 bind = "127.0.0.1:8000"
 workers = 3
 worker_class = "sync"
@@ -321,16 +353,14 @@ forwarded_allow_ips = "127.0.0.1"
 accesslog = "/var/www/webplatform/log/gunicorn-access.log"
 errorlog = "-"
 loglevel = "info"
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 25 $rc; }
-{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/gunicorn.conf.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 25 $r; }
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 25
 say 25 changed
 # step 26: file /etc/webplatform/env
-pending_add restart 'supervisor'
-backup 26 '/etc/webplatform/env'
 f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 137; printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app1.sandbox.internal.
+dest_ok 26 "$f" 'root' 'www-data' 0
+pending_add restart 'supervisor'
+backup 26 "$f"
+printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app1.sandbox.internal.
 # Read by /usr/local/bin/webplatform-run with `set -a; . <this file>`.
 # Secrets come from the secrets file / environment, never from git; they must not contain
 # a single quote, and those in URLs must be URL-safe.
@@ -359,16 +389,14 @@ SESSION_MEMCACHED_LOCATION='\''10.213.0.30:11211'\''
 # General object cache: memcached on the memcache hosts (empty when the environment has none).
 CACHE_MEMCACHED_LOCATION='\'''\''
 
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 26 $rc; }
-{ { [ 'root':'www-data' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'www-data' "$tmp" && mv -f "$tmp" '/etc/webplatform/env'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 26 $r; }
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 26
 say 26 changed
 # step 27: file /usr/local/bin/webplatform-run
-pending_add restart 'supervisor'
-backup 27 '/usr/local/bin/webplatform-run'
 f='/usr/local/bin/webplatform-run'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 27 "$f" 'root' 'root' 0
+pending_add restart 'supervisor'
+backup 27 "$f"
+printf %s '#!/bin/sh
 # Managed by infra (role app): run a command of webplatform with /etc/webplatform/env
 # exported, from the source directory. Used by the supervisor programs.
 set -eu
@@ -377,16 +405,14 @@ set -a
 set +a
 cd /var/www/webplatform/source
 exec "$@"
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 27 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/usr/local/bin/webplatform-run'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 27 $r; }
+' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 27
 say 27 changed
 # step 28: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
-pending_add restart 'supervisor'
-backup 28 '/etc/supervisor/conf.d/webplatform-gunicorn.conf'
 f='/etc/supervisor/conf.d/webplatform-gunicorn.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '; Managed by infra (role app): supervisor program webplatform-gunicorn on app1.sandbox.internal.
+dest_ok 28 "$f" 'root' 'root' 0
+pending_add restart 'supervisor'
+backup 28 "$f"
+printf %s '; Managed by infra (role app): supervisor program webplatform-gunicorn on app1.sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-gunicorn]
 command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m gunicorn --config /etc/webplatform/gunicorn.conf.py infra_demo_wsgi:application
@@ -408,16 +434,14 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-gunicorn.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 28 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-gunicorn.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 28 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 28
 say 28 changed
 # step 29: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
-pending_add restart 'supervisor'
-backup 29 '/etc/supervisor/conf.d/webplatform-celery-worker.conf'
 f='/etc/supervisor/conf.d/webplatform-celery-worker.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '; Managed by infra (role app): supervisor program webplatform-celery-worker on app1.sandbox.internal.
+dest_ok 29 "$f" 'root' 'root' 0
+pending_add restart 'supervisor'
+backup 29 "$f"
+printf %s '; Managed by infra (role app): supervisor program webplatform-celery-worker on app1.sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-celery-worker]
 command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery worker --loglevel info --concurrency 2
@@ -439,16 +463,14 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-celery-worker.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 29 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-worker.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 29 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 29
 say 29 changed
 # step 30: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
-pending_add restart 'supervisor'
-backup 30 '/etc/supervisor/conf.d/webplatform-celery-beat.conf'
 f='/etc/supervisor/conf.d/webplatform-celery-beat.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '; Managed by infra (role app): supervisor program webplatform-celery-beat on app1.sandbox.internal.
+dest_ok 30 "$f" 'root' 'root' 0
+pending_add restart 'supervisor'
+backup 30 "$f"
+printf %s '; Managed by infra (role app): supervisor program webplatform-celery-beat on app1.sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-celery-beat]
 command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery beat --loglevel info --schedule /var/www/webplatform/run/celerybeat-schedule
@@ -470,15 +492,13 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-celery-beat.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 30 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/supervisor/conf.d/webplatform-celery-beat.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 30 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 30
 say 30 changed
 # step 31: file /var/www/webplatform/source/infra_demo_wsgi.py
-backup 31 '/var/www/webplatform/source/infra_demo_wsgi.py'
 f='/var/www/webplatform/source/infra_demo_wsgi.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '"""A tiny WSGI application shipped by infra (role app) so that a fresh environment serves
+dest_ok 31 "$f" 'root' 'root' 0
+backup 31 "$f"
+printf %s '"""A tiny WSGI application shipped by infra (role app) so that a fresh environment serves
 something end to end. Real deployments set vars.app.wsgi_module to their own application."""
 
 import os
@@ -494,15 +514,13 @@ def application(environ, start_response):
         ("Content-Length", str(len(body))),
     ])
     return [body]
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 31 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_wsgi.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 31 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 31
 say 31 changed
 # step 32: file /var/www/webplatform/source/infra_demo_celery.py
-backup 32 '/var/www/webplatform/source/infra_demo_celery.py'
 f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
+dest_ok 32 "$f" 'root' 'root' 0
+backup 32 "$f"
+printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
 programs have something to run. Real deployments set vars.app.celery_app to their own."""
 
 import os
@@ -518,9 +536,7 @@ app.conf.beat_schedule = {
 @app.task
 def heartbeat():
     return "ok"
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 32 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/var/www/webplatform/source/infra_demo_celery.py'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 32 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 32
 say 32 changed
 # step 33: service supervisor enable
 { timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 33

@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx gdnsd xinetd
 prc=/usr/sbin/policy-rc.d; own=
@@ -48,10 +84,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
-backup 1 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for salt.sandbox.internal; computed from inventories/sandbox.yaml.
+dest_ok 1 "$f" 'root' 'root' 0
+backup 1 "$f"
+printf %s '# Managed by infra (role base) for salt.sandbox.internal; computed from inventories/sandbox.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -66,21 +102,17 @@ ff02::2	ip6-allrouters
 10.213.0.10	salt.sandbox.internal salt
 10.213.0.30	sessions1.sandbox.internal sessions1
 10.213.0.11	source.sandbox.internal source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: file /etc/resolv.conf
-backup 2 '/etc/resolv.conf'
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+dest_ok 2 "$f" 'root' 'root' 0
+backup 2 "$f"
+printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search sandbox.internal
 nameserver 10.213.0.10
 options timeout:2 attempts:2
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -90,11 +122,11 @@ say 3 changed
 pending_done 'ssh'
 say 4 changed
 # step 5: file /etc/exim4/update-exim4.conf.conf
-pending_add restart 'exim4'
-backup 5 '/etc/exim4/update-exim4.conf.conf'
 f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+dest_ok 5 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 5 "$f"
+printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
 # which the exim4 init script runs on (re)start.
 # Satellite: no local delivery except to the spool, everything is sent to the mail host.
 dc_eximconfig_configtype='\''satellite'\''
@@ -110,19 +142,15 @@ dc_use_split_config='\''false'\''
 dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 5 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 5 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 5
 say 5 changed
 # step 6: file /etc/mailname
-pending_add restart 'exim4'
-backup 6 '/etc/mailname'
 f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'salt.sandbox.internal
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+dest_ok 6 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 6 "$f"
+printf %s 'salt.sandbox.internal
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 7
@@ -132,13 +160,14 @@ say 7 changed
 pending_done 'exim4'
 say 8 changed
 # step 9: dir /srv/backups
-{ mkdir -p '/srv/backups' && chown 'root':'root' '/srv/backups' && chmod 0755 '/srv/backups'; } > "$log" 2>&1 || fail 9
+if [ -L '/srv/backups' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/srv/backups' "$(readlink '/srv/backups')" > "$log"; fail 9 1; fi
+{ mkdir -p '/srv/backups' && chown -h 'root':'root' '/srv/backups' && chmod 0755 '/srv/backups'; } > "$log" 2>&1 || fail 9
 say 9 changed
 # step 10: file /etc/init.d/gdnsd
-backup 10 '/etc/init.d/gdnsd'
 f='/etc/init.d/gdnsd'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 10 "$f" 'root' 'root' 0
+backup 10 "$f"
+printf %s '#!/bin/sh
 ### BEGIN INIT INFO
 # Provides:          gdnsd
 # Required-Start:    $network $remote_fs
@@ -172,33 +201,29 @@ case "$1" in
   status) running ;;
   *) echo "usage: $0 start|stop|reload|restart|status" >&2; exit 2 ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 10 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/etc/init.d/gdnsd'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 10 $r; }
+' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 10
 say 10 changed
 # step 11: file /etc/gdnsd/config
-pending_add reload 'gdnsd'
-backup 11 '/etc/gdnsd/config'
 f='/etc/gdnsd/config'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role salt) for salt.sandbox.internal: gdnsd 3, authoritative for
+dest_ok 11 "$f" 'root' 'root' 0
+pending_add reload 'gdnsd'
+backup 11 "$f"
+printf %s '# Managed by infra (role salt) for salt.sandbox.internal: gdnsd 3, authoritative for
 # sandbox.internal only (zone file in /etc/gdnsd/zones). Names outside the zone are
 # refused, and resolv.conf on every host falls through to the next nameserver.
 options => {
   listen => [ 127.0.0.1, 10.213.0.10 ]
   zones_default_ttl => 300
 }
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 11 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gdnsd/config'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 11 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 11
 sh -c 'gdnsd checkconf' > "$log" 2>&1 < /dev/null || { r=$?; restore 11 '/etc/gdnsd/config'; pending_done 'gdnsd'; (exit $r) || fail 11; }
 say 11 changed
 # step 12: file /etc/gdnsd/zones/sandbox.internal
-pending_add reload 'gdnsd'
-backup 12 '/etc/gdnsd/zones/sandbox.internal'
 f='/etc/gdnsd/zones/sandbox.internal'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '; Managed by infra (role salt): the sandbox.internal zone of sandbox,
+dest_ok 12 "$f" 'root' 'root' 0
+pending_add reload 'gdnsd'
+backup 12 "$f"
+printf %s '; Managed by infra (role salt): the sandbox.internal zone of sandbox,
 ; computed from inventories/sandbox.yaml. One A record per host, and a CNAME
 ; for every role held by exactly one host (e.g. masterdb), unless a host has that name.
 $TTL 300
@@ -227,16 +252,14 @@ masterdb	CNAME	db1
 postgres	CNAME	queue1
 queue	CNAME	queue1
 sessions	CNAME	sessions1
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gdnsd/zones/sandbox.internal'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 12
 sh -c 'gdnsd checkconf' > "$log" 2>&1 < /dev/null || { r=$?; restore 12 '/etc/gdnsd/zones/sandbox.internal'; (exit $r) || fail 12; }
 say 12 changed
 # step 13: file /etc/issue.net
-backup 13 '/etc/issue.net'
 f='/etc/issue.net'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '************************************************************************
+dest_ok 13 "$f" 'root' 'root' 0
+backup 13 "$f"
+printf %s '************************************************************************
   SANDBOX environment (sandbox.test)
 
   This is the SSH jump box of sandbox. Every other host is reached
@@ -251,15 +274,13 @@ umask 133; printf %s '**********************************************************
 
   Unauthorised access is prohibited; connections are logged.
 ************************************************************************
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 13 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/issue.net'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 13 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 13
 say 13 changed
 # step 14: file /etc/motd
-backup 14 '/etc/motd'
 f='/etc/motd'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '
+dest_ok 14 "$f" 'root' 'root' 0
+backup 14 "$f"
+printf %s '
   SANDBOX -- salt.sandbox.internal (jump box of sandbox)
   Hosts of sandbox.internal:
     app1	10.213.0.50	app
@@ -271,28 +292,24 @@ umask 133; printf %s '
     sessions1	10.213.0.30	sessions
     source	10.213.0.11	source
 
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 14 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/motd'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 14 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 14
 say 14 changed
 # step 15: file /etc/ssh/sshd_config.d/infra-banner.conf
-pending_add reload 'ssh'
-backup 15 '/etc/ssh/sshd_config.d/infra-banner.conf'
 f='/etc/ssh/sshd_config.d/infra-banner.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role salt): show the environment banner before login.
+dest_ok 15 "$f" 'root' 'root' 0
+pending_add reload 'ssh'
+backup 15 "$f"
+printf %s '# Managed by infra (role salt): show the environment banner before login.
 Banner /etc/issue.net
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 15 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/ssh/sshd_config.d/infra-banner.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 15 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 15
 sh -c 'sshd -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 15 '/etc/ssh/sshd_config.d/infra-banner.conf'; pending_done 'ssh'; (exit $r) || fail 15; }
 say 15 changed
 # step 16: file /etc/xinetd.d/rsync
-pending_add reload 'xinetd'
-backup 16 '/etc/xinetd.d/rsync'
 f='/etc/xinetd.d/rsync'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role salt): rsync daemon started per connection by xinetd,
+dest_ok 16 "$f" 'root' 'root' 0
+pending_add reload 'xinetd'
+backup 16 "$f"
+printf %s '# Managed by infra (role salt): rsync daemon started per connection by xinetd,
 # answering only the hosts of sandbox.
 service rsync
 {
@@ -308,15 +325,13 @@ service rsync
 	per_source	= 8
 	log_on_failure	+= USERID
 }
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 16 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/xinetd.d/rsync'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 16 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 16
 say 16 changed
 # step 17: file /etc/rsyncd.conf
-backup 17 '/etc/rsyncd.conf'
 f='/etc/rsyncd.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role salt): rsync modules served through xinetd (/etc/xinetd.d/rsync).
+dest_ok 17 "$f" 'root' 'root' 0
+backup 17 "$f"
+printf %s '# Managed by infra (role salt): rsync modules served through xinetd (/etc/xinetd.d/rsync).
 uid = nobody
 gid = nogroup
 use chroot = yes
@@ -334,9 +349,7 @@ hosts deny = *
 	list = yes
 	uid = root
 	gid = root
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 17 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/rsyncd.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 17 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 17
 say 17 changed
 # step 18: service gdnsd enable
 { timeout 300 systemctl enable 'gdnsd'; } > "$log" 2>&1 < /dev/null || fail 18

@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: packages rsync ca-certificates curl less vim-tiny openssh-server rsyslog postfix opendkim opendkim-tools mailgraph
 prc=/usr/sbin/policy-rc.d; own=
@@ -48,10 +84,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
 # step 1: file /etc/hosts
-backup 1 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for mail.staging.wpdn; computed from inventories/staging.yaml.
+dest_ok 1 "$f" 'root' 'root' 0
+backup 1 "$f"
+printf %s '# Managed by infra (role base) for mail.staging.wpdn; computed from inventories/staging.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -65,22 +101,18 @@ ff02::2	ip6-allrouters
 10.20.1.10	salt.staging.wpdn salt
 10.20.1.30	sessions1.staging.wpdn sessions1
 10.20.1.11	source.staging.wpdn source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 1 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 1 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: file /etc/resolv.conf
-backup 2 '/etc/resolv.conf'
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+dest_ok 2 "$f" 'root' 'root' 0
+backup 2 "$f"
+printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search staging.wpdn
 nameserver 10.20.1.10
 nameserver 169.254.169.253
 options timeout:2 attempts:2
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
 say 2 changed
 # step 3: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 3
@@ -90,13 +122,14 @@ say 3 changed
 pending_done 'ssh'
 say 4 changed
 # step 5: dir /etc/dkimkeys
-{ mkdir -p '/etc/dkimkeys' && chown 'opendkim':'opendkim' '/etc/dkimkeys' && chmod 0700 '/etc/dkimkeys'; } > "$log" 2>&1 || fail 5
+if [ -L '/etc/dkimkeys' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/etc/dkimkeys' "$(readlink '/etc/dkimkeys')" > "$log"; fail 5 1; fi
+{ mkdir -p '/etc/dkimkeys' && chown -h 'opendkim':'opendkim' '/etc/dkimkeys' && chmod 0700 '/etc/dkimkeys'; } > "$log" 2>&1 || fail 5
 say 5 changed
 # step 6: file /etc/init.d/rsyslog
-backup 6 '/etc/init.d/rsyslog'
 f='/etc/init.d/rsyslog'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 077; printf %s '#!/bin/sh
+dest_ok 6 "$f" 'root' 'root' 0
+backup 6 "$f"
+printf %s '#!/bin/sh
 ### BEGIN INIT INFO
 # Provides:          rsyslog
 # Required-Start:    $remote_fs $time
@@ -118,16 +151,14 @@ case "$1" in
   status) running ;;
   *) echo "usage: $0 start|stop|restart|reload|status" >&2; exit 2 ;;
 esac
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" '/etc/init.d/rsyslog'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 6
 say 6 changed
 # step 7: file /etc/postfix/main.cf
-pending_add reload 'postfix'
-backup 7 '/etc/postfix/main.cf'
 f='/etc/postfix/main.cf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role mail) for mail.staging.wpdn: Postfix 3.7 relay for staging.
+dest_ok 7 "$f" 'root' 'root' 0
+pending_add reload 'postfix'
+backup 7 "$f"
+printf %s '# Managed by infra (role mail) for mail.staging.wpdn: Postfix 3.7 relay for staging.
 # Relays for the hosts of the environment only (mynetworks, computed from the inventory);
 # everything else may only deliver to this host.
 compatibility_level = 3.6
@@ -169,17 +200,15 @@ milter_default_action = accept
 milter_protocol = 6
 smtpd_milters = inet:localhost:8891
 non_smtpd_milters = $smtpd_milters
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/postfix/main.cf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 7 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 7
 sh -c 'postfix check' > "$log" 2>&1 < /dev/null || { r=$?; restore 7 '/etc/postfix/main.cf'; pending_done 'postfix'; (exit $r) || fail 7; }
 say 7 changed
 # step 8: file /etc/opendkim.conf
-pending_add restart 'opendkim'
-backup 8 '/etc/opendkim.conf'
 f='/etc/opendkim.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role mail) for mail.staging.wpdn: OpenDKIM 2.11 milter for Postfix
+dest_ok 8 "$f" 'root' 'root' 0
+pending_add restart 'opendkim'
+backup 8 "$f"
+printf %s '# Managed by infra (role mail) for mail.staging.wpdn: OpenDKIM 2.11 milter for Postfix
 # (smtpd_milters = inet:localhost:8891). Signs mail of webplatformstaging.org from the hosts of
 # staging (InternalHosts), verifies the rest.
 # The key and signing tables and the host lists are inline data sets (comma-separated,
@@ -200,20 +229,16 @@ KeyTable		csl:infra._domainkey.webplatformstaging.org=webplatformstaging.org:inf
 SigningTable		csl:webplatformstaging.org=infra._domainkey.webplatformstaging.org
 InternalHosts		csl:127.0.0.1,10.20.1.50,10.20.1.20,10.20.1.12,10.20.1.35,10.20.1.10,10.20.1.30,10.20.1.11
 ExternalIgnoreList	csl:127.0.0.1,10.20.1.50,10.20.1.20,10.20.1.12,10.20.1.35,10.20.1.10,10.20.1.30,10.20.1.11
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 8 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/opendkim.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 8 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 8
 sh -c 'opendkim -n' > "$log" 2>&1 < /dev/null || { r=$?; restore 8 '/etc/opendkim.conf'; pending_done 'opendkim'; (exit $r) || fail 8; }
 say 8 changed
 # step 9: file /etc/dkimkeys/webplatformstaging.org.private
-pending_add restart 'opendkim'
-backup 9 '/etc/dkimkeys/webplatformstaging.org.private'
 f='/etc/dkimkeys/webplatformstaging.org.private'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 177; printf %s 'canary-dkim_private_key
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 9 $rc; }
-{ { [ 'opendkim':'opendkim' = "$me" ] && ! [ -g "$dir" ]; } || chown 'opendkim':'opendkim' "$tmp" && mv -f "$tmp" '/etc/dkimkeys/webplatformstaging.org.private'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 9 $r; }
+dest_ok 9 "$f" 'opendkim' 'opendkim' 0
+pending_add restart 'opendkim'
+backup 9 "$f"
+printf %s 'canary-dkim_private_key
+' | put_file "$f" 'opendkim' 'opendkim' 0600 2>"$log" || fail 9
 say 9 changed
 # step 10: service rsyslog enable
 { timeout 300 systemctl enable 'rsyslog'; } > "$log" 2>&1 < /dev/null || fail 10

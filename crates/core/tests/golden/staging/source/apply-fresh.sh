@@ -36,7 +36,43 @@ pending_done() {
 }
 backup() { if [ -e "$2" ] || [ -L "$2" ]; then cp -pP "$2" "$R/$1"; else : > "$R/$1.absent"; fi; }
 restore() {
-  if [ -e "$R/$1.absent" ]; then rm -f "$2"; elif [ -e "$R/$1" ]; then cp -pP "$R/$1" "$2"; fi
+  if [ -e "$R/$1.absent" ]; then rm -f "$2"
+  elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
+    as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+  fi
+}
+dest_ok() {
+  n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
+  if [ -L "$f" ]; then
+    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    fail "$n" 1
+  fi
+  d=${f%/*}; set --
+  while [ -n "$d" ]; do set -- "$@" "$d"; d=${d%/*}; done
+  stat -Lc '%u:%U:%G:%a:%n' -- "$@" / > "$R/stat" 2> "$log" || fail "$n"
+  while IFS=: read -r uid user grp mode name; do
+    m=$((0$mode)); free=$((m & 01000))
+    if [ $free = 0 ] && [ $((m & 02)) != 0 ]; then why="$name is writable by every user"
+    elif [ "$uid" != 0 ] && [ "$user" != "$o" ]; then why="$name is owned by $user"
+    elif [ $free = 0 ] && [ $((m & 020)) != 0 ] && { [ "$grp" != "$g" ] || [ "$uid" = 0 ]; }; then why="$name is writable by group $grp"
+    elif [ "$uid" != 0 ]; then as=$o
+    fi
+  done < "$R/stat"
+  [ "$as" != "${me%%:*}" ] || as=
+  if [ -n "$why" ] && [ "$ok" = 1 ]; then as=
+  elif [ -n "$why" ]; then
+    printf 'refusing to write %s: %s, who could swap it for a link while it is written; make that directory root'"'"'s and writable by root alone, or give the file to that user (owner:, infra then writes it as them), or add unsafe_parent: allow to this file in its role if you trust them\n' "$f" "$why" > "$log"
+    fail "$n" 1
+  fi
+  printf '%s\n' "$as" > "$R/$n.as"
+}
+put_file() {
+  if [ -n "$as" ]; then
+    setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
+  else
+    t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
+  fi
 }
 # step 0: volume /srv/git
 dev='/dev/xvdf'; n=0; while [ ! -b "$dev" ] && [ $n -lt 120 ]; do sleep 1; n=$((n+1)); done
@@ -61,10 +97,10 @@ apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold
 [ $rc = 0 ] || fail 1 $rc
 say 1 changed
 # step 2: file /etc/hosts
-backup 2 '/etc/hosts'
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base) for source.staging.wpdn; computed from inventories/staging.yaml.
+dest_ok 2 "$f" 'root' 'root' 0
+backup 2 "$f"
+printf %s '# Managed by infra (role base) for source.staging.wpdn; computed from inventories/staging.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
 ff02::1	ip6-allnodes
@@ -78,22 +114,18 @@ ff02::2	ip6-allrouters
 10.20.1.10	salt.staging.wpdn salt
 10.20.1.30	sessions1.staging.wpdn sessions1
 10.20.1.11	source.staging.wpdn source
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 2 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/hosts'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 2 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
 say 2 changed
 # step 3: file /etc/resolv.conf
-backup 3 '/etc/resolv.conf'
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
+dest_ok 3 "$f" 'root' 'root' 0
+backup 3 "$f"
+printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search staging.wpdn
 nameserver 10.20.1.10
 nameserver 169.254.169.253
 options timeout:2 attempts:2
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 3 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/resolv.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 3 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 3
 say 3 changed
 # step 4: service ssh enable
 { timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
@@ -103,11 +135,11 @@ say 4 changed
 pending_done 'ssh'
 say 5 changed
 # step 6: file /etc/exim4/update-exim4.conf.conf
-pending_add restart 'exim4'
-backup 6 '/etc/exim4/update-exim4.conf.conf'
 f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
+dest_ok 6 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 6 "$f"
+printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
 # which the exim4 init script runs on (re)start.
 # Satellite: no local delivery except to the spool, everything is sent to the mail host.
 dc_eximconfig_configtype='\''satellite'\''
@@ -123,19 +155,15 @@ dc_use_split_config='\''false'\''
 dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 6 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/exim4/update-exim4.conf.conf'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 6 $r; }
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: file /etc/mailname
-pending_add restart 'exim4'
-backup 7 '/etc/mailname'
 f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'source.staging.wpdn
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 7 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/mailname'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 7 $r; }
+dest_ok 7 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 7 "$f"
+printf %s 'source.staging.wpdn
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 7
 say 7 changed
 # step 8: service exim4 enable
 { timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
@@ -148,16 +176,15 @@ say 9 changed
 getent passwd 'git' >/dev/null || useradd --system --home-dir '/srv/git' --shell '/bin/sh' 'git' > "$log" 2>&1 || fail 10
 say 10 changed
 # step 11: dir /srv/git
-{ mkdir -p '/srv/git' && chown 'git':'git' '/srv/git' && chmod 0750 '/srv/git'; } > "$log" 2>&1 || fail 11
+if [ -L '/srv/git' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/srv/git' "$(readlink '/srv/git')" > "$log"; fail 11 1; fi
+{ mkdir -p '/srv/git' && chown -h 'git':'git' '/srv/git' && chmod 0750 '/srv/git'; } > "$log" 2>&1 || fail 11
 say 11 changed
 # step 12: file /etc/gitolite3/admin.pub
-backup 12 '/etc/gitolite3/admin.pub'
 f='/etc/gitolite3/admin.pub'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-tmp="$dir/.infra-$$.${f##*/}.tmp"; [ -e "$tmp" ] && rm -f "$tmp"
-umask 133; printf %s 'canary-gitolite_admin_pubkey
-' > "$tmp" 2>"$log"
-rc=$?; umask 022; [ $rc = 0 ] || { rm -f "$tmp"; fail 12 $rc; }
-{ { [ 'root':'root' = "$me" ] && ! [ -g "$dir" ]; } || chown 'root':'root' "$tmp" && mv -f "$tmp" '/etc/gitolite3/admin.pub'; } >> "$log" 2>&1 || { r=$?; rm -f "$tmp"; fail 12 $r; }
+dest_ok 12 "$f" 'root' 'root' 0
+backup 12 "$f"
+printf %s 'canary-gitolite_admin_pubkey
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 12
 say 12 changed
 # step 13: command gitolite setup
 timeout 1800 sh -c 'runuser -u git -- env HOME=/srv/git gitolite setup -pk /etc/gitolite3/admin.pub' > "$log" 2>&1 < /dev/null || fail 13
