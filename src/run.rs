@@ -15,6 +15,7 @@ use infra_core::model::ProviderKind;
 use infra_core::plan::Inputs;
 use infra_core::plan::{plan_host, HostPlan, Plan};
 use infra_core::render::{render_hosts, Renderer};
+use infra_core::saved::HostInputs;
 use infra_core::secrets::Secrets;
 use infra_core::vars::VarOverride;
 use infra_protocol::{CloudFacts, Scope};
@@ -107,14 +108,18 @@ fn inputs(
     overrides: &[VarOverride],
     flags: &RunFlags,
 ) -> Inputs {
-    let pairs: Vec<(&HostView, &DesiredHost)> = hosts
+    let found: Vec<_> = hosts
         .iter()
         .chain(fresh)
-        .filter_map(|(d, _)| env.hosts.get(&d.name).map(|h| (&h.view, d)))
+        .filter_map(|(d, _)| {
+            let h = env.hosts.get(&d.name)?;
+            Some((&h.view, env.file_vars(h, &Default::default()), d))
+        })
         .collect();
+    let listed: Vec<HostInputs> = found.iter().map(|(v, vars, d)| (*v, vars, *d)).collect();
     Inputs::new(
         env!("CARGO_PKG_VERSION"),
-        &pairs,
+        &listed,
         secrets,
         overrides,
         &flags.limit,

@@ -167,6 +167,12 @@ fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
 
     let original: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert!(original["inputs"]["site_digest"].as_str().unwrap().len() == 64);
+    let mut json = original.clone();
+    assert_eq!(
+        file_step(&mut json, "/srv/app/config.ini")["check"],
+        "grep -q '^name = ' /srv/app/config.ini",
+        "the check is in the JSON"
+    );
     let altered = "the saved plan differs from the plan computed now";
 
     let mut p = original.clone();
@@ -233,6 +239,26 @@ fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
         "`file /srv/app/motd` altered",
     );
     edit(dir.path(), "templates/app/motd", "hijacked", "managed");
+    // A variable no template uses changes no step, but it is an input: refused as well.
+    edit(
+        dir.path(),
+        "inventories/lab.yaml",
+        "self: {roles: [web]}",
+        "self: {roles: [web], vars: {unused: 1}}",
+    );
+    refused(
+        &ns,
+        dir.path(),
+        &original,
+        "the site changed since the plan was saved",
+        "",
+    );
+    edit(
+        dir.path(),
+        "inventories/lab.yaml",
+        "self: {roles: [web], vars: {unused: 1}}",
+        "self: {roles: [web]}",
+    );
 
     // The file as written applies: the steps computed now run.
     let apply = ns.infra(dir.path(), &["apply", saved_arg, "--yes"]);

@@ -7,6 +7,7 @@
 
 use crate::desired::DesiredHost;
 use crate::environment::HostView;
+use crate::model::Vars;
 use crate::plan::{Inputs, Plan};
 use crate::secrets::Secrets;
 use crate::state::sha256;
@@ -16,10 +17,14 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// One planned host as the digest sees it: its view, the variables its templates see (with
+/// `--var`), and its desired state.
+pub type HostInputs<'a> = (&'a HostView, &'a Vars, &'a DesiredHost);
+
 impl Inputs {
     pub fn new(
         infra_version: &str,
-        hosts: &[(&HostView, &DesiredHost)],
+        hosts: &[HostInputs],
         secrets: &Secrets,
         vars: &[VarOverride],
         limit: &[String],
@@ -33,12 +38,13 @@ impl Inputs {
     }
 }
 
-/// sha256 over the hosts' desired states, sorted by host name.
-pub fn site_digest(hosts: &[(&HostView, &DesiredHost)], secrets: &Secrets) -> String {
+/// sha256 over the hosts' views, variables and desired states (file contents as hashes, secret
+/// values redacted first), sorted by host name.
+pub fn site_digest(hosts: &[HostInputs], secrets: &Secrets) -> String {
     let mut sorted: Vec<_> = hosts.to_vec();
-    sorted.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    sorted.sort_by(|a, b| a.2.name.cmp(&b.2.name));
     let mut h = Sha256::new();
-    for (view, desired) in sorted {
+    for (view, vars, desired) in sorted {
         let files: Vec<String> = desired
             .files()
             .map(|f| {
@@ -52,6 +58,7 @@ pub fn site_digest(hosts: &[(&HostView, &DesiredHost)], secrets: &Secrets) -> St
             .collect();
         let record = serde_json::json!({
             "view": view,
+            "vars": vars,
             "desired": desired,
             "contents": files,
         });
