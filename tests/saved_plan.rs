@@ -229,36 +229,7 @@ fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
         "",
     );
 
-    // The site itself changed: the same saved file is refused, naming the step.
-    edit(dir.path(), "templates/app/motd", "managed", "hijacked");
-    refused(
-        &ns,
-        dir.path(),
-        &original,
-        "the site changed since the plan was saved",
-        "`file /srv/app/motd` altered",
-    );
-    edit(dir.path(), "templates/app/motd", "hijacked", "managed");
-    // A variable no template uses changes no step, but it is an input: refused as well.
-    edit(
-        dir.path(),
-        "inventories/lab.yaml",
-        "self: {roles: [web]}",
-        "self: {roles: [web], vars: {unused: 1}}",
-    );
-    refused(
-        &ns,
-        dir.path(),
-        &original,
-        "the site changed since the plan was saved",
-        "",
-    );
-    edit(
-        dir.path(),
-        "inventories/lab.yaml",
-        "self: {roles: [web], vars: {unused: 1}}",
-        "self: {roles: [web]}",
-    );
+    site_changes_are_refused(&ns, dir.path(), &original);
 
     // The file as written applies: the steps computed now run.
     let apply = ns.infra(dir.path(), &["apply", saved_arg, "--yes"]);
@@ -268,4 +239,38 @@ fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
         "managed by infra\nseeded\n"
     );
     assert_eq!(ns.sh("ls -A /srv"), "app\n");
+}
+
+/// The site changed since the plan was saved: the same file is refused.
+fn site_changes_are_refused(ns: &Namespace, dir: &Path, original: &Value) {
+    // The site itself changed: the same saved file is refused, naming the step.
+    edit(dir, "templates/app/motd", "managed", "hijacked");
+    refused(
+        ns,
+        dir,
+        original,
+        "the site changed since the plan was saved",
+        "`file /srv/app/motd` altered",
+    );
+    edit(dir, "templates/app/motd", "hijacked", "managed");
+    // A variable no template uses changes no step, but it is an input: refused as well.
+    edit(
+        dir,
+        "inventories/lab.yaml",
+        "self: {roles: [web]}",
+        "self: {roles: [web], vars: {unused: 1}}",
+    );
+    refused(
+        ns,
+        dir,
+        original,
+        "the site changed since the plan was saved",
+        "",
+    );
+    edit(
+        dir,
+        "inventories/lab.yaml",
+        "self: {roles: [web], vars: {unused: 1}}",
+        "self: {roles: [web]}",
+    );
 }
