@@ -345,6 +345,42 @@ mod tests {
     }
 
     #[test]
+    fn cloud_changes_are_compared_too() {
+        use crate::cloud::{CloudAction, CloudChange, CloudPlan};
+        let change = |address: &str| CloudChange {
+            address: address.into(),
+            action: CloudAction::Create,
+            attrs: Vec::new(),
+            ops: Vec::new(),
+        };
+        let mut now = plan(vec![]);
+        now.cloud = Some(CloudPlan {
+            changes: vec![change("aws_instance.app1")],
+            ..CloudPlan::default()
+        });
+        let mut saved = now.clone();
+        saved.cloud.as_mut().unwrap().changes[0].action = CloudAction::Delete;
+        saved
+            .cloud
+            .as_mut()
+            .unwrap()
+            .changes
+            .push(change("aws_eip.x"));
+        let d: Vec<String> = differences(&saved, &now)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            d,
+            [
+                "cloud: `+ aws_eip.x` added (not in the plan computed now)",
+                "cloud: `- aws_instance.app1` added (not in the plan computed now)",
+                "cloud: `+ aws_instance.app1` removed (the plan computed now has it)",
+            ]
+        );
+    }
+
+    #[test]
     fn a_host_only_in_one_plan_is_named() {
         let now = plan(vec![]);
         let mut saved = now.clone();
