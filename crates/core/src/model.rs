@@ -230,6 +230,10 @@ pub struct FileEntry {
     /// than root and the file's owner: refuse (the default), or write it anyway.
     #[serde(default)]
     pub unsafe_parent: UnsafeParent,
+    /// The file is read by a shell (`. FILE`, an env file): `validate` checks its secrets
+    /// are quoted as in a script.
+    #[serde(default)]
+    pub sourced: bool,
 }
 
 /// `unsafe_parent:` of a file: whether root writes a file in a directory that a user other

@@ -90,6 +90,7 @@ impl Renderer {
         tera.register_function("hosts", fn_hosts);
         tera.register_function("one", fn_one);
         tera.register_function("addrs", fn_addrs);
+        register_quoting(&mut tera);
         let mut diags = Vec::new();
         for t in site.templates.values().filter(|t| t.is_tera()) {
             let file = Path::new("templates").join(&t.name);
@@ -237,7 +238,14 @@ impl Renderer {
                         let text = String::from_utf8_lossy(&content);
                         let missing = secret_values
                             .iter()
-                            .filter(|(k, v)| secrets.get(k).is_none() && text.contains(v.as_str()))
+                            .filter(|(k, v)| {
+                                // Quoted or percent-encoded by a filter, the placeholder is
+                                // still found.
+                                secrets.get(k).is_none()
+                                    && crate::secrets::needles(v)
+                                        .iter()
+                                        .any(|n| text.contains(n.as_str()))
+                            })
                             .map(|(k, _)| k.clone())
                             .collect();
                         let e = &entry.value;
@@ -599,6 +607,45 @@ fn fn_addrs(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
     Ok(Value::from(addrs))
 }
 
+/// The filters that quote a value for the language it lands in (see `quoting`): `sh` (one
+/// POSIX sh word), `sql` (an SQL string literal), `sql_ident` (an SQL identifier) and `url`
+/// (percent-encoding, for a URL's user, password or path part).
+pub const QUOTING_FILTERS: [&str; 4] = ["sh", "sql", "sql_ident", "url"];
+
+fn register_quoting(tera: &mut Tera) {
+    fn text(v: &Value) -> String {
+        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+    }
+    tera.register_filter("sh", |v: Value, _: Kwargs, _: &State| {
+        crate::quoting::sh(&text(&v))
+    });
+    tera.register_filter("sql", |v: Value, _: Kwargs, _: &State| {
+        crate::quoting::sql(&text(&v))
+    });
+    tera.register_filter("sql_ident", |v: Value, _: Kwargs, _: &State| {
+        crate::quoting::sql_ident(&text(&v))
+    });
+    tera.register_filter("url", |v: Value, _: Kwargs, _: &State| {
+        crate::quoting::percent(&text(&v), true)
+    });
+    // A variable's name in sh (`NAME=value`): refused unless it is one.
+    tera.register_filter("sh_name", |v: Value, _: Kwargs, _: &State| {
+        let name = text(&v);
+        let mut chars = name.chars();
+        let ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            Ok(name)
+        } else {
+            Err(tera::Error::message(format!(
+                "`{name}` is not a shell variable name (letters, digits and _, not starting with a digit)"
+            )))
+        }
+    });
+}
+
 /// Two files for one destination on a host: an error at the second, naming the first.
 fn duplicate_destinations(files: &[RenderedFile]) -> Vec<Diagnostic> {
     let mut dests: BTreeMap<&str, &RenderedFile> = BTreeMap::new();
@@ -731,6 +778,22 @@ mod tests {
         assert_eq!(
             out.diagnostics[0].message,
             "template `t.j2` on host `h1` took over 300ms to render"
+        );
+    }
+
+    #[test]
+    fn quoting_filters_are_registered() {
+        let mut tera = Tera::default();
+        tera.autoescape_on(Vec::<&str>::new());
+        register_quoting(&mut tera);
+        let t = "{{ v | sh }} {{ v | sql }} {{ v | sql_ident }} {{ v | url }} {{ n | sh }}";
+        tera.add_raw_template("t", t).unwrap();
+        let mut ctx = Context::new();
+        ctx.insert("v", "a'b\"c d");
+        ctx.insert("n", &5432);
+        assert_eq!(
+            tera.render("t", &ctx).unwrap(),
+            "'a'\\''b\"c d' 'a''b\"c d' \"a'b\"\"c d\" a%27b%22c%20d '5432'"
         );
     }
 

@@ -151,6 +151,7 @@ fn check_file_entries(
     let mut diags = Vec::new();
     for entry in &role.value.files {
         diags.extend(file_entry_origin(site, &role.file, entry));
+        diags.extend(unquoted_secrets(site, &entry.value));
         diags.extend(notify_naming_no_service(
             site,
             stem,
@@ -192,6 +193,120 @@ fn file_entry_origin(
         (Some(t), None) => template_problem(site, file, t),
         (None, Some(s)) => source_problem(site, file, s),
     }
+}
+
+/// Why a file entry's content is shell code, if it is: an executable mode, a `.sh` name, a
+/// `#!` line, or `sourced: true`.
+fn script_reason(entry: &crate::model::FileEntry, text: &str) -> Option<String> {
+    if let Some(m) = entry.mode.filter(|m| m.0 & 0o111 != 0) {
+        return Some(format!("its mode {:04o} makes it executable", m.0));
+    }
+    if entry.dest.value.ends_with(".sh") {
+        return Some("its destination ends in .sh".into());
+    }
+    if text.starts_with("#!") {
+        return Some("it starts with #!".into());
+    }
+    entry
+        .sourced
+        .then(|| "its entry says `sourced: true`".into())
+}
+
+/// A secret written into a script template (or a shell-sourced file) without a quoting
+/// filter: a `'` in its value would end the quotes around it, and the rest would run.
+fn unquoted_secrets(site: &Site, entry: &crate::model::FileEntry) -> Vec<Diagnostic> {
+    let Some(t) = &entry.template else {
+        return Vec::new();
+    };
+    let Some(file) = site.templates.get(&t.value) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&file.bytes);
+    let Some(reason) = script_reason(entry, &text) else {
+        return Vec::new();
+    };
+    let path = std::path::Path::new("templates").join(&t.value);
+    unquoted_secret_uses(&text)
+        .into_iter()
+        .map(|(offset, name)| {
+            let line = text[..offset].matches('\n').count() + 1;
+            let col = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1;
+            Diagnostic::error(format!(
+                "secret `{name}` is written into shell code without a quoting filter ({} is a script: {reason})",
+                entry.dest.value
+            ))
+            .at(site.sources.location(&path, line, col, "secrets.".len() + name.len()))
+            .hint(format!(
+                "write `{{{{ secrets.{name} | sh }}}}` for one sh word, `{{{{ secrets.{name} | sql }}}}` for an SQL string literal (sent on stdin, in a quoted here-document), `(secrets.{name} | url)` inside a URL that is then `| sh`; never on a command line"
+            ))
+        })
+        .collect()
+}
+
+/// The byte offset and name of each `secrets.NAME` in a `{{ }}` or `{% %}` tag of `text` that
+/// no quoting filter (`render::QUOTING_FILTERS`) applies to: one right after it (before the
+/// next `~`, `)` or `,`), or, in a `{{ }}`, the tag's last filter. `{% if %}` tests print
+/// nothing and are left alone.
+pub fn unquoted_secret_uses(text: &str) -> Vec<(usize, String)> {
+    let quoting = |segment: &str| {
+        segment.split('|').skip(1).any(|f| {
+            let name: String = f
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            crate::render::QUOTING_FILTERS.contains(&name.as_str())
+        })
+    };
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(open) = text[at..].find(['{']).map(|i| at + i) {
+        let kind = text[open..].chars().nth(1);
+        let close = match kind {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                at = open + 1;
+                continue;
+            }
+        };
+        let start = open + 2;
+        let Some(end) = text[start..].find(close).map(|i| start + i) else {
+            break;
+        };
+        let tag = &text[start..end];
+        let head = tag.trim_start().trim_start_matches('-').trim_start();
+        let is_test = kind == Some('%') && (head.starts_with("if ") || head.starts_with("elif "));
+        // `{{ (...) | sh }}`: the tag ends with a quoting filter and nothing after it.
+        let last_filter_quotes = kind == Some('{') && tag.contains('|') && {
+            let last = tag.rsplit('|').next().unwrap_or_default();
+            let last = last.trim().trim_end_matches('-').trim_end();
+            crate::render::QUOTING_FILTERS.contains(&last)
+        };
+        let mut from = 0;
+        while let Some(i) = tag[from..].find("secrets.").map(|i| from + i) {
+            let name_start = i + "secrets.".len();
+            let name: String = tag[name_start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let after = &tag[name_start + name.len()..];
+            let segment = after.split(['~', ')', ',']).next().unwrap_or_default();
+            let word_before = i > 0
+                && tag[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if !name.is_empty()
+                && !word_before
+                && !is_test
+                && !quoting(segment)
+                && !last_filter_quotes
+            {
+                found.push((start + i, name.clone()));
+            }
+            from = name_start;
+        }
+        at = end + 2;
+    }
+    found
 }
 
 /// A `template` missing from templates/ (with a did-you-mean) or not ending in .j2.
@@ -861,7 +976,29 @@ pub fn merge_duplicates(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 
 #[cfg(test)]
 mod tests {
-    use super::dest_problem;
+    use super::{dest_problem, unquoted_secret_uses};
+
+    #[test]
+    fn a_secret_in_shell_code_needs_a_quoting_filter() {
+        let names = |t: &str| -> Vec<String> {
+            unquoted_secret_uses(t)
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        assert_eq!(names("PW='{{ secrets.pw }}'\n"), vec!["pw"]);
+        assert_eq!(names("PW={{secrets.pw|upper}}"), vec!["pw"]);
+        assert_eq!(names("{% set x = secrets.pw %}{{ x | sh }}"), vec!["pw"]);
+        assert_eq!(names("{{ 'a' ~ secrets.a | sh ~ secrets.b }}"), vec!["b"]);
+        assert!(names("PW={{ secrets.pw | sh }}").is_empty());
+        assert!(names("{{- secrets.pw|sql -}}").is_empty());
+        assert!(names("{{ ('u:' ~ (secrets.pw | url) ~ '@h') | sh }}").is_empty());
+        assert!(names("{{ ('u:' ~ secrets.pw) | sh }}").is_empty());
+        assert!(names("{% if secrets.pw is defined %}x{% endif %}").is_empty());
+        assert!(names("{{ mysecrets.pw }} {# secrets.pw #} secrets.pw").is_empty());
+        let (offset, _) = unquoted_secret_uses("a\nb {{ secrets.pw }}")[0];
+        assert_eq!(offset, 7);
+    }
 
     #[test]
     fn destinations_must_be_clean_absolute_paths() {

@@ -120,10 +120,10 @@ f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 dest_ok 5 "$f" 'root' 'www-data' 0
 pending_add restart 'supervisor'
 backup 5 "$f"
-printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app2.aws-sandbox.internal.
-# Read by /usr/local/bin/webplatform-run with `set -a; . <this file>`.
-# Secrets come from the secrets file / environment, never from git; they must not contain
-# a single quote, and those in URLs must be URL-safe.
+printf %s '# Managed by infra (role app): environment of the app'\''s processes.
+# Read by /usr/local/bin/<app>-run with `set -a; . <this file>`: every value is one sh word
+# (the `sh` filter), and secrets in URLs are percent-encoded first (the `url` filter).
+# No value is written into a comment (a newline in it would end the comment).
 DJANGO_SETTINGS_MODULE='\''webplatform.settings'\''
 SECRET_KEY='\''canary-app_secret_key'\''
 DEBUG='\''false'\''

@@ -135,36 +135,39 @@ f='/usr/local/sbin/infra-mariadb-setup'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p 
 dest_ok 5 "$f" 'root' 'root' 0
 backup 5 "$f"
 printf %s '#!/bin/sh
-# Managed by infra (role db) for db2.production.wpdn. `check` exits 0 when there is nothing to do;
-# `apply` does it:
+# Managed by infra (role db). `check` exits 0 when there is nothing to do; `apply` does it:
 #  - root@localhost: unix_socket, or the root password from secrets;
-#  - the replication user '\''repl'\'' for every db host of production, REQUIRE SSL
+#  - the replication user (vars.mariadb.replication_user) for every db host, REQUIRE SSL
 #    (created with sql_log_bin=0 on each host, so moving masterdb needs no user changes);
 #  - on the masterdb host: no replication source; on the others: replicate from masterdb over TLS.
 # A new replica of a master that already holds data must be seeded first (mariabackup).
+# No value is written into a comment (a newline in it would end the comment).
+# Values reach sh and SQL only through the `sh` and `sql` filters; SQL that holds a password
+# travels on the client'\''s stdin (a quoted here-document), never on a command line.
 set -eu
-ROOT_PW='\''canary-mariadb_root_password'\''
-REPL_USER='\''repl'\''
-REPL_PW='\''canary-mariadb_replication_password'\''
 MASTER_IP='\''10.10.1.20'\''
-MASTER_PORT='\''3306'\''
 IS_MASTER=no
-REPL_HOSTS='\''10.10.1.20 10.10.1.21'\''
-
-sql() { mariadb --protocol=socket -uroot -N -B -e "$1"; }
+# SQL on stdin.
+sql() { mariadb --protocol=socket -uroot -N -B; }
 
 root_password_ok() {
-    # Not as root: unix_socket authentication fails, so the password is what is checked.
-    runuser -u nobody -- mariadb --protocol=socket -uroot -p"$ROOT_PW" -N -B -e '\''SELECT 1'\'' >/dev/null 2>&1
+    # The stored hash is the password'\''s (unix_socket lets root in whatever the password is).
+    [ "$(sql <<'\''SQL'\''
+SELECT COUNT(*) FROM mysql.global_priv WHERE User = '\''root'\'' AND Host = '\''localhost'\''
+    AND JSON_SEARCH(Priv, '\''one'\'', PASSWORD('\''canary-mariadb_root_password'\'')) IS NOT NULL;
+SQL
+)" = "1" ]
 }
 
 repl_users_ok() {
-    for ip in $REPL_HOSTS; do
-        [ "$(sql "SELECT COUNT(*) FROM mysql.user WHERE User = '\''$REPL_USER'\'' AND Host = '\''$ip'\'' AND ssl_type = '\''ANY'\''")" = "1" ] || return 1
-    done
+    [ "$(sql <<'\''SQL'\''
+SELECT COUNT(*) FROM mysql.user WHERE User = '\''repl'\'' AND ssl_type = '\''ANY'\''
+    AND Host IN ('\''10.10.1.20'\'', '\''10.10.1.21'\'');
+SQL
+)" = '\''2'\'' ]
 }
 
-source_host() { mariadb --protocol=socket -uroot -e '\''SHOW SLAVE STATUS\G'\'' | awk '\''$1 == "Master_Host:" { print $2 }'\''; }
+source_host() { echo '\''SHOW SLAVE STATUS\G'\'' | mariadb --protocol=socket -uroot | awk '\''$1 == "Master_Host:" { print $2 }'\''; }
 
 source_ok() {
     if [ "$IS_MASTER" = yes ]; then
@@ -179,23 +182,28 @@ case "${1:-}" in
         root_password_ok && repl_users_ok && source_ok
         ;;
     apply)
-        sql "ALTER USER '\''root'\''@'\''localhost'\'' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('\''$ROOT_PW'\'')"
-        for ip in $REPL_HOSTS; do
-            sql "SET SESSION sql_log_bin = 0;
-                 CREATE USER IF NOT EXISTS '\''$REPL_USER'\''@'\''$ip'\'' IDENTIFIED BY '\''$REPL_PW'\'' REQUIRE SSL;
-                 ALTER USER '\''$REPL_USER'\''@'\''$ip'\'' IDENTIFIED BY '\''$REPL_PW'\'' REQUIRE SSL;
-                 GRANT REPLICATION SLAVE ON *.* TO '\''$REPL_USER'\''@'\''$ip'\'';"
-        done
+        sql <<'\''SQL'\''
+ALTER USER '\''root'\''@'\''localhost'\'' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('\''canary-mariadb_root_password'\'');
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS '\''repl'\''@'\''10.10.1.20'\'' IDENTIFIED BY '\''canary-mariadb_replication_password'\'' REQUIRE SSL;
+ALTER USER '\''repl'\''@'\''10.10.1.20'\'' IDENTIFIED BY '\''canary-mariadb_replication_password'\'' REQUIRE SSL;
+GRANT REPLICATION SLAVE ON *.* TO '\''repl'\''@'\''10.10.1.20'\'';
+CREATE USER IF NOT EXISTS '\''repl'\''@'\''10.10.1.21'\'' IDENTIFIED BY '\''canary-mariadb_replication_password'\'' REQUIRE SSL;
+ALTER USER '\''repl'\''@'\''10.10.1.21'\'' IDENTIFIED BY '\''canary-mariadb_replication_password'\'' REQUIRE SSL;
+GRANT REPLICATION SLAVE ON *.* TO '\''repl'\''@'\''10.10.1.21'\'';
+SQL
         if ! source_ok; then
             if [ "$IS_MASTER" = yes ]; then
-                sql "STOP SLAVE; RESET SLAVE ALL;"
+                echo '\''STOP SLAVE; RESET SLAVE ALL;'\'' | sql
             else
-                sql "STOP SLAVE;
-                     CHANGE MASTER TO MASTER_HOST = '\''$MASTER_IP'\'', MASTER_PORT = $MASTER_PORT,
-                         MASTER_USER = '\''$REPL_USER'\'', MASTER_PASSWORD = '\''$REPL_PW'\'',
-                         MASTER_SSL = 1, MASTER_SSL_CA = '\''/etc/mysql/tls/ca.pem'\'',
-                         MASTER_USE_GTID = slave_pos;
-                     START SLAVE;"
+                sql <<'\''SQL'\''
+STOP SLAVE;
+CHANGE MASTER TO MASTER_HOST = '\''10.10.1.20'\'', MASTER_PORT = 3306,
+    MASTER_USER = '\''repl'\'', MASTER_PASSWORD = '\''canary-mariadb_replication_password'\'',
+    MASTER_SSL = 1, MASTER_SSL_CA = '\''/etc/mysql/tls/ca.pem'\'',
+    MASTER_USE_GTID = slave_pos;
+START SLAVE;
+SQL
             fi
         fi
         ;;

@@ -255,7 +255,9 @@ printf %s '#!/bin/sh
 # Managed by infra (role postgres). `check` exits 0 when there is nothing to do; `apply` does it:
 #  - restarts the cluster if the running listen_addresses differs from postgresql.conf
 #    (a reload does not apply it), or a reloaded setting is waiting for a restart;
-#  - creates (or updates the password of) the role and database webplatform.
+#  - creates (or updates the password of) the role and database named vars.app.name.
+# Values reach sh and SQL only through the `sh` and `sql` filters; the password travels on
+# psql'\''s stdin (a `\set` in the here-document), never on a command line.
 set -eu
 NAME='\''webplatform'\''
 LISTEN='\''localhost,10.10.1.25'\''
@@ -270,8 +272,8 @@ needs_restart() {
     return 1
 }
 
-has_role() { [ "$(psql_q "SELECT 1 FROM pg_roles WHERE rolname = '\''$NAME'\''")" = "1" ]; }
-has_db() { [ "$(psql_q "SELECT 1 FROM pg_database WHERE datname = '\''$NAME'\''")" = "1" ]; }
+has_role() { [ "$(psql_q '\''SELECT 1 FROM pg_roles WHERE rolname = E'\''\'\'''\''webplatform'\''\'\'''\'''\'')" = "1" ]; }
+has_db() { [ "$(psql_q '\''SELECT 1 FROM pg_database WHERE datname = E'\''\'\'''\''webplatform'\''\'\'''\'''\'')" = "1" ]; }
 
 case "${1:-}" in
     check)
@@ -281,15 +283,15 @@ case "${1:-}" in
         if needs_restart; then
             pg_ctlcluster 15 main restart
         fi
-        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" <<'\''SQL'\''
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 <<'\''SQL'\''
+\set name '\''webplatform'\''
+\set pw '\''canary-app_db_password'\''
 SELECT format('\''CREATE ROLE %I LOGIN'\'', :'\''name'\'')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'\''name'\'') \gexec
-SQL
-        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" -v pw='\''canary-app_db_password'\'' <<'\''SQL'\''
 SELECT format('\''ALTER ROLE %I PASSWORD %L'\'', :'\''name'\'', :'\''pw'\'') \gexec
 SQL
         if ! has_db; then
-            runuser -u postgres -- createdb --owner="$NAME" --encoding=UTF8 --template=template0 "$NAME"
+            runuser -u postgres -- createdb --owner="$NAME" --encoding=UTF8 --template=template0 -- "$NAME"
         fi
         ;;
     *)

@@ -124,16 +124,26 @@ dest_ok 3 "$f" 'root' 'root' 0
 backup 3 "$f"
 printf %s '#!/bin/sh
 # Managed by infra (role queue). `check` exits 0 when there is nothing to do; `apply` creates the
-# vhost and user webplatform with full permissions on that vhost and sets its password.
+# vhost and user named vars.app.name with full permissions on that vhost and sets its password.
+# The password reaches rabbitmqctl on its stdin (printf is the shell'\''s builtin), never on a
+# command line; rabbitmqctl reads it as one line and trims it.
 set -eu
 NAME='\''webplatform'\''
 PW='\''canary-rabbitmq_app_password'\''
+nl='\''
+'\''
+case "$PW" in
+    *"$nl"* | [[:space:]]* | *[[:space:]] | "")
+        echo "rabbitmq_app_password is empty, holds a newline or starts or ends with white space: rabbitmqctl reads a password as one trimmed line; choose another" >&2
+        exit 2
+        ;;
+esac
 
-has_vhost() { rabbitmqctl --silent list_vhosts name | grep -qx "$NAME"; }
+has_vhost() { rabbitmqctl --silent list_vhosts name | grep -qxF -- "$NAME"; }
 has_user() { rabbitmqctl --silent list_users | awk -v n="$NAME" '\''$1 == n { f = 1 } END { exit !f }'\''; }
-password_ok() { rabbitmqctl --silent authenticate_user "$NAME" "$PW" >/dev/null 2>&1; }
+password_ok() { printf '\''%s\n'\'' "$PW" | rabbitmqctl --silent authenticate_user -- "$NAME" >/dev/null 2>&1; }
 perms_ok() {
-    rabbitmqctl --silent list_user_permissions "$NAME" \
+    rabbitmqctl --silent list_user_permissions -- "$NAME" \
         | awk -v n="$NAME" '\''$1 == n && $2 == ".*" && $3 == ".*" && $4 == ".*" { f = 1 } END { exit !f }'\''
 }
 
@@ -143,13 +153,13 @@ case "${1:-}" in
         ;;
     apply)
         rabbitmqctl await_startup
-        has_vhost || rabbitmqctl add_vhost "$NAME"
+        has_vhost || rabbitmqctl add_vhost -- "$NAME"
         if has_user; then
-            rabbitmqctl change_password "$NAME" "$PW"
+            printf '\''%s\n'\'' "$PW" | rabbitmqctl --silent change_password -- "$NAME"
         else
-            rabbitmqctl add_user "$NAME" "$PW"
+            printf '\''%s\n'\'' "$PW" | rabbitmqctl --silent add_user -- "$NAME"
         fi
-        rabbitmqctl set_permissions -p "$NAME" "$NAME" '\''.*'\'' '\''.*'\'' '\''.*'\''
+        rabbitmqctl set_permissions -p "$NAME" -- "$NAME" '\''.*'\'' '\''.*'\'' '\''.*'\''
         ;;
     *)
         echo "usage: $0 check|apply" >&2

@@ -215,12 +215,12 @@ dest_ok 12 "$f" 'root' 'root' 0
 backup 12 "$f"
 printf %s '#!/bin/sh
 # Managed by infra (role app). `check` exits 0 when there is nothing to do; `apply` does it:
-# the layout under /var/www/webplatform (also listed in the role'\''s dirs, which spell out
+# the layout under /var/www/<app> (also listed in the role'\''s dirs, which spell out
 # the default app name) and the virtualenv, which sees Debian'\''s gunicorn and celery
 # (--system-site-packages).
 set -eu
-ROOT=/var/www/webplatform
-USER=www-data
+ROOT='\''/var/www/webplatform'\''
+USER='\''www-data'\''
 
 layout_ok() {
     for d in source env log public/static public/media ssl run; do
@@ -360,10 +360,10 @@ f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 dest_ok 26 "$f" 'root' 'www-data' 0
 pending_add restart 'supervisor'
 backup 26 "$f"
-printf %s '# Managed by infra (role app): environment of webplatform'\''s processes on app2.sandbox.internal.
-# Read by /usr/local/bin/webplatform-run with `set -a; . <this file>`.
-# Secrets come from the secrets file / environment, never from git; they must not contain
-# a single quote, and those in URLs must be URL-safe.
+printf %s '# Managed by infra (role app): environment of the app'\''s processes.
+# Read by /usr/local/bin/<app>-run with `set -a; . <this file>`: every value is one sh word
+# (the `sh` filter), and secrets in URLs are percent-encoded first (the `url` filter).
+# No value is written into a comment (a newline in it would end the comment).
 DJANGO_SETTINGS_MODULE='\''webplatform.settings'\''
 SECRET_KEY='\''canary-app_secret_key'\''
 DEBUG='\''false'\''
@@ -397,13 +397,13 @@ dest_ok 27 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
 backup 27 "$f"
 printf %s '#!/bin/sh
-# Managed by infra (role app): run a command of webplatform with /etc/webplatform/env
-# exported, from the source directory. Used by the supervisor programs.
+# Managed by infra (role app): run a command of the app with its /etc/<app>/env exported, from
+# the source directory. Used by the supervisor programs.
 set -eu
 set -a
-. /etc/webplatform/env
+. '\''/etc/webplatform/env'\''
 set +a
-cd /var/www/webplatform/source
+cd '\''/var/www/webplatform/source'\''
 exec "$@"
 ' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 27
 say 27 changed

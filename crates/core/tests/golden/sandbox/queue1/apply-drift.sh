@@ -114,16 +114,26 @@ dest_ok 3 "$f" 'root' 'root' 0
 backup 3 "$f"
 printf %s '#!/bin/sh
 # Managed by infra (role queue). `check` exits 0 when there is nothing to do; `apply` creates the
-# vhost and user webplatform with full permissions on that vhost and sets its password.
+# vhost and user named vars.app.name with full permissions on that vhost and sets its password.
+# The password reaches rabbitmqctl on its stdin (printf is the shell'\''s builtin), never on a
+# command line; rabbitmqctl reads it as one line and trims it.
 set -eu
 NAME='\''webplatform'\''
 PW='\''canary-rabbitmq_app_password'\''
+nl='\''
+'\''
+case "$PW" in
+    *"$nl"* | [[:space:]]* | *[[:space:]] | "")
+        echo "rabbitmq_app_password is empty, holds a newline or starts or ends with white space: rabbitmqctl reads a password as one trimmed line; choose another" >&2
+        exit 2
+        ;;
+esac
 
-has_vhost() { rabbitmqctl --silent list_vhosts name | grep -qx "$NAME"; }
+has_vhost() { rabbitmqctl --silent list_vhosts name | grep -qxF -- "$NAME"; }
 has_user() { rabbitmqctl --silent list_users | awk -v n="$NAME" '\''$1 == n { f = 1 } END { exit !f }'\''; }
-password_ok() { rabbitmqctl --silent authenticate_user "$NAME" "$PW" >/dev/null 2>&1; }
+password_ok() { printf '\''%s\n'\'' "$PW" | rabbitmqctl --silent authenticate_user -- "$NAME" >/dev/null 2>&1; }
 perms_ok() {
-    rabbitmqctl --silent list_user_permissions "$NAME" \
+    rabbitmqctl --silent list_user_permissions -- "$NAME" \
         | awk -v n="$NAME" '\''$1 == n && $2 == ".*" && $3 == ".*" && $4 == ".*" { f = 1 } END { exit !f }'\''
 }
 
@@ -133,13 +143,13 @@ case "${1:-}" in
         ;;
     apply)
         rabbitmqctl await_startup
-        has_vhost || rabbitmqctl add_vhost "$NAME"
+        has_vhost || rabbitmqctl add_vhost -- "$NAME"
         if has_user; then
-            rabbitmqctl change_password "$NAME" "$PW"
+            printf '\''%s\n'\'' "$PW" | rabbitmqctl --silent change_password -- "$NAME"
         else
-            rabbitmqctl add_user "$NAME" "$PW"
+            printf '\''%s\n'\'' "$PW" | rabbitmqctl --silent add_user -- "$NAME"
         fi
-        rabbitmqctl set_permissions -p "$NAME" "$NAME" '\''.*'\'' '\''.*'\'' '\''.*'\''
+        rabbitmqctl set_permissions -p "$NAME" -- "$NAME" '\''.*'\'' '\''.*'\'' '\''.*'\''
         ;;
     *)
         echo "usage: $0 check|apply" >&2
@@ -156,7 +166,9 @@ printf %s '#!/bin/sh
 # Managed by infra (role postgres). `check` exits 0 when there is nothing to do; `apply` does it:
 #  - restarts the cluster if the running listen_addresses differs from postgresql.conf
 #    (a reload does not apply it), or a reloaded setting is waiting for a restart;
-#  - creates (or updates the password of) the role and database webplatform.
+#  - creates (or updates the password of) the role and database named vars.app.name.
+# Values reach sh and SQL only through the `sh` and `sql` filters; the password travels on
+# psql'\''s stdin (a `\set` in the here-document), never on a command line.
 set -eu
 NAME='\''webplatform'\''
 LISTEN='\''localhost,10.213.0.35'\''
@@ -171,8 +183,8 @@ needs_restart() {
     return 1
 }
 
-has_role() { [ "$(psql_q "SELECT 1 FROM pg_roles WHERE rolname = '\''$NAME'\''")" = "1" ]; }
-has_db() { [ "$(psql_q "SELECT 1 FROM pg_database WHERE datname = '\''$NAME'\''")" = "1" ]; }
+has_role() { [ "$(psql_q '\''SELECT 1 FROM pg_roles WHERE rolname = E'\''\'\'''\''webplatform'\''\'\'''\'''\'')" = "1" ]; }
+has_db() { [ "$(psql_q '\''SELECT 1 FROM pg_database WHERE datname = E'\''\'\'''\''webplatform'\''\'\'''\'''\'')" = "1" ]; }
 
 case "${1:-}" in
     check)
@@ -182,15 +194,15 @@ case "${1:-}" in
         if needs_restart; then
             pg_ctlcluster 15 main restart
         fi
-        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" <<'\''SQL'\''
+        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 <<'\''SQL'\''
+\set name '\''webplatform'\''
+\set pw '\''canary-app_db_password'\''
 SELECT format('\''CREATE ROLE %I LOGIN'\'', :'\''name'\'')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'\''name'\'') \gexec
-SQL
-        runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v name="$NAME" -v pw='\''canary-app_db_password'\'' <<'\''SQL'\''
 SELECT format('\''ALTER ROLE %I PASSWORD %L'\'', :'\''name'\'', :'\''pw'\'') \gexec
 SQL
         if ! has_db; then
-            runuser -u postgres -- createdb --owner="$NAME" --encoding=UTF8 --template=template0 "$NAME"
+            runuser -u postgres -- createdb --owner="$NAME" --encoding=UTF8 --template=template0 -- "$NAME"
         fi
         ;;
     *)
