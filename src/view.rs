@@ -447,12 +447,15 @@ fn print_file_step(out: &mut impl Write, f: &kinds::file::Step) -> io::Result<()
         }
     }
     if *sensitive {
-        let before_hash = before.as_ref().and_then(|b| b.sha256.clone());
+        // Keyed digests (`hmac-sha256:HEX`, see secrets::DigestKey), never a plain sha256.
+        let keyed =
+            |h: Option<&String>| h.map(|h| h.trim_start_matches("hmac-sha256:").to_string());
+        let before_hash = keyed(before.as_ref().and_then(|b| b.sha256.as_ref()));
         writeln!(
             out,
-            "      (holds a secret: content not shown) sha256 {} -> {}",
+            "      (holds a secret: content not shown) hmac-sha256 {} -> {}",
             short(&before_hash),
-            short(&after.sha256)
+            short(&keyed(after.sha256.as_ref()))
         )?;
     } else if let Some(d) = diff {
         for line in d.lines() {

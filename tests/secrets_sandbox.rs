@@ -3,8 +3,8 @@
 //! check shows in no line of infra's output; hostile secrets (`'`, `$(...)`, `"`, a backslash
 //! and a newline) rendered into every script template run against real postgres, rabbitmq and
 //! mariadb create no marker file and are the passwords that work; `ps` sampled on the hosts
-//! during the apply never shows a secret; the kept ssh master's environment holds no
-//! INFRA_SECRET_*. Scenarios run in sequence on one host set; every problem is collected and
+//! during the apply never shows a secret; a plan shows a secret file's digests keyed, not its
+//! plain sha256; the kept ssh master's environment holds no INFRA_SECRET_*. Scenarios run in sequence on one host set; every problem is collected and
 //! reported at the end. Needs root.
 
 mod common;
@@ -41,15 +41,17 @@ struct Env {
 
 impl Env {
     fn infra(&self, args: &[&str]) -> Run {
+        self.infra_with(args, &[])
+    }
+
+    fn infra_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
         let control = self.control_dir().display().to_string();
-        infra_env(
-            self.site.path(),
-            args,
-            &[
-                ("INFRA_SSH_CONTROL_DIR", control.as_str()),
-                ("INFRA_SECRET_APP_SECRET_KEY", self.env_secret.as_str()),
-            ],
-        )
+        let mut env = vec![
+            ("INFRA_SSH_CONTROL_DIR", control.as_str()),
+            ("INFRA_SECRET_APP_SECRET_KEY", self.env_secret.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        infra_env(self.site.path(), args, &env)
     }
 
     /// Made by infra itself (mode 0700) inside a temp dir.
@@ -186,6 +188,7 @@ fn secrets_never_leak_nor_break_out_on_sandbox_hosts() {
     );
     no_secret_in_the_process_list(&mut env, &logs);
     hostile_secrets_run_nothing_and_work(&mut env);
+    the_plan_shows_no_plain_hash_of_a_secret_file(&mut env);
     the_kept_masters_hold_no_secret(&mut env);
     stop_masters(&env);
     assert!(
@@ -304,6 +307,15 @@ fn hostile_secrets_run_nothing_and_work(env: &mut Env) {
             format!("a secret ran code on {h}: {}", r.stdout),
         );
     }
+    // The setup scripts' checks see their work done: nothing left to do.
+    let again = env.infra(&["plan", "sandbox", "--limit", APPLIED, "--detailed-exitcode"]);
+    env.check(
+        again.code == 0,
+        format!(
+            "a second plan is not clean ({}):\n{}\n{}",
+            again.code, again.stdout, again.stderr
+        ),
+    );
     let pg = env.secrets["app_db_password"].clone();
     let r = env.exec(
         "queue1",
@@ -389,6 +401,32 @@ fn hostile_secrets_run_nothing_and_work(env: &mut Env) {
             "DATABASE_URL's password differs: {:?} {}",
             r.stdout, r.stderr
         ),
+    );
+}
+
+/// (e) A changed secret: the plan shows keyed digests, not the host's sha256 of the file.
+fn the_plan_shows_no_plain_hash_of_a_secret_file(env: &mut Env) {
+    phase("(e) the plan of a changed secret file shows keyed digests only");
+    let host_hash = env
+        .exec("app1", "sha256sum /etc/webplatform/env | cut -d' ' -f1")
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(host_hash.len(), 64, "sha256sum on app1: {host_hash:?}");
+    let r = env.infra_with(
+        &["plan", "sandbox", "--limit", "app1", "--json"],
+        &[("INFRA_SECRET_APP_DB_PASSWORD", "a-changed-password-5d1e")],
+    );
+    env.check(
+        r.stdout.contains("/etc/webplatform/env") && r.stdout.contains("hmac-sha256:"),
+        format!(
+            "the plan changes /etc/webplatform/env with keyed digests:\n{}{}",
+            r.stdout, r.stderr
+        ),
+    );
+    env.check(
+        !r.stdout.contains(&host_hash),
+        "the plan shows the host's plain sha256 of /etc/webplatform/env",
     );
 }
 

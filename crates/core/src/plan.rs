@@ -147,6 +147,7 @@ mod tests {
     fn file(role: &str, dest: &str, content: &str, notify: &[&str]) -> RenderedFile {
         RenderedFile {
             dest: dest.into(),
+            digest: sha256(content.as_bytes()),
             content: content.as_bytes().to_vec(),
             owner: "root".into(),
             group: "root".into(),
@@ -365,14 +366,20 @@ mod tests {
     #[test]
     fn a_file_with_a_secret_shows_hashes_only() {
         let mut d = desired();
-        d.roles[1].files[1].content = b"password=hunter2-secret\n".to_vec();
+        let secrets =
+            Secrets::from_values([("pw".to_string(), "hunter2-secret".to_string())].into());
+        let content = b"password=hunter2-secret\n";
+        let key = secrets.digest_key();
+        d.roles[1].files[1].content = content.to_vec();
         d.roles[1].files[1].secrets = vec!["pw".into()];
+        d.roles[1].files[1].digest = key.keyed(&sha256(content));
         let facts = converged();
+        let host_hash = facts.file.sha256[&d.roles[1].files[1].dest].clone();
         assert!(
             files_to_diff(&d, &facts).is_empty(),
             "a secret file's current content is not even read"
         );
-        let p = plan_host(&d, &facts, &BTreeMap::new(), &Secrets::default());
+        let p = plan_host(&d, &facts, &BTreeMap::new(), &secrets);
         let Step::File(kinds::file::Step {
             diff,
             sensitive,
@@ -384,9 +391,19 @@ mod tests {
             panic!()
         };
         assert!(diff.is_none() && *sensitive);
-        assert_ne!(before.as_ref().unwrap().sha256, after.sha256);
+        // Both sides keyed the same way: HMAC of the plain sha256, the host's and the content's.
+        assert_eq!(before.as_ref().unwrap().sha256, Some(key.keyed(&host_hash)));
+        assert_eq!(after.sha256, Some(key.keyed(&sha256(content))));
         let json = serde_json::to_string(&p).unwrap();
         assert!(!json.contains("hunter2"));
+        assert!(
+            !json.contains(&sha256(content)) && !json.contains(&host_hash),
+            "{json}"
+        );
+        // The apply script's content check takes the keyed digest.
+        assert!(crate::script::apply_script(&p, &d).is_ok());
+        d.roles[1].files[1].digest = key.keyed(&sha256(b"other"));
+        assert!(crate::script::apply_script(&p, &d).is_err());
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub struct RenderedFile {
     pub unsafe_parent: bool,
     /// Names of the secrets whose values appear in the content.
     pub secrets: Vec<String>,
+    /// What the plan records for the content: its sha256, or for a file holding a secret the
+    /// environment's keyed digest of it (`DigestKey::keyed`), so a plan shows no plain hash of
+    /// a secret.
+    #[serde(skip)]
+    pub digest: String,
     /// Names of the secrets this file needed that are not set (placeholders were rendered).
     pub missing_secrets: Vec<String>,
     /// The role file and the position of the entry, for diagnostics.
@@ -249,9 +254,17 @@ impl Renderer {
                             .map(|(k, _)| k.clone())
                             .collect();
                         let e = &entry.value;
+                        let found = secrets.found_in(&text);
+                        let hash = crate::state::sha256(&content);
+                        let digest = if found.is_empty() {
+                            hash
+                        } else {
+                            secrets.digest_key().keyed(&hash)
+                        };
                         out.files.push(RenderedFile {
                             dest,
-                            secrets: secrets.found_in(&text),
+                            secrets: found,
+                            digest,
                             missing_secrets: missing,
                             content,
                             owner: e.owner.to_string(),

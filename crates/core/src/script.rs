@@ -212,6 +212,10 @@ pub fn apply_script_with(
             .files()
             .map(|f| (f.dest.as_str(), f.content.as_slice()))
             .collect(),
+        digests: desired
+            .files()
+            .map(|f| (f.dest.as_str(), f.digest.as_str()))
+            .collect(),
         journal: journal(&plan.steps, desired),
         written: BTreeMap::new(),
     };

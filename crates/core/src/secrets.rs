@@ -15,6 +15,63 @@ pub struct Secrets {
     values: BTreeMap<String, String>,
     /// What redaction looks for, longest first: (text, secret name). See [`needles`].
     needles: Vec<(String, String)>,
+    digest_key: DigestKey,
+}
+
+/// The key of the digests a plan shows for a file holding a secret (see [`DigestKey::keyed`]).
+/// Derived from every secret value of the environment (HMAC-SHA256 under a fixed label of each
+/// name and value, length-prefixed, sorted by name): two operators with the same secrets get
+/// the same plan, and a plan file gives no way to test a guessed secret without all the others.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct DigestKey([u8; 32]);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
+impl DigestKey {
+    fn derive(values: &BTreeMap<String, String>) -> DigestKey {
+        let mut message = Vec::new();
+        for (name, value) in values {
+            for part in [name.as_bytes(), value.as_bytes()] {
+                message.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                message.extend_from_slice(part);
+            }
+        }
+        DigestKey(hmac_sha256(b"infra plan digest key v1", &message))
+    }
+
+    /// `hmac-sha256:<hex>`: HMAC-SHA256 of a content's sha256 (hex), so the host's plain
+    /// sha256 of its current file is keyed the same way as the rendered content's.
+    pub fn keyed(&self, sha256_hex: &str) -> String {
+        format!(
+            "hmac-sha256:{}",
+            crate::state::hex(&hmac_sha256(&self.0, sha256_hex.as_bytes()))
+        )
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 /// Lines of a multi-line value shorter than this are left alone, so output is not shredded.
@@ -88,7 +145,17 @@ impl Secrets {
         }
         let mut needles: Vec<(String, String)> = found.into_iter().collect();
         needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        Secrets { values, needles }
+        let digest_key = DigestKey::derive(&values);
+        Secrets {
+            values,
+            needles,
+            digest_key,
+        }
+    }
+
+    /// The key of the digests plans show for files holding a secret.
+    pub fn digest_key(&self) -> &DigestKey {
+        &self.digest_key
     }
 
     /// Every secret's name and value, sorted by name.
@@ -341,6 +408,43 @@ mod tests {
             assert!(!out.contains("s/s w"), "{form} -> {out}");
             assert!(out.contains("<secret: pw>"), "{form} -> {out}");
         }
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231() {
+        let hex = |b: [u8; 32]| crate::state::hex(&b);
+        assert_eq!(
+            hex(hmac_sha256(&[0x0b; 20], b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            hex(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than a block is hashed first.
+        assert_eq!(
+            hex(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn the_digest_key_depends_on_every_secret_and_nothing_else() {
+        let a = secrets(&[("x", "1"), ("y", "2")]);
+        let same = secrets(&[("y", "2"), ("x", "1")]);
+        let other = secrets(&[("x", "1"), ("y", "3")]);
+        let shifted = secrets(&[("x", "12"), ("y", "")]);
+        assert_eq!(a.digest_key(), same.digest_key());
+        assert_ne!(a.digest_key(), other.digest_key());
+        assert_ne!(a.digest_key(), shifted.digest_key());
+        let h = crate::state::sha256(b"content");
+        let k = a.digest_key().keyed(&h);
+        assert!(k.starts_with("hmac-sha256:") && k.len() == 12 + 64, "{k}");
+        assert_eq!(k, same.digest_key().keyed(&h));
+        assert_ne!(k, other.digest_key().keyed(&h));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct Step {
     pub after: FileState,
     /// Unified diff, `--- current` / `+++ rendered`; none for a file holding a secret.
     pub diff: Option<String>,
-    /// The file holds a secret: shown as changed hashes only.
+    /// The file holds a secret: shown as changed keyed digests only (`hmac-sha256:HEX`).
     pub sensitive: bool,
     pub check: Option<String>,
     pub notify: Vec<String>,
@@ -126,7 +126,9 @@ impl Step {
                     host: wr.host.to_string(),
                     dest: self.dest.clone(),
                 })?;
-        if self.after.sha256.as_deref() != Some(sha256(content).as_str()) {
+        // The content's sha256, or its keyed digest for a file holding a secret.
+        let digest = wr.digests.get(self.dest.as_str()).copied();
+        if self.after.sha256.as_deref() != digest {
             return Err(ScriptError::ContentChanged {
                 host: wr.host.to_string(),
                 dest: self.dest.clone(),
@@ -187,16 +189,18 @@ impl Step {
 }
 
 /// The step for one file, or none when it already matches.
+/// Changes are found by plain sha256 (the host's and the content's); a file holding a secret
+/// records both as keyed digests (`RenderedFile::digest`), so the plan shows no plain hash of it.
 fn plan_file(role: &str, f: &RenderedFile, p: &mut Planner) -> Option<Step> {
     let hash = sha256(&f.content);
-    let after = FileState {
+    let mut after = FileState {
         owner: f.owner.clone(),
         group: f.group.clone(),
         mode: f.mode,
         sha256: Some(hash.clone()),
     };
     let fact = p.facts.paths.get(&f.dest);
-    let before = fact.map(|pf| pf.state(p.facts.file.sha256.get(&f.dest).cloned()));
+    let mut before = fact.map(|pf| pf.state(p.facts.file.sha256.get(&f.dest).cloned()));
     let content_changed = before
         .as_ref()
         .is_none_or(|b| b.sha256.as_deref() != Some(&hash))
@@ -208,6 +212,12 @@ fn plan_file(role: &str, f: &RenderedFile, p: &mut Planner) -> Option<Step> {
         return None;
     }
     let sensitive = !f.secrets.is_empty();
+    if sensitive {
+        after.sha256 = Some(f.digest.clone());
+        if let Some(b) = before.as_mut() {
+            b.sha256 = b.sha256.as_deref().map(|h| p.secrets.digest_key().keyed(h));
+        }
+    }
     let diff = (!sensitive && content_changed).then(|| {
         let old = p.current.get(&f.dest).map(|c| String::from_utf8_lossy(c));
         let new = String::from_utf8_lossy(&f.content);

@@ -94,6 +94,8 @@ pub(crate) struct Writer<'a> {
     pub steps: &'a [Step],
     /// Rendered content by destination, checked against the plan's hashes.
     pub contents: BTreeMap<&'a str, &'a [u8]>,
+    /// The digest the plan records for each destination's content (`RenderedFile::digest`).
+    pub digests: BTreeMap<&'a str, &'a str>,
     /// Destination -> the service actions its change asks for, journaled before it is written.
     pub journal: BTreeMap<&'a str, Vec<(service::ServiceAction, &'a str)>>,
     /// Which step wrote each file, to put the previous version back when a check fails.

@@ -106,6 +106,7 @@ mod tests {
             init: InitSystem::Sysv,
             steps: &[],
             contents: Default::default(),
+            digests: Default::default(),
             journal: Default::default(),
             written: Default::default(),
         };
