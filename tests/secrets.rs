@@ -144,3 +144,62 @@ fn no_secret_set_means_named_placeholders_and_a_warning() {
     );
     assert!(r.stderr.contains("warning: environment `production`: 1 secret is not set, placeholders rendered: redis_password"), "{}", r.stderr);
 }
+
+#[test]
+fn validate_flags_a_secret_in_a_script_without_a_quoting_filter() {
+    let site = site_copy();
+    let dir = site.path();
+    let file = "templates/rabbitmq/setup.sh.j2";
+    edit(
+        dir,
+        file,
+        "PW={{ secrets.rabbitmq_app_password | sh }}",
+        "PW='{{ secrets.rabbitmq_app_password }}'",
+    );
+    let at = position_of(dir, file, "secrets.rabbitmq_app_password");
+    let r = infra(dir, &["validate"]);
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("error: secret `rabbitmq_app_password` is written into shell code without a quoting filter (/usr/local/sbin/infra-rabbitmq-setup is a script: its mode 0700 makes it executable)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("--> {at}")),
+        "{at}\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("= hint: write `{{ secrets.rabbitmq_app_password | sh }}` for one sh word"),
+        "{}",
+        r.stderr
+    );
+    // The repository's own templates pass.
+    infra(&repo(), &["validate"]).assert_code(0);
+}
+
+#[test]
+fn a_secrets_file_others_can_read_is_refused() {
+    let site = site_copy();
+    let dir = site.path();
+    let state = dir.join(".infra/sandbox");
+    std::fs::create_dir_all(&state).unwrap();
+    let file = state.join("secrets.yaml");
+    std::fs::write(&file, "redis_password: x\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    let r = infra(
+        dir,
+        &["render", "sandbox", "sessions1", "/etc/redis/redis.conf"],
+    );
+    r.assert_code(1);
+    let path = file.display();
+    assert!(
+        r.stderr.contains(&format!(
+            "secrets file {path} has mode 0640: other users can read it (run `chmod 600 {path}`)"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, "", "nothing rendered");
+}
