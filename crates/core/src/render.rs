@@ -356,15 +356,16 @@ impl Renderer {
         let ctx = std::mem::take(&mut job.ctx);
         let reply = job.worker.start(name, ctx.clone());
         job.ctx = ctx;
-        match reply.recv_timeout(self.limits.max_time) {
-            Ok(result) => result,
-            Err(_) => {
-                // Tera cannot be interrupted: the runaway render is left to its thread (it ends
-                // with the process, as the run now fails) and the host gets a fresh worker.
-                *job.worker = Worker::new(&self.tera, self.limits.max_bytes);
-                Err(Failure::TooSlow(self.limits.max_time))
-            }
-        }
+        let failure = match reply.recv_timeout(self.limits.max_time) {
+            Ok(result) => return result,
+            // Tera cannot be interrupted: the runaway render is left to its thread (it ends
+            // with the process, as the run now fails).
+            Err(mpsc::RecvTimeoutError::Timeout) => Failure::TooSlow(self.limits.max_time),
+            // The worker panicked inside the template engine.
+            Err(mpsc::RecvTimeoutError::Disconnected) => Failure::Crashed,
+        };
+        *job.worker = Worker::new(&self.tera, self.limits.max_bytes);
+        Err(failure)
     }
 }
 
@@ -435,6 +436,7 @@ enum Failure {
     Tera(tera::Error),
     TooBig(usize),
     TooSlow(Duration),
+    Crashed,
 }
 
 impl Failure {
@@ -459,6 +461,11 @@ impl Failure {
             ))
             .at(at)
             .hint("look for nested loops over large ranges"),
+            Failure::Crashed => Diagnostic::error(format!(
+                "{what} on host `{host}` made the template engine fail (a bug in it)"
+            ))
+            .at(at)
+            .hint("simplify the template around its last change, and report the bug"),
         })
     }
 }
