@@ -373,9 +373,13 @@ fn hostile_secrets_run_nothing_and_work(env: &mut Env) {
             r.stdout, r.stderr
         ),
     );
-    // The app's env file, read as app/run.sh reads it.
+    the_app_env_gives_them_back(env, &pg);
+}
+
+/// The app's env file, read as app/run.sh reads it, and the URLs in it.
+fn the_app_env_gives_them_back(env: &mut Env, pg: &str) {
     for (var, want) in [
-        ("DB_PASSWORD", pg.clone()),
+        ("DB_PASSWORD", pg.to_string()),
         ("SECRET_KEY", env.env_secret.clone()),
         ("REDIS_PASSWORD", env.secrets["redis_password"].clone()),
     ] {
