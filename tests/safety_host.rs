@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SUBNET: &str = "10.213.70";
 
@@ -121,6 +121,18 @@ impl Lab {
                 (rest.trim() == args).then(|| pid.to_string())
             })
             .collect()
+    }
+
+    /// Waits up to `secs` for no process on the host to run `args`.
+    fn gone_within(&self, args: &str, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.pids(args).is_empty() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        true
     }
 
     /// Ends the test hook's `sleep 600` on the host, so the paused run goes on.
@@ -288,8 +300,90 @@ for pid in range(1, 40000):
     );
 }
 
+fn a_killed_controller_leaves_nothing_running(lab: &Lab) {
+    phase("(d) a SIGKILLed controller: nothing of its run keeps running on the host");
+    lab.sh("touch /srv/nap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
+        .arg("-C")
+        .arg(lab.site.path())
+        .args(["apply", "lab", "--yes"])
+        .env("NO_COLOR", "1")
+        .env("HOME", lab.site.path().join(".no-home"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.pids("sleep 300").is_empty() {
+        assert!(Instant::now() < deadline, "the command step never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        lab.gone_within("sleep 300", 30),
+        "the command of the killed run still runs on the host:\n{}",
+        lab.sh("ps -eo pid,pgid,sid,args")
+    );
+    lab.sh("rm -f /srv/nap");
+    lab.infra(&["apply", "lab", "--yes"]).assert_code(0);
+}
+
+fn a_dropped_network_ends_the_run(lab: &Lab) {
+    phase("(e) the network drops mid-run: the script on the host ends while it is still down");
+    lab.sh("touch /srv/nap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
+        .arg("-C")
+        .arg(lab.site.path())
+        .args(["apply", "lab", "--yes"])
+        .env("NO_COLOR", "1")
+        .env("HOME", lab.site.path().join(".no-home"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.pids("sleep 300").is_empty() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the command step never started");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The host's side of its veth: no packet in or out, no FIN, no RST.
+    lab.sh("ip link set dev eth0 down");
+    let gone = lab.gone_within("sleep 300", 60);
+    let ps = lab.sh("ps -eo pid,pgid,sid,args");
+    lab.sh("ip link set dev eth0 up");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        gone,
+        "the run went on on the host with its controller unreachable:\n{ps}"
+    );
+    lab.sh("rm -f /srv/nap");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = lab.infra(&["apply", "lab", "--yes"]);
+        if run.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no apply after the network came back:\n{}{}",
+            run.stdout,
+            run.stderr
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn leftovers(lab: &Lab) {
     phase("no copy of a script and no run directory left behind, the state dir root's alone");
+    // The killed runs' leftovers go with the next run that changes something.
+    lab.template("one.conf.j2", "one 4\n");
+    lab.infra(&["apply", "lab", "--yes"]).assert_code(0);
     let left = lab.sh(
         "cd /var/lib/infra && find runs scripts -mindepth 1; ls -A /tmp | grep '^\\.infra-'; true",
     );
@@ -304,10 +398,15 @@ fn applies_never_overlap_and_never_outlive_their_controller() {
     // Every scenario runs, even after one failed: the report lists each one that did.
     let mut failed = Vec::new();
     type Scenario = (&'static str, fn(&Lab));
-    let scenarios: [Scenario; 4] = [
+    let scenarios: [Scenario; 6] = [
         ("(a) two applies of one env", two_applies_of_one_env),
         ("(b) two envs sharing a host", two_envs_share_a_host),
         ("(c) planted symlink", a_planted_symlink_leads_nowhere),
+        (
+            "(d) killed controller",
+            a_killed_controller_leaves_nothing_running,
+        ),
+        ("(e) dropped network", a_dropped_network_ends_the_run),
         ("leftovers", leftovers),
     ];
     for (name, scenario) in scenarios {

@@ -144,17 +144,40 @@ impl Transports {
 }
 
 /// What runs every changing script, on whichever machine: the script arrives length-prefixed
-/// on stdin, runs from a private temp file in its own session, and is stopped if stdin goes
-/// away, as it does when the connection drops or infra dies.
+/// on stdin, runs from a copy in the root-only state dir (it may hold secrets; removed at the
+/// end, and a killed run's copy by the next run) in a session of its own. A watcher reads the
+/// controller's heartbeat (a byte every [`HEARTBEAT`]) from the rest of stdin: when stdin
+/// closes (infra died, the connection dropped) or stays silent for 20 s (the network went
+/// away), it ends the script's whole session: TERM, then KILL 3 s later, every process whose
+/// session is the script's (found in /proc: `timeout` puts commands in process groups of their
+/// own, so killing the script's group missed them). Daemons a step started have sessions of
+/// their own and live on.
 pub const WRAPPER: &str = r#"set -u
 read -r n || exit 97
-f=$(mktemp /tmp/.infra-XXXXXXXX) || exit 97
+S=${INFRA_STATE_DIR:-/var/lib/infra}
+umask 077
+{ mkdir -p "$S/scripts" && chmod 700 "$S" "$S/scripts"; } 2>/dev/null || { printf '@@infra\tfatal\tcannot create %s\n' "$S/scripts"; exit 97; }
+for o in "$S"/scripts/*.sh; do p=${o##*/}; p=${p%.sh}; [ -e "$o" ] && ! kill -0 "$p" 2>/dev/null && rm -f "$o"; done
+f="$S/scripts/$$.sh"
 head -c "$n" > "$f"
-# A background list gets /dev/null as stdin: keep the connection's stdin on fd 3 for the watchdog.
+# A background list gets /dev/null as stdin: keep the connection's stdin on fd 3 for the watcher.
 exec 3<&0
 setsid sh "$f" < /dev/null 3<&- &
 pid=$!
-( cat <&3; kill -TERM -"$pid" ) > /dev/null 2>&1 &
+sess() {
+  for p in /proc/[0-9]*; do
+    read -r st < "$p/stat" || continue
+    st=${st##*) }; set -- $st
+    [ "$4" = "$pid" ] && kill -"$sig" "${p#/proc/}"
+  done
+}
+(
+  while [ "$(timeout 20 dd bs=1 count=1 2>/dev/null <&3 | wc -c)" = 1 ]; do :; done
+  # The wrapper stops this watcher once the script is gone, which the first TERM may do
+  # mid-sweep: from here on it finishes its work whatever happens.
+  trap '' TERM HUP INT
+  sig=TERM sess; sleep 3; sig=KILL sess; sleep 1; sig=KILL sess
+) > /dev/null 2>&1 &
 w=$!
 exec 3<&-
 wait "$pid"; rc=$?
@@ -163,9 +186,13 @@ kill "$w" 2>/dev/null
 exit "$rc"
 "#;
 
+/// How often the controller tells a running script it is still there (the [`WRAPPER`] ends a
+/// script that heard nothing for 20 s).
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Feeds `script` to a running [`WRAPPER`] and reads its stdout (line by line, each to
-/// `on_line`) and stderr to the end. Stdin stays open until then: closing it is what stops
-/// the script.
+/// `on_line`) and stderr to the end, sending the heartbeat meanwhile. Stdin stays open until
+/// then: closing it (or a silent one) is what stops the script.
 pub async fn stream(
     mut stdin: impl AsyncWrite + Unpin,
     stdout: impl AsyncRead + Unpin,
@@ -191,7 +218,19 @@ pub async fn stream(
             out.push('\n');
         }
     };
-    let (_, err_text) = tokio::join!(read_out, read_err);
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            if stdin.write_all(b".").await.is_err() || stdin.flush().await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let err_text = tokio::select! {
+        (_, err_text) = async { tokio::join!(read_out, read_err) } => err_text,
+        () = heartbeat => String::new(),
+    };
     drop(stdin);
     Ok((out, err_text))
 }

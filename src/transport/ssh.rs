@@ -412,6 +412,9 @@ fn host_block(
     for (k, v) in &ssh.options {
         let _ = writeln!(text, "  {} {}", word(k)?, word(v)?);
     }
+    // After the site's options (ssh takes a setting's first value): a dead link ends the
+    // connection after 3 unanswered probes, 45 s.
+    let _ = writeln!(text, "  ServerAliveCountMax 3");
     if let Some(j) = jump {
         let _ = writeln!(text, "  ProxyJump {}", word(&alias(&env.name, j))?);
     }

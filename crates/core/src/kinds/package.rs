@@ -8,6 +8,9 @@ use crate::state::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+/// Seconds `apt-get install` may take.
+pub const PACKAGE_TIMEOUT: u32 = 1800;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub action: Action,
@@ -85,7 +88,7 @@ impl Kind for Step {
     fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         s.raw(NO_START)
-            .line("apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {} > \"$log\" 2>&1; rc=$?", &[Arg::Words(&names)])
+            .line("timeout {} apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {} > \"$log\" 2>&1; rc=$?", &[n(PACKAGE_TIMEOUT as usize), Arg::Words(&names)])
             .raw("[ -z \"$own\" ] || rm -f \"$prc\"\n")
             .line("[ $rc = 0 ] || fail {} $rc", &[n(i)])
             .line("say {} changed", &[n(i)]);

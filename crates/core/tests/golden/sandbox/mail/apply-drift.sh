@@ -27,6 +27,7 @@ fail() {
   say "$1" failed
   tail -n 25 "$log" 2>/dev/null | while IFS= read -r l; do printf '@@infra\tout\t%s\n' "$l"; done
   printf '@@infra\tout\t(exit status %s)\n' "$rc"
+  rm -rf "$R"
   exit 1
 }
 pending_add() { grep -Fqx "$1 $2" "$P" 2>/dev/null || printf '%s %s\n' "$1" "$2" >> "$P"; }
@@ -79,7 +80,7 @@ prc=/usr/sbin/policy-rc.d; own=
 if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc" 2>/dev/null; then
   printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$prc" && chmod 755 "$prc" && own=1
 fi
-apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'mailgraph' > "$log" 2>&1; rc=$?
+timeout 1800 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'mailgraph' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
