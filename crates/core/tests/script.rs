@@ -352,3 +352,83 @@ fn installed_packages_agree_with_dpkg_query() {
         "{out}"
     );
 }
+
+/// A host with just `files` in one role.
+fn with_files(files: Vec<RenderedFile>) -> DesiredHost {
+    DesiredHost {
+        name: "local".into(),
+        volumes: Vec::new(),
+        packages: Vec::new(),
+        roles: vec![RoleState {
+            role: "r".into(),
+            files,
+            ..RoleState::default()
+        }],
+    }
+}
+
+#[test]
+fn a_failed_write_reports_its_own_exit_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, state) = (tmp.path().join("root"), tmp.path().join("state"));
+    std::fs::create_dir_all(&root).unwrap();
+    let mut f = file(&root, "a.conf", "A\n", None);
+    f.owner = "no-such-user-of-infra".into();
+    let d = with_files(vec![f]);
+    let (code, out) = sh(&apply_script(&plan(&d, &state), &d).unwrap(), &state);
+    assert_eq!(code, 1, "{out}");
+    // The cleanup after the failing command once overwrote its status: "(exit status 0)".
+    assert!(out.contains("@@infra\tout\t(exit status 1)\n"), "{out}");
+    assert!(!root.join("a.conf").exists());
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+    assert!(left.is_empty(), "temp file left behind: {left:?}");
+}
+
+#[test]
+fn a_link_at_the_destination_is_refused_and_its_target_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, state) = (tmp.path().join("root"), tmp.path().join("state"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("victim"), "precious\n").unwrap();
+    std::os::unix::fs::symlink(root.join("victim"), root.join("a.conf")).unwrap();
+    let d = with_files(vec![file(&root, "a.conf", "A\n", None)]);
+    let (code, out) = sh(&apply_script(&plan(&d, &state), &d).unwrap(), &state);
+    assert_eq!(code, 1, "{out}");
+    let dest = root.join("a.conf").display().to_string();
+    assert!(
+        out.contains(&format!("@@infra\tout\t{dest} is a symbolic link (to ")),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("victim")).unwrap(),
+        "precious\n"
+    );
+    assert!(root.join("a.conf").is_symlink());
+    assert!(!state.join("runs").read_dir().unwrap().any(|_| true));
+}
+
+#[test]
+fn pending_done_forgets_exactly_the_service_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, state) = (tmp.path().join("root"), tmp.path().join("state"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let d = with_files(vec![file(&root, "a.conf", "A\n", None)]);
+    let script = apply_script(&plan(&d, &state), &d).unwrap();
+    // The prelude (lock, helpers), then the journal's helper alone.
+    let prelude = &script[..script.find("# step 0").unwrap()];
+    std::fs::write(
+        state.join("pending"),
+        "restart a.c\nreload abc\nrestart a.c.d\nreload x-a.c\nrestart a.c\n",
+    )
+    .unwrap();
+    let (code, out) = sh(
+        &format!("{prelude}pending_done 'a.c'\nrm -rf \"$R\"\nprintf '@@infra\\tdone\\n'\n"),
+        &state,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("pending")).unwrap(),
+        "reload abc\nrestart a.c.d\nreload x-a.c\n"
+    );
+}
