@@ -65,7 +65,10 @@ restore() {
   if [ -e "$R/$1.absent" ]; then rm -f "$2"
   elif [ -f "$R/$1" ] && ! [ -L "$R/$1" ]; then
     as=; [ -f "$R/$1.as" ] && read -r as < "$R/$1.as"
-    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" && put_file "$2" "$o" "$g" "$m" < "$R/$1"
+    stat -c '%u %g %a' "$R/$1" > "$R/$1.meta" && read -r o g m < "$R/$1.meta" || return
+    # Written as the directory's owner: put back as them too, never as root.
+    [ -z "$as" ] || o=$as
+    put_file "$2" "$o" "$g" "$m" < "$R/$1"
   fi
 }
 "#;
