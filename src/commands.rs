@@ -187,12 +187,13 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
     if let Some(dir) = out_dir {
         for f in &files {
             let path = dir.join(f.dest.trim_start_matches('/'));
-            write_confined(dir, &f.dest, &redact(&f.content), f.mode.0).map_err(|source| {
-                CliError::Write {
+            let owner = (f.owner.as_str(), f.group.as_str());
+            write_confined(dir, &f.dest, &redact(&f.content), f.mode.0, owner).map_err(
+                |source| CliError::Write {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
         }
         eprintln!(
             "wrote {} files for {host} under {}",
@@ -210,8 +211,16 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
 
 /// Writes `bytes` at `dest` under `dir` with `mode`, never outside `dir`: `dest` may hold only
 /// plain names (no `..`), every folder on the way must be a real folder (a symlink is refused,
-/// it could lead anywhere), and the file itself is opened without following a symlink.
-fn write_confined(dir: &Path, dest: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+/// it could lead anywhere), and the file itself is opened without following a symlink. Run as
+/// root, the file also gets its `(owner, group)` when both exist on this machine (a 0640
+/// `postgres` file stays readable by postgres); otherwise it is the writer's.
+fn write_confined(
+    dir: &Path,
+    dest: &str,
+    bytes: &[u8],
+    mode: u32,
+    (owner, group): (&str, &str),
+) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     use std::path::Component;
     let refuse = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
@@ -222,6 +231,8 @@ fn write_confined(dir: &Path, dest: &str, bytes: &[u8], mode: u32) -> std::io::R
             "the destination {dest} is not a plain path under the output folder"
         )));
     }
+    // DIR itself is the user's to name (it may be, or lie under, a link); what is below is checked.
+    std::fs::create_dir_all(dir)?;
     let mut at = dir.to_path_buf();
     for part in &parts[..parts.len() - 1] {
         at.push(part);
@@ -257,9 +268,37 @@ fn write_confined(dir: &Path, dest: &str, bytes: &[u8], mode: u32) -> std::io::R
                 e
             }
         })?;
+    if let Some((uid, gid)) = local_ids(owner, group) {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
     // The mode as rendered, whatever the umask or an earlier file had (on the open file).
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
     std::io::Write::write_all(&mut file, bytes)
+}
+
+/// The uid and gid of `owner` and `group` on this machine, when infra runs as root and both
+/// exist.
+fn local_ids(owner: &str, group: &str) -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let owner = std::ffi::CString::new(owner).ok()?;
+    let group = std::ffi::CString::new(group).ok()?;
+    // SAFETY: both names are NUL-terminated; each returned pointer is checked for null and read
+    // at once, before any other lookup (no other thread looks up users during `render`).
+    unsafe {
+        let pw = libc::getpwnam(owner.as_ptr());
+        if pw.is_null() {
+            return None;
+        }
+        let uid = (*pw).pw_uid;
+        let gr = libc::getgrnam(group.as_ptr());
+        if gr.is_null() {
+            return None;
+        }
+        Some((uid, (*gr).gr_gid))
+    }
 }
 
 fn missing_secrets_warning(env: &Environment, names: &[&str]) -> Diagnostic {

@@ -1,11 +1,11 @@
-//! Bad input through the real binary: `render --out-dir` writes only inside its folder and with
-//! the rendered modes; a `--var` key too deep, a symlink loop under templates/ and a template
-//! that never stops writing are clear errors, not a stack overflow, a hang or an allocation
-//! without bound.
+//! Bad input through the real binary: `render --out-dir` writes only inside its folder, with
+//! the rendered modes (and, as root, owners); a `--var` key too deep, a symlink loop under
+//! templates/ and a template that never stops writing are clear errors, not a stack overflow,
+//! a hang or an allocation without bound.
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 const ROLE: &str = "\
@@ -16,6 +16,11 @@ files:
     mode: \"0640\"
   - source: app/motd
     dest: /etc/motd
+  - source: app/motd
+    dest: /etc/app/daemon.motd
+    owner: daemon
+    group: daemon
+    mode: \"0640\"
 ";
 
 const INVENTORY: &str = "\
@@ -47,20 +52,27 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn render_out_dir_writes_inside_with_the_rendered_modes() {
+    require_root();
     let dir = site();
-    let out = tempfile::tempdir().unwrap();
-    let o = out.path().to_str().unwrap();
+    let top = tempfile::tempdir().unwrap();
+    // DIR need not exist yet.
+    let out = top.path().join("new/out");
+    let out = out.as_path();
+    let o = out.to_str().unwrap();
     infra(dir.path(), &["render", "lab", "web1", "--out-dir", o]).assert_code(0);
-    assert_eq!(mode(&out.path().join("etc/app/config.ini")), 0o640);
-    assert_eq!(mode(&out.path().join("etc/motd")), 0o644);
+    assert_eq!(mode(&out.join("etc/app/config.ini")), 0o640);
+    assert_eq!(mode(&out.join("etc/motd")), 0o644);
+    // Run as root, a file gets its owner and group when they exist here (daemon is 1:1).
+    let m = std::fs::metadata(out.join("etc/app/daemon.motd")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (1, 1, 0o640));
     // A world-readable file already there takes the rendered mode too.
     std::fs::set_permissions(
-        out.path().join("etc/app/config.ini"),
+        out.join("etc/app/config.ini"),
         std::fs::Permissions::from_mode(0o666),
     )
     .unwrap();
     infra(dir.path(), &["render", "lab", "web1", "--out-dir", o]).assert_code(0);
-    assert_eq!(mode(&out.path().join("etc/app/config.ini")), 0o640);
+    assert_eq!(mode(&out.join("etc/app/config.ini")), 0o640);
 
     // A symlinked folder inside DIR that leads out of it is not written through.
     let outside = tempfile::tempdir().unwrap();
