@@ -29,6 +29,14 @@ files:
   - {template: two.conf.j2, dest: /srv/app/two.conf}
 ";
 
+/// Directories in /srv/drop: mallory's (made as mallory), then root's (refused).
+const DROPDIR: &str = "\
+name: dropdir
+dirs:
+  - {path: /srv/drop/own, owner: mallory, group: mallory, mode: \"0750\"}
+  - {path: /srv/drop/sub}
+";
+
 /// A command that sleeps under its `timeout` when /srv/nap exists.
 const NAP: &str = "\
 name: nap
@@ -155,7 +163,12 @@ fn setup() -> Lab {
     for d in ["roles", "inventories", "templates"] {
         std::fs::create_dir_all(site.path().join(d)).unwrap();
     }
-    for (name, text) in [("app", APP), ("nap", NAP), ("drop", DROP)] {
+    for (name, text) in [
+        ("app", APP),
+        ("nap", NAP),
+        ("drop", DROP),
+        ("dropdir", DROPDIR),
+    ] {
         std::fs::write(site.path().join(format!("roles/{name}.yaml")), text).unwrap();
     }
     let state = site.path().join(".infra/sandbox");
@@ -297,6 +310,22 @@ for pid in range(1, 40000):
     assert_eq!(
         lab.sh("stat -c %U:%G:%a /srv/drop/mine.conf"),
         "mallory:mallory:644\n"
+    );
+    // Directories get the same care: mallory's made as mallory, root's refused.
+    lab.sh("rm -rf /srv/drop/own /srv/drop/sub");
+    lab.inventory("lab", "app, nap, dropdir");
+    let run = lab.infra(&["apply", "lab", "--yes"]);
+    lab.inventory("lab", "app, nap");
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("refusing to write /srv/drop/sub: /srv/drop is owned by mallory"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        lab.sh("stat -c %U:%G:%a /srv/drop/own; ls -d /srv/drop/sub 2>&1; true"),
+        "mallory:mallory:750\nls: cannot access '/srv/drop/sub': No such file or directory\n"
     );
 }
 

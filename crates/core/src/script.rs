@@ -84,7 +84,7 @@ restore() {
 const WRITES: &str = r#"dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --

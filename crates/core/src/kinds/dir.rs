@@ -1,4 +1,5 @@
-//! Directories: created with their owner, group and mode, or corrected. Facts: the shared
+//! Directories: created with their owner, group and mode, or corrected, with the files'
+//! care about links and directories other users control (`dest_ok`). Facts: the shared
 //! `stat` of their paths.
 
 use super::{Kind, Planner, ScriptError, Writer};
@@ -63,15 +64,19 @@ impl Kind for Step {
     fn script(&self, i: usize, _w: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
         let p = w(&self.path);
         let (o, g) = (w(&self.after.owner), w(&self.after.group));
-        // chown and chmod would act on a link's target: a link where the directory should be
-        // is refused; `chown -h` all the same.
+        let m = Arg::Mode(self.after.mode);
+        // chown and chmod would act on a link's target: `dest_ok` refuses a link where the
+        // directory should be, and a parent another user controls (they could swap the
+        // directory for a link before the chmod), unless that user is its owner: then it is
+        // made as them.
         s.line(
-            "if [ -L {} ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\\n' {} \"$(readlink {})\" > \"$log\"; fail {} 1; fi",
-            &[p, p, p, n(i)],
+            "f={}; d=${f%/*}; [ -d \"${d:-/}\" ] || mkdir -p \"$d\"",
+            &[p],
         )
+        .line("dest_ok {} \"$f\" {} {} 0", &[n(i), o, g])
         .line(
-            "{ mkdir -p {} && chown -h {}:{} {} && chmod {} {}; } > \"$log\" 2>&1 || fail {}",
-            &[p, o, g, p, Arg::Mode(self.after.mode), p, n(i)],
+            "if [ -n \"$as\" ]; then setpriv --reuid={} --regid={} --clear-groups sh -c 'mkdir -p \"$1\" && chmod \"$2\" \"$1\"' sh \"$f\" {}; else mkdir -p \"$f\" && chown -h {}:{} \"$f\" && chmod {} \"$f\"; fi > \"$log\" 2>&1 || fail {}",
+            &[o, g, m, o, g, m, n(i)],
         )
         .line("say {} changed", &[n(i)]);
         Ok(())

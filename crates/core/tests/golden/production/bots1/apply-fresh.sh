@@ -49,7 +49,7 @@ restore() {
 dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --
@@ -175,8 +175,9 @@ say 7 changed
 pending_done 'exim4'
 say 8 changed
 # step 9: dir /srv/bots
-if [ -L '/srv/bots' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/srv/bots' "$(readlink '/srv/bots')" > "$log"; fail 9 1; fi
-{ mkdir -p '/srv/bots' && chown -h 'root':'root' '/srv/bots' && chmod 0755 '/srv/bots'; } > "$log" 2>&1 || fail 9
+f='/srv/bots'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 9 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 9
 say 9 changed
 # step 10: service supervisor enable
 { timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 10

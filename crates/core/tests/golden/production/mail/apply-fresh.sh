@@ -49,7 +49,7 @@ restore() {
 dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --
@@ -137,8 +137,9 @@ say 3 changed
 pending_done 'ssh'
 say 4 changed
 # step 5: dir /etc/dkimkeys
-if [ -L '/etc/dkimkeys' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/etc/dkimkeys' "$(readlink '/etc/dkimkeys')" > "$log"; fail 5 1; fi
-{ mkdir -p '/etc/dkimkeys' && chown -h 'opendkim':'opendkim' '/etc/dkimkeys' && chmod 0700 '/etc/dkimkeys'; } > "$log" 2>&1 || fail 5
+f='/etc/dkimkeys'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 5 "$f" 'opendkim' 'opendkim' 0
+if [ -n "$as" ]; then setpriv --reuid='opendkim' --regid='opendkim' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'opendkim':'opendkim' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 5
 say 5 changed
 # step 6: file /etc/init.d/rsyslog
 f='/etc/init.d/rsyslog'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"

@@ -49,7 +49,7 @@ restore() {
 dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --
@@ -128,8 +128,9 @@ sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; pending_done 'nginx'; (exi
 pending_done 'nginx'
 say 3 changed
 # step 4: dir /var/www/notes
-if [ -L '/var/www/notes' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/notes' "$(readlink '/var/www/notes')" > "$log"; fail 4 1; fi
-{ mkdir -p '/var/www/notes' && chown -h 'root':'root' '/var/www/notes' && chmod 0755 '/var/www/notes'; } > "$log" 2>&1 || fail 4
+f='/var/www/notes'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 4 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 4
 say 4 changed
 # step 5: file /etc/nginx/sites-enabled/notes.conf
 f='/etc/nginx/sites-enabled/notes.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"

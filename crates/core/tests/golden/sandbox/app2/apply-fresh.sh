@@ -49,7 +49,7 @@ restore() {
 dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --
@@ -254,44 +254,54 @@ say 12 changed
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 13
 say 13 changed
 # step 14: dir /var/www/webplatform
-if [ -L '/var/www/webplatform' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform' "$(readlink '/var/www/webplatform')" > "$log"; fail 14 1; fi
-{ mkdir -p '/var/www/webplatform' && chown -h 'root':'root' '/var/www/webplatform' && chmod 0755 '/var/www/webplatform'; } > "$log" 2>&1 || fail 14
+f='/var/www/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 14 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 14
 say 14 changed
 # step 15: dir /var/www/webplatform/source
-if [ -L '/var/www/webplatform/source' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/source' "$(readlink '/var/www/webplatform/source')" > "$log"; fail 15 1; fi
-{ mkdir -p '/var/www/webplatform/source' && chown -h 'root':'root' '/var/www/webplatform/source' && chmod 0755 '/var/www/webplatform/source'; } > "$log" 2>&1 || fail 15
+f='/var/www/webplatform/source'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 15 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 15
 say 15 changed
 # step 16: dir /var/www/webplatform/env
-if [ -L '/var/www/webplatform/env' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/env' "$(readlink '/var/www/webplatform/env')" > "$log"; fail 16 1; fi
-{ mkdir -p '/var/www/webplatform/env' && chown -h 'root':'root' '/var/www/webplatform/env' && chmod 0755 '/var/www/webplatform/env'; } > "$log" 2>&1 || fail 16
+f='/var/www/webplatform/env'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 16 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 16
 say 16 changed
 # step 17: dir /var/www/webplatform/log
-if [ -L '/var/www/webplatform/log' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/log' "$(readlink '/var/www/webplatform/log')" > "$log"; fail 17 1; fi
-{ mkdir -p '/var/www/webplatform/log' && chown -h 'www-data':'adm' '/var/www/webplatform/log' && chmod 0750 '/var/www/webplatform/log'; } > "$log" 2>&1 || fail 17
+f='/var/www/webplatform/log'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 17 "$f" 'www-data' 'adm' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='adm' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'www-data':'adm' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 17
 say 17 changed
 # step 18: dir /var/www/webplatform/public
-if [ -L '/var/www/webplatform/public' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/public' "$(readlink '/var/www/webplatform/public')" > "$log"; fail 18 1; fi
-{ mkdir -p '/var/www/webplatform/public' && chown -h 'root':'root' '/var/www/webplatform/public' && chmod 0755 '/var/www/webplatform/public'; } > "$log" 2>&1 || fail 18
+f='/var/www/webplatform/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 18 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 18
 say 18 changed
 # step 19: dir /var/www/webplatform/public/static
-if [ -L '/var/www/webplatform/public/static' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/public/static' "$(readlink '/var/www/webplatform/public/static')" > "$log"; fail 19 1; fi
-{ mkdir -p '/var/www/webplatform/public/static' && chown -h 'root':'root' '/var/www/webplatform/public/static' && chmod 0755 '/var/www/webplatform/public/static'; } > "$log" 2>&1 || fail 19
+f='/var/www/webplatform/public/static'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 19 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 19
 say 19 changed
 # step 20: dir /var/www/webplatform/public/media
-if [ -L '/var/www/webplatform/public/media' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/public/media' "$(readlink '/var/www/webplatform/public/media')" > "$log"; fail 20 1; fi
-{ mkdir -p '/var/www/webplatform/public/media' && chown -h 'www-data':'www-data' '/var/www/webplatform/public/media' && chmod 0755 '/var/www/webplatform/public/media'; } > "$log" 2>&1 || fail 20
+f='/var/www/webplatform/public/media'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 20 "$f" 'www-data' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 20
 say 20 changed
 # step 21: dir /var/www/webplatform/ssl
-if [ -L '/var/www/webplatform/ssl' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/ssl' "$(readlink '/var/www/webplatform/ssl')" > "$log"; fail 21 1; fi
-{ mkdir -p '/var/www/webplatform/ssl' && chown -h 'root':'root' '/var/www/webplatform/ssl' && chmod 0700 '/var/www/webplatform/ssl'; } > "$log" 2>&1 || fail 21
+f='/var/www/webplatform/ssl'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 21 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 21
 say 21 changed
 # step 22: dir /var/www/webplatform/run
-if [ -L '/var/www/webplatform/run' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/var/www/webplatform/run' "$(readlink '/var/www/webplatform/run')" > "$log"; fail 22 1; fi
-{ mkdir -p '/var/www/webplatform/run' && chown -h 'www-data':'www-data' '/var/www/webplatform/run' && chmod 0755 '/var/www/webplatform/run'; } > "$log" 2>&1 || fail 22
+f='/var/www/webplatform/run'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 22 "$f" 'www-data' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 22
 say 22 changed
 # step 23: dir /etc/webplatform
-if [ -L '/etc/webplatform' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/etc/webplatform' "$(readlink '/etc/webplatform')" > "$log"; fail 23 1; fi
-{ mkdir -p '/etc/webplatform' && chown -h 'root':'www-data' '/etc/webplatform' && chmod 0750 '/etc/webplatform'; } > "$log" 2>&1 || fail 23
+f='/etc/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 23 "$f" 'root' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'root':'www-data' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 23
 say 23 changed
 # step 24: file /etc/nginx/sites-enabled/webplatform.conf
 f='/etc/nginx/sites-enabled/webplatform.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"

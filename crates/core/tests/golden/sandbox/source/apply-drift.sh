@@ -49,7 +49,7 @@ restore() {
 dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --
@@ -120,8 +120,9 @@ say 3 changed
 getent passwd 'git' >/dev/null || useradd --system --home-dir '/srv/git' --shell '/bin/sh' 'git' > "$log" 2>&1 || fail 4
 say 4 changed
 # step 5: dir /srv/git
-if [ -L '/srv/git' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/srv/git' "$(readlink '/srv/git')" > "$log"; fail 5 1; fi
-{ mkdir -p '/srv/git' && chown -h 'git':'git' '/srv/git' && chmod 0750 '/srv/git'; } > "$log" 2>&1 || fail 5
+f='/srv/git'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 5 "$f" 'git' 'git' 0
+if [ -n "$as" ]; then setpriv --reuid='git' --regid='git' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'git':'git' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 5
 say 5 changed
 # step 6: file /etc/gitolite3/admin.pub
 f='/etc/gitolite3/admin.pub'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"

@@ -49,7 +49,7 @@ restore() {
 dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
-    printf '%s is a symbolic link (to %s): refusing to write through it; remove the link, or make dest the file it points to\n' "$f" "$(readlink "$f")" > "$log"
+    printf '%s is a symbolic link (to %s): refusing to follow it; remove the link, or name the path it points to instead\n' "$f" "$(readlink "$f")" > "$log"
     fail "$n" 1
   fi
   d=${f%/*}; set --
@@ -112,8 +112,9 @@ say 1 changed
 pending_done 'ssh'
 say 2 changed
 # step 3: dir /etc/dkimkeys
-if [ -L '/etc/dkimkeys' ]; then printf '%s is a symbolic link (to %s): refusing to change it as a directory; remove the link\n' '/etc/dkimkeys' "$(readlink '/etc/dkimkeys')" > "$log"; fail 3 1; fi
-{ mkdir -p '/etc/dkimkeys' && chown -h 'opendkim':'opendkim' '/etc/dkimkeys' && chmod 0700 '/etc/dkimkeys'; } > "$log" 2>&1 || fail 3
+f='/etc/dkimkeys'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 3 "$f" 'opendkim' 'opendkim' 0
+if [ -n "$as" ]; then setpriv --reuid='opendkim' --regid='opendkim' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'opendkim':'opendkim' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 3
 say 3 changed
 # step 4: file /etc/dkimkeys/webplatformstaging.org.private
 f='/etc/dkimkeys/webplatformstaging.org.private'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
