@@ -4,14 +4,19 @@
 //!
 //!   infra-aws discover   < Scope          -> one `facts` line
 //!   infra-aws apply      < ApplyRequest   -> start/waiting/done lines, then `facts` (or `error`)
+//!   infra-aws lock       < LockRequest    -> one `lock` line: the environment lock (DynamoDB)
+//!   infra-aws host-keys  < HostKeysRequest -> the SSH host keys new instances print on their
+//!                                             console (GetConsoleOutput)
 //!
 //! Credentials, region and endpoint come the standard AWS way (environment, profiles,
 //! `AWS_ENDPOINT_URL`); the region of the inventory is used when none is set.
 
 mod apply;
 mod discover;
+mod hostkeys;
+mod lock;
 
-use infra_protocol::{ApplyRequest, ProviderEvent, Scope};
+use infra_protocol::{ApplyRequest, HostKeysRequest, LockRequest, ProviderEvent, Scope};
 use std::io::{Read, Write};
 
 /// An error of one AWS call, with what was being done.
@@ -56,6 +61,7 @@ pub fn sdk<E: std::error::Error + 'static>(what: impl Into<String>, e: E) -> Aws
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub r53: aws_sdk_route53::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
     pub region: String,
 }
 
@@ -84,6 +90,7 @@ impl Clients {
         Clients {
             ec2: aws_sdk_ec2::Client::new(&conf),
             r53: aws_sdk_route53::Client::new(&conf),
+            ddb: aws_sdk_dynamodb::Client::new(&conf),
             region,
         }
     }
@@ -102,7 +109,7 @@ pub fn emit(event: &ProviderEvent) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: infra-aws discover|apply < request.json  (run by infra, not by hand)");
+    eprintln!("usage: infra-aws discover|apply|lock|host-keys < request.json  (run by infra, not by hand)");
     std::process::exit(1)
 }
 
@@ -144,6 +151,20 @@ fn main() {
                 let req: ApplyRequest = read_request()?;
                 let clients = Clients::new(&req.scope.region).await;
                 apply::apply(&clients, &req).await
+            }
+            "lock" => {
+                let req: LockRequest = read_request()?;
+                let clients = Clients::new(&req.scope.region).await;
+                let reply = lock::lock(&clients, &req).await?;
+                emit(&ProviderEvent::Lock { reply });
+                Ok(())
+            }
+            "host-keys" => {
+                let req: HostKeysRequest = read_request()?;
+                let clients = Clients::new(&req.scope.region).await;
+                let keys = hostkeys::host_keys(&clients, &req).await?;
+                emit(&ProviderEvent::HostKeys { keys });
+                Ok(())
             }
             _ => usage(),
         }

@@ -5,8 +5,12 @@
 //!
 //!   infra-aws discover   < Scope          -> one `facts` line
 //!   infra-aws apply      < ApplyRequest   -> start/waiting/done lines, then `facts` (or `error`)
+//!   infra-aws lock       < LockRequest    -> one `lock` line (or `error`)
+//!   infra-aws host-keys  < HostKeysRequest -> waiting lines, then one `host_keys` line
 
 mod facts;
+mod hostkeys;
+mod lock;
 mod message;
 mod op;
 mod port;
@@ -15,7 +19,9 @@ pub use facts::{
     AddressFact, CloudFacts, GroupFact, InstanceFact, RecordFact, RuleFact, SourceFact, SubnetFact,
     VolumeFact, VpcFact, ZoneFact,
 };
-pub use message::{ApplyRequest, ProviderEvent, Scope};
+pub use hostkeys::{host_keys_in_console, HOST_KEYS_BEGIN, HOST_KEYS_END};
+pub use lock::{lock_key, LockAction, LockHolder, LockReply, LockRequest, DEFAULT_LOCK_TABLE};
+pub use message::{ApplyRequest, HostKeysRequest, ProviderEvent, Scope};
 pub use op::{describe, CloudOp, Op, RecordAction, RecordChange, RecordValue, Ref, Source};
 pub use port::{Port, Proto};
 

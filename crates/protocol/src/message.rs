@@ -2,8 +2,10 @@
 //! `discover`, `ApplyRequest` for `apply`), `ProviderEvent` lines back on stdout.
 
 use crate::facts::CloudFacts;
+use crate::lock::LockReply;
 use crate::op::Op;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What the provider needs to find an environment's resources.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +26,16 @@ pub struct ApplyRequest {
     pub ops: Vec<Op>,
 }
 
+/// `infra-aws host-keys` reads this: the instances whose SSH host keys to read from their
+/// console output (where cloud-init prints them), waiting up to `wait_seconds` for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostKeysRequest {
+    pub scope: Scope,
+    /// Host name -> instance id.
+    pub instances: BTreeMap<String, String>,
+    pub wait_seconds: u64,
+}
+
 /// One line of the provider's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -40,6 +52,11 @@ pub enum ProviderEvent {
     Done { index: usize, id: Option<String> },
     /// The facts: the answer to `discover`, and the last line of an `apply`.
     Facts { facts: Box<CloudFacts> },
+    /// The answer to `lock`.
+    Lock { reply: LockReply },
+    /// The answer to `host-keys`: per host, the public key lines (`ssh-ed25519 AAAA...`) its
+    /// console output carried; a host whose keys did not appear in time is absent.
+    HostKeys { keys: BTreeMap<String, Vec<String>> },
     /// Nothing more happens: `index` is the operation that failed, if one did.
     Error {
         index: Option<usize>,

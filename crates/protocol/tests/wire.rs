@@ -165,3 +165,41 @@ fn descriptions_name_what_changes() {
     assert_eq!(text[24], "create the private zone prod.internal");
     assert_eq!(text[25], "write 3 records in example.org");
 }
+
+const SCOPE: &str = r#"{"environment":"prod","region":"us-east-1","vpc_id":null,"subnet_id":null,"domain":"example.org","internal_domain":"prod.internal"}"#;
+
+#[test]
+fn lock_and_host_key_messages_read_and_write_unchanged() {
+    let holder = r#"{"id":"3f9a0c1d2e4b5a69","who":"alice@ws1","operation":"apply","environment":"prod","since":1764668045,"version":"0.1.0"}"#;
+    let requests = [
+        format!(
+            r#"{{"scope":{SCOPE},"table":"infra-locks","create_table":true,"action":"acquire","holder":{holder}}}"#
+        ),
+        format!(
+            r#"{{"scope":{SCOPE},"table":"tf-locks","create_table":false,"action":"release","id":"3f9a0c1d2e4b5a69"}}"#
+        ),
+        format!(
+            r#"{{"scope":{SCOPE},"table":"tf-locks","create_table":false,"action":"inspect"}}"#
+        ),
+    ];
+    let reqs: Vec<LockRequest> = requests.iter().map(|l| same(l)).collect();
+    let LockAction::Acquire { holder: h } = &reqs[0].action else {
+        panic!("{:?}", reqs[0]);
+    };
+    assert_eq!((h.who.as_str(), h.since), ("alice@ws1", 1_764_668_045));
+    assert_eq!(reqs[2].action, LockAction::Inspect);
+    for line in [
+        r#"{"event":"lock","reply":{"result":"acquired"}}"#.to_string(),
+        format!(r#"{{"event":"lock","reply":{{"result":"held","holder":{holder}}}}}"#),
+        r#"{"event":"lock","reply":{"result":"released"}}"#.to_string(),
+        r#"{"event":"lock","reply":{"result":"free"}}"#.to_string(),
+        r#"{"event":"host_keys","keys":{"app1":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld"]}}"#
+            .to_string(),
+    ] {
+        let _: ProviderEvent = same(&line);
+    }
+    let keys: HostKeysRequest = same(&format!(
+        r#"{{"scope":{SCOPE},"instances":{{"app1":"i-1","db1":"i-2"}},"wait_seconds":600}}"#
+    ));
+    assert_eq!(keys.instances["db1"], "i-2");
+}
