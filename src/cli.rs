@@ -6,8 +6,8 @@ use std::path::PathBuf;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (validate: no errors; plan --detailed-exitcode: no changes)
-  1  error: the site has errors, bad usage, a host is unreachable, or apply was refused;
-     nothing was changed
+  1  error: the site has errors, bad usage, a host is unreachable, or apply was refused
+     (the environment is locked by another run, say); nothing was changed
   2  plan --detailed-exitcode: there are changes
   3  apply: some hosts failed (the others converged; see the recap)";
 
@@ -91,6 +91,17 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Destroy {
         env: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Break the environment lock left by a run that is over (killed, its machine gone): only
+    /// when ID is the lock's current holder, as the refusal of `apply` named it.
+    #[command(name = "force-unlock", after_help = EXIT_CODES)]
+    ForceUnlock {
+        env: String,
+        /// The lock ID, as `infra apply` printed it: "locked by ID: who, ...".
+        id: String,
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,

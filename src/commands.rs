@@ -34,6 +34,9 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             crate::run::apply_cmd(cli, style, target, *yes, flags)
         }
         Command::Destroy { env, yes } => crate::run::destroy_cmd(cli, style, env, *yes),
+        Command::ForceUnlock { env, id, yes } => {
+            crate::run::force_unlock_cmd(cli, style, env, id, *yes)
+        }
         Command::Validate { env, vars } => validate_cmd(cli, style, env.as_deref(), vars),
         Command::Roles {
             command:

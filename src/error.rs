@@ -82,8 +82,16 @@ pub enum CliError {
     },
     #[error("the saved plan was made {what}; nothing was changed")]
     PlanInputs { what: String },
+    #[error(transparent)]
+    Lock(Box<crate::lock::LockError>),
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },
+}
+
+impl From<crate::lock::LockError> for CliError {
+    fn from(e: crate::lock::LockError) -> CliError {
+        CliError::Lock(Box::new(e))
+    }
 }
 
 impl CliError {
@@ -98,6 +106,7 @@ impl CliError {
             CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
             CliError::Provider(e) => e.hint(),
             CliError::Ssh(e) => e.hint(),
+            CliError::Lock(e) => e.hint(),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ mod environ;
 mod error;
 mod events;
 mod load;
+mod lock;
 mod provider;
 mod run;
 mod transport;

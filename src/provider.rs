@@ -2,7 +2,7 @@
 //! its JSON lines back. The SDK lives in that program, so this binary never links it.
 
 use infra_core::cloud::CloudPlan;
-use infra_protocol::{ApplyRequest, CloudFacts, ProviderEvent, Scope};
+use infra_protocol::{ApplyRequest, CloudFacts, LockReply, LockRequest, ProviderEvent, Scope};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -64,12 +64,18 @@ pub enum Progress<'a> {
     Done { address: &'a str },
 }
 
+/// The answer a request ends with: facts or a lock reply.
+enum Answer {
+    Facts(CloudFacts),
+    Lock(LockReply),
+}
+
 fn run(
     verb: &str,
     request: &impl serde::Serialize,
     environment: &str,
     on_event: &mut dyn FnMut(&ProviderEvent),
-) -> Result<CloudFacts, ProviderError> {
+) -> Result<Answer, ProviderError> {
     let path = program();
     let mut child = Command::new(&path)
         .arg(verb)
@@ -99,7 +105,7 @@ fn run(
         .stdout
         .take()
         .ok_or_else(|| protocol("has no stdout".into()))?;
-    let mut facts = None;
+    let mut answer = None;
     let mut failure = None;
     let mut done = 0;
     for line in BufReader::new(stdout).lines() {
@@ -110,7 +116,8 @@ fn run(
         let event: ProviderEvent = serde_json::from_str(&line)
             .map_err(|e| protocol(format!("printed `{line}`, not an event: {e}")))?;
         match &event {
-            ProviderEvent::Facts { facts: f } => facts = Some((**f).clone()),
+            ProviderEvent::Facts { facts: f } => answer = Some(Answer::Facts((**f).clone())),
+            ProviderEvent::Lock { reply } => answer = Some(Answer::Lock(reply.clone())),
             ProviderEvent::Error { message, .. } => failure = Some(message.clone()),
             ProviderEvent::Done { .. } => done += 1,
             _ => {}
@@ -127,20 +134,45 @@ fn run(
             done,
         });
     }
-    match (facts, status.success()) {
+    match (answer, status.success()) {
         (Some(f), true) => Ok(f),
         (_, false) => Err(ProviderError::Failed {
             environment: environment.to_string(),
             message: format!("the provider exited with {status}"),
             done,
         }),
-        (None, true) => Err(protocol("ended without its facts".into())),
+        (None, true) => Err(protocol("ended without its answer".into())),
+    }
+}
+
+fn unexpected(verb: &str) -> ProviderError {
+    ProviderError::Protocol {
+        path: program(),
+        message: format!("answered `{verb}` with another kind of answer"),
+    }
+}
+
+fn facts(verb: &str, answer: Answer) -> Result<CloudFacts, ProviderError> {
+    match answer {
+        Answer::Facts(f) => Ok(f),
+        _ => Err(unexpected(verb)),
+    }
+}
+
+/// Takes, releases or reads the environment lock (`infra-aws lock`).
+pub fn lock(req: &LockRequest) -> Result<LockReply, ProviderError> {
+    match run("lock", req, &req.scope.environment, &mut |_| {})? {
+        Answer::Lock(reply) => Ok(reply),
+        _ => Err(unexpected("lock")),
     }
 }
 
 /// Everything the environment owns in the cloud.
 pub fn discover(scope: &Scope) -> Result<CloudFacts, ProviderError> {
-    run("discover", scope, &scope.environment, &mut |_| {})
+    facts(
+        "discover",
+        run("discover", scope, &scope.environment, &mut |_| {})?,
+    )
 }
 
 /// Executes the plan's operations in order; returns the facts after.
@@ -154,12 +186,13 @@ pub fn apply(
         ops: plan.ops(),
     };
     let addresses: Vec<String> = req.ops.iter().map(|o| o.resource.clone()).collect();
-    run("apply", &req, &scope.environment, &mut |e| match e {
+    let answer = run("apply", &req, &scope.environment, &mut |e| match e {
         ProviderEvent::Start { address, text, .. } => progress(Progress::Start { address, text }),
         ProviderEvent::Waiting { text, .. } => progress(Progress::Waiting { text }),
         ProviderEvent::Done { index, .. } => progress(Progress::Done {
             address: addresses.get(*index).map(String::as_str).unwrap_or("?"),
         }),
         _ => {}
-    })
+    })?;
+    facts("apply", answer)
 }

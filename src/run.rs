@@ -3,7 +3,8 @@
 use crate::cli::{Cli, RunFlags};
 use crate::engine::{self, Target};
 use crate::error::{CliError, Outcome};
-use crate::load::{checked_env, load, parse_vars, report};
+use crate::load::{checked_env, find_env, load, parse_vars, report};
+use crate::lock::{EnvLock, Operation};
 use crate::provider;
 use crate::transport::{Login, Transports};
 use crate::view::{self, Style};
@@ -462,8 +463,14 @@ pub fn apply_cmd(
         .as_ref()
         .map(|p| p.environment.clone())
         .unwrap_or_else(|| target.to_string());
+    let lock = take_lock(cli, style, &env, flags, Operation::Apply)?;
     let Some(p) = prepare(cli, style, &env, flags, CloudStage::Plan)? else {
         return Ok(Outcome::Failed);
+    };
+    let Some(_lock) = lock else {
+        return Err(CliError::Var(format!(
+            "cannot take the lock of {env}: the site did not load; nothing was changed"
+        )));
     };
     if !p.missing_secrets.is_empty() {
         return Err(CliError::MissingSecrets {
@@ -592,6 +599,88 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The lock of `env_name`, taken before anything is read or changed; `None` when the site or the
+/// environment has errors (the caller's own loading reports them and stops).
+fn take_lock(
+    cli: &Cli,
+    style: &Style,
+    env_name: &str,
+    flags: &RunFlags,
+    op: Operation,
+) -> Result<Option<EnvLock>, CliError> {
+    let Ok((site, diags)) = infra_core::site::Site::load(&cli.dir) else {
+        return Ok(None);
+    };
+    if diags.iter().any(|d| d.is_error()) {
+        return Ok(None);
+    }
+    let Ok(env) = find_env(&site, env_name, &[]) else {
+        return Ok(None);
+    };
+    if infra_core::validate::check_inventory(&env)
+        .iter()
+        .any(|d| d.is_error())
+    {
+        return Ok(None);
+    }
+    // Bad flags are refused before the lock is reached for.
+    selected_names(&env, flags)?;
+    lock_env(style, &env, op).map(Some)
+}
+
+fn lock_env(style: &Style, env: &Environment, op: Operation) -> Result<EnvLock, CliError> {
+    let lock = EnvLock::acquire(env, op)?;
+    view::print_note(
+        style,
+        &format!(
+            "took the lock of {} ({}); it is released at the end",
+            env.name,
+            lock.id()
+        ),
+    );
+    Ok(lock)
+}
+
+/// `infra force-unlock ENV ID`: breaks the lock of ENV if ID holds it, after confirmation.
+pub fn force_unlock_cmd(
+    cli: &Cli,
+    style: &Style,
+    env_name: &str,
+    id: &str,
+    yes: bool,
+) -> Result<Outcome, CliError> {
+    let Some(site) = load(cli, style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let Some(env) = checked_env(&site, env_name, &[], style)? else {
+        return Ok(Outcome::Failed);
+    };
+    let holder = crate::lock::inspect(&env)?;
+    match &holder {
+        Some(h) if h.id == id => {
+            eprintln!("{env_name} is locked by {}", crate::lock::held_by(h));
+        }
+        _ => {
+            return Err(crate::lock::LockError::NotHolder {
+                env: env_name.to_string(),
+                id: id.to_string(),
+                holder: holder.map(Box::new),
+            }
+            .into())
+        }
+    }
+    if !yes
+        && !confirm(&format!(
+            "Break the lock of {env_name}? Only do so when that run is over."
+        ))?
+    {
+        return Ok(Outcome::Failed);
+    }
+    let h = crate::lock::force_unlock(&env, id)?;
+    eprintln!("The lock of {env_name} held by {} is broken.", h.id);
+    Ok(Outcome::Success)
+}
+
 /// The cloud first; then the hosts, planned again against what the cloud now is (new
 /// machines get their real facts, templates their real addresses).
 fn apply_cloud_then_hosts(
@@ -689,6 +778,7 @@ pub fn destroy_cmd(
             "`{env_name}` is a static inventory: infra created none of its machines, so there is nothing to destroy"
         )));
     }
+    let _lock = lock_env(style, &env, Operation::Destroy)?;
     let scope = cloud::scope(&env);
     let facts = provider::discover(&scope)?;
     let cloud_plan = match cloud::plan(&env, &facts, cloud::Mode::Destroy) {

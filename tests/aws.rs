@@ -525,9 +525,11 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
     let pgid = child.id() as i32;
     let mut launched = 0;
     let mut seen = Vec::new();
+    let mut lock_id = None;
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
         seen.push(line.clone());
+        lock_id = lock_id.or_else(|| lock_id_in(&line));
         if line.starts_with("aws_instance.") && line.contains(": done") {
             launched += 1;
             if launched == 5 {
@@ -555,6 +557,10 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
     plan.assert_code(0);
     let creates = plan.stdout.matches("+ aws_instance.").count();
     assert_eq!(creates, 18 - mid.len(), "{}", plan.stdout);
+    // The killed run's lock stays until it is broken.
+    let id = lock_id.expect("the apply took the lock");
+    moto.infra(dir, &["force-unlock", "production", &id, "--yes"])
+        .assert_code(0);
 
     moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
         .assert_code(0);
@@ -587,4 +593,109 @@ fn kill_group(pgid: i32) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -KILL -{pgid}");
+}
+
+/// The lock ID in infra's `took the lock of ENV (ID)` note.
+fn lock_id_in(line: &str) -> Option<String> {
+    let rest = line.split("took the lock of ").nth(1)?;
+    let id = rest.split('(').nth(1)?.split(')').next()?;
+    Some(id.to_string())
+}
+
+/// The environment lock in DynamoDB (moto): an apply killed while it holds the lock leaves
+/// it; the next apply refuses at once, naming the holder and its age, and changes nothing;
+/// `plan` takes no lock; `force-unlock` with a wrong ID refuses, with the holder's ID breaks
+/// it; an apply then goes through and gives the lock back.
+#[test]
+fn a_second_apply_refuses_while_a_killed_apply_holds_the_lock() {
+    let moto = Moto::start();
+    let site = site_copy();
+    let dir = site.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
+        .arg("-C")
+        .arg(dir)
+        .args(["apply", "production", "--cloud-only", "--yes"])
+        .envs(moto.env())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id() as i32;
+    let mut seen = Vec::new();
+    let mut id = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        id = lock_id_in(&line);
+        if id.is_some() {
+            kill_group(pgid);
+            break;
+        }
+    }
+    let _ = child.wait();
+    let id = id.unwrap_or_else(|| panic!("the apply took no lock:\n{}", seen.join("\n")));
+    assert_eq!(id.len(), 16, "{id}");
+    let before = moto.state("production");
+
+    let second = moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"]);
+    second.assert_code(1);
+    let refusal = format!("environment production is locked by {id}: ");
+    assert!(second.stderr.contains(&refusal), "{}", second.stderr);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let what = format!("@{}, apply, since 20", host.trim());
+    assert!(second.stderr.contains(&what), "{}", second.stderr);
+    assert!(second.stderr.contains(" UTC ("), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(" ago); nothing was changed"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second
+            .stderr
+            .contains(&format!("infra force-unlock production {id}")),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        moto.state("production"),
+        before,
+        "the refused apply changed the cloud"
+    );
+    // destroy takes the same lock.
+    let destroy = moto.infra(dir, &["destroy", "production", "--yes"]);
+    destroy.assert_code(1);
+    assert!(destroy.stderr.contains(&refusal), "{}", destroy.stderr);
+
+    // plan takes no lock.
+    moto.infra(dir, &["plan", "production", "--cloud-only"])
+        .assert_code(0);
+
+    let wrong = moto.infra(
+        dir,
+        &["force-unlock", "production", "0123456789abcdef", "--yes"],
+    );
+    wrong.assert_code(1);
+    assert!(
+        wrong.stderr.contains(&format!(
+            "`0123456789abcdef` does not hold its lock (it is locked by {id}: "
+        )),
+        "{}",
+        wrong.stderr
+    );
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(1);
+    // Without --yes and no terminal to ask on, nothing is broken.
+    moto.infra(dir, &["force-unlock", "production", &id])
+        .assert_code(1);
+
+    let right = moto.infra(dir, &["force-unlock", "production", &id, "--yes"]);
+    right.assert_code(0);
+    let applied = moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"]);
+    applied.assert_code(0);
+    // ... and gave the lock back: the next one takes it again.
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
 }

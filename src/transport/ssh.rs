@@ -232,6 +232,30 @@ impl SshConfig {
         self.dir.path().join("config")
     }
 
+    /// A plain `ssh` to `host` with this run's settings, on a connection of its own (no
+    /// multiplexing), that runs `remote` there: for a process whose life is tied to its
+    /// channel, as the environment lock's holder is.
+    pub fn command(&self, host: &str, remote: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.arg("-F")
+            .arg(self.path())
+            .args([
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=15",
+                "-o",
+                "ControlMaster=no",
+                "-o",
+                "ControlPath=none",
+            ])
+            .arg(alias(&self.env, host))
+            .arg("--")
+            .arg(remote);
+        cmd
+    }
+
     /// Opens the one connection this run uses for `host`, or, with `ssh.control_persist`,
     /// takes up the one an earlier run kept.
     pub async fn connect(&self, host: &str, address: &str) -> Result<Connection, SshError> {

@@ -4,6 +4,7 @@ pub mod cloud;
 pub mod desired;
 pub mod diagnostic;
 pub mod environment;
+pub mod envlock;
 pub mod facts;
 pub mod kinds;
 pub mod model;

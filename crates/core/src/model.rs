@@ -301,6 +301,9 @@ pub struct Inventory {
     pub role_vars: BTreeMap<String, Sp<Vars>>,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Where the environment lock that `apply` and `destroy` take lives.
+    #[serde(default)]
+    pub lock: LockConfig,
     pub hosts: BTreeMap<String, Sp<Host>>,
 }
 
@@ -447,6 +450,21 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         number.clear();
     }
     (number.is_empty() && total > 0).then_some(total)
+}
+
+/// Where an environment's lock lives (`lock:` in the inventory). `apply` and `destroy` take it
+/// before they change anything; `plan` never does.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockConfig {
+    /// aws: the DynamoDB table holding it (partition key `LockID`, a string). Default
+    /// `infra-locks`, created on first use.
+    #[serde(default)]
+    pub dynamodb_table: Option<Sp<String>>,
+    /// static: the host on which an `flock` holds it. Default the jump host, else the first
+    /// host by name.
+    #[serde(default)]
+    pub host: Option<Sp<String>>,
 }
 
 /// Which address of the jump host SSH connects to.

@@ -481,6 +481,7 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
     diags.extend(unknown_role_vars(env));
     diags.extend(check_connections(env));
     diags.extend(unknown_jump_host(env));
+    diags.extend(lock_settings(env));
     diags.extend(control_persist_not_a_duration(env));
     diags.extend(missing_aws_settings(env));
     diags.extend(hostnames_that_do_not_render(env));
@@ -707,6 +708,57 @@ fn unknown_jump_host(env: &Environment) -> Option<Diagnostic> {
         .at(env.site.loc(&env.file, j, j.value.chars().count()))
         .hint_opt(did_you_mean(&j.value, inv.hosts.keys().map(String::as_str)))
     })
+}
+
+/// `lock:` settings that do not fit the provider, a lock host that is not a host, a table name
+/// DynamoDB would refuse.
+fn lock_settings(env: &Environment) -> Vec<Diagnostic> {
+    let inv = env.inventory;
+    let aws = inv.provider.value.kind == crate::model::ProviderKind::Aws;
+    let mut diags = Vec::new();
+    if let Some(t) = &inv.lock.dynamodb_table {
+        let at = env.site.loc(&env.file, t, t.value.chars().count().max(1));
+        let valid = (3..=255).contains(&t.value.len())
+            && t.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !aws {
+            diags.push(
+                Diagnostic::error("lock.dynamodb_table is for aws inventories")
+                    .at(at)
+                    .hint("a static inventory's lock lives on a host: write `lock: {host: NAME}`, or leave `lock` out for the jump host (else the first host by name)"),
+            );
+        } else if !valid {
+            diags.push(
+                Diagnostic::error(format!(
+                    "lock.dynamodb_table `{}` is not a DynamoDB table name",
+                    t.value
+                ))
+                .at(at)
+                .hint("3 to 255 letters, digits, `_`, `-` or `.`; leave it out for infra's own table `infra-locks`"),
+            );
+        }
+    }
+    if let Some(h) = &inv.lock.host {
+        let at = env.site.loc(&env.file, h, h.value.chars().count().max(1));
+        if aws {
+            diags.push(
+                Diagnostic::error("lock.host is for static inventories")
+                    .at(at)
+                    .hint("an aws inventory's lock lives in DynamoDB: write `lock: {dynamodb_table: NAME}`, or leave `lock` out for `infra-locks`"),
+            );
+        } else if !inv.hosts.contains_key(&h.value) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "lock.host `{}` is not a host of this inventory",
+                    h.value
+                ))
+                .at(at)
+                .hint_opt(did_you_mean(&h.value, inv.hosts.keys().map(String::as_str))),
+            );
+        }
+    }
+    diags
 }
 
 /// An `ssh.control_persist` that is not a duration.
