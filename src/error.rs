@@ -84,6 +84,8 @@ pub enum CliError {
     PlanInputs { what: String },
     #[error(transparent)]
     Lock(Box<crate::lock::LockError>),
+    #[error("{env}: no SSH host keys on the console output of {} (machines infra launched) in time; infra reaches a machine it launched only with the keys it printed, so nothing was done on them", hosts.join(", "))]
+    HostKeysMissing { env: String, hosts: Vec<String> },
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },
 }
@@ -107,6 +109,7 @@ impl CliError {
             CliError::Provider(e) => e.hint(),
             CliError::Ssh(e) => e.hint(),
             CliError::Lock(e) => e.hint(),
+            CliError::HostKeysMissing { .. } => Some("check that the image runs cloud-init and prints the host keys on the console (see `aws ec2 get-console-output --instance-id ID`); once it does, run the same command again. Or set `ssh.host_keys: accept-new` in the inventory to accept their keys on first use".into()),
             _ => None,
         }
     }

@@ -2,7 +2,10 @@
 //! its JSON lines back. The SDK lives in that program, so this binary never links it.
 
 use infra_core::cloud::CloudPlan;
-use infra_protocol::{ApplyRequest, CloudFacts, LockReply, LockRequest, ProviderEvent, Scope};
+use infra_protocol::{
+    ApplyRequest, CloudFacts, HostKeysRequest, LockReply, LockRequest, ProviderEvent, Scope,
+};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -64,10 +67,11 @@ pub enum Progress<'a> {
     Done { address: &'a str },
 }
 
-/// The answer a request ends with: facts or a lock reply.
+/// The answer a request ends with: facts, a lock reply or host keys.
 enum Answer {
     Facts(CloudFacts),
     Lock(LockReply),
+    HostKeys(BTreeMap<String, Vec<String>>),
 }
 
 fn run(
@@ -118,6 +122,7 @@ fn run(
         match &event {
             ProviderEvent::Facts { facts: f } => answer = Some(Answer::Facts((**f).clone())),
             ProviderEvent::Lock { reply } => answer = Some(Answer::Lock(reply.clone())),
+            ProviderEvent::HostKeys { keys } => answer = Some(Answer::HostKeys(keys.clone())),
             ProviderEvent::Error { message, .. } => failure = Some(message.clone()),
             ProviderEvent::Done { .. } => done += 1,
             _ => {}
@@ -164,6 +169,23 @@ pub fn lock(req: &LockRequest) -> Result<LockReply, ProviderError> {
     match run("lock", req, &req.scope.environment, &mut |_| {})? {
         Answer::Lock(reply) => Ok(reply),
         _ => Err(unexpected("lock")),
+    }
+}
+
+/// The SSH host keys the new instances of `req` printed on their console (`infra-aws
+/// host-keys`), by host; a host whose keys did not show within the wait is absent.
+pub fn host_keys(
+    req: &HostKeysRequest,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
+    let answer = run("host-keys", req, &req.scope.environment, &mut |e| {
+        if let ProviderEvent::Waiting { text, .. } = e {
+            progress(Progress::Waiting { text })
+        }
+    })?;
+    match answer {
+        Answer::HostKeys(keys) => Ok(keys),
+        _ => Err(unexpected("host-keys")),
     }
 }
 

@@ -12,14 +12,15 @@ use infra_core::cloud::{self, CloudPlan};
 use infra_core::desired::DesiredHost;
 use infra_core::environment::{Environment, HostView, ResolvedHost};
 use infra_core::facts::Facts;
-use infra_core::model::ProviderKind;
+use infra_core::model::{HostKeys, ProviderKind};
 use infra_core::plan::Inputs;
 use infra_core::plan::{plan_host, HostPlan, Plan};
 use infra_core::render::{render_hosts, Renderer};
 use infra_core::saved::HostInputs;
 use infra_core::secrets::Secrets;
 use infra_core::vars::VarOverride;
-use infra_protocol::{CloudFacts, Scope};
+use infra_protocol::{CloudFacts, HostKeysRequest, Scope};
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -44,8 +45,9 @@ struct Prepared {
 enum CloudStage {
     /// Ask the provider what exists and plan the cloud (plan, apply).
     Plan,
-    /// The cloud was just applied: these are the facts after it; plan only the hosts.
-    Known(Box<CloudFacts>),
+    /// The cloud was just applied: these are the facts after it, and the hosts whose machines
+    /// it launched; plan only the hosts.
+    Known(Box<CloudFacts>, Vec<String>),
 }
 
 fn prepare(
@@ -63,7 +65,11 @@ fn prepare(
         return Ok(None);
     };
     let selected_names = selected_names(&env, flags)?;
-    let Some(cloud_plan) = cloud_section(style, &mut env, stage)? else {
+    let launched = match &stage {
+        CloudStage::Known(_, launched) => launched.clone(),
+        CloudStage::Plan => Vec::new(),
+    };
+    let Some((cloud_plan, cloud_facts)) = cloud_section(style, &mut env, stage)? else {
         return Ok(None);
     };
     let fresh_names = cloud_plan
@@ -86,7 +92,10 @@ fn prepare(
         .hosts
         .into_iter()
         .partition(|(d, _)| fresh_names.contains(&d.name));
-    let transports = Transports::new(&env, hosts.iter().map(|(d, _)| d.name.as_str()))?;
+    let mut transports = Transports::new(&env, hosts.iter().map(|(d, _)| d.name.as_str()))?;
+    if let Some(facts) = &cloud_facts {
+        pin_host_keys(style, &env, facts, &launched, &hosts, &mut transports)?;
+    }
     let inputs = inputs(&env, &hosts, &fresh, &secrets, &overrides, flags);
     Ok(Some(Prepared {
         env: env.name.clone(),
@@ -159,9 +168,9 @@ fn cloud_section(
     style: &Style,
     env: &mut Environment,
     stage: CloudStage,
-) -> Result<Option<Option<(Scope, CloudPlan)>>, CliError> {
+) -> Result<Option<(Option<(Scope, CloudPlan)>, Option<Box<CloudFacts>>)>, CliError> {
     if env.inventory.provider.value.kind != ProviderKind::Aws {
-        return Ok(Some(None));
+        return Ok(Some((None, None)));
     }
     let scope = cloud::scope(env);
     let facts = match stage {
@@ -173,19 +182,106 @@ fn cloud_section(
             view::print_note(style, &what);
             provider::discover(&scope)?
         }
-        CloudStage::Known(f) => {
+        CloudStage::Known(f, _) => {
             env.set_cloud_facts(&f);
-            return Ok(Some(None));
+            return Ok(Some((None, Some(f))));
         }
     };
     env.set_cloud_facts(&facts);
     match cloud::plan(env, &facts, cloud::Mode::Converge) {
-        Ok(plan) => Ok(Some(Some((scope, plan)))),
+        Ok(plan) => Ok(Some((Some((scope, plan)), Some(Box::new(facts))))),
         Err(d) => {
             report(style, vec![*d]);
             Ok(None)
         }
     }
+}
+
+/// Out-of-band host keys (aws): before the first connection to a machine infra launched (or
+/// any whose address has no key in known_hosts yet), its keys are read from its console
+/// output, where cloud-init prints them, and pinned; such a host is then reached with strict
+/// checking. A machine launched in this run without keys on its console is refused (so is any
+/// host with `ssh.host_keys: strict`); `ssh.host_keys: accept-new` skips all this.
+fn pin_host_keys(
+    style: &Style,
+    env: &Environment,
+    facts: &CloudFacts,
+    launched: &[String],
+    hosts: &[(DesiredHost, String)],
+    transports: &mut Transports,
+) -> Result<(), CliError> {
+    let mode = env.inventory.ssh.host_keys;
+    let launched_here = |h: &str| launched.iter().any(|l| l == h);
+    if mode == HostKeys::AcceptNew {
+        // A machine launched anew at an address has new keys: forget the old ones.
+        for (_, address) in hosts.iter().filter(|(d, _)| launched_here(&d.name)) {
+            transports.forget(address);
+        }
+        return Ok(());
+    }
+    let wanted: BTreeMap<String, (String, String)> = hosts
+        .iter()
+        .filter(|(d, address)| launched_here(&d.name) || !transports.knows(address))
+        .filter_map(|(d, address)| {
+            let id = facts.instance(&d.name)?.id.clone();
+            Some((d.name.clone(), (id, address.clone())))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = wanted.keys().map(String::as_str).collect();
+    view::print_note(
+        style,
+        &format!(
+            "reading the SSH host keys of {} from their console output",
+            names.join(", ")
+        ),
+    );
+    let req = HostKeysRequest {
+        scope: cloud::scope(env),
+        instances: wanted
+            .iter()
+            .map(|(h, (id, _))| (h.clone(), id.clone()))
+            .collect(),
+        wait_seconds: if wanted.keys().any(|h| launched_here(h)) {
+            NEW_MACHINE_SSH_WAIT.as_secs()
+        } else {
+            0
+        },
+    };
+    let keys = provider::host_keys(&req, &mut view::cloud_progress(style))?;
+    let mut missing = Vec::new();
+    let mut pinned = Vec::new();
+    for (host, (_, address)) in &wanted {
+        match keys.get(host).filter(|k| !k.is_empty()) {
+            Some(k) => {
+                transports.pin(host, address, k)?;
+                pinned.push(host.as_str());
+            }
+            None if launched_here(host) || mode == HostKeys::Strict => missing.push(host.clone()),
+            None => view::print_warning(
+                style,
+                &format!("{host}: no SSH host keys on its console output; its key is accepted on first use (`ssh.host_keys: strict` refuses instead)"),
+            ),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CliError::HostKeysMissing {
+            env: env.name.clone(),
+            hosts: missing,
+        });
+    }
+    if !pinned.is_empty() {
+        view::print_note(
+            style,
+            &format!(
+                "pinned the SSH host keys of {} from their console output; they are reached with strict checking",
+                pinned.join(", ")
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// The selected hosts rendered: each one's desired state and address, and the secrets some
@@ -705,10 +801,10 @@ fn apply_cloud_then_hosts(
     if flags.cloud_only {
         return Ok(Outcome::Success);
     }
-    let Some(p) = prepare(cli, style, env, flags, CloudStage::Known(Box::new(facts)))? else {
+    let stage = CloudStage::Known(Box::new(facts), cloud_plan.new_hosts.clone());
+    let Some(p) = prepare(cli, style, env, flags, stage)? else {
         return Ok(Outcome::Failed);
     };
-    forget_new_host_keys(&p, &cloud_plan.new_hosts);
     let wait = if cloud_plan.new_hosts.is_empty() {
         Default::default()
     } else {
@@ -726,15 +822,6 @@ fn apply_cloud_then_hosts(
         Err(o) => return Ok(o),
     };
     apply_hosts(planned, flags, style)
-}
-
-/// A machine launched by this apply has new host keys: forget whatever its address had.
-fn forget_new_host_keys(p: &Prepared, new_hosts: &[String]) {
-    for (d, address) in &p.hosts {
-        if new_hosts.contains(&d.name) {
-            p.transports.forget(address);
-        }
-    }
 }
 
 fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outcome, CliError> {

@@ -135,6 +135,19 @@ impl Transports {
         }
     }
 
+    /// Whether the environment's known_hosts has a key for `address`.
+    pub fn knows(&self, address: &str) -> bool {
+        self.ssh.as_ref().is_some_and(|s| s.knows(address))
+    }
+
+    /// Pins `keys` (read out of band) as the only SSH host keys of `host` at `address`.
+    pub fn pin(&mut self, host: &str, address: &str, keys: &[String]) -> Result<(), SshError> {
+        match &mut self.ssh {
+            Some(ssh) => ssh.pin(host, address, keys),
+            None => Ok(()),
+        }
+    }
+
     /// Forgets the recorded SSH host keys of `address` (a machine launched anew at it).
     pub fn forget(&self, address: &str) {
         if let Some(ssh) = &self.ssh {

@@ -4,7 +4,7 @@
 
 use crate::transport::{stream, BoxFuture, Login, Output, Transport, TransportError, WRAPPER};
 use infra_core::environment::Environment;
-use infra_core::model::Connection as HostConnection;
+use infra_core::model::{Connection as HostConnection, HostKeys};
 use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -16,6 +16,18 @@ use std::path::{Path, PathBuf};
 pub enum SshError {
     #[error("host {host} ({address}): its SSH host key changed since it was recorded in {known_hosts}; nothing was done on it")]
     HostKeyChanged {
+        host: String,
+        address: String,
+        known_hosts: PathBuf,
+    },
+    #[error("host {host} ({address}): its SSH host key is not the one its console output showed (pinned in {known_hosts}); nothing was done on it")]
+    HostKeyNotPinned {
+        host: String,
+        address: String,
+        known_hosts: PathBuf,
+    },
+    #[error("host {host} ({address}): its SSH host key is not in {known_hosts}, and only known keys are accepted (ssh.host_keys: strict); nothing was done on it")]
+    HostKeyUnknown {
         host: String,
         address: String,
         known_hosts: PathBuf,
@@ -46,6 +58,11 @@ impl SshError {
                 "if the host was rebuilt, forget its old key with `ssh-keygen -R {address} -f {}` and run again; otherwise someone may be intercepting the connection",
                 known_hosts.display()
             )),
+            SshError::HostKeyNotPinned { .. } => Some("infra launched this machine and read its keys from its console (GetConsoleOutput): another machine answers at its address, or someone is intercepting the connection; check the instance and its console output".into()),
+            SshError::HostKeyUnknown { known_hosts, .. } => Some(format!(
+                "check the host's key out of band (its console, or its administrator), then add it to {}; or set `ssh.host_keys: pinned` to accept a static host's key on first use",
+                known_hosts.display()
+            )),
             SshError::Connect { .. } => Some("check the address, the ssh user and key in the inventory, and that the jump host is reachable".into()),
             SshError::ControlDir { path, .. } => Some(format!(
                 "remove {} (infra makes it again, mode 0700), or set INFRA_SSH_CONTROL_DIR to a private directory",
@@ -67,6 +84,12 @@ pub struct SshConfig {
     /// Per host: a digest of everything its connection depends on (its config block, its
     /// jump host's, the user's config), which names its kept control socket.
     keys: BTreeMap<String, String>,
+    /// `ssh.host_keys: strict`: every host needs a known key.
+    strict_all: bool,
+    /// Hosts whose keys were pinned for this run (from their console): only those keys go.
+    pinned: std::collections::BTreeSet<String>,
+    /// `ssh.port`, for the name of a host in known_hosts.
+    port: Option<u16>,
     /// `secrets.env_prefix`: variables the kept master must not inherit (see `environ`).
     secret_prefix: String,
 }
@@ -211,7 +234,61 @@ impl SshConfig {
                 .env_prefix
                 .clone()
                 .unwrap_or_else(|| infra_core::secrets::DEFAULT_ENV_PREFIX.to_string()),
+            strict_all: inv.ssh.host_keys == HostKeys::Strict,
+            pinned: Default::default(),
+            port: inv.ssh.port,
         })
+    }
+
+    /// How known_hosts names `address`: `[address]:port` unless the port is 22.
+    fn known_name(&self, address: &str) -> String {
+        match self.port {
+            Some(p) if p != 22 => format!("[{address}]:{p}"),
+            _ => address.to_string(),
+        }
+    }
+
+    /// Whether known_hosts has a key for `address`.
+    pub fn knows(&self, address: &str) -> bool {
+        self.known_hosts.is_file()
+            && std::process::Command::new("ssh-keygen")
+                .arg("-F")
+                .arg(self.known_name(address))
+                .arg("-f")
+                .arg(&self.known_hosts)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
+    /// Records `keys` (lines `TYPE BASE64`, as read out of band) as the only keys of `host` at
+    /// `address`, replacing what known_hosts had for it; this run reaches it with strict checking.
+    pub fn pin(&mut self, host: &str, address: &str, keys: &[String]) -> Result<(), SshError> {
+        use std::io::Write as _;
+        self.forget(address);
+        let name = self.known_name(address);
+        let mut text = String::new();
+        for k in keys {
+            let _ = writeln!(text, "{name} {k}");
+        }
+        let io = |source| SshError::Config {
+            path: self.known_hosts.clone(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.known_hosts)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        self.pinned.insert(host.to_string());
+        Ok(())
+    }
+
+    /// Whether `host` is reached only with a key known beforehand.
+    fn strict(&self, host: &str) -> bool {
+        self.strict_all || self.pinned.contains(host)
     }
 
     /// Forgets the recorded host keys of `address` (a machine launched anew at it has new ones).
@@ -219,7 +296,7 @@ impl SshConfig {
         if self.known_hosts.is_file() {
             let _ = std::process::Command::new("ssh-keygen")
                 .arg("-R")
-                .arg(address)
+                .arg(self.known_name(address))
                 .arg("-f")
                 .arg(&self.known_hosts)
                 .stdout(std::process::Stdio::null())
@@ -264,7 +341,11 @@ impl SshConfig {
         }
         let mut b = SessionBuilder::default();
         b.config_file(self.path())
-            .known_hosts_check(KnownHosts::Add)
+            .known_hosts_check(if self.strict(host) {
+                KnownHosts::Strict
+            } else {
+                KnownHosts::Add
+            })
             .user_known_hosts_file(&self.known_hosts)
             .control_directory(self.dir.path())
             // If infra dies without closing, the master goes away on its own soon after.
@@ -362,6 +443,12 @@ impl SshConfig {
             ])
             .arg("-o")
             .arg(format!("ControlPersist={}", p.seconds))
+            .arg("-o")
+            .arg(if self.strict(host) {
+                "StrictHostKeyChecking=yes"
+            } else {
+                "StrictHostKeyChecking=accept-new"
+            })
             .arg(alias(&self.env, host))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -385,7 +472,22 @@ impl SshConfig {
     }
 
     fn connect_error(&self, host: &str, address: &str, text: &str) -> SshError {
-        if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        if text.contains("host key is known for") && text.contains("strict checking") {
+            SshError::HostKeyUnknown {
+                host: host.to_string(),
+                address: address.to_string(),
+                known_hosts: self.known_hosts.clone(),
+            }
+        } else if self.pinned.contains(host)
+            && (text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+                || text.contains("Host key verification failed"))
+        {
+            SshError::HostKeyNotPinned {
+                host: host.to_string(),
+                address: address.to_string(),
+                known_hosts: self.known_hosts.clone(),
+            }
+        } else if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
             || text.contains("Host key verification failed")
         {
             SshError::HostKeyChanged {
@@ -429,9 +531,14 @@ fn host_block(
     }
     let known = word(&known_hosts.display().to_string())?.into_owned();
     let _ = writeln!(text, "  UserKnownHostsFile {known}");
+    let strict = if ssh.host_keys == HostKeys::Strict {
+        "yes"
+    } else {
+        "accept-new"
+    };
     let _ = writeln!(
         text,
-        "  StrictHostKeyChecking accept-new\n  BatchMode yes\n  ServerAliveInterval 15"
+        "  StrictHostKeyChecking {strict}\n  BatchMode yes\n  ServerAliveInterval 15"
     );
     for (k, v) in &ssh.options {
         let _ = writeln!(text, "  {} {}", word(k)?, word(v)?);

@@ -50,7 +50,10 @@ if [ ! -f "$state/secrets.yaml" ]; then
   chmod 600 "$state/secrets.yaml"
 fi
 
-# moto, on loopback, with the reverse-DNS calls it lacks (tests/aws/moto_server.py).
+# moto, on loopback, with the reverse-DNS calls it lacks and console output that carries the
+# booted hosts' SSH keys, as cloud-init prints them (tests/aws/moto_server.py).
+mkdir -p "$state/console"
+export INFRA_MOTO_CONSOLE_DIR=$state/console
 if ! curl -s -o /dev/null "http://127.0.0.1:$port/moto-api/"; then
   "$python" "$repo/tests/aws/moto_server.py" -H 127.0.0.1 -p "$port" > "$state/moto.log" 2>&1 &
   echo $! > "$state/moto.pid"
@@ -77,6 +80,13 @@ for i in json.load(sys.stdin)["instances"]:
         print(i["host"] + "=" + i["private_ip"])')
     if [ "${#hosts[@]}" = "$wanted" ]; then
       "$sandbox" up "$state" "${hosts[@]}"
+      # cloud-init prints the new machine's host keys on its console: infra pins them from there.
+      for h in "${hosts[@]}"; do
+        { echo "-----BEGIN SSH HOST KEY KEYS-----"
+          "$sandbox" exec "$state" "${h%%=*}" -- cat /etc/ssh/ssh_host_ecdsa_key.pub /etc/ssh/ssh_host_ed25519_key.pub
+          echo "-----END SSH HOST KEY KEYS-----"; } > "$state/console/${h#*=}.tmp"
+        mv "$state/console/${h#*=}.tmp" "$state/console/${h#*=}"
+      done
       salt_ip=$(printf '%s\n' "${hosts[@]}" | sed -n 's/^salt=//p')
       for h in "${hosts[@]}"; do
         name=${h%%=*}

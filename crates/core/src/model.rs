@@ -412,6 +412,9 @@ pub struct Ssh {
     /// absent: every run opens and closes its own connections.
     #[serde(default)]
     pub control_persist: Option<Sp<String>>,
+    /// `pinned` (default), `strict` or `accept-new`: see [`HostKeys`].
+    #[serde(default)]
+    pub host_keys: HostKeys,
 }
 
 impl Ssh {
@@ -465,6 +468,22 @@ pub struct LockConfig {
     /// host by name.
     #[serde(default)]
     pub host: Option<Sp<String>>,
+}
+
+/// How SSH host keys are checked (`ssh.host_keys`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeys {
+    /// A machine infra launched is reached only with the keys its console output showed
+    /// (pinned before the first connection); other hosts' keys are accepted on first use.
+    #[default]
+    Pinned,
+    /// Every host needs a key already in the environment's known_hosts (or pinned from a
+    /// launched machine's console output).
+    Strict,
+    /// Every host's key is accepted on first use, a launched machine's too (when its console
+    /// shows no keys, e.g. an image without cloud-init).
+    AcceptNew,
 }
 
 /// Which address of the jump host SSH connects to.
