@@ -759,3 +759,62 @@ fn a_control_persist_that_is_not_a_duration() {
         infra(dir.path(), &["validate", "production"]).assert_code(0);
     }
 }
+
+#[test]
+fn lock_settings_that_do_not_fit_the_provider() {
+    let append = |d: &std::path::Path, file: &str, text: &str| {
+        let path = d.join(file);
+        let mut body = std::fs::read_to_string(&path).unwrap();
+        body.push_str(text);
+        std::fs::write(path, body).unwrap();
+    };
+    let (dir, err) = one_error(|d| {
+        append(
+            d,
+            "inventories/production.yaml",
+            "lock: {dynamodb_table: a/b}\n",
+        )
+    });
+    let at = position_of(dir.path(), "inventories/production.yaml", "a/b}");
+    assert_diag(
+        &err,
+        "lock.dynamodb_table `a/b` is not a DynamoDB table name",
+        &at,
+        Some("3 to 255 letters, digits, `_`, `-` or `.`; leave it out for infra's own table `infra-locks`"),
+    );
+    let (dir, err) = one_error(|d| append(d, "inventories/sandbox.yaml", "lock: {host: salty}\n"));
+    let at = position_of(dir.path(), "inventories/sandbox.yaml", "salty");
+    assert_diag(
+        &err,
+        "lock.host `salty` is not a host of this inventory",
+        &at,
+        Some("did you mean `salt`?"),
+    );
+    let (dir, err) = one_error(|d| {
+        append(
+            d,
+            "inventories/sandbox.yaml",
+            "lock: {dynamodb_table: t1}\n",
+        )
+    });
+    let at = position_of(dir.path(), "inventories/sandbox.yaml", "t1}");
+    assert_diag(
+        &err,
+        "lock.dynamodb_table is for aws inventories",
+        &at,
+        Some("a static inventory's lock lives on a host: write `lock: {host: NAME}`, or leave `lock` out for the jump host (else the first host by name)"),
+    );
+    // Settings that fit pass.
+    let dir = site_copy();
+    append(
+        dir.path(),
+        "inventories/sandbox.yaml",
+        "lock: {host: app1}\n",
+    );
+    append(
+        dir.path(),
+        "inventories/production.yaml",
+        "lock: {dynamodb_table: tf-locks}\n",
+    );
+    infra(dir.path(), &["validate"]).assert_code(0);
+}
