@@ -13,6 +13,8 @@ use infra_core::model::{Connection, ProviderKind};
 use infra_protocol::{LockAction, LockHolder, LockReply, LockRequest, Scope, DEFAULT_LOCK_TABLE};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Which command holds the lock.
@@ -215,6 +217,8 @@ pub struct EnvLock {
     env: String,
     id: String,
     held: Option<Held>,
+    /// Cleared once the lock is given up (the signal watcher then has nothing to release).
+    holding: Arc<AtomicBool>,
 }
 
 enum Held {
@@ -243,6 +247,7 @@ impl EnvLock {
             since: now(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
+        let holding = Arc::new(AtomicBool::new(true));
         let held = match place(env) {
             Place::Aws {
                 scope,
@@ -258,7 +263,14 @@ impl EnvLock {
                     },
                 };
                 match provider::lock(&req)? {
-                    LockReply::Acquired => Held::Aws { req },
+                    LockReply::Acquired => {
+                        let mut release = req.clone();
+                        release.action = LockAction::Release {
+                            id: holder.id.clone(),
+                        };
+                        release_on_signal(release, holding.clone());
+                        Held::Aws { req }
+                    }
                     LockReply::Held { holder } => {
                         return Err(LockError::Held {
                             env: env.name.clone(),
@@ -279,6 +291,7 @@ impl EnvLock {
             env: env.name.clone(),
             id: holder.id,
             held: Some(held),
+            holding,
         })
     }
 
@@ -288,6 +301,7 @@ impl EnvLock {
     }
 
     fn give_up(&mut self) -> Result<(), LockError> {
+        self.holding.store(false, Ordering::SeqCst);
         match self.held.take() {
             None => Ok(()),
             Some(Held::Aws { mut req }) => {
@@ -328,6 +342,52 @@ impl EnvLock {
             }
         }
     }
+}
+
+/// Ctrl-C or SIGTERM while an aws lock is held: the lock is given up (`release`), then the run
+/// ends as the signal would have ended it (exit 130 or 143); a second signal ends it at once. A
+/// static lock needs none of this: its holder ends with the run's ssh channel.
+fn release_on_signal(release: LockRequest, holding: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    // Registered here, before the caller goes on: a signal from now on finds the handler.
+    let (Ok(mut int), Ok(mut term)) = rt.block_on(async {
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    }) else {
+        return;
+    };
+    let watcher = move || {
+        rt.block_on(async move {
+            let code = tokio::select! {
+                _ = int.recv() => 130,
+                _ = term.recv() => 143,
+            };
+            if holding.swap(false, Ordering::SeqCst) {
+                eprintln!(
+                    "\ninterrupted: releasing the lock of {} (interrupt again to quit at once)",
+                    release.scope.environment
+                );
+                let giving_up = tokio::task::spawn_blocking(move || provider::lock(&release));
+                tokio::select! {
+                    _ = giving_up => {},
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            std::process::exit(code);
+        });
+    };
+    let _ = std::thread::Builder::new()
+        .name("lock-signals".into())
+        .spawn(watcher);
 }
 
 /// The lock is given up when the run ends, however it ends (short of being killed).

@@ -698,4 +698,43 @@ fn a_second_apply_refuses_while_a_killed_apply_holds_the_lock() {
     // ... and gave the lock back: the next one takes it again.
     moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
         .assert_code(0);
+    an_interrupted_apply_gives_the_lock_back(&moto, dir);
+}
+
+/// Ctrl-C (SIGINT) while an apply holds the lock: the lock is given up, the run ends with 130,
+/// and the next apply goes through.
+fn an_interrupted_apply_gives_the_lock_back(moto: &Moto, dir: &Path) {
+    edit(dir, "inventories/production.yaml", "t3.small", "t3.medium");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infra"))
+        .arg("-C")
+        .arg(dir)
+        .args(["apply", "production", "--cloud-only", "--yes"])
+        .envs(moto.env())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while lock_id_in(&seen).is_none() {
+        assert!(
+            err.read_line(&mut seen).unwrap() > 0,
+            "no lock taken:\n{seen}"
+        );
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("interrupted: releasing the lock of production"),
+        "{rest}"
+    );
+    moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
+        .assert_code(0);
 }
