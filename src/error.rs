@@ -84,7 +84,7 @@ pub enum CliError {
     PlanInputs { what: String },
     #[error(transparent)]
     Lock(Box<crate::lock::LockError>),
-    #[error("{env}: no SSH host keys on the console output of {} (machines infra launched) in time; infra reaches a machine it launched only with the keys it printed, so nothing was done on them", hosts.join(", "))]
+    #[error("{env}: no SSH host keys on the console output of {} in time; infra reaches a machine it launched (any host, with ssh.host_keys: strict) only with a key it knows, so nothing was done on them", hosts.join(", "))]
     HostKeysMissing { env: String, hosts: Vec<String> },
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },

@@ -68,6 +68,11 @@ impl Lab {
     }
 
     fn inventory(&self, web_ip: &str) {
+        self.inventory_with(web_ip, "");
+    }
+
+    /// The inventory, with `ssh_extra` lines in its ssh section.
+    fn inventory_with(&self, web_ip: &str, ssh_extra: &str) {
         let state = self.sandbox.state.display();
         let text = format!(
             "environment: keys\ndomain: keys.test\ninternal_domain: keys.internal\n\
@@ -75,7 +80,7 @@ impl Lab {
              instance_type: t3.small\n  vpc_cidr: 10.213.0.0/16\n  subnet_cidr: {SUBNET}.0/24\n  \
              availability_zone: us-east-1a\n\
              ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  jump_host: gw\n  \
-             jump_address: private\n\
+             jump_address: private\n{ssh_extra}\
              hosts:\n  gw: {{roles: [motd], private_ip: {SUBNET}.10}}\n  \
              web: {{roles: [motd], private_ip: {web_ip}}}\n"
         );
@@ -196,4 +201,46 @@ fn launched_machines_are_reached_only_with_the_keys_their_console_showed() {
     );
     assert!(refused.stderr.contains(&error), "{}", refused.stderr);
     assert_eq!(lab.motd("web2"), "", "the refused host was changed");
+
+    // ssh.host_keys: strict, known_hosts gone (a fresh checkout): the keys come from the
+    // consoles again; a console without keys means no connection at all.
+    std::fs::remove_file(&known).unwrap();
+    lab.inventory_with(&format!("{SUBNET}.12"), "  host_keys: strict\n");
+    std::fs::write(
+        lab.site.path().join("console").join(format!("{SUBNET}.12")),
+        "[   3.2] booting, no keys yet\n",
+    )
+    .unwrap();
+    let no_keys = lab.infra(&["apply", "keys", "--yes"]);
+    no_keys.assert_code(1);
+    assert!(
+        no_keys
+            .stderr
+            .contains("error: keys: no SSH host keys on the console output of web "),
+        "{}",
+        no_keys.stderr
+    );
+    assert!(
+        no_keys.stderr.contains("ssh.host_keys: accept-new"),
+        "{}",
+        no_keys.stderr
+    );
+    assert_eq!(
+        lab.motd("web2"),
+        "",
+        "a host without known keys was changed"
+    );
+    // With the machine's real keys on its console it converges, strictly checked (gw's keys
+    // were pinned by the refused run already).
+    lab.console(&format!("{SUBNET}.12"), &lab.keys_of("web2"));
+    let fixed = lab.infra(&["apply", "keys", "--yes"]);
+    fixed.assert_code(0);
+    assert!(
+        fixed
+            .stderr
+            .contains("pinned the SSH host keys of web from their console output"),
+        "{}",
+        fixed.stderr
+    );
+    assert_eq!(lab.motd("web2"), "web of keys\n");
 }
