@@ -1,9 +1,12 @@
 //! The provider program's contract with infra, against a moto server: `discover` answers one
 //! `facts` line, `apply` reports each operation and ends with the facts, and a failure is an
-//! `error` line and exit 1, never "nothing exists". (Building this test also builds the
-//! `infra-aws` binary that the workspace's other tests run.)
+//! `error` line and exit 1, never "nothing exists"; `lock` takes and gives up one conditional
+//! DynamoDB item. (Building this test also builds the `infra-aws` binary that the workspace's
+//! other tests run.)
 
-use infra_protocol::{ApplyRequest, CloudOp, Op, ProviderEvent, Scope};
+use infra_protocol::{
+    ApplyRequest, CloudOp, LockAction, LockHolder, LockReply, LockRequest, Op, ProviderEvent, Scope,
+};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -178,6 +181,91 @@ fn failures_are_error_lines_and_exit_1() {
         }) => {
             assert!(
                 message.contains("aws_instance.x") && message.contains("TerminateInstances"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// One `lock` request: its single answer.
+fn lock(url: &str, table: &str, create_table: bool, action: LockAction) -> LockReply {
+    let req = LockRequest {
+        scope: scope(),
+        table: table.into(),
+        create_table,
+        action,
+    };
+    let (code, events, err) = provider(url, "lock", &serde_json::to_string(&req).unwrap());
+    assert_eq!(code, 0, "{err}");
+    match &events[..] {
+        [ProviderEvent::Lock { reply }] => reply.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_lock_is_one_conditional_item_in_dynamodb() {
+    let m = moto();
+    let url = format!("http://127.0.0.1:{}", m.1);
+    let holder = |id: &str| LockHolder {
+        id: id.into(),
+        who: "alice@ws1".into(),
+        operation: "apply".into(),
+        environment: "t".into(),
+        since: 1_764_668_045,
+        version: "0.1.0".into(),
+    };
+    // No table yet: free; the first acquire creates the default table.
+    assert_eq!(
+        lock(&url, "infra-locks", true, LockAction::Inspect),
+        LockReply::Free
+    );
+    let take = |id: &str| LockAction::Acquire { holder: holder(id) };
+    assert_eq!(
+        lock(&url, "infra-locks", true, take("a1")),
+        LockReply::Acquired
+    );
+    // A second acquire is refused with the first holder, whole.
+    assert_eq!(
+        lock(&url, "infra-locks", true, take("b2")),
+        LockReply::Held {
+            holder: holder("a1")
+        }
+    );
+    // Only the holder releases it.
+    let release = |id: &str| LockAction::Release { id: id.into() };
+    assert_eq!(
+        lock(&url, "infra-locks", true, release("b2")),
+        LockReply::Held {
+            holder: holder("a1")
+        }
+    );
+    assert_eq!(
+        lock(&url, "infra-locks", true, release("a1")),
+        LockReply::Released
+    );
+    assert_eq!(
+        lock(&url, "infra-locks", true, LockAction::Inspect),
+        LockReply::Free
+    );
+    assert_eq!(
+        lock(&url, "infra-locks", true, take("b2")),
+        LockReply::Acquired
+    );
+    // A table the inventory names is never created: its absence is an error line, exit 1.
+    let req = LockRequest {
+        scope: scope(),
+        table: "named-table".into(),
+        create_table: false,
+        action: take("c3"),
+    };
+    let (code, events, _) = provider(&url, "lock", &serde_json::to_string(&req).unwrap());
+    assert_eq!(code, 1);
+    match &events[..] {
+        [ProviderEvent::Error { message, .. }] => {
+            assert!(
+                message.contains("the table named-table does not exist"),
                 "{message}"
             )
         }
