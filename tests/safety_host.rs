@@ -229,7 +229,27 @@ fn two_applies_of_one_env(lab: &Lab) {
     lab.template("one.conf.j2", "one 2\n");
     lab.template("two.conf.j2", "two 2\n");
     let first = lab.paused_apply("lab", "/srv/app/one.conf");
-    second_refuses(lab, first, "lab");
+    // The environment lock (on web, the inventory's first host) refuses it before the host's.
+    let second = lab.infra(&["apply", "lab", "--yes"]);
+    lab.resume();
+    let out = first.wait_with_output().unwrap();
+    second.assert_code(1);
+    assert!(
+        second
+            .stderr
+            .contains("error: environment lab is locked by ")
+            && second.stderr.contains(", apply, since 20"),
+        "no refusal naming the first run:\n{}{}",
+        second.stdout,
+        second.stderr
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the first apply did not complete:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(lab.file("/srv/app/one.conf"), "one 2\n");
     assert_eq!(lab.file("/srv/app/two.conf"), "two 2\n");
     lab.infra(&["plan", "lab", "--detailed-exitcode"])
