@@ -339,6 +339,17 @@ fn command(init: InitSystem, action: ServiceAction, name: &str) -> Script {
             "if /etc/init.d/{} status >/dev/null 2>&1; then timeout {} service {} reload; else timeout {} service {} start; fi",
             &[nm, t, nm, t, nm],
         ),
+        // Some init scripts' restart only stops (Debian's supervisor): start what it left down.
+        // Their start may refuse a daemon an interrupted run left starting or stopping: after a
+        // second it is either up (done) or gone (start again).
+        (InitSystem::Sysv, ServiceAction::Restart) => s.push(
+            "timeout {} service {} restart && { /etc/init.d/{} status >/dev/null 2>&1 || timeout {} service {} start || { sleep 1; /etc/init.d/{} status >/dev/null 2>&1 || timeout {} service {} start; }; }",
+            &[t, nm, nm, t, nm, nm, t, nm],
+        ),
+        (InitSystem::Sysv, ServiceAction::Start) => s.push(
+            "timeout {} service {} start || { sleep 1; /etc/init.d/{} status >/dev/null 2>&1 || timeout {} service {} start; }",
+            &[t, nm, nm, t, nm],
+        ),
         (InitSystem::Sysv, a) => s.push("timeout {} service {} {}", &[t, nm, Arg::Const(a.as_str())]),
     };
     s

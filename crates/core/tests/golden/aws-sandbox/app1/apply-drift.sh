@@ -109,7 +109,7 @@ ff02::2	ip6-allrouters
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
-{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+{ timeout 300 service 'ssh' start || { sleep 1; /etc/init.d/'ssh' status >/dev/null 2>&1 || timeout 300 service 'ssh' start; }; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: command app virtualenv
@@ -179,7 +179,7 @@ def heartbeat():
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: service supervisor restart
-{ timeout 300 service 'supervisor' restart; } > "$log" 2>&1 < /dev/null || fail 7
+{ timeout 300 service 'supervisor' restart && { /etc/init.d/'supervisor' status >/dev/null 2>&1 || timeout 300 service 'supervisor' start || { sleep 1; /etc/init.d/'supervisor' status >/dev/null 2>&1 || timeout 300 service 'supervisor' start; }; }; } > "$log" 2>&1 < /dev/null || fail 7
 pending_done 'supervisor'
 say 7 changed
 rm -rf "$R"

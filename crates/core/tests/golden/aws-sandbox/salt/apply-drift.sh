@@ -109,7 +109,7 @@ ff02::2	ip6-allrouters
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
-{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+{ timeout 300 service 'ssh' start || { sleep 1; /etc/init.d/'ssh' status >/dev/null 2>&1 || timeout 300 service 'ssh' start; }; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: dir /srv/backups
@@ -142,7 +142,7 @@ hosts deny = *
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 4
 say 4 changed
 # step 5: service xinetd restart
-{ timeout 300 service 'xinetd' restart; } > "$log" 2>&1 < /dev/null || fail 5
+{ timeout 300 service 'xinetd' restart && { /etc/init.d/'xinetd' status >/dev/null 2>&1 || timeout 300 service 'xinetd' start || { sleep 1; /etc/init.d/'xinetd' status >/dev/null 2>&1 || timeout 300 service 'xinetd' start; }; }; } > "$log" 2>&1 < /dev/null || fail 5
 pending_done 'xinetd'
 say 5 changed
 # step 6: service rsync disable

@@ -109,11 +109,11 @@ ff02::2	ip6-allrouters
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
-{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+{ timeout 300 service 'ssh' start || { sleep 1; /etc/init.d/'ssh' status >/dev/null 2>&1 || timeout 300 service 'ssh' start; }; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: service exim4 restart
-{ timeout 300 service 'exim4' restart; } > "$log" 2>&1 < /dev/null || fail 3
+{ timeout 300 service 'exim4' restart && { /etc/init.d/'exim4' status >/dev/null 2>&1 || timeout 300 service 'exim4' start || { sleep 1; /etc/init.d/'exim4' status >/dev/null 2>&1 || timeout 300 service 'exim4' start; }; }; } > "$log" 2>&1 < /dev/null || fail 3
 pending_done 'exim4'
 say 3 changed
 # step 4: user git

@@ -109,7 +109,7 @@ ff02::2	ip6-allrouters
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
-{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+{ timeout 300 service 'ssh' start || { sleep 1; /etc/init.d/'ssh' status >/dev/null 2>&1 || timeout 300 service 'ssh' start; }; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: dir /etc/mysql/tls
@@ -208,7 +208,7 @@ esac
 say 5 changed
 # step 6: service mariadb restart
 sh -c 'mariadbd --help --verbose' > "$log" 2>&1 < /dev/null || { r=$?; restore 4 '/etc/mysql/tls/ca.pem'; pending_done 'mariadb'; (exit $r) || fail 6; }
-{ timeout 300 service 'mariadb' restart; } > "$log" 2>&1 < /dev/null || fail 6
+{ timeout 300 service 'mariadb' restart && { /etc/init.d/'mariadb' status >/dev/null 2>&1 || timeout 300 service 'mariadb' start || { sleep 1; /etc/init.d/'mariadb' status >/dev/null 2>&1 || timeout 300 service 'mariadb' start; }; }; } > "$log" 2>&1 < /dev/null || fail 6
 pending_done 'mariadb'
 say 6 changed
 # step 7: command mariadb root password, replication user and replication source

@@ -109,7 +109,7 @@ ff02::2	ip6-allrouters
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
-{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+{ timeout 300 service 'ssh' start || { sleep 1; /etc/init.d/'ssh' status >/dev/null 2>&1 || timeout 300 service 'ssh' start; }; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: file /usr/local/sbin/infra-rabbitmq-setup
@@ -217,7 +217,7 @@ esac
 ' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 4
 say 4 changed
 # step 5: service postgresql restart
-{ timeout 300 service 'postgresql' restart; } > "$log" 2>&1 < /dev/null || fail 5
+{ timeout 300 service 'postgresql' restart && { /etc/init.d/'postgresql' status >/dev/null 2>&1 || timeout 300 service 'postgresql' start || { sleep 1; /etc/init.d/'postgresql' status >/dev/null 2>&1 || timeout 300 service 'postgresql' start; }; }; } > "$log" 2>&1 < /dev/null || fail 5
 pending_done 'postgresql'
 say 5 changed
 # step 6: command postgres role and database for the app

@@ -109,7 +109,7 @@ ff02::2	ip6-allrouters
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 1
 say 1 changed
 # step 2: service ssh start
-{ timeout 300 service 'ssh' start; } > "$log" 2>&1 < /dev/null || fail 2
+{ timeout 300 service 'ssh' start || { sleep 1; /etc/init.d/'ssh' status >/dev/null 2>&1 || timeout 300 service 'ssh' start; }; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
 # step 3: file /etc/redis/redis.conf
@@ -181,11 +181,11 @@ logfile /var/log/memcached.log
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 4
 say 4 changed
 # step 5: service redis-server restart
-{ timeout 300 service 'redis-server' restart; } > "$log" 2>&1 < /dev/null || fail 5
+{ timeout 300 service 'redis-server' restart && { /etc/init.d/'redis-server' status >/dev/null 2>&1 || timeout 300 service 'redis-server' start || { sleep 1; /etc/init.d/'redis-server' status >/dev/null 2>&1 || timeout 300 service 'redis-server' start; }; }; } > "$log" 2>&1 < /dev/null || fail 5
 pending_done 'redis-server'
 say 5 changed
 # step 6: service memcached restart
-{ timeout 300 service 'memcached' restart; } > "$log" 2>&1 < /dev/null || fail 6
+{ timeout 300 service 'memcached' restart && { /etc/init.d/'memcached' status >/dev/null 2>&1 || timeout 300 service 'memcached' start || { sleep 1; /etc/init.d/'memcached' status >/dev/null 2>&1 || timeout 300 service 'memcached' start; }; }; } > "$log" 2>&1 < /dev/null || fail 6
 pending_done 'memcached'
 say 6 changed
 rm -rf "$R"
