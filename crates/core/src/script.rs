@@ -38,9 +38,14 @@ fi
 "#;
 
 /// Under the lock: the holder's record, this run's own directory (backups, step log, the
-/// journal's next version; those of killed runs removed), and the helpers every step uses.
+/// journal's next version; those of killed runs removed, with the temp files a killed run left
+/// in the directories it was writing to, which its `dirs` lists), and the helpers every step uses.
 const LOCKED: &str = r#"from=${SSH_CLIENT:-local}; from=${from%% *}
 printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+for j in "$S"/runs/*/dirs; do
+  [ -f "$j" ] || continue
+  while IFS= read -r d; do rm -f -- "$d"/.infra.??????????; done < "$j"
+done
 rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
 R="$S/runs/$run"
 mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
@@ -80,7 +85,9 @@ restore() {
 /// is written as them instead (`$as`): a link they plant then leads only where they could write
 /// anyway. `ALLOW` (`unsafe_parent: allow`) writes as root all the same. `put_file FILE OWNER
 /// GROUP MODE` writes stdin to a `mktemp` file in FILE's directory, sets owner (`chown -h`) and
-/// mode, and renames it into place (`mv -T`: never into a directory).
+/// mode, and renames it into place (`mv -T`: never into a directory). The directory goes into
+/// the run's `dirs` first: a run killed mid-write leaves a temp file there, which the next run
+/// removes (mktemp's `.infra.` and 10 characters; the host lock keeps other runs away).
 const WRITES: &str = r#"dest_ok() {
   n=$1 f=$2 o=$3 g=$4 ok=$5 as= why=
   if [ -L "$f" ]; then
@@ -107,6 +114,7 @@ const WRITES: &str = r#"dest_ok() {
   printf '%s\n' "$as" > "$R/$n.as"
 }
 put_file() {
+  printf '%s\n' "${1%/*}" >> "$R/dirs"
   if [ -n "$as" ]; then
     setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
   else

@@ -16,6 +16,10 @@ fi
 run='run' who='unknown'
 from=${SSH_CLIENT:-local}; from=${from%% *}
 printf '%s\t%s\t%s\t%s\t%s\n' "$run" "$who" "$from" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" $$ > "$S/holder"
+for j in "$S"/runs/*/dirs; do
+  [ -f "$j" ] || continue
+  while IFS= read -r d; do rm -f -- "$d"/.infra.??????????; done < "$j"
+done
 rm -rf "$S/runs" "$S/backup" "$S/step.log" "$S/pending.new"
 R="$S/runs/$run"
 mkdir -p "$R" || { printf '@@infra\tfatal\tcannot create %s\n' "$R"; exit 1; }
@@ -72,6 +76,7 @@ dest_ok() {
   printf '%s\n' "$as" > "$R/$n.as"
 }
 put_file() {
+  printf '%s\n' "${1%/*}" >> "$R/dirs"
   if [ -n "$as" ]; then
     setpriv --reuid="$2" --regid="$3" --clear-groups sh -c 't=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && chmod "$2" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }' sh "$1" "$4"
   else
