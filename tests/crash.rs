@@ -106,7 +106,8 @@ const TEMPLATES: [(&str, &str); 6] = [
     ),
 ];
 
-/// How a re-apply says that the killed run still holds a host (its script is being stopped).
+/// How a re-apply says that the killed run still holds a host (its script is being stopped):
+/// `host NAME is being applied by run ...`.
 const LOCK_REFUSAL: &str = "is being applied by run";
 
 /// Re-applies refused by the host lock before the test gives up.
@@ -420,6 +421,25 @@ fn kill_one(c: &Crash, span_ms: u64, index: usize, gen: u32, delay_ms: u64) -> R
     }
 }
 
+/// Whether `run` failed only because hosts were locked by another run (the killed one): exit 3,
+/// and each failed host in the recap has its "is being applied by run" line.
+fn only_lock_refusals(run: &Run) -> bool {
+    let failed: Vec<&str> = HOSTS
+        .iter()
+        .map(|h| h.0)
+        .filter(|h| {
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{h} :")) && !l.contains(" failed=0 "))
+        })
+        .collect();
+    run.code == 3
+        && !failed.is_empty()
+        && failed
+            .iter()
+            .all(|h| run.stdout.contains(&format!("host {h} {LOCK_REFUSAL}")))
+}
+
 /// Applies until an apply succeeds; only a refusal by the killed run's host lock is retried.
 fn reapply(c: &Crash, round: &Round) -> usize {
     for attempt in 1..=LOCK_RETRIES {
@@ -427,7 +447,7 @@ fn reapply(c: &Crash, round: &Round) -> usize {
         if run.code == 0 {
             return attempt;
         }
-        let refused = run.stdout.contains(LOCK_REFUSAL) || run.stderr.contains(LOCK_REFUSAL);
+        let refused = only_lock_refusals(&run);
         assert!(
             refused,
             "{}: the re-apply failed (exit {}), and not because the killed run held a host:\n--- stdout\n{}\n--- stderr\n{}",
