@@ -1,11 +1,12 @@
 //! The crash test: `infra apply` SIGKILLed at random moments of a three-host apply that changes
-//! a file of every service (nginx, redis, memcached, supervisor, postgres) and a 100 KB file,
+//! a file of every service (nginx, redis, memcached, supervisor, postgres) and a 190 KB file,
 //! then applied again until it succeeds; after every round the next plan is clean, every
-//! managed file is byte for byte what `infra render` gives and no `.infra-*` temp file is left
+//! managed file is byte for byte what `infra render` gives and no `.infra*` temp file is left
 //! beside it, and every service runs with the new value (read back from the running daemon).
 //!
-//! `INFRA_CRASH_MOMENTS` (default 5) sets the number of rounds, `INFRA_CRASH_SEED` replays a
-//! run (the seed is printed first). Needs root (sandbox hosts, tests/sandbox/sandbox.sh).
+//! `INFRA_CRASH_MOMENTS` (default 5) sets the number of rounds; `INFRA_CRASH_SEED` (printed
+//! first) and `INFRA_CRASH_SPAN_MS` (the measured apply's duration, printed) draw the same kill
+//! moments again. Needs root (sandbox hosts, tests/sandbox/sandbox.sh).
 
 mod common;
 use common::*;
@@ -497,7 +498,8 @@ fn check(c: &Crash, round: &Round) {
 }
 
 /// Every managed file on `host` is what `infra render` gives, and its directory holds no
-/// `.infra-*` temp file. One command on the host prints each file after its length, then the
+/// `.infra*` temp file (the apply script's were `.infra-PID.NAME.tmp`, then `mktemp`'s
+/// `.infra.XXXXXXXXXX`). One command on the host prints each file after its length, then the
 /// strays.
 fn files_whole(c: &Crash, round: &Round, host: &str, roles: &[&str]) {
     let dests: Vec<&str> = ROLES
@@ -516,7 +518,7 @@ fn files_whole(c: &Crash, round: &Round, host: &str, roles: &[&str]) {
         .map(|d| d.rsplit_once('/').map_or("/", |(dir, _)| dir))
         .collect();
     script.push_str(&format!(
-        "find {} -maxdepth 1 -name '.infra-*'",
+        "find {} -maxdepth 1 -name '.infra*'",
         dirs.join(" ")
     ));
     let out = c.exec_bytes(host, &script);
