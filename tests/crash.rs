@@ -20,17 +20,24 @@ const SUBNET: &str = "10.213.110";
 
 /// The hosts and their roles: every host has every service but postgres, which one has.
 const HOSTS: [(&str, &str, &[&str]); 3] = [
-    ("c1", "11", &["blob", "web", "kv", "mc", "sup"]),
+    ("c1", "11", &["blob", "big", "web", "kv", "mc", "sup"]),
     ("c2", "12", &["blob", "web", "kv", "mc", "sup"]),
     ("c3", "13", &["blob", "web", "kv", "mc", "sup", "pg"]),
 ];
 
 /// Each role: its one file, and its definition after the name.
-const ROLES: [(&str, &str, &str); 6] = [
+const ROLES: [(&str, &str, &str); 7] = [
     (
         "blob",
         "/srv/crash/blob.txt",
         "files:\n  - {template: crash/blob.txt.j2, dest: /srv/crash/blob.txt}\n",
+    ),
+    // A 4 MB file (a source the test rewrites each generation): its write lasts long enough
+    // for the last round to kill the run while its temp file is being filled.
+    (
+        "big",
+        "/srv/crash/big.txt",
+        "files:\n  - {source: crash/big.txt, dest: /srv/crash/big.txt}\n",
     ),
     (
         "web",
@@ -184,7 +191,6 @@ impl Crash {
         for (name, text) in TEMPLATES {
             write(site.path(), &format!("templates/crash/{name}"), text);
         }
-        write(site.path(), "inventories/crash.yaml", &inventory(1001));
         let state = site.path().join(".infra/sandbox");
         std::fs::create_dir_all(&state).unwrap();
         let hosts: Vec<(String, String)> = HOSTS
@@ -192,15 +198,20 @@ impl Crash {
             .map(|(n, last, _)| (n.to_string(), format!("{SUBNET}.{last}")))
             .collect();
         let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &hosts);
-        Crash {
+        let c = Crash {
             sandbox,
             site,
             seed,
-        }
+        };
+        c.set_gen(1001);
+        c
     }
 
     fn set_gen(&self, gen: u32) {
         write(self.site.path(), "inventories/crash.yaml", &inventory(gen));
+        let line = "a line that stays the same in every generation of the big file\n";
+        let big = format!("generation {gen}\n{}", line.repeat(64_000));
+        write(self.site.path(), "templates/crash/big.txt", &big);
     }
 
     /// `infra ARGS` in the site, bounded by [`RUN_LIMIT`]; output goes to files (a kept ssh
@@ -387,6 +398,16 @@ fn apply_killed_at_random_moments_leaves_no_torn_file_and_no_stale_service() {
         );
         times.push(took);
     }
+    let round_start = Instant::now();
+    let round = kill_mid_write(&c, span_ms, n + 1, 1003 + n as u32);
+    let tries = reapply(&c, &round);
+    check(&c, &round);
+    eprintln!(
+        "crash: last round: killed {} ms in, {}; {tries} re-apply run(s); round took {:.1?}",
+        round.delay_ms,
+        round.last,
+        round_start.elapsed()
+    );
     let total: Duration = times.iter().sum();
     eprintln!(
         "crash: {n} moments, seed {seed}: all clean; rounds took {:.1?} in all (min {:.1?}, max {:.1?})",
@@ -425,6 +446,42 @@ fn kill_one(c: &Crash, span_ms: u64, index: usize, gen: u32, delay_ms: u64) -> R
         gen,
         delay_ms,
         last,
+    }
+}
+
+/// Sets the generation, starts an apply and SIGKILLs it as soon as a `.infra*` temp file
+/// shows in c1's /srv/crash (the big file being written), waiting up to a minute for one.
+fn kill_mid_write(c: &Crash, span_ms: u64, index: usize, gen: u32) -> Round {
+    c.set_gen(gen);
+    let start = Instant::now();
+    let (mut child, _, _) = c.spawn(&["apply", "crash", "-y"], "killed");
+    let seen = c.sandbox.exec(
+        "c1",
+        "end=$(($(date +%s)+60)); while [ $(date +%s) -lt $end ]; do \
+         for f in /srv/crash/.infra*; do [ -e \"$f\" ] && { echo \"$f\"; exit 0; }; done; done; exit 1",
+    );
+    let delay_ms = start.elapsed().as_millis() as u64;
+    let finished = child.try_wait().unwrap().is_some();
+    if !finished {
+        child.kill().unwrap(); // SIGKILL
+    }
+    child.wait().unwrap();
+    assert!(
+        seen.code == 0 && !finished,
+        "seed {}: the last round saw no temp file in c1:/srv/crash while the apply ran (it {}); the big file's write no longer leaves one to catch",
+        c.seed,
+        if finished { "had finished" } else { "was still running" }
+    );
+    Round {
+        seed: c.seed,
+        span_ms,
+        index,
+        gen,
+        delay_ms,
+        last: format!(
+            "c1 writing /srv/crash/big.txt: {} existed",
+            seen.stdout.trim()
+        ),
     }
 }
 
