@@ -570,10 +570,12 @@ fn files_whole(c: &Crash, round: &Round, host: &str, roles: &[&str]) {
             "n=$(wc -c < '{dest}') || exit 1; printf '%s\\n' \"$n\"; cat '{dest}'; "
         ));
     }
-    let dirs: Vec<&str> = dests
+    let mut dirs: Vec<&str> = dests
         .iter()
         .map(|d| d.rsplit_once('/').map_or("/", |(dir, _)| dir))
         .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
     script.push_str(&format!(
         "find {} -maxdepth 1 -name '.infra*'",
         dirs.join(" ")
