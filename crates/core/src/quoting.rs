@@ -1,4 +1,5 @@
-//! Quoting of values for the languages templates write: sh words, SQL string literals, URL parts.
+//! Quoting of values for the languages templates write: sh words, SQL string literals, URL parts,
+//! C-style double-quoted strings.
 
 /// `'text'` for POSIX sh, whatever the text holds (a `'` becomes `'\''`; a newline stays inside
 /// the quotes).
@@ -56,6 +57,29 @@ pub fn percent(text: &str, upper: bool) -> String {
     out
 }
 
+/// `"text"` with C-style escapes, as config files that split their lines into quoted arguments
+/// read it (Redis's `requirepass "..."`): `"` and `\` escaped, newline, carriage return and tab
+/// as `\n`, `\r`, `\t`, any other control character as `\xHH`. Not for sh: `$` stays as it is.
+pub fn double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && u32::from(c) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +97,15 @@ mod tests {
         assert_eq!(sql("a\\'; DROP"), "'a\\\\''; DROP'");
         assert_eq!(sql("l1\nl2\r"), "'l1\\nl2\\r'");
         assert_eq!(sql_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn double_quoted_escapes_quotes_backslashes_and_controls() {
+        assert_eq!(double_quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(
+            double_quoted("l1\nl2\t\u{1}$(x)'"),
+            "\"l1\\nl2\\t\\x01$(x)'\""
+        );
     }
 
     #[test]

@@ -629,7 +629,8 @@ fn fn_addrs(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
 
 /// The filters that quote a value for the language it lands in (see `quoting`): `sh` (one
 /// POSIX sh word), `sql` (an SQL string literal), `sql_ident` (an SQL identifier) and `url`
-/// (percent-encoding, for a URL's user, password or path part).
+/// (percent-encoding, for a URL's user, password or path part). `dq` (a C-style double-quoted
+/// string, for config files such as redis.conf) is registered too, but is no quoting for sh.
 pub const QUOTING_FILTERS: [&str; 4] = ["sh", "sql", "sql_ident", "url"];
 
 fn register_quoting(tera: &mut Tera) {
@@ -644,6 +645,9 @@ fn register_quoting(tera: &mut Tera) {
     });
     tera.register_filter("sql_ident", |v: Value, _: Kwargs, _: &State| {
         crate::quoting::sql_ident(&text(&v))
+    });
+    tera.register_filter("dq", |v: Value, _: Kwargs, _: &State| {
+        crate::quoting::double_quoted(&text(&v))
     });
     tera.register_filter("url", |v: Value, _: Kwargs, _: &State| {
         crate::quoting::percent(&text(&v), true)

@@ -132,7 +132,7 @@ port 6379
 tcp-backlog 511
 timeout 0
 tcp-keepalive 300
-requirepass canary-redis_password
+requirepass "canary-redis_password"
 
 # Process
 daemonize yes
