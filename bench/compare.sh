@@ -7,7 +7,7 @@
 # supervisor: the hosts see this machine's packages through their overlay root, and have no
 # network to fetch them), the sandbox's tools, and the peers, pinned, in venvs
 # (bench/compare/{ansible,pyinfra}/install.sh); it builds infra in release mode, brings the
-# hosts up with tests/sandbox/sandbox.sh (10.213.80.0/24),
+# hosts up with tests/sandbox/sandbox.sh (10.213.130.0/24),
 # and writes bench/results-compare.md: the machine, the versions, then the table
 # (bench/compare/compare.py says how each figure is measured). A benchmark, not a test.
 set -euo pipefail

@@ -32,7 +32,7 @@ import report  # noqa: E402  (bench/compare/report.py)
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SANDBOX = os.path.join(REPO, "tests/sandbox/sandbox.sh")
-PREFIX = "10.213.80"
+PREFIX = "10.213.130"
 # The rounds of the slow peers in the default matrix (--runs-for): the whole matrix then takes
 # about 2 h on 2 cores (2026-12-01) instead of over 4 h.
 SLOW_RUNS = ["ansible@10=2", "ansible@50=1", "pyinfra@50=2"]

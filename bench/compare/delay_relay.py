@@ -4,7 +4,7 @@
 
 Every byte that crosses the relay, in either direction, is held for RTT_MS / 2 before it is
 passed on, so a round trip through it takes RTT_MS longer; bandwidth is not limited and order
-is kept. One listener per mapping (e.g. 127.0.1.2:2222=10.213.80.2:22). Prints "ready" once
+is kept. One listener per mapping (e.g. 127.0.1.2:2222=10.213.130.2:22). Prints "ready" once
 every listener is up, then runs until killed.
 """
 
