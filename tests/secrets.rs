@@ -95,7 +95,8 @@ fn a_single_file_and_out_dir_are_redacted_too() {
     r.assert_code(0);
     assert_no_canary("render DEST", &r.stdout);
     assert!(
-        r.stdout.contains("requirepass <secret: redis_password>"),
+        r.stdout
+            .contains("requirepass \"<secret: redis_password>\""),
         "{}",
         r.stdout
     );
@@ -122,7 +123,7 @@ fn show_secrets_shows_them_so_the_check_above_can_fail() {
     r.assert_code(0);
     assert!(
         r.stdout
-            .contains(&format!("requirepass {}", canary("redis_password"))),
+            .contains(&format!("requirepass \"{}\"", canary("redis_password"))),
         "{}",
         r.stdout
     );
@@ -138,7 +139,7 @@ fn no_secret_set_means_named_placeholders_and_a_warning() {
     r.assert_code(0);
     assert!(
         r.stdout
-            .contains("requirepass <missing secret: redis_password>"),
+            .contains("requirepass \"<missing secret: redis_password>\""),
         "{}",
         r.stdout
     );
