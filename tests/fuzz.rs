@@ -22,10 +22,9 @@ use infra_core::render::Renderer;
 use infra_core::secrets::Secrets;
 use infra_core::site::Site;
 use infra_core::vars::{deep_merge, VarOverride};
-use std::io::{BufRead, BufReader};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -631,73 +630,50 @@ fn one_host_site() -> (tempfile::TempDir, PathBuf) {
     (dir, t)
 }
 
-/// A private mount namespace (tmpfs over /srv and /var/lib) for the binary's runs.
-struct Namespace {
-    holder: Child,
-    pid: String,
-}
-
-impl Namespace {
-    fn new() -> Namespace {
-        require_root();
-        let mut holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /srv && mount -t tmpfs tmpfs /var/lib && echo ready && exec sleep 900")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run unshare (util-linux)");
-        let mut line = String::new();
-        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "cannot make a private mount namespace"
-        );
-        let pid = holder.id().to_string();
-        Namespace { holder, pid }
-    }
-
-    /// Runs `infra -C dir ARGS` in the namespace, killed after 10 s: its exit code and stderr
-    /// when it ended (any exit code but a panic's), else what went wrong.
-    fn run(&self, dir: &Path, args: &[&str], out: &Path) -> Result<(i32, String), String> {
-        let stdout = std::fs::File::create(out.join("stdout")).unwrap();
-        let stderr = std::fs::File::create(out.join("stderr")).unwrap();
-        let mut child = Command::new("nsenter")
-            .args(["-t", &self.pid, "-m", "--"])
-            .arg(env!("CARGO_BIN_EXE_infra"))
-            .arg("-C")
-            .arg(dir)
-            .args(args.iter().map(|a| arg(a)))
-            .env("NO_COLOR", "1")
-            .env("HOME", dir.join(".no-home"))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("run nsenter");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > CASE_LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("ran over 10 s (killed)".into());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let err = std::fs::read_to_string(out.join("stderr")).unwrap_or_default();
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(101), _) => Err(format!("panicked:\n{}", tail(&err))),
-            (Some(c), _) if err.contains("panicked") => {
-                Err(format!("exit {c} after a panic:\n{}", tail(&err)))
-            }
-            (Some(c), _) => Ok((c, err)),
-            (None, Some(sig)) => Err(format!("killed by signal {sig}:\n{}", tail(&err))),
-            (None, None) => Err("ended without a status".into()),
+/// Runs `infra -C dir ARGS` in the namespace, killed after 10 s: its exit code and stderr
+/// when it ended (any exit code but a panic's), else what went wrong.
+fn run_in(
+    ns: &MountNamespace,
+    dir: &Path,
+    args: &[&str],
+    out: &Path,
+) -> Result<(i32, String), String> {
+    let stdout = std::fs::File::create(out.join("stdout")).unwrap();
+    let stderr = std::fs::File::create(out.join("stderr")).unwrap();
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_infra"))
+        .arg("-C")
+        .arg(dir)
+        .args(args.iter().map(|a| arg(a)))
+        .env("NO_COLOR", "1")
+        .env("HOME", dir.join(".no-home"))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("run nsenter");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
         }
+        if start.elapsed() > CASE_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("ran over 10 s (killed)".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let err = std::fs::read_to_string(out.join("stderr")).unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(101), _) => Err(format!("panicked:\n{}", tail(&err))),
+        (Some(c), _) if err.contains("panicked") => {
+            Err(format!("exit {c} after a panic:\n{}", tail(&err)))
+        }
+        (Some(c), _) => Ok((c, err)),
+        (None, Some(sig)) => Err(format!("killed by signal {sig}:\n{}", tail(&err))),
+        (None, None) => Err("ended without a status".into()),
     }
 }
 
@@ -715,13 +691,6 @@ fn arg(a: &str) -> String {
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(8)..].join("\n")
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
 }
 
 /// Records a binary case's result.
@@ -753,7 +722,7 @@ fn binary_cases_never_panic_abort_or_hang() {
     let mut rng = Rng(seed ^ 0xb1);
     let mut f = Findings::default();
     let n = scale();
-    let ns = Namespace::new();
+    let ns = MountNamespace::new();
     let out = tempfile::tempdir().unwrap();
     let (site, template) = one_host_site();
     let dir = site.path();
@@ -767,7 +736,7 @@ fn binary_cases_never_panic_abort_or_hang() {
             tera_fragment(&mut rng, 0)
         };
         std::fs::write(&template, &t).unwrap();
-        let r = ns.run(dir, &["render", "lab", "self"], out.path());
+        let r = run_in(&ns, dir, &["render", "lab", "self"], out.path());
         binary_case(&mut f, "render of a template", &t, r);
     }
     std::fs::write(&template, "{{ vars.a }} {{ vars | length }}\n").unwrap();
@@ -775,7 +744,12 @@ fn binary_cases_never_panic_abort_or_hang() {
     // --var, rendered by the binary (the template prints it).
     for _ in 0..(60 * n) {
         let arg = var_arg(&mut rng);
-        let r = ns.run(dir, &["render", "lab", "self", "--var", &arg], out.path());
+        let r = run_in(
+            &ns,
+            dir,
+            &["render", "lab", "self", "--var", &arg],
+            out.path(),
+        );
         binary_case(&mut f, "render --var", &arg, r);
     }
 
@@ -784,7 +758,7 @@ fn binary_cases_never_panic_abort_or_hang() {
     // --limit, planned by the binary (the local host's facts are read, nothing changes).
     for _ in 0..(40 * n) {
         let arg = limit_arg(&mut rng);
-        let r = ns.run(dir, &["plan", "lab", "--limit", &arg], out.path());
+        let r = run_in(&ns, dir, &["plan", "lab", "--limit", &arg], out.path());
         binary_case(&mut f, "plan --limit", &arg, r);
     }
 
@@ -800,7 +774,7 @@ fn binary_cases_never_panic_abort_or_hang() {
             dir.join("inventories/extra.yaml")
         };
         std::fs::write(&path, &bytes).unwrap();
-        let r = ns.run(dir, &["validate"], out.path());
+        let r = run_in(&ns, dir, &["validate"], out.path());
         binary_case(
             &mut f,
             &format!("validate of mutated {rel}"),
@@ -812,7 +786,8 @@ fn binary_cases_never_panic_abort_or_hang() {
 
     // Saved plans, mutated and applied: refused (or applied when the edit changed nothing).
     let saved = out.path().join("plan.json");
-    let made = ns.run(
+    let made = run_in(
+        &ns,
         dir,
         &["plan", "lab", "--out", saved.to_str().unwrap()],
         out.path(),
@@ -824,7 +799,8 @@ fn binary_cases_never_panic_abort_or_hang() {
     for _ in 0..(40 * n) {
         let bytes = mutate_plan(&mut rng, &original);
         std::fs::write(&tampered, &bytes).unwrap();
-        let r = ns.run(
+        let r = run_in(
+            &ns,
             dir,
             &["apply", tampered.to_str().unwrap(), "--yes"],
             out.path(),

@@ -5,9 +5,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 const ROLE: &str = "\
 name: web
@@ -57,77 +55,13 @@ fn site(inventories: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-/// A private mount namespace with a tmpfs over /srv and one over /var/lib, kept alive by a
-/// sleeping process (killed on drop, which takes the tmpfs with it). As root it is a plain
-/// mount namespace; otherwise a user namespace mapping the user to root.
-struct Namespace {
-    holder: Child,
-    prefix: Vec<String>,
-}
-
-impl Namespace {
-    fn new() -> Namespace {
-        let root = Command::new("id").arg("-u").output().expect("id -u").stdout == b"0\n";
-        let mut cmd = Command::new("unshare");
-        if !root {
-            cmd.args(["--user", "--map-root-user"]);
-        }
-        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /srv && mount -t tmpfs tmpfs /var/lib && echo ready && exec sleep 600")
-            .stdout(Stdio::piped());
-        let mut holder = cmd.spawn().expect("run unshare (util-linux)");
-        let mut line = String::new();
-        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
-        if line.trim() != "ready" {
-            let _ = holder.kill();
-            let _ = holder.wait();
-            panic!("cannot make a private mount namespace with tmpfs over /srv and /var/lib: run the test as root, or enable unprivileged user namespaces");
-        }
-        let pid = holder.id().to_string();
-        let mut prefix: Vec<String> = ["nsenter", "-t", &pid, "-m"].map(String::from).into();
-        if !root {
-            prefix.extend(["-U", "--preserve-credentials"].map(String::from));
-        }
-        prefix.push("--".into());
-        Namespace { holder, prefix }
-    }
-
-    /// `infra ARGS`, with a secret in its environment that scripts must not see.
-    fn infra(&self, dir: &Path, args: &[&str]) -> Run {
-        let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
-        infra_through(&prefix, dir, args, &[("INFRA_SECRET_CANARY", "c4n4ry")])
-    }
-
-    /// `sh -c script` inside the namespace.
-    fn sh(&self, script: &str) -> String {
-        let out = Command::new(&self.prefix[0])
-            .args(&self.prefix[1..])
-            .args(["sh", "-c", script])
-            .output()
-            .expect("run nsenter");
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 #[test]
 fn a_local_host_converges_without_ssh() {
     let dir = site(&[("lab", LOCAL_INVENTORY)]);
-    let ns = Namespace::new();
+    let ns = MountNamespace::new();
     let outside = Path::new("/srv/app/config.ini").exists();
 
-    let plan = ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"]);
+    let plan = infra_canary(&ns, dir.path(), &["plan", "lab", "--detailed-exitcode"]);
     plan.assert_code(2);
     for change in [
         "/srv/app/config.ini",
@@ -145,7 +79,7 @@ fn a_local_host_converges_without_ssh() {
     );
     assert!(!plan.stderr.contains("ssh"), "{}", plan.stderr);
 
-    let apply = ns.infra(dir.path(), &["apply", "lab", "--yes"]);
+    let apply = infra_canary(&ns, dir.path(), &["apply", "lab", "--yes"]);
     apply.assert_code(0);
     assert!(
         apply
@@ -175,24 +109,22 @@ fn a_local_host_converges_without_ssh() {
         "the apply wrote outside its namespace"
     );
 
-    let again = ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"]);
+    let again = infra_canary(&ns, dir.path(), &["plan", "lab", "--detailed-exitcode"]);
     again.assert_code(0);
     assert!(again.stdout.contains("No changes"), "{}", again.stdout);
 
     // Drift on the machine is found and put right like on any host.
     ns.sh("echo edited by hand > /srv/app/motd");
-    let drift = ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"]);
+    let drift = infra_canary(&ns, dir.path(), &["plan", "lab", "--detailed-exitcode"]);
     drift.assert_code(2);
     assert!(
         drift.stdout.contains("-edited by hand") && drift.stdout.contains("+managed by infra"),
         "{}",
         drift.stdout
     );
-    ns.infra(dir.path(), &["apply", "lab", "--yes"])
-        .assert_code(0);
+    infra_canary(&ns, dir.path(), &["apply", "lab", "--yes"]).assert_code(0);
     assert_eq!(ns.sh("cat /srv/app/motd"), "managed by infra\n");
-    ns.infra(dir.path(), &["plan", "lab", "--detailed-exitcode"])
-        .assert_code(0);
+    infra_canary(&ns, dir.path(), &["plan", "lab", "--detailed-exitcode"]).assert_code(0);
 }
 
 #[test]
@@ -314,4 +246,9 @@ fn connection_errors_are_reported_at_their_line() {
         &position_of(dir.path(), "inventories/lab.yaml", "{roles"),
         "static hosts already exist: give the address SSH reaches them at, or `connection: local` for the machine infra runs on",
     );
+}
+
+/// `infra ARGS` in the namespace, with a secret in its environment that scripts must not see.
+fn infra_canary(ns: &MountNamespace, dir: &Path, args: &[&str]) -> Run {
+    ns.infra_env(dir, args, &[("INFRA_SECRET_CANARY", "c4n4ry")])
 }

@@ -7,10 +7,8 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 const ROLE: &str = "\
 name: web
@@ -51,54 +49,6 @@ fn site() -> tempfile::TempDir {
     dir
 }
 
-/// A private mount namespace with tmpfs over /srv and /var/lib, held by a sleeping process
-/// (killed on drop, taking the tmpfs with it).
-struct Namespace {
-    holder: Child,
-    pid: String,
-}
-
-impl Namespace {
-    fn new() -> Namespace {
-        require_root();
-        let mut holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount -t tmpfs tmpfs /srv && mount -t tmpfs tmpfs /var/lib && echo ready && exec sleep 600")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run unshare (util-linux)");
-        let mut line = String::new();
-        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "cannot make a private mount namespace"
-        );
-        let pid = holder.id().to_string();
-        Namespace { holder, pid }
-    }
-
-    fn infra(&self, dir: &Path, args: &[&str]) -> Run {
-        infra_through(&["nsenter", "-t", &self.pid, "-m", "--"], dir, args, &[])
-    }
-
-    /// `sh -c script` inside the namespace: its stdout.
-    fn sh(&self, script: &str) -> String {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.pid, "-m", "--", "sh", "-c", script])
-            .output()
-            .expect("run nsenter");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 /// The steps of the only host of a saved plan.
 fn steps(plan: &mut Value) -> &mut Vec<Value> {
     plan["hosts"][0]["steps"].as_array_mut().expect("steps")
@@ -113,7 +63,7 @@ fn file_step<'a>(plan: &'a mut Value, dest: &str) -> &'a mut Value {
 
 /// `apply` of `plan` (written to a file) is refused with `message` and `detail`, and the host
 /// is untouched.
-fn refused(ns: &Namespace, dir: &Path, plan: &Value, message: &str, detail: &str) {
+fn refused(ns: &MountNamespace, dir: &Path, plan: &Value, message: &str, detail: &str) {
     let path = dir.join("tampered.json");
     std::fs::write(&path, serde_json::to_string_pretty(plan).unwrap()).unwrap();
     let run = ns.infra(dir, &["apply", path.to_str().unwrap(), "--yes"]);
@@ -136,7 +86,7 @@ fn refused(ns: &Namespace, dir: &Path, plan: &Value, message: &str, detail: &str
 #[test]
 fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
     let dir = site();
-    let ns = Namespace::new();
+    let ns = MountNamespace::new();
     let saved = dir.path().join("plan.json");
     let saved_arg = saved.to_str().unwrap();
 
@@ -244,7 +194,7 @@ fn a_tampered_saved_plan_is_refused_and_the_untouched_one_applies() {
 }
 
 /// The site changed since the plan was saved: the same file is refused.
-fn site_changes_are_refused(ns: &Namespace, dir: &Path, original: &Value) {
+fn site_changes_are_refused(ns: &MountNamespace, dir: &Path, original: &Value) {
     // The site itself changed: the same saved file is refused, naming the step.
     edit(dir, "templates/app/motd", "managed", "hijacked");
     refused(

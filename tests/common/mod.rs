@@ -267,3 +267,82 @@ pub fn infra_with(dir: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     infra_env(dir, args, &pairs)
 }
+
+/// A private mount namespace with a tmpfs over /srv and one over /var/lib, kept alive by a
+/// sleeping process (killed on drop, which takes the tmpfs with it): the binary's runs write
+/// there and nowhere else. As root it is a plain mount namespace; otherwise a user namespace
+/// mapping the user to root.
+pub struct MountNamespace {
+    holder: std::process::Child,
+    /// `nsenter ... --`: what runs a command inside.
+    pub prefix: Vec<String>,
+}
+
+impl MountNamespace {
+    pub fn new() -> MountNamespace {
+        use std::io::{BufRead, BufReader};
+        let root = Command::new("id").arg("-u").output().expect("id -u").stdout == b"0\n";
+        let mut cmd = Command::new("unshare");
+        if !root {
+            cmd.args(["--user", "--map-root-user"]);
+        }
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs tmpfs /srv && mount -t tmpfs tmpfs /var/lib && echo ready && exec sleep 900")
+            .stdout(std::process::Stdio::piped());
+        let mut holder = cmd.spawn().expect("run unshare (util-linux)");
+        let mut line = String::new();
+        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            panic!("cannot make a private mount namespace with tmpfs over /srv and /var/lib: run the test as root, or enable unprivileged user namespaces");
+        }
+        let pid = holder.id().to_string();
+        let mut prefix: Vec<String> = ["nsenter", "-t", &pid, "-m"].map(String::from).into();
+        if !root {
+            prefix.extend(["-U", "--preserve-credentials"].map(String::from));
+        }
+        prefix.push("--".into());
+        MountNamespace { holder, prefix }
+    }
+
+    /// `infra -C dir ARGS` inside, with `env` added.
+    pub fn infra_env(&self, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let prefix: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+        infra_through(&prefix, dir, args, env)
+    }
+
+    /// `infra -C dir ARGS` inside.
+    pub fn infra(&self, dir: &Path, args: &[&str]) -> Run {
+        self.infra_env(dir, args, &[])
+    }
+
+    /// A command to run `program` inside (arguments to be added).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(&self.prefix[0]);
+        c.args(&self.prefix[1..]).arg(program);
+        c
+    }
+
+    /// `sh -c script` inside: its stdout (stderr in the panic if it fails).
+    pub fn sh(&self, script: &str) -> String {
+        let out = self
+            .command("sh")
+            .args(["-c", script])
+            .output()
+            .expect("run nsenter");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for MountNamespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
