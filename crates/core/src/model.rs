@@ -60,6 +60,98 @@ pub struct Role {
     pub defaults: Vars,
     #[serde(default)]
     pub secrets: Vec<Sp<String>>,
+    /// The application this role deploys from git (`release:`), at most one per host.
+    #[serde(default)]
+    pub release: Option<Sp<Release>>,
+}
+
+/// `release:` of a role: an application deployed from git into `PATH/releases/<commit>`,
+/// built beside the live one and switched to by the `PATH/current` link. `path`, `repo`,
+/// `controller_repo`, `ref` and `env_file` are Tera, rendered per host like a file's `dest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub path: Sp<String>,
+    /// The URL the hosts fetch from.
+    pub repo: Sp<String>,
+    /// The URL the controller resolves refs from, when it differs from `repo`.
+    #[serde(default)]
+    pub controller_repo: Option<Sp<String>>,
+    /// A branch, tag or commit.
+    #[serde(rename = "ref")]
+    pub ref_: Sp<String>,
+    /// The name of a secret of the role holding the private key the hosts fetch with.
+    #[serde(default)]
+    pub ssh_key: Option<Sp<String>>,
+    /// Owns the release tree; build and once commands run as this user.
+    pub user: Sp<Account>,
+    /// A requirements file, relative to the checkout: installed into `releases/<c>/venv`.
+    #[serde(default)]
+    pub requirements: Option<Sp<String>>,
+    #[serde(default)]
+    pub venv: VenvConfig,
+    #[serde(default)]
+    pub pip: PipConfig,
+    /// A file sourced (`set -a; . FILE`) before the build and once commands.
+    #[serde(default)]
+    pub env_file: Option<Sp<String>>,
+    /// Shell commands run in the release directory as `user`, in order.
+    #[serde(default)]
+    pub build: Vec<Sp<String>>,
+    /// Shell commands run once per environment, on the role's once-host, before any switch.
+    #[serde(default)]
+    pub once: Vec<Sp<String>>,
+    /// Shell commands run as root after `current` is switched.
+    #[serde(default)]
+    pub reload: Vec<Sp<String>>,
+    /// Releases kept per host (the current and the previous one always are).
+    #[serde(default)]
+    pub keep: Option<Sp<u32>>,
+}
+
+impl Release {
+    /// Releases kept when `keep` is not written.
+    pub const DEFAULT_KEEP: u32 = 5;
+
+    pub fn keep(&self) -> u32 {
+        self.keep.as_ref().map_or(Self::DEFAULT_KEEP, |k| k.value)
+    }
+}
+
+/// `release.venv`: the virtualenv a release's requirements go into.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VenvConfig {
+    #[serde(default = "default_python")]
+    pub python: AbsPath,
+    #[serde(default = "default_true")]
+    pub system_site_packages: bool,
+}
+
+impl Default for VenvConfig {
+    fn default() -> VenvConfig {
+        VenvConfig {
+            python: default_python(),
+            system_site_packages: true,
+        }
+    }
+}
+
+fn default_python() -> AbsPath {
+    AbsPath::python3()
+}
+
+/// `release.pip`: where pip finds the requirements (pip's own defaults when absent).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PipConfig {
+    #[serde(default)]
+    pub index_url: Option<Line>,
+    /// Directories or URLs of wheels; a relative one is inside the checkout.
+    #[serde(default)]
+    pub find_links: Vec<Line>,
+    #[serde(default)]
+    pub no_index: bool,
 }
 
 /// How many hosts of an environment may hold a role.

@@ -183,6 +183,13 @@ checked_name!(
     AbsPath,
     path_problem
 );
+impl AbsPath {
+    /// `/usr/bin/python3`, the interpreter a release's virtualenv uses by default.
+    pub fn python3() -> AbsPath {
+        AbsPath("/usr/bin/python3".into())
+    }
+}
+
 checked_name!(
     /// One line of text: a command's name, a link's target.
     Line,

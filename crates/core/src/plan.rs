@@ -177,6 +177,7 @@ mod tests {
     pub(super) fn desired() -> DesiredHost {
         DesiredHost {
             name: "app1".into(),
+            release: None,
             volumes: Vec::new(),
             packages: vec!["nginx".into(), "supervisor".into()],
             roles: vec![
@@ -516,6 +517,7 @@ mod disabled_tests {
     fn a_disabled_service_is_disabled_and_stopped() {
         let d = DesiredHost {
             name: "salt".into(),
+            release: None,
             volumes: Vec::new(),
             packages: Vec::new(),
             roles: vec![RoleState {
@@ -565,6 +567,7 @@ mod group_tests {
     fn groups_come_before_the_users_that_join_them() {
         let d = DesiredHost {
             name: "h".into(),
+            release: None,
             volumes: Vec::new(),
             packages: Vec::new(),
             roles: vec![RoleState {

@@ -1,8 +1,9 @@
 //! Rendering: every file a host gets, from Tera templates and static sources, with discovery.
 
+use crate::desired::{DesiredRelease, SecretText};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{Environment, ResolvedHost};
-use crate::model::{FileEntry, Mode, Sp, UnsafeParent};
+use crate::model::{FileEntry, Mode, Release, Sp, UnsafeParent};
 use crate::secrets::Secrets;
 use crate::site::Site;
 use serde::Serialize;
@@ -83,6 +84,27 @@ fn dest_template_name(role_file: &Path, index: usize) -> String {
     format!("{DEST_PREFIX}{}#files[{index}].dest", role_file.display())
 }
 
+fn release_template_name(role_file: &Path, field: &str) -> String {
+    format!("{DEST_PREFIX}{}#release.{field}", role_file.display())
+}
+
+/// The Tera fields of a `release:`, by name, when written.
+pub(crate) fn release_fields(r: &Release) -> [(&'static str, Option<&Sp<String>>); 5] {
+    [
+        ("path", Some(&r.path)),
+        ("repo", Some(&r.repo)),
+        ("controller_repo", r.controller_repo.as_ref()),
+        ("ref", Some(&r.ref_)),
+        ("env_file", r.env_file.as_ref()),
+    ]
+}
+
+/// Whether a Tera string names the `secrets` context (validation refuses it where the text
+/// is shown in the plan).
+pub(crate) fn mentions_secrets(s: &str) -> bool {
+    is_templated(s) && s.contains("secrets")
+}
+
 fn is_templated(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
@@ -120,6 +142,19 @@ impl Renderer {
                         let at = site.loc(&role.file, dest, dest.value.chars().count());
                         diags.push(tera_diagnostic(site, &e, Some(at)));
                     }
+                }
+            }
+            let Some(release) = &role.value.release else {
+                continue;
+            };
+            for (field, text) in release_fields(&release.value) {
+                let Some(text) = text.filter(|t| is_templated(&t.value)) else {
+                    continue;
+                };
+                let name = release_template_name(&role.file, field);
+                if let Err(e) = tera.add_raw_template(&name, &text.value) {
+                    let at = site.loc(&role.file, text, text.value.chars().count());
+                    diags.push(tera_diagnostic(site, &e, Some(at)));
                 }
             }
         }
@@ -177,10 +212,12 @@ impl SharedContext {
     }
 }
 
-/// The result of rendering one host: its files, and the problems found.
+/// The result of rendering one host: its files, its release, and the problems found.
 #[derive(Debug, Default)]
 pub struct HostRender {
     pub files: Vec<RenderedFile>,
+    /// The release of the first role (in apply order) with a `release:` (`commit` unset).
+    pub release: Option<DesiredRelease>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -283,7 +320,134 @@ impl Renderer {
             }
         }
         out.diagnostics.extend(duplicate_destinations(&out.files));
+        let mut ctx = base;
+        ctx.insert_value("vars", plain_vars);
+        let mut job = Job {
+            worker: &mut worker,
+            ctx,
+            host: &host.view.name,
+        };
+        match self.render_release(site, host, secrets, &mut job) {
+            Ok(release) => out.release = release,
+            Err(diags) => out.diagnostics.extend(diags),
+        }
         out
+    }
+
+    /// The host's release: the first role in apply order with a `release:`, its Tera fields
+    /// rendered with the context a file's `dest` sees. A field that renders a secret's value
+    /// is refused (the plan shows these fields), as is a `path` or `env_file` that is not a
+    /// clean absolute path.
+    fn render_release(
+        &self,
+        site: &Site,
+        host: &ResolvedHost,
+        secrets: &Secrets,
+        job: &mut Job,
+    ) -> Result<Option<DesiredRelease>, Vec<Diagnostic>> {
+        let Some((role_name, role, release)) = host.view.all_roles.iter().find_map(|r| {
+            let role = site.roles.get(r)?;
+            Some((r, role, role.value.release.as_ref()?))
+        }) else {
+            return Ok(None);
+        };
+        let r = &release.value;
+        let mut diags = Vec::new();
+        let mut rendered = BTreeMap::new();
+        for (field, text) in release_fields(r) {
+            let Some(text) = text else { continue };
+            match self.render_release_field(site, &role.file, field, text, secrets, job) {
+                Ok(value) => {
+                    rendered.insert(field, value);
+                }
+                Err(d) => diags.push(*d),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let mut take = |field| rendered.remove(field).unwrap_or_default();
+        let ssh_key = r.ssh_key.as_ref().map(|k| k.value.clone());
+        let ref_ = take("ref");
+        Ok(Some(DesiredRelease {
+            role: role_name.clone(),
+            path: take("path"),
+            repo: take("repo"),
+            controller_repo: Some(take("controller_repo")).filter(|c| !c.is_empty()),
+            label: ref_.clone(),
+            ref_,
+            commit: None,
+            commits: None,
+            ssh_key_value: ssh_key
+                .as_deref()
+                .and_then(|k| secrets.get(k))
+                .map(|v| SecretText(v.to_string())),
+            ssh_key,
+            user: r.user.value.to_string(),
+            requirements: r.requirements.as_ref().map(|q| q.value.clone()),
+            venv: r.venv.clone(),
+            pip: r.pip.clone(),
+            env_file: Some(take("env_file")).filter(|e| !e.is_empty()),
+            build: r.build.iter().map(|c| c.value.clone()).collect(),
+            once: r.once.iter().map(|c| c.value.clone()).collect(),
+            reload: r.reload.iter().map(|c| c.value.clone()).collect(),
+            keep: r.keep(),
+            ref_at: site.loc(&role.file, &r.ref_, r.ref_.value.chars().count()),
+        }))
+    }
+
+    /// One Tera field of a `release:`, rendered and checked.
+    fn render_release_field(
+        &self,
+        site: &Site,
+        role_file: &Path,
+        field: &str,
+        text: &Sp<String>,
+        secrets: &Secrets,
+        job: &mut Job,
+    ) -> Result<String, Box<Diagnostic>> {
+        let at = site.loc(role_file, text, text.value.chars().count());
+        let value = if is_templated(&text.value) {
+            let name = release_template_name(role_file, field);
+            let what = format!("the `release.{field}` of this role");
+            let bytes = self
+                .render_bounded(&name, job)
+                .map_err(|f| f.diagnostic(site, &what, job.host, Some(at.clone()), at.clone()))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            text.value.clone()
+        };
+        let host = job.host;
+        // A field naming `secrets` is reported by validation, once.
+        let problem = if !mentions_secrets(&text.value) && !secrets.found_in(&value).is_empty() {
+            Some((
+                "holds a secret's value".to_string(),
+                "the plan shows this field: fetch with `ssh_key:` instead of a password in the URL",
+            ))
+        } else if matches!(field, "path" | "env_file") {
+            crate::names::path_problem(&value).map(|p| {
+                (
+                    format!("`{value}` {p}"),
+                    "it must render to a clean absolute path, e.g. /var/www/app",
+                )
+            })
+        } else if value.is_empty() || value.chars().any(char::is_control) || value.starts_with('-')
+        {
+            Some((
+                format!("{value:?} is empty, starts with `-` or holds a control character"),
+                "it must render to one line of text (a URL, or a branch, tag or commit)",
+            ))
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(value),
+            Some((what, hint)) => Err(Box::new(
+                Diagnostic::error(format!("`release.{field}` on host `{host}`: {what}"))
+                    .at(at)
+                    .hint(hint),
+            )),
+        }
     }
 
     fn render_entry(

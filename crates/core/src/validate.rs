@@ -20,6 +20,7 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         diags.extend(bad_secret_names(site, role));
         diags.extend(check_file_entries(site, stem, role));
         diags.extend(unguarded_commands(site, stem, role));
+        diags.extend(release_problems(site, stem, role));
     }
     diags.extend(include_cycles(site));
     diags
@@ -486,6 +487,7 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
     diags.extend(missing_aws_settings(env));
     diags.extend(hostnames_that_do_not_render(env));
     diags.extend(role_counts(env));
+    diags.extend(two_releases_on_a_host(env));
     diags
 }
 
@@ -955,6 +957,169 @@ fn check_connections(env: &Environment) -> Vec<Diagnostic> {
 }
 
 pub use crate::names::dest_problem;
+
+/// A role's `release:`: its key is a secret of the role, `keep` is at least 1, the
+/// requirements file and local wheel directories lie inside the checkout, commands are not
+/// empty. (The Tera fields are checked once rendered, per host.)
+fn release_problems(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let Some(release) = &role.value.release else {
+        return Vec::new();
+    };
+    let (r, file) = (&release.value, &role.file);
+    let mut diags = Vec::new();
+    if let Some(k) = &r.ssh_key {
+        if !role.value.secrets.iter().any(|s| s.value == k.value) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "`release.ssh_key` of role `{stem}` names `{}`, which is not a secret of the role",
+                    k.value
+                ))
+                .at(site.loc(file, k, k.value.chars().count()))
+                .hint(format!(
+                    "add `{}` under the role's `secrets:`; its value (the private key) comes from the secrets file or INFRA_SECRET_{}",
+                    k.value,
+                    k.value.to_uppercase()
+                )),
+            );
+        }
+    }
+    for (field, text) in crate::render::release_fields(r) {
+        let Some(text) = text.filter(|t| crate::render::mentions_secrets(&t.value)) else {
+            continue;
+        };
+        diags.push(
+            Diagnostic::error(format!("`release.{field}` of role `{stem}` uses a secret"))
+                .at(site.loc(file, text, text.value.chars().count()))
+                .hint("the plan shows this field: fetch with `ssh_key:` instead of a password in the URL"),
+        );
+    }
+    if let Some(k) = r.keep.as_ref().filter(|k| k.value == 0) {
+        diags.push(
+            Diagnostic::error(format!("`release.keep` of role `{stem}` is 0"))
+                .at(site.loc(file, k, 1))
+                .hint(
+                    "keep at least 1 release (the current and the previous one are never removed)",
+                ),
+        );
+    }
+    if let Some(q) = &r.requirements {
+        if let Some(problem) = checkout_path_problem(&q.value) {
+            diags.push(
+                Diagnostic::error(format!("`release.requirements` `{}` {problem}", q.value))
+                    .at(site.loc(file, q, q.value.chars().count()))
+                    .hint("name the file relative to the repository's top, e.g. requirements.txt"),
+            );
+        }
+    }
+    for link in &r.pip.find_links {
+        let problem = if link.contains("://") {
+            None
+        } else if link.starts_with('/') {
+            crate::names::path_problem(link)
+        } else {
+            checkout_path_problem(link)
+        };
+        if let Some(problem) = problem {
+            diags.push(
+                Diagnostic::error(format!("`release.pip.find_links` `{link}` {problem}"))
+                    .at(site.loc(file, release, 1))
+                    .hint("a URL, an absolute directory, or one relative to the checkout (e.g. wheelhouse)"),
+            );
+        }
+    }
+    for (field, list) in [
+        ("build", &r.build),
+        ("once", &r.once),
+        ("reload", &r.reload),
+    ] {
+        for c in list.iter().filter(|c| c.value.trim().is_empty()) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "an empty command in `release.{field}` of role `{stem}`"
+                ))
+                .at(site.loc(file, c, 1))
+                .hint("remove it, or write the shell command to run"),
+            );
+        }
+    }
+    diags
+}
+
+/// Why `text` cannot be a path inside a checkout, if it cannot: relative, normalised, no
+/// whitespace, quote or control character.
+fn checkout_path_problem(text: &str) -> Option<&'static str> {
+    if text.starts_with('/') {
+        Some("is absolute, but it is read inside the checkout")
+    } else if text.is_empty() {
+        Some("is empty")
+    } else if text
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
+    {
+        Some("contains a space, a quote or a control character")
+    } else if text
+        .trim_end_matches('/')
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        Some("is not normalised (it has `.`, `..` or `//`)")
+    } else {
+        None
+    }
+}
+
+/// Hosts that would get two releases (from two of their roles): one error per pair of roles,
+/// at the second role's `release:`, naming the hosts.
+fn two_releases_on_a_host(env: &Environment) -> Vec<Diagnostic> {
+    let site = env.site;
+    let mut pairs: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for (name, h) in &env.hosts {
+        let with: Vec<&str> = h
+            .view
+            .all_roles
+            .iter()
+            .filter(|r| {
+                site.roles
+                    .get(*r)
+                    .is_some_and(|x| x.value.release.is_some())
+            })
+            .map(String::as_str)
+            .collect();
+        if let [first, second, ..] = with.as_slice() {
+            pairs.entry((first, second)).or_default().push(name);
+        }
+    }
+    let mut diags = Vec::new();
+    for ((a, b), hosts) in pairs {
+        let (Some(ra), Some(rb)) = (site.roles.get(a), site.roles.get(b)) else {
+            continue;
+        };
+        let (Some(rel_a), Some(rel_b)) = (&ra.value.release, &rb.value.release) else {
+            continue;
+        };
+        let first = site.loc(&ra.file, rel_a, 1);
+        diags.push(
+            Diagnostic::error(format!(
+                "host{} `{}` of environment `{}` would get two releases: from role `{a}` and role `{b}`",
+                if hosts.len() > 1 { "s" } else { "" },
+                hosts.join("`, `"),
+                env.name
+            ))
+            .at(site.loc(&rb.file, rel_b, 1))
+            .note(format!(
+                "the first is at {}:{}",
+                first.file.display(),
+                first.line
+            ))
+            .hint("a host deploys one application: give these roles different hosts, or keep `release:` in one role"),
+        );
+    }
+    diags
+}
 
 /// What rendering every host of an environment found.
 #[derive(Debug, Default)]

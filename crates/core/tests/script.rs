@@ -46,6 +46,7 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
     let p = |n: &str| root.join(n).to_str().unwrap().to_string();
     DesiredHost {
         name: "local".into(),
+        release: None,
         volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {
@@ -277,6 +278,7 @@ fn every_kind_of_content_and_mode_lands_exactly() {
     }
     let d = DesiredHost {
         name: "local".into(),
+        release: None,
         volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {
@@ -328,6 +330,7 @@ fn installed_packages_agree_with_dpkg_query() {
     ];
     let d = DesiredHost {
         name: "local".into(),
+        release: None,
         volumes: Vec::new(),
         packages: names.iter().map(|s| s.to_string()).collect(),
         roles: Vec::new(),
@@ -357,6 +360,7 @@ fn installed_packages_agree_with_dpkg_query() {
 fn with_files(files: Vec<RenderedFile>) -> DesiredHost {
     DesiredHost {
         name: "local".into(),
+        release: None,
         volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {
