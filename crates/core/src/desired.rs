@@ -28,6 +28,23 @@ pub struct RoleState {
     pub links: Vec<Link>,
     pub services: Vec<ServiceSpec>,
     pub commands: Vec<Command>,
+    /// `once:` files of the role that this host, not being the role's once-host, must not have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent_files: Vec<AbsentFile>,
+}
+
+/// A file a host must not have: a role's `once:` file on a host other than its once-host (it
+/// may have been the once-host before). Removing it notifies the file's services.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AbsentFile {
+    pub dest: String,
+    /// The owner and group the file is written with on the once-host: the directory checks
+    /// before the removal are those of a write.
+    pub owner: String,
+    pub group: String,
+    pub notify: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsafe_parent: bool,
 }
 
 /// Everything a host should be.
@@ -148,10 +165,28 @@ impl DesiredHost {
                     });
                 }
             }
-            state.commands = r.commands.iter().map(|c| c.value.clone()).collect();
+            // `once:` files and commands belong to the role's once-host alone.
+            let once_here =
+                crate::environment::once_host(env, role_name) == Some(host.view.name.as_str());
+            state.commands = r
+                .commands
+                .iter()
+                .filter(|c| once_here || !c.value.once)
+                .map(|c| c.value.clone())
+                .collect();
             // Rendered files come grouped by role, in the same order.
             while let Some(f) = files.next_if(|f| f.role == *role_name) {
-                state.files.push(f);
+                if once_here || !f.once {
+                    state.files.push(f);
+                } else {
+                    state.absent_files.push(AbsentFile {
+                        dest: f.dest,
+                        owner: f.owner,
+                        group: f.group,
+                        notify: f.notify,
+                        unsafe_parent: f.unsafe_parent,
+                    });
+                }
             }
             roles.push(state);
         }
@@ -193,6 +228,11 @@ impl DesiredHost {
 
     pub fn commands(&self) -> impl Iterator<Item = &Command> {
         self.roles.iter().flat_map(|r| r.commands.iter())
+    }
+
+    /// Every file the host must not have (see [`AbsentFile`]).
+    pub fn absent_files(&self) -> impl Iterator<Item = &AbsentFile> {
+        self.roles.iter().flat_map(|r| r.absent_files.iter())
     }
 }
 

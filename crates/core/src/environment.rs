@@ -219,6 +219,17 @@ impl<'s> Environment<'s> {
     }
 }
 
+/// The once-host of `role`: the first host by name, among all the inventory's hosts (not only
+/// those a `--limit` selects), holding the role directly or through includes. Its `once:`
+/// files and commands are on it alone; when it leaves the inventory, the next one by name
+/// takes over.
+pub fn once_host<'e>(env: &'e Environment, role: &str) -> Option<&'e str> {
+    env.hosts
+        .values()
+        .find(|h| h.view.all_roles.iter().any(|r| r == role))
+        .map(|h| h.view.name.as_str())
+}
+
 /// The jump host of a cloud inventory, reached at its public address.
 fn is_public_jump(inv: &Inventory, host: &str) -> bool {
     inv.ssh.jump_address == JumpAddress::Public

@@ -12,6 +12,7 @@ pub mod names;
 pub mod plan;
 pub mod quoting;
 pub mod render;
+pub mod rollout;
 pub mod saved;
 pub mod script;
 pub mod secrets;

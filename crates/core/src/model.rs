@@ -63,6 +63,15 @@ pub struct Role {
     /// The application this role deploys from git (`release:`), at most one per host.
     #[serde(default)]
     pub release: Option<Sp<Release>>,
+    /// This role's hosts are applied after every host holding these roles.
+    #[serde(default)]
+    pub after: Vec<Sp<String>>,
+    /// How many of the role's selected hosts switch to a new release at a time.
+    #[serde(default)]
+    pub batch: Option<Sp<Batch>>,
+    /// Whether a host of the role serves after a switch.
+    #[serde(default)]
+    pub health: Option<Sp<Health>>,
 }
 
 /// `release:` of a role: an application deployed from git into `PATH/releases/<commit>`,
@@ -326,6 +335,9 @@ pub struct FileEntry {
     /// are quoted as in a script.
     #[serde(default)]
     pub sourced: bool,
+    /// Only the role's once-host has the file; the role's other hosts have it removed.
+    #[serde(default)]
+    pub once: bool,
 }
 
 /// `unsafe_parent:` of a file: whether root writes a file in a directory that a user other
@@ -372,6 +384,9 @@ pub struct Command {
     pub unless: Option<String>,
     #[serde(default)]
     pub creates: Option<String>,
+    /// Run on the role's once-host only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
 }
 
 /// `inventories/<env>.yaml`.
@@ -615,6 +630,158 @@ pub struct Host {
     pub instance_type: Option<String>,
     #[serde(default)]
     pub vars: Vars,
+}
+
+/// `batch:` of a role: a number of hosts (`batch: 2`) or a share of the role's selected hosts
+/// (`batch: "50%"`, rounded up, at least one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    Count(u32),
+    Percent(u8),
+}
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Batch::Count(n) => write!(f, "{n}"),
+            Batch::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for Batch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Batch::Count(n) => s.serialize_u32(*n),
+            Batch::Percent(_) => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const HINT: &str =
+            "write a number of hosts (`batch: 2`) or a quoted percentage (`batch: \"50%\"`)";
+        impl de::Visitor<'_> for V {
+            type Value = Batch;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of hosts (1 or more) or a percentage like \"50%\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Batch, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n >= 1 => Ok(Batch::Count(n)),
+                    _ => Err(E::custom(format!(
+                        "batch {v} is not a number of hosts: {HINT}"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Batch, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "batch {v} is not a number of hosts: {HINT}"
+                    ))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Batch, E> {
+                Err(E::custom(format!(
+                    "batch {v} is not a whole number of hosts: {HINT}"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Batch, E> {
+                let pct = v
+                    .strip_suffix('%')
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .filter(|p| (1..=100).contains(p));
+                pct.map(Batch::Percent).ok_or_else(|| {
+                    E::custom(format!(
+                        "batch `{v}` is neither a number of hosts nor a percentage from 1% to 100%: {HINT}"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `health:` of a role: how a host shows it serves after a switch, tried `tries` times,
+/// `interval` seconds apart. Exactly one of `http` and `command` (validation).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default)]
+    pub http: Option<HealthHttp>,
+    /// A shell command run as root on the host: exit 0 means healthy.
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default = "default_tries", deserialize_with = "tries")]
+    pub tries: u32,
+    /// Seconds between tries.
+    #[serde(default = "default_interval", deserialize_with = "interval")]
+    pub interval: u32,
+}
+
+/// `health.http`: `curl` on the host to `http://127.0.0.1:PORT/PATH`, expecting `status`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthHttp {
+    #[serde(deserialize_with = "tcp_port")]
+    pub port: u16,
+    pub path: String,
+    #[serde(default = "default_status", deserialize_with = "http_status")]
+    pub status: u16,
+    /// The `Host` header sent, for a virtual host.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+fn default_tries() -> u32 {
+    10
+}
+fn default_interval() -> u32 {
+    1
+}
+fn default_status() -> u16 {
+    200
+}
+
+/// A whole number in `range`, or an error saying what `field` takes.
+fn bounded<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d).map_err(|e| {
+        de::Error::custom(format!(
+            "{field} must be a whole number from {} to {} ({e})",
+            range.start(),
+            range.end()
+        ))
+    })?;
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(de::Error::custom(format!(
+            "{field} {v} is out of range: write a number from {} to {}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+fn tries<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, "health.tries", 1..=600).map(|v| v as u32)
+}
+fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, "health.interval (seconds)", 1..=60).map(|v| v as u32)
+}
+fn tcp_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    bounded(d, "health.http.port", 1..=65535).map(|v| v as u16)
+}
+fn http_status<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    bounded(d, "health.http.status", 100..=599).map(|v| v as u16)
 }
 
 #[cfg(test)]

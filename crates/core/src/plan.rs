@@ -157,6 +157,7 @@ mod tests {
             notify: notify.iter().map(|s| s.to_string()).collect(),
             check: None,
             unsafe_parent: false,
+            once: false,
             secrets: Vec::new(),
             missing_secrets: Vec::new(),
             entry: SourceMap::default().location(std::path::Path::new("roles/x.yaml"), 1, 1, 1),

@@ -38,6 +38,9 @@ pub struct RenderedFile {
     /// `unsafe_parent: allow`: written even in a directory another user controls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsafe_parent: bool,
+    /// `once: true`: only the role's once-host keeps it (`desired` removes it elsewhere).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub once: bool,
     /// Names of the secrets whose values appear in the content.
     pub secrets: Vec<String>,
     /// What the plan records for the content: its sha256, or for a file holding a secret the
@@ -312,6 +315,7 @@ impl Renderer {
                             notify: e.notify.iter().map(|n| n.value.clone()).collect(),
                             check: e.check.clone(),
                             unsafe_parent: e.unsafe_parent == UnsafeParent::Allow,
+                            once: e.once,
                             entry: site.loc(&role.file, entry, 1),
                         });
                     }

@@ -21,6 +21,7 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         diags.extend(check_file_entries(site, stem, role));
         diags.extend(unguarded_commands(site, stem, role));
         diags.extend(release_problems(site, stem, role));
+        diags.extend(rollout_fields(site, stem, role));
     }
     diags.extend(include_cycles(site));
     diags
@@ -463,6 +464,122 @@ fn include_cycles(site: &Site) -> Vec<Diagnostic> {
     diags
 }
 
+/// A role's `after`, `health`: unknown roles (with a did-you-mean), a role after itself, a
+/// health check with both or neither of `http` and `command`, an HTTP path or Host header that
+/// is not one.
+fn rollout_fields(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let r = &role.value;
+    let file = &role.file;
+    let mut diags = Vec::new();
+    for a in &r.after {
+        let at = site.loc(file, a, a.value.chars().count().max(1));
+        if !site.has_role(&a.value) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "unknown role `{}` in `after` of role `{stem}`",
+                    a.value
+                ))
+                .at(at)
+                .hint_opt(
+                    did_you_mean(&a.value, site.roles.keys().map(String::as_str)).map(|d| {
+                        format!("{d} (`after` names roles whose hosts are applied first)")
+                    }),
+                ),
+            );
+        } else if a.value == stem {
+            diags.push(
+                Diagnostic::error(format!("role `{stem}` is `after` itself"))
+                    .at(at)
+                    .hint("`after` names other roles, whose hosts are applied before this role's: remove it"),
+            );
+        }
+    }
+    if let Some(h) = &r.health {
+        diags.extend(health_problems(site, file, h, stem));
+    }
+    diags
+}
+
+/// The problems of one `health:`, each at its line.
+fn health_problems(
+    site: &Site,
+    file: &std::path::Path,
+    h: &Sp<crate::model::Health>,
+    stem: &str,
+) -> Vec<Diagnostic> {
+    let at = site.loc(file, h, "health".len());
+    let mut diags = Vec::new();
+    match (&h.value.http, &h.value.command) {
+        (Some(_), Some(_)) => diags.push(
+            Diagnostic::error(format!("health of role `{stem}` has both `http` and `command`"))
+                .at(at.clone())
+                .hint("keep one: `http: {port: 80, path: /health/}` asks the host's web server, `command:` runs a shell command as root (exit 0 = healthy)"),
+        ),
+        (None, None) => diags.push(
+            Diagnostic::error(format!("health of role `{stem}` has neither `http` nor `command`"))
+                .at(at.clone())
+                .hint("add `http: {port: 80, path: /health/}` (curl on the host, status 200 expected) or `command: \"...\"` (exit 0 = healthy)"),
+        ),
+        _ => {}
+    }
+    if let Some(http) = &h.value.http {
+        let bad = |c: char| c.is_whitespace() || c.is_control();
+        if !http.path.starts_with('/') || http.path.contains(bad) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "health.http.path `{}` of role `{stem}` is not a URL path",
+                    http.path
+                ))
+                .at(at.clone())
+                .hint("write the path as in the URL, starting with `/` and without spaces, e.g. `path: /health/`"),
+            );
+        }
+        if let Some(host) = &http.host {
+            let ok = !host.is_empty()
+                && host.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+                });
+            if !ok {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "health.http.host `{host}` of role `{stem}` is not a host name"
+                    ))
+                    .at(at.clone())
+                    .hint("the Host header names the virtual host, e.g. `host: cts.example.org`"),
+                );
+            }
+        }
+    }
+    diags
+}
+
+/// Hosts that `after:` orders after each other in a circle, reported at the `after` entry
+/// of the first role of the chain.
+fn after_cycles(env: &Environment) -> Vec<Diagnostic> {
+    let hosts: Vec<String> = env.hosts.keys().cloned().collect();
+    let Err(cycle) = crate::rollout::waves(env, &hosts) else {
+        return Vec::new();
+    };
+    let Some(first) = cycle.links.first() else {
+        return Vec::new();
+    };
+    let site = env.site;
+    let at = site.roles.get(&first.role).and_then(|r| {
+        let a = r.value.after.iter().find(|a| a.value == first.after)?;
+        Some(site.loc(&r.file, a, a.value.chars().count().max(1)))
+    });
+    vec![Diagnostic::error(format!("environment `{}`: {cycle}", env.name))
+        .at_opt(at)
+        .hint(format!(
+            "no order applies every host after the hosts it waits for: remove `{}` from the `after` of role `{}`, or move the roles so that no host holds both ends of the chain",
+            first.after, first.role
+        ))]
+}
+
 fn valid_host_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -488,6 +605,7 @@ pub fn check_inventory(env: &Environment) -> Vec<Diagnostic> {
     diags.extend(hostnames_that_do_not_render(env));
     diags.extend(role_counts(env));
     diags.extend(two_releases_on_a_host(env));
+    diags.extend(after_cycles(env));
     diags
 }
 

@@ -35,6 +35,7 @@ fn file(root: &Path, name: &str, content: &str, check: Option<String>) -> Render
         notify: Vec::new(),
         check,
         unsafe_parent: false,
+        once: false,
         secrets: Vec::new(),
         missing_secrets: Vec::new(),
         entry: SourceMap::default().location(Path::new("roles/r.yaml"), 1, 1, 1),
@@ -75,6 +76,7 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
                 run: format!("touch {}", p("marker")),
                 unless: None,
                 creates: Some(p("marker")),
+                once: false,
             }],
             ..RoleState::default()
         }],

@@ -1,10 +1,12 @@
 //! Files: rendered content written through a temp file in the same directory, owner and mode
 //! set before it takes its place, its `check` run after, the previous file put back when the
-//! check fails. Facts: the shared `stat`, and one `sha256sum` of every destination.
+//! check fails. A role's `once:` file on a host other than its once-host is removed (backed up
+//! first, its services notified as by a change). Facts: the shared `stat`, and one `sha256sum`
+//! of every destination.
 
 use super::service::Trigger;
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
-use crate::desired::{DesiredHost, RoleState};
+use crate::desired::{AbsentFile, DesiredHost, RoleState};
 use crate::render::RenderedFile;
 use crate::shell::{n, w, Arg, Script};
 use crate::state::{sha256, Action, FileState, PathKind};
@@ -12,6 +14,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// A file written (`Create`, `Update`), or removed (`Delete`: `before` and `after` both hold
+/// the state it had, `diff` is none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub action: Action,
@@ -54,11 +58,16 @@ pub fn files_to_diff(desired: &DesiredHost, facts: &super::Facts) -> Vec<String>
 
 impl Kind for Step {
     fn paths(desired: &DesiredHost) -> Vec<&str> {
-        desired.files().map(|f| f.dest.as_str()).collect()
+        desired
+            .files()
+            .map(|f| f.dest.as_str())
+            .chain(desired.absent_files().map(|f| f.dest.as_str()))
+            .collect()
     }
 
     fn probe(desired: &DesiredHost, s: &mut Script) {
-        let files = Self::paths(desired);
+        // Files to remove are only stat'ed: their content is not shown (it may hold a secret).
+        let files: Vec<&str> = desired.files().map(|f| f.dest.as_str()).collect();
         if !files.is_empty() {
             // One sha256sum for every file; destinations hold no spaces (validation).
             s.line("sha256sum -- {} 2>/dev/null | while read -r h f; do printf 'hash\\t%s\\t%s\\n' \"$h\" \"$f\"; done", &[Arg::Words(&files)]);
@@ -79,13 +88,25 @@ impl Kind for Step {
                 p.steps.push(step.into());
             }
         }
+        for f in &role.absent_files {
+            if let Some(step) = plan_removal(&role.role, f, p) {
+                p.steps.push(step.into());
+            }
+        }
     }
 
     fn address(&self) -> String {
-        format!("file {}", self.dest)
+        match self.action {
+            Action::Delete => format!("file {} (remove)", self.dest),
+            _ => format!("file {}", self.dest),
+        }
     }
 
     fn script(&self, i: usize, wr: &mut Writer, s: &mut Script) -> Result<(), ScriptError> {
+        if self.action == Action::Delete {
+            self.remove(i, wr, s);
+            return Ok(());
+        }
         let content = self.content(wr)?;
         let d = w(&self.dest);
         let (o, g) = (w(&self.after.owner), w(&self.after.group));
@@ -117,6 +138,28 @@ impl Kind for Step {
 }
 
 impl Step {
+    /// Removes the file, through the same directory checks as a write (as the directory's
+    /// owner when `dest_ok` says so), after journaling its services' actions and backing it up
+    /// (a failed service check puts it back).
+    fn remove(&self, i: usize, wr: &mut Writer, s: &mut Script) {
+        let (o, g) = (w(&self.after.owner), w(&self.after.group));
+        let allow = Arg::Const(if self.unsafe_parent { "1" } else { "0" });
+        s.line("f={}", &[w(&self.dest)])
+            .line("dest_ok {} \"$f\" {} {} {}", &[n(i), o, g, allow]);
+        for (verb, name) in wr.journal.get(self.dest.as_str()).into_iter().flatten() {
+            s.line("pending_add {} {}", &[Arg::Const(verb.as_str()), w(name)]);
+        }
+        s.line("backup {} \"$f\"", &[n(i)])
+            .line(
+                "if [ -n \"$as\" ]; then setpriv --reuid={} --regid={} --clear-groups rm -f -- \"$f\"; else rm -f -- \"$f\"; fi 2>\"$log\" || fail {}",
+                &[o, g, n(i)],
+            )
+            .line("say {} changed", &[n(i)]);
+        if let Some(super::Step::File(me)) = wr.steps.get(i) {
+            wr.written.insert(me.dest.as_str(), i);
+        }
+    }
+
     /// The rendered content, checked against the hash the plan was made with.
     fn content<'a>(&self, wr: &Writer<'a>) -> Result<&'a [u8], ScriptError> {
         let content =
@@ -242,6 +285,27 @@ fn plan_file(role: &str, f: &RenderedFile, p: &mut Planner) -> Option<Step> {
         diff,
         sensitive,
         check: f.check.clone(),
+        notify: f.notify.clone(),
+        unsafe_parent: f.unsafe_parent,
+    })
+}
+
+/// The removal of a file the host must not have, or none when it has no such path.
+fn plan_removal(role: &str, f: &AbsentFile, p: &mut Planner) -> Option<Step> {
+    let fact = p.facts.paths.get(&f.dest)?;
+    let before = fact.state(None);
+    for svc in &f.notify {
+        p.mark(svc, Trigger::File(f.dest.clone()));
+    }
+    Some(Step {
+        action: Action::Delete,
+        role: role.to_string(),
+        dest: f.dest.clone(),
+        before: Some(before.clone()),
+        after: before,
+        diff: None,
+        sensitive: false,
+        check: None,
         notify: f.notify.clone(),
         unsafe_parent: f.unsafe_parent,
     })
