@@ -6,6 +6,7 @@ mod engine;
 mod environ;
 mod error;
 mod events;
+mod git;
 mod load;
 mod lock;
 mod provider;

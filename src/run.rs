@@ -85,9 +85,10 @@ fn prepare(
         .iter()
         .filter_map(|n| env.hosts.get(n))
         .collect();
-    let Some(desired) = desired_hosts(style, &env, &renderer, &secrets, &selected) else {
+    let Some(mut desired) = desired_hosts(style, &env, &renderer, &secrets, &selected) else {
         return Ok(None);
     };
+    crate::git::resolve_releases(&site.root, &mut desired.hosts)?;
     let (fresh, hosts): (Vec<_>, Vec<_>) = desired
         .hosts
         .into_iter()
@@ -315,7 +316,10 @@ fn desired_hosts(
             .address
             .clone()
             .unwrap_or_else(|| h.view.name.clone());
-        hosts.push((DesiredHost::new(env, h, out.files), address));
+        hosts.push((
+            DesiredHost::new(env, h, out.files).with_release(out.release),
+            address,
+        ));
     }
     if report(style, infra_core::validate::merge_duplicates(diags)) {
         return None;

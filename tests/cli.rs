@@ -818,3 +818,87 @@ fn lock_settings_that_do_not_fit_the_provider() {
     );
     infra(dir.path(), &["validate"]).assert_code(0);
 }
+
+/// A site of one release role deploying `repo` at `reference`, on one static host nobody
+/// contacts (the ref is resolved on the controller before any host is reached).
+fn release_site(repo: &str, reference: &str) -> tempfile::TempDir {
+    let site = tempfile::tempdir().unwrap();
+    for d in ["roles", "inventories", "templates"] {
+        std::fs::create_dir_all(site.path().join(d)).unwrap();
+    }
+    std::fs::write(
+        site.path().join("roles/app.yaml"),
+        format!(
+            "name: app\nrelease:\n  path: /srv/app\n  repo: \"{repo}\"\n  ref: \"{reference}\"\n  user: root\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        site.path().join("inventories/lab.yaml"),
+        "environment: lab\ndomain: lab.test\ninternal_domain: lab.internal\n\
+         provider: {type: static}\nssh: {user: root}\n\
+         hosts:\n  app1: {roles: [app], address: 10.213.170.250}\n",
+    )
+    .unwrap();
+    site
+}
+
+/// A git repository with one commit on master, tagged v1.
+fn git_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["init", "--quiet", "-b", "master"][..],
+        &["commit", "--quiet", "--allow-empty", "-m", "one"],
+        &["tag", "v1"],
+    ] {
+        let out = std::process::Command::new("git")
+            .current_dir(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+    dir
+}
+
+#[test]
+fn a_release_ref_that_does_not_resolve_stops_the_plan_before_any_host() {
+    let repo = git_repo();
+    let url = format!("file://{}", repo.path().display());
+    let site = release_site(&url, "v9");
+    let line = line_of(site.path(), "roles/app.yaml", "ref:");
+    {
+        let run = infra(site.path(), &["plan", "lab"]);
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains(&format!(
+                "error: roles/app.yaml:{line}: the release of role app: `v9` is not a branch, tag or commit of {url}"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("check the ref in the role, the inventory's vars or --var"),
+            "{}",
+            run.stderr
+        );
+        // No host was contacted: no known_hosts entry, no planning line.
+        assert!(!run.stderr.contains("planned with"), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+    // A repository the controller cannot fetch: git's own words, and what to do.
+    let missing = format!("file://{}/nope", repo.path().display());
+    let run = infra(release_site(&missing, "v1").path(), &["plan", "lab"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "the release of role app: cannot fetch {missing}: "
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("controller_repo"), "{}", run.stderr);
+}
