@@ -1,0 +1,174 @@
+//! `once: true` on two real sandbox hosts: a role's once file and once command are on exactly
+//! one host (the first by name); when it leaves the inventory the other host takes them; when
+//! a host that sorts first arrives, the file moves to it and the old host's copy is removed,
+//! with the service it notifies restarted. Needs root.
+
+mod common;
+use common::*;
+
+const SUBNET: &str = "10.213.160";
+
+/// The role: a sysv service whose init script logs what is done to it, a once file that
+/// notifies it, a file every host has, and a once command.
+const ROLE: &str = "\
+name: beat
+services:
+  - {name: beatsvc, on_change: restart}
+files:
+  - {source: beatsvc.init, dest: /etc/init.d/beatsvc, mode: \"0755\"}
+  - {template: beat.conf.j2, dest: /etc/beatsvc/beat.conf, once: true, notify: [beatsvc]}
+  - {template: beat.conf.j2, dest: /etc/beatsvc/common.conf}
+commands:
+  - {name: migrate, run: \"hostname > /var/lib/beat-migrated\", creates: /var/lib/beat-migrated, once: true}
+";
+
+const INIT: &str = "#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          beatsvc
+# Required-Start:
+# Required-Stop:
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: a service that logs what is done to it
+### END INIT INFO
+L=/var/log/beatsvc.log
+case \"$1\" in
+  start) echo start >> $L; touch /run/beatsvc.up ;;
+  stop) echo stop >> $L; rm -f /run/beatsvc.up ;;
+  restart) echo restart >> $L; touch /run/beatsvc.up ;;
+  reload|force-reload) echo reload >> $L ;;
+  status) [ -e /run/beatsvc.up ] ;;
+  *) exit 1 ;;
+esac
+";
+
+/// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
+struct Lab {
+    sandbox: Sandbox,
+    site: tempfile::TempDir,
+}
+
+impl Lab {
+    fn setup() -> Lab {
+        require_root();
+        let site = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = site.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("roles/beat.yaml", ROLE);
+        write("templates/beatsvc.init", INIT);
+        write("templates/beat.conf.j2", "host={{ host.name }}\n");
+        std::fs::create_dir_all(site.path().join("inventories")).unwrap();
+        let state = site.path().join(".infra/sandbox");
+        std::fs::create_dir_all(&state).unwrap();
+        let sandbox = Sandbox::up(
+            &state,
+            &format!("{SUBNET}.0/24"),
+            &[
+                ("one".into(), format!("{SUBNET}.11")),
+                ("two".into(), format!("{SUBNET}.12")),
+            ],
+        );
+        Lab { sandbox, site }
+    }
+
+    /// The inventory: `hosts` as (name, last byte of the address).
+    fn inventory(&self, hosts: &[(&str, u8)]) {
+        let state = self.sandbox.state.display();
+        let mut text = format!(
+            "environment: lab\ndomain: lab.test\ninternal_domain: lab.internal\n\
+             provider: {{type: static}}\n\
+             ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  \
+             known_hosts_file: {state}/known_hosts\nhosts:\n"
+        );
+        for (name, ip) in hosts {
+            text.push_str(&format!(
+                "  {name}: {{roles: [beat], address: {SUBNET}.{ip}}}\n"
+            ));
+        }
+        std::fs::write(self.site.path().join("inventories/lab.yaml"), text).unwrap();
+    }
+
+    fn apply(&self) -> Run {
+        let run = infra(self.site.path(), &["apply", "lab", "--yes"]);
+        run.assert_code(0);
+        run
+    }
+
+    /// `sh -c script` on sandbox host `host` (`one` or `two`): its stdout.
+    fn sh(&self, host: &str, script: &str) -> String {
+        let run = self.sandbox.exec(host, script);
+        run.assert_code(0);
+        run.stdout
+    }
+
+    /// The once file's content on `host`, or `absent`.
+    fn once_file(&self, host: &str) -> String {
+        self.sh(
+            host,
+            "cat /etc/beatsvc/beat.conf 2>/dev/null || echo absent",
+        )
+    }
+
+    /// Who ran the once command on `host`, or `never`.
+    fn migrated(&self, host: &str) -> String {
+        self.sh(host, "cat /var/lib/beat-migrated 2>/dev/null || echo never")
+    }
+
+    fn service_log(&self, host: &str) -> String {
+        self.sh(host, "cat /var/log/beatsvc.log 2>/dev/null || true")
+    }
+}
+
+#[test]
+fn a_once_file_and_command_live_on_one_host_and_move_with_it() {
+    let lab = Lab::setup();
+
+    // `app1` (one) and `app2` (two): app1 sorts first.
+    lab.inventory(&[("app1", 11), ("app2", 12)]);
+    lab.apply();
+    assert_eq!(lab.once_file("one"), "host=app1\n");
+    assert_eq!(lab.once_file("two"), "absent\n");
+    assert_eq!(lab.migrated("one"), "one\n");
+    assert_eq!(lab.migrated("two"), "never\n");
+    for host in ["one", "two"] {
+        assert!(lab
+            .sh(host, "cat /etc/beatsvc/common.conf")
+            .starts_with("host="));
+        assert_eq!(lab.service_log(host), "start\n", "{host}");
+    }
+    // Converged: a second plan has nothing to do.
+    infra(lab.site.path(), &["plan", "lab", "--detailed-exitcode"]).assert_code(0);
+
+    // app1 leaves the inventory: app2 takes the file and runs the command.
+    lab.inventory(&[("app2", 12)]);
+    lab.apply();
+    assert_eq!(lab.once_file("two"), "host=app2\n");
+    assert_eq!(lab.migrated("two"), "two\n");
+    assert_eq!(lab.service_log("two"), "start\nrestart\n");
+
+    // The first machine comes back as `a1`, which sorts first: the file moves to it, and
+    // app2's copy is removed, its service restarted as for a change.
+    lab.inventory(&[("a1", 11), ("app2", 12)]);
+    let plan = infra(lab.site.path(), &["plan", "lab"]);
+    plan.assert_code(0);
+    assert!(
+        plan.stdout.contains("- file /etc/beatsvc/beat.conf"),
+        "{}",
+        plan.stdout
+    );
+    lab.apply();
+    assert_eq!(lab.once_file("one"), "host=a1\n");
+    assert_eq!(lab.once_file("two"), "absent\n");
+    assert_eq!(lab.service_log("two"), "start\nrestart\nrestart\n");
+    // The command is not run again where it already ran (its `creates` is there).
+    assert_eq!(lab.migrated("one"), "one\n");
+    assert_eq!(
+        lab.sh("two", "ls /etc/beatsvc"),
+        "common.conf\n",
+        "no temp file left beside the removed one"
+    );
+    infra(lab.site.path(), &["plan", "lab", "--detailed-exitcode"]).assert_code(0);
+}
