@@ -166,8 +166,10 @@ impl DesiredHost {
                 }
             }
             // `once:` files and commands belong to the role's once-host alone.
-            let once_here =
-                crate::environment::once_host(env, role_name) == Some(host.view.name.as_str());
+            let has_once =
+                r.commands.iter().any(|c| c.value.once) || r.files.iter().any(|f| f.value.once);
+            let once_here = !has_once
+                || crate::environment::once_host(env, role_name) == Some(host.view.name.as_str());
             state.commands = r
                 .commands
                 .iter()
