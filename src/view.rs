@@ -551,8 +551,26 @@ fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) -> io::Result
         Step::Command(kinds::command::Step { name, run, .. }) => {
             writeln!(out, "  + command {name:?}: {run}")?
         }
+        Step::Release(r) => print_release_step(out, r)?,
     }
     Ok(())
+}
+
+/// `release 3f2a1c0 -> 9b8e7d1 (v2026.12, 14 commits)`, `release (none) -> 9b8e7d1 (master)`.
+fn print_release_step(out: &mut impl Write, r: &kinds::release::Step) -> io::Result<()> {
+    let short = |c: &str| c.chars().take(7).collect::<String>();
+    let from = r.from.as_deref().map_or("(none)".to_string(), short);
+    let mut about = vec![r.label.clone()];
+    if let Some(n) = r.commits {
+        about.push(format!("{n} commit{}", if n == 1 { "" } else { "s" }));
+    }
+    let sym = if r.from.is_some() { "~" } else { "+" };
+    writeln!(
+        out,
+        "  {sym} release {from} -> {} ({})",
+        short(&r.to),
+        about.join(", ")
+    )
 }
 
 fn print_plan_summary(out: &mut impl Write, plan: &infra_core::plan::Plan) -> io::Result<()> {

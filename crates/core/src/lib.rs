@@ -11,6 +11,7 @@ pub mod model;
 pub mod names;
 pub mod plan;
 pub mod quoting;
+pub mod release;
 pub mod render;
 pub mod rollout;
 pub mod saved;

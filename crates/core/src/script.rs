@@ -230,6 +230,7 @@ pub fn apply_script_with(
             .collect(),
         journal: journal(&plan.steps, desired),
         written: BTreeMap::new(),
+        release: desired.release.as_ref(),
     };
     let mut s = Script::new();
     s.raw(PRELUDE);

@@ -237,3 +237,364 @@ fn a_host_gets_one_release_at_most() {
     );
     assert_eq!(diags[0].notes, vec!["the first is at roles/a.yaml:3"]);
 }
+
+// ---- The release scripts run for real: a git repository, sh, setpriv, a virtualenv. ----
+
+use infra_core::desired::{DesiredRelease, RoleState};
+use infra_core::facts;
+use infra_core::model::{PipConfig, VenvConfig};
+use infra_core::plan::{plan_host, Step};
+use infra_core::release::{
+    once_script, parse_releases, prune_script, releases_probe, switch_script, ReleaseInfo,
+};
+use infra_core::script::{apply_script, parse_report, Report, StepStatus};
+use std::collections::BTreeMap;
+use std::process::Command as Process;
+
+/// Runs `script` with `sh` from a file (as the transport's wrapper does): exit status, stdout
+/// and stderr.
+fn sh(script: &str, dir: &Path, state: &Path) -> (i32, String, String) {
+    let file = dir.join("script.sh");
+    std::fs::write(&file, script).unwrap();
+    let out = Process::new("sh")
+        .arg(&file)
+        .env("INFRA_STATE_DIR", state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sh runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Process::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .expect("git is installed (the release test needs it)");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Commits `app.py` saying `version` and returns the commit.
+fn commit(repo: &Path, version: &str) -> String {
+    std::fs::write(repo.join("app.py"), format!("VERSION = {version:?}\n")).unwrap();
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", version]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn whoami() -> String {
+    let o = Process::new("id").arg("-un").output().unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// What the app host is: one role with the release.
+fn host(rel: &DesiredRelease) -> infra_core::desired::DesiredHost {
+    infra_core::desired::DesiredHost {
+        name: "local".into(),
+        roles: vec![RoleState {
+            role: "app".into(),
+            ..RoleState::default()
+        }],
+        release: Some(rel.clone()),
+        ..Default::default()
+    }
+}
+
+/// Gathers facts, plans and runs the apply script: the plan's steps and the script's reports.
+fn apply(rel: &DesiredRelease, dir: &Path) -> (Vec<Step>, Vec<Report>) {
+    let d = host(rel);
+    let state = dir.join("state");
+    let (code, out, err) = sh(&facts::script(&d), dir, &state);
+    assert_eq!(code, 0, "facts: {err}");
+    let facts = facts::parse(&out).unwrap();
+    let plan = plan_host(&d, &facts, &BTreeMap::new(), &Secrets::default());
+    let script = apply_script(&plan, &d).unwrap();
+    let (_, out, _) = sh(&script, dir, &state);
+    (plan.steps, out.lines().filter_map(parse_report).collect())
+}
+
+fn release_step(steps: &[Step]) -> &infra_core::kinds::release::Step {
+    match steps {
+        [Step::Release(r)] => r,
+        other => panic!("expected one release step: {other:?}"),
+    }
+}
+
+fn probe(rel: &DesiredRelease, dir: &Path) -> ReleaseInfo {
+    let (code, out, err) = sh(&releases_probe(rel), dir, &dir.join("state"));
+    assert_eq!(code, 0, "{err}");
+    parse_releases(&out).unwrap()
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+/// A temp dir with a git repository `src` (commit `v1` made) and the release deploying it
+/// into `app` as the current user.
+struct World {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    repo: std::path::PathBuf,
+    app: std::path::PathBuf,
+    rel: DesiredRelease,
+}
+
+impl World {
+    fn new() -> World {
+        assert!(
+            Path::new("/usr/bin/python3").exists(),
+            "this test needs /usr/bin/python3 with the venv module and PyYAML (python3-yaml)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let repo = dir.join("src");
+        std::fs::create_dir_all(repo.join("wheelhouse")).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["config", "user.email", "t@example.org"]);
+        git(&repo, &["config", "user.name", "t"]);
+        // PyYAML is on the system (python3-yaml): the venv sees it, pip needs no index.
+        std::fs::write(repo.join("requirements.txt"), "PyYAML\n").unwrap();
+        std::fs::write(repo.join("wheelhouse/.keep"), "").unwrap();
+        let c1 = commit(&repo, "v1");
+        std::fs::write(dir.join("env"), "GREETING='hello there'\n").unwrap();
+        let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+        let build = "venv/bin/python -c 'import os, yaml, app; open(\"built.txt\", \"w\").write(yaml.safe_dump({\"v\": app.VERSION, \"g\": os.environ[\"GREETING\"]}))'";
+        let rel = DesiredRelease {
+            role: "app".into(),
+            path: p("app"),
+            repo: p("src"),
+            controller_repo: None,
+            ref_: "main".into(),
+            commit: Some(c1),
+            label: "main".into(),
+            commits: None,
+            ssh_key: None,
+            ssh_key_value: None,
+            user: whoami(),
+            requirements: Some("requirements.txt".into()),
+            venv: VenvConfig::default(),
+            pip: PipConfig {
+                index_url: None,
+                find_links: vec!["wheelhouse".parse().unwrap()],
+                no_index: true,
+            },
+            env_file: Some(p("env")),
+            build: vec![build.into()],
+            once: vec![format!("echo \"$GREETING $(pwd)\" >> {}", p("once.log"))],
+            reload: vec![format!("echo reloaded >> {}", p("reload.log"))],
+            keep: 2,
+            ref_at: infra_core::diagnostic::SourceMap::default().location(
+                Path::new("roles/app.yaml"),
+                1,
+                1,
+                1,
+            ),
+        };
+        World {
+            app: dir.join("app"),
+            _tmp: tmp,
+            dir,
+            repo,
+            rel,
+        }
+    }
+
+    /// Runs a script on the "host" (this machine).
+    fn run(&self, script: &str) -> (i32, String, String) {
+        sh(script, &self.dir, &self.dir.join("state"))
+    }
+
+    fn switch(&self, to: &str) {
+        let (code, _, err) = self.run(&switch_script(&self.rel, to));
+        assert_eq!(code, 0, "{err}");
+    }
+
+    fn release_dir(&self, commit: &str) -> std::path::PathBuf {
+        self.app.join("releases").join(commit)
+    }
+}
+
+/// v1 built beside nothing, not switched; its once commands; the switch; then no change.
+fn first_deploy(w: &World) {
+    let c1 = w.rel.commit.clone().unwrap();
+    let (steps, reports) = apply(&w.rel, &w.dir);
+    let step = release_step(&steps);
+    assert_eq!(
+        (step.from.as_deref(), step.to.as_str(), step.build),
+        (None, c1.as_str(), true)
+    );
+    assert!(reports.contains(&Report::Done), "{reports:?}");
+    let r1 = w.release_dir(&c1);
+    assert!(r1.join(".infra-built").exists());
+    assert_eq!(read(r1.join("built.txt")), "g: hello there\nv: v1\n");
+    assert!(r1.join("venv/bin/python").exists());
+    assert!(!w.app.join("current").exists(), "the build does not switch");
+
+    // Once, in the new release, as the user, with the env file.
+    let (code, _, err) = w.run(&once_script(&w.rel, &c1));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        read(w.dir.join("once.log")),
+        format!("hello there {}\n", r1.display())
+    );
+
+    // Switch: current -> releases/c1 (relative), the log, the reload.
+    w.switch(&c1);
+    assert_eq!(
+        std::fs::read_link(w.app.join("current")).unwrap(),
+        Path::new("releases").join(&c1)
+    );
+    assert_eq!(read(w.dir.join("reload.log")), "reloaded\n");
+    assert!(read(w.app.join("releases.log")).ends_with(&format!("\t{c1}\n")));
+
+    // The same commit again: nothing to do.
+    let (steps, _) = apply(&w.rel, &w.dir);
+    assert!(steps.is_empty(), "{steps:?}");
+}
+
+/// A build that fails leaves no built release and current where it was; the next run
+/// removes what it (and a killed run) left, and builds v2 from a fresh checkout.
+fn failed_build_then_v2(w: &mut World) -> String {
+    let c1 = w.rel.commit.clone().unwrap();
+    let c2 = commit(&w.repo, "v2");
+    w.rel.commit = Some(c2.clone());
+    let good = std::mem::replace(
+        &mut w.rel.build,
+        vec!["echo half > half.txt; exit 3".into()],
+    );
+    let (_, reports) = apply(&w.rel, &w.dir);
+    let failed = Report::Step {
+        index: 0,
+        status: StepStatus::Failed,
+    };
+    assert!(reports.contains(&failed), "{reports:?}");
+    assert!(
+        reports.contains(&Report::Output("(exit status 3)".into())),
+        "{reports:?}"
+    );
+    assert!(!w.release_dir(&c2).join(".infra-built").exists());
+    assert!(w.release_dir(&c2).join("half.txt").exists());
+    w.rel.build = good;
+    std::fs::create_dir_all(w.app.join("releases/deadbeef.new")).unwrap();
+    let (steps, reports) = apply(&w.rel, &w.dir);
+    let step = release_step(&steps);
+    assert_eq!(
+        (step.from.as_deref(), step.build),
+        (Some(c1.as_str()), true)
+    );
+    assert!(reports.contains(&Report::Done), "{reports:?}");
+    assert_eq!(
+        read(w.release_dir(&c2).join("built.txt")),
+        "g: hello there\nv: v2\n"
+    );
+    assert!(
+        !w.release_dir(&c2).join("half.txt").exists(),
+        "a fresh checkout"
+    );
+    assert!(!w.app.join("releases/deadbeef.new").exists());
+    w.switch(&c2);
+    c2
+}
+
+/// v3 fetched into the mirror and switched; the releases and the previous one; prune; a
+/// refused switch; a rollback and a roll forward that needs no build; a failing reload.
+fn v3_prune_and_roll_back(w: &mut World, c1: &str, c2: &str) -> String {
+    let c3 = commit(&w.repo, "v3");
+    w.rel.commit = Some(c3.clone());
+    let (_, reports) = apply(&w.rel, &w.dir);
+    assert!(reports.contains(&Report::Done), "{reports:?}");
+    w.switch(&c3);
+    let info = probe(&w.rel, &w.dir);
+    assert_eq!(info.current.as_deref(), Some(c3.as_str()));
+    let kept: Vec<&str> = info.kept.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(kept, vec![c3.as_str(), c2, c1]);
+    assert!(info.kept.iter().all(|(_, at)| at.is_some()));
+    assert_eq!(info.previous(), Some(c2));
+
+    // Prune to 2: c1 goes; current and previous stay.
+    let (code, out, err) = w.run(&prune_script(&w.rel));
+    assert_eq!((code, out), (0, format!("pruned\t{c1}\n")), "{err}");
+    assert!(!w.release_dir(c1).exists());
+    assert_eq!(probe(&w.rel, &w.dir).kept.len(), 2);
+
+    // A switch to a release that is not built is refused, nothing changed.
+    let (code, _, err) = w.run(&switch_script(&w.rel, c1));
+    assert_eq!(code, 1);
+    assert!(err.contains("is not built on this host"), "{err}");
+    assert_eq!(probe(&w.rel, &w.dir).current.as_deref(), Some(c3.as_str()));
+
+    // Roll back to the previous (c2); rolling forward to c3 needs no build.
+    w.switch(info.previous().unwrap());
+    let info = probe(&w.rel, &w.dir);
+    assert_eq!(info.current.as_deref(), Some(c2));
+    assert_eq!(info.previous(), Some(c3.as_str()));
+    let (steps, reports) = apply(&w.rel, &w.dir);
+    let step = release_step(&steps);
+    assert_eq!((step.from.as_deref(), step.build), (Some(c2), false));
+    assert!(reports.contains(&Report::Done), "{reports:?}");
+
+    // A reload that fails after the switch: exit status 2, current switched.
+    let reload = std::mem::replace(&mut w.rel.reload, vec!["exit 9".into()]);
+    let (code, _, err) = w.run(&switch_script(&w.rel, &c3));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("reload command failed (exit status 9)"),
+        "{err}"
+    );
+    assert_eq!(probe(&w.rel, &w.dir).current.as_deref(), Some(c3.as_str()));
+    w.rel.reload = reload;
+    c3
+}
+
+/// Another user builds and runs once commands as themselves, in a tree they own; root keeps
+/// the mirror.
+fn another_user(w: &World, c3: &str) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&w.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = Process::new("id").args(["-u", "nobody"]).output().unwrap();
+    assert!(nobody.status.success(), "this test needs the user `nobody`");
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let other = DesiredRelease {
+        path: w.dir.join("other").to_str().unwrap().to_string(),
+        user: "nobody".into(),
+        requirements: None,
+        env_file: None,
+        build: vec!["id -un > who.txt".into()],
+        once: vec!["id -un > once-who.txt".into()],
+        reload: Vec::new(),
+        ..w.rel.clone()
+    };
+    let (_, reports) = apply(&other, &w.dir);
+    assert!(reports.contains(&Report::Done), "{reports:?}");
+    let r3 = w.dir.join("other/releases").join(c3);
+    assert_eq!(read(r3.join("who.txt")), "nobody\n");
+    assert_eq!(std::fs::metadata(&r3).unwrap().uid(), uid);
+    assert_eq!(std::fs::metadata(r3.join("app.py")).unwrap().uid(), uid);
+    let mirror = std::fs::metadata(w.dir.join("other/repo")).unwrap();
+    assert_eq!(mirror.uid(), 0, "root's mirror");
+    let (code, _, err) = w.run(&once_script(&other, c3));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read(r3.join("once-who.txt")), "nobody\n");
+}
+
+#[test]
+fn releases_build_switch_run_once_prune_and_roll_back_for_real() {
+    let mut w = World::new();
+    let c1 = w.rel.commit.clone().unwrap();
+    first_deploy(&w);
+    let c2 = failed_build_then_v2(&mut w);
+    let c3 = v3_prune_and_roll_back(&mut w, &c1, &c2);
+    another_user(&w, &c3);
+}

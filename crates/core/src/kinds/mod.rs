@@ -11,6 +11,7 @@ pub mod file;
 pub mod group;
 pub mod link;
 pub mod package;
+pub mod release;
 pub mod service;
 pub mod user;
 pub mod volume;
@@ -100,6 +101,8 @@ pub(crate) struct Writer<'a> {
     pub journal: BTreeMap<&'a str, Vec<(service::ServiceAction, &'a str)>>,
     /// Which step wrote each file, to put the previous version back when a check fails.
     pub written: BTreeMap<&'a str, usize>,
+    /// The host's release, whose build a `release` step runs.
+    pub release: Option<&'a crate::desired::DesiredRelease>,
 }
 
 /// The plan asks for content the desired state does not have (a stale saved plan).
@@ -109,6 +112,8 @@ pub enum ScriptError {
     MissingFile { host: String, dest: String },
     #[error("host {host}: {dest} renders differently from when the plan was made")]
     ContentChanged { host: String, dest: String },
+    #[error("host {host}: the plan builds the release in {path}, which the site no longer deploys there")]
+    ReleaseChanged { host: String, path: String },
 }
 
 macro_rules! kinds {
@@ -194,4 +199,5 @@ kinds! {
     link: Link => link,
     service: Service => service,
     command: Command => command,
+    release: Release => release,
 }

@@ -112,6 +112,7 @@ mod tests {
             digests: Default::default(),
             journal: Default::default(),
             written: Default::default(),
+            release: None,
         };
         let step = Step {
             action: Action::Create,
