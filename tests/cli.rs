@@ -27,6 +27,26 @@ fn the_repository_site_is_valid() {
     infra(&repo(), &["validate", "sandbox"]).assert_code(0);
 }
 
+/// examples/cts is a complete site of its own (tests/releases.rs deploys it on sandbox hosts).
+#[test]
+fn the_cts_example_is_valid() {
+    let run = infra(&repo().join("examples/cts"), &["validate"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("valid: 2 environments, 4 roles,"),
+        "{}",
+        run.stderr
+    );
+    // The one requirement Debian does not ship is the wheel .ci/run downloads.
+    let req = std::fs::read_to_string(repo().join("examples/cts/app/requirements.txt")).unwrap();
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(req.lines().any(|l| l == "python-dotenv==1.0.1"), "{req}");
+    assert!(
+        ci.contains("CTS_WHEELS=(python-dotenv==1.0.1)"),
+        ".ci/run downloads another wheel"
+    );
+}
+
 /// Runs `validate` on a copy edited by `mutate`, expects exit 1 and exactly one error, and
 /// returns stderr.
 fn one_error(mutate: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, String) {

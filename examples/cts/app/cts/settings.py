@@ -1,0 +1,77 @@
+"""Settings of the CTS example. Every deployment value comes from the environment, which
+python-dotenv fills from the env file infra writes (/etc/cts/env, or CTS_ENV_FILE): variables
+already set win, so infra's build and once commands (which source the file) and supervisor's
+processes (which do not) see the same values."""
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+# The release directory (/var/www/cts/releases/<commit>: `current` resolved).
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+load_dotenv(os.environ.get("CTS_ENV_FILE", "/etc/cts/env"), override=False)
+
+
+def env(name, default=None):
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"{name} is not set: it belongs in the env file /etc/cts/env")
+    return value
+
+
+SECRET_KEY = env("SECRET_KEY")
+DEBUG = env("DEBUG", "false").lower() == "true"
+ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "").split(",") if h]
+# The commit this release was built from: the release directory's name.
+RELEASE = BASE_DIR.name
+
+INSTALLED_APPS = [
+    "django.contrib.staticfiles",
+    "scans",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+ROOT_URLCONF = "cts.urls"
+WSGI_APPLICATION = "cts.wsgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": env("DB_NAME"),
+        "USER": env("DB_USER"),
+        "PASSWORD": env("DB_PASSWORD"),
+        "HOST": env("DB_HOST"),
+        "PORT": env("DB_PORT", "5432"),
+        "CONN_MAX_AGE": 60,
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+# collectstatic writes into the release (public/static beside the code); nginx serves
+# /var/www/cts/current/public/static. Uploads outlive releases: MEDIA_ROOT is shared.
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "public" / "static"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env("MEDIA_ROOT", "/var/www/cts/public/media")
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+CELERY_BEAT_SCHEDULE = {
+    "poll-scans": {
+        "task": "scans.tasks.poll",
+        "schedule": float(env("CTS_POLL_SECONDS", "60")),
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+}
