@@ -587,6 +587,22 @@ fn another_user(w: &World, c3: &str) {
     let (code, _, err) = w.run(&once_script(&other, c3));
     assert_eq!(code, 0, "{err}");
     assert_eq!(read(r3.join("once-who.txt")), "nobody\n");
+
+    // A release path the user owns is refused: root would clone and write there.
+    let theirs = w.dir.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(uid), None).unwrap();
+    let refused = DesiredRelease {
+        path: theirs.to_str().unwrap().to_string(),
+        ..other
+    };
+    let (_, reports) = apply(&refused, &w.dir);
+    let expected = format!(
+        "the release path {} is owned by nobody, but root builds there (the mirror, known_hosts): make it root's and writable by root alone; the release user owns only releases/<commit>",
+        theirs.display()
+    );
+    assert!(reports.contains(&Report::Output(expected)), "{reports:?}");
+    assert!(!theirs.join("repo").exists() && !theirs.join("releases").exists());
 }
 
 #[test]

@@ -61,6 +61,8 @@ impl Kind for Step {
                 f.built.insert(c.to_string());
             }
             ["rel_log", time, c] => f.history.push((time.to_string(), c.to_string())),
+            // A line of releases.log that is not `time<TAB>commit` (edited by hand): skipped.
+            ["rel_log", ..] => {}
             [tag, ..] if tag.starts_with("rel_") => return Some(Err(BadLine)),
             _ => return None,
         }
@@ -115,6 +117,7 @@ impl Kind for Step {
         // Root works in PATH (the mirror, known_hosts): refused where another user could
         // swap a directory for a link, as for any file root writes.
         s.line("mkdir -p \"$rp\" > \"$log\" 2>&1 || fail {}", &[n(i)])
+            .line(OWNER_CHECK, &[n(i), n(i)])
             .line("dest_ok {} \"$rp/releases\" root root 0", &[n(i)]);
         let body = build_body(rel);
         // A plain statement, not the left of `||`: there `set -e` would be ignored inside.
@@ -139,6 +142,10 @@ for d in "$rp"/releases/*/; do
 done
 [ -f "$rp/releases.log" ] && tail -n 100 "$rp/releases.log" | while IFS= read -r l; do printf 'rel_log\t%s\n' "$l"; done
 "#;
+
+/// The release path must be root's: root clones, fetches and writes known_hosts there.
+const OWNER_CHECK: &str = r#"ro=$(stat -c %U -- "$rp" 2> "$log") || fail {}
+if [ "$ro" != root ]; then printf 'the release path %s is owned by %s, but root builds there (the mirror, known_hosts): make it root'"'"'s and writable by root alone; the release user owns only releases/<commit>\n' "$rp" "$ro" > "$log"; fail {} 1; fi"#;
 
 /// Runs inside the build's subshell (`set -e`): who builds, leftovers of killed runs removed,
 /// a root-only temp dir for the key and the archive.
@@ -332,7 +339,12 @@ pub(crate) mod tests {
             f.release.history,
             vec![("2026-01-01T00:00:00Z".into(), "abc".into())]
         );
-        assert!(crate::facts::parse("rel_log\tonly-one-field\n").is_err());
+        let f = crate::facts::parse("rel_log\tonly-one-field\nrel_log\ta\tb\tc\n").unwrap();
+        assert!(
+            f.release.history.is_empty(),
+            "hand-edited log lines are skipped"
+        );
+        assert!(crate::facts::parse("rel_what\tx\n").is_err());
     }
 
     #[test]
