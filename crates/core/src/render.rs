@@ -224,6 +224,22 @@ pub struct HostRender {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl HostRender {
+    /// The secrets this host needs that are not set: those its files name (placeholders were
+    /// rendered), and its release's `ssh_key`.
+    pub fn missing_secrets(&self) -> impl Iterator<Item = &str> {
+        let key = self
+            .release
+            .as_ref()
+            .filter(|r| r.ssh_key_value.is_none())
+            .and_then(|r| r.ssh_key.as_deref());
+        self.files
+            .iter()
+            .flat_map(|f| f.missing_secrets.iter().map(String::as_str))
+            .chain(key)
+    }
+}
+
 impl Renderer {
     /// Renders every file `host` gets, in role apply order. Errors are collected per file, so
     /// one broken template does not hide the others.

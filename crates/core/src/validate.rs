@@ -1262,11 +1262,9 @@ pub fn check_rendering(env: &Environment, renderer: &Renderer, secrets: &Secrets
     let mut by_key: BTreeMap<String, (Diagnostic, Vec<String>)> = BTreeMap::new();
     for (host, out) in hosts.iter().zip(rendered) {
         check.files += out.files.len();
-        for f in &out.files {
-            check
-                .missing_secrets
-                .extend(f.missing_secrets.iter().cloned());
-        }
+        check
+            .missing_secrets
+            .extend(out.missing_secrets().map(str::to_string));
         for d in out.diagnostics {
             let key = format!("{:?}{}{:?}", d.location, d.message, d.notes);
             let entry = by_key.entry(key).or_insert_with(|| (d, Vec::new()));

@@ -132,6 +132,18 @@ fn a_release_renders_per_host_with_its_defaults() {
     assert_eq!((r.ref_.as_str(), r.label.as_str()), ("main", "main"));
     assert_eq!(r.ssh_key.as_deref(), Some("deploy_key"));
     assert!(r.ssh_key_value.is_none());
+    let out = render(&site, "prod", "app2", &Secrets::default());
+    assert_eq!(
+        out.missing_secrets().collect::<Vec<_>>(),
+        vec!["deploy_key"]
+    );
+    let out = render(&site, "prod", "app2", &secrets);
+    assert_eq!(out.missing_secrets().count(), 0);
+    // `validate` warns about it as about any secret not set.
+    let env = Environment::resolve(&site, "prod", &[]).unwrap();
+    let (renderer, _) = Renderer::new(&site);
+    let check = validate::check_rendering(&env, &renderer, &Secrets::default());
+    assert!(check.missing_secrets.contains("deploy_key"));
 }
 
 #[test]
