@@ -9,7 +9,10 @@ Exit codes:
   1  error: the site has errors, bad usage, a host is unreachable, or apply was refused
      (the environment is locked by another run, say); nothing was changed
   2  plan --detailed-exitcode: there are changes
-  3  apply: some hosts failed (the others converged; see the recap)";
+  3  apply: some hosts failed (the others converged; see the recap);
+     apply, rollback: a release's roll stopped (its once commands failed: nothing was
+     switched; or a batch failed its health check: that batch is back on its previous
+     release, later batches were not touched)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,6 +108,38 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// Switch every host of the selected release roles back to an earlier release it keeps (no
+    /// build, no once commands), through the same batches, reloads and health checks as apply.
+    /// Database migrations are not reversed.
+    #[command(after_help = EXIT_CODES)]
+    Rollback {
+        env: String,
+        /// The release to go back to: a commit (or a prefix of one) every selected host of the
+        /// role keeps built; default: each host's previous release.
+        #[arg(long, value_name = "COMMIT")]
+        to: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Only these hosts: a comma list of `host:NAME`, `role:NAME`, globs, or bare names.
+        #[arg(long, value_delimiter = ',', value_name = "PATTERNS")]
+        limit: Vec<String>,
+        /// Override a variable, highest precedence: --var app.ref=v2
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Which release each host runs (the commit `current` points to) and which it keeps, with
+    /// when each was switched to.
+    #[command(after_help = EXIT_CODES)]
+    Releases {
+        env: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only these hosts: a comma list of `host:NAME`, `role:NAME`, globs, or bare names.
+        #[arg(long, value_delimiter = ',', value_name = "PATTERNS")]
+        limit: Vec<String>,
     },
     /// Check the whole site: every problem at once, with file, line and a hint.
     #[command(after_help = EXIT_CODES)]

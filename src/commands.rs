@@ -37,6 +37,27 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
         Command::ForceUnlock { env, id, yes } => {
             crate::run::force_unlock_cmd(cli, style, env, id, *yes)
         }
+        Command::Rollback {
+            env,
+            to,
+            yes,
+            limit,
+            vars,
+        } => crate::rollback::rollback_cmd(
+            cli,
+            style,
+            env,
+            to.as_deref(),
+            *yes,
+            &crate::rollback::flags(limit, vars),
+        ),
+        Command::Releases { env, json, limit } => crate::rollback::releases_cmd(
+            cli,
+            style,
+            env,
+            *json,
+            &crate::rollback::flags(limit, &[]),
+        ),
         Command::Validate { env, vars } => validate_cmd(cli, style, env.as_deref(), vars),
         Command::Roles {
             command:

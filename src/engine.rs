@@ -28,18 +28,20 @@ pub async fn gather(
     transports: Arc<Transports>,
     hosts: Vec<(DesiredHost, String)>,
     secrets: Arc<Secrets>,
+    mirrors: Arc<crate::git::Mirrors>,
     parallel: usize,
     connect_wait: std::time::Duration,
     sink: Sink,
 ) -> (Vec<Target>, Vec<HostError>) {
     let sem = Arc::new(host_slots(parallel));
     let mut tasks = Vec::new();
-    for (desired, address) in hosts {
-        let (transports, secrets, sem, sink) = (
+    for (mut desired, address) in hosts {
+        let (transports, secrets, sem, sink, mirrors) = (
             transports.clone(),
             secrets.clone(),
             sem.clone(),
             sink.clone(),
+            mirrors.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
@@ -56,7 +58,7 @@ pub async fn gather(
                     Err(e) => return Err(host_error(&name, &e)),
                 }
             };
-            match plan_one(conn.as_ref(), &desired, &secrets).await {
+            match plan_one(conn.as_ref(), &mut desired, &secrets, &mirrors).await {
                 Ok((plan, round_trips)) => {
                     sink(Event::Planned {
                         host: name,
@@ -103,19 +105,21 @@ fn host_error(host: &str, e: &TransportError) -> HostError {
 }
 
 /// Facts (one command), the current content of changed files when there are any (one more),
-/// then the plan.
+/// then the plan (with the commit count of a new release, from the controller's mirror).
 async fn plan_one(
     conn: &dyn Transport,
-    desired: &DesiredHost,
+    desired: &mut DesiredHost,
     secrets: &Secrets,
+    mirrors: &crate::git::Mirrors,
 ) -> Result<(HostPlan, usize), TransportError> {
+    let name = desired.name.clone();
     let fail = |what: &str, message: String| TransportError::Run {
-        host: desired.name.clone(),
+        host: name.clone(),
         what: what.into(),
         message,
     };
     let out = conn
-        .read("gathering facts", &facts::script(desired))
+        .read("gathering facts", &facts::script(&*desired))
         .await?;
     if out.code != Some(0) {
         return Err(fail(
@@ -124,6 +128,9 @@ async fn plan_one(
         ));
     }
     let f = facts::parse(&out.stdout).map_err(|e| fail("reading facts", e.to_string()))?;
+    tokio::task::block_in_place(|| {
+        crate::git::fill_commits(mirrors, desired, f.release.current.as_deref())
+    });
     let mut round_trips = 1;
     let wanted = files_to_diff(desired, &f);
     let mut current = BTreeMap::new();
@@ -151,12 +158,13 @@ async fn plan_one(
 }
 
 /// Runs every target's plan, `parallel` hosts at a time; a failed host does not stop others.
+/// The targets come back with their connections open (the release phases use them).
 pub async fn apply(
     targets: Vec<Target>,
     secrets: Arc<Secrets>,
     parallel: usize,
     sink: Sink,
-) -> Vec<Recap> {
+) -> (Vec<Target>, Vec<Recap>) {
     let sem = Arc::new(host_slots(parallel));
     let mut tasks = Vec::new();
     for t in targets {
@@ -164,18 +172,20 @@ pub async fn apply(
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
             let recap = apply_one(&t, &secrets, &sink).await;
-            t.conn.close().await;
-            recap
+            (t, recap)
         }));
     }
+    let mut done = Vec::new();
     let mut recaps = Vec::new();
     for t in tasks {
-        if let Ok(r) = t.await {
+        if let Ok((t, r)) = t.await {
+            done.push(t);
             recaps.push(r);
         }
     }
+    done.sort_by(|a, b| a.desired.name.cmp(&b.desired.name));
     recaps.sort_by(|a, b| a.host.cmp(&b.host));
-    recaps
+    (done, recaps)
 }
 
 async fn apply_one(t: &Target, secrets: &Secrets, sink: &Sink) -> Recap {

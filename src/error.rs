@@ -15,6 +15,9 @@ pub enum Outcome {
     Changes,
     /// `apply` failed on some hosts.
     Partial,
+    /// A release's roll stopped: its once commands failed (nothing switched), or a batch failed
+    /// its health check (that batch switched back, later batches untouched).
+    RollStopped,
 }
 
 impl From<Outcome> for ExitCode {
@@ -23,7 +26,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Failed => ExitCode::from(1),
             Outcome::Changes => ExitCode::from(2),
-            Outcome::Partial => ExitCode::from(3),
+            Outcome::Partial | Outcome::RollStopped => ExitCode::from(3),
         }
     }
 }
@@ -88,14 +91,10 @@ pub enum CliError {
     HostKeysMissing { env: String, hosts: Vec<String> },
     #[error("the saved plan is stale: the cloud resources of {env} changed since it was made; nothing was changed")]
     StaleCloud { env: String },
-    #[error("{at}: the release of role {role}: {source}; nothing was changed")]
-    ReleaseRef {
-        /// `file:line` of the role's `ref`.
-        at: String,
-        role: String,
-        #[source]
-        source: crate::git::GitError,
-    },
+    #[error(transparent)]
+    ReleaseRef(#[from] crate::git::RefError),
+    #[error("{0}; nothing was changed")]
+    Rollback(String),
 }
 
 impl From<crate::lock::LockError> for CliError {
@@ -117,8 +116,8 @@ impl CliError {
             CliError::Provider(e) => e.hint(),
             CliError::Ssh(e) => e.hint(),
             CliError::Lock(e) => e.hint(),
-            CliError::ReleaseRef { source: crate::git::GitError::Fetch { .. }, .. } => Some("check that this machine can fetch the repository (set `controller_repo:` in the release when the hosts' URL is not reachable from here)".into()),
-            CliError::ReleaseRef { .. } => Some("check the ref in the role, the inventory's vars or --var, and that it was pushed".into()),
+            CliError::ReleaseRef(e) => Some(e.hint()),
+            CliError::Rollback(_) => Some("`infra releases ENV` lists the releases each host keeps".into()),
             CliError::HostKeysMissing { .. } => Some("check that the image runs cloud-init and prints the host keys on the console (see `aws ec2 get-console-output --instance-id ID`); once it does, run the same command again. Or set `ssh.host_keys: accept-new` in the inventory to accept their keys on first use".into()),
             _ => None,
         }

@@ -22,6 +22,12 @@ pub enum Event {
         host: String,
         line: String,
     },
+    /// A step of a release's roll on one host: `release 9b8e7d1 switched`, `health ok`, ...
+    Release {
+        host: String,
+        text: String,
+        failed: bool,
+    },
 }
 
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;

@@ -35,6 +35,26 @@ fn detail(stderr: &str) -> String {
     }
 }
 
+/// A release whose ref did not resolve: where the ref is written, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: the release of role {role}: {source}; nothing was changed")]
+pub struct RefError {
+    /// `file:line` of the role's `ref`.
+    pub at: String,
+    pub role: String,
+    #[source]
+    pub source: GitError,
+}
+
+impl RefError {
+    pub fn hint(&self) -> String {
+        match self.source {
+            GitError::Fetch { .. } => "check that this machine can fetch the repository (set `controller_repo:` in the release when the hosts' URL is not reachable from here)".into(),
+            _ => "check the ref in the role, the inventory's vars or --var, and that it was pushed".into(),
+        }
+    }
+}
+
 /// The mirrors of one run, and what was resolved in them.
 pub struct Mirrors {
     /// Where relative repository paths start: the site's root.
@@ -90,7 +110,6 @@ impl Mirrors {
 
     /// How many commits `to` has that `from` has not (`git rev-list --count FROM..TO`), in the
     /// mirror of `url` as this run fetched it; `None` when either is unknown there.
-    #[allow(dead_code)] // the plan's commit counts use it once release steps are planned
     pub fn count(&self, url: &str, from: &str, to: &str) -> Option<u32> {
         if !is_full_commit(from) || !is_full_commit(to) {
             return None;
@@ -159,7 +178,7 @@ impl Mirrors {
 pub fn resolve_releases(
     site_root: &Path,
     hosts: &mut [(infra_core::desired::DesiredHost, String)],
-) -> Result<Mirrors, crate::error::CliError> {
+) -> Result<Mirrors, RefError> {
     let mut mirrors = Mirrors::new(site_root);
     for (d, _) in hosts.iter_mut() {
         let Some(rel) = d.release.as_mut() else {
@@ -169,7 +188,7 @@ pub fn resolve_releases(
         match mirrors.resolve(&url, &rel.ref_) {
             Ok(commit) => rel.commit = Some(commit),
             Err(source) => {
-                return Err(crate::error::CliError::ReleaseRef {
+                return Err(RefError {
                     at: format!("{}:{}", rel.ref_at.file.display(), rel.ref_at.line),
                     role: rel.role.clone(),
                     source,
@@ -178,6 +197,26 @@ pub fn resolve_releases(
         }
     }
     Ok(mirrors)
+}
+
+/// Sets how many commits lie between the host's live release (`current`, from its facts) and
+/// the one it gets, when both are in the repository.
+pub fn fill_commits(
+    mirrors: &Mirrors,
+    desired: &mut infra_core::desired::DesiredHost,
+    current: Option<&str>,
+) {
+    let Some(rel) = desired.release.as_mut() else {
+        return;
+    };
+    rel.commits = match (current, rel.commit.as_deref()) {
+        (Some(from), Some(to)) if from != to => mirrors.count(
+            rel.controller_repo.as_deref().unwrap_or(&rel.repo),
+            from,
+            to,
+        ),
+        _ => None,
+    };
 }
 
 /// A full hexadecimal commit id (sha1 or sha256).

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum Operation {
     Apply,
     Destroy,
+    Rollback,
 }
 
 impl Operation {
@@ -29,6 +30,7 @@ impl Operation {
         match self {
             Operation::Apply => "apply",
             Operation::Destroy => "destroy",
+            Operation::Rollback => "rollback",
         }
     }
 }

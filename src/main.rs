@@ -10,6 +10,8 @@ mod git;
 mod load;
 mod lock;
 mod provider;
+mod rollback;
+mod rollout;
 mod run;
 mod transport;
 mod view;

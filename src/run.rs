@@ -6,6 +6,7 @@ use crate::error::{CliError, Outcome};
 use crate::load::{checked_env, find_env, load, parse_vars, report};
 use crate::lock::{EnvLock, Operation};
 use crate::provider;
+use crate::rollout::Rollout;
 use crate::transport::{Login, Transports};
 use crate::view::{self, Style};
 use infra_core::cloud::{self, CloudPlan};
@@ -26,23 +27,27 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Everything needed to reach and plan the selected hosts of an environment.
-struct Prepared {
-    env: String,
+pub(crate) struct Prepared {
+    pub env: String,
     /// Hosts to reach (over SSH at their address, or `connection: local`).
-    hosts: Vec<(DesiredHost, String)>,
+    pub hosts: Vec<(DesiredHost, String)>,
     /// Hosts whose machine does not exist yet: planned as fresh machines.
-    fresh: Vec<DesiredHost>,
-    secrets: Secrets,
-    transports: Transports,
-    missing_secrets: Vec<String>,
+    pub fresh: Vec<DesiredHost>,
+    pub secrets: Secrets,
+    pub transports: Transports,
+    pub missing_secrets: Vec<String>,
     /// The cloud section (aws inventories) and the scope the provider works in.
-    cloud: Option<(Scope, CloudPlan)>,
+    pub cloud: Option<(Scope, CloudPlan)>,
     /// What the plan is computed from, as digests.
-    inputs: Inputs,
+    pub inputs: Inputs,
+    /// The release repositories' mirrors (for the plan's commit counts).
+    pub mirrors: Arc<crate::git::Mirrors>,
+    /// Waves and release rolls of the selected hosts.
+    pub rollout: Rollout,
 }
 
 /// What the cloud side of a run does.
-enum CloudStage {
+pub(crate) enum CloudStage {
     /// Ask the provider what exists and plan the cloud (plan, apply).
     Plan,
     /// The cloud was just applied: these are the facts after it, and the hosts whose machines
@@ -50,7 +55,7 @@ enum CloudStage {
     Known(Box<CloudFacts>, Vec<String>),
 }
 
-fn prepare(
+pub(crate) fn prepare(
     cli: &Cli,
     style: &Style,
     env_name: &str,
@@ -88,7 +93,11 @@ fn prepare(
     let Some(mut desired) = desired_hosts(style, &env, &renderer, &secrets, &selected) else {
         return Ok(None);
     };
-    crate::git::resolve_releases(&site.root, &mut desired.hosts)?;
+    let mirrors = crate::git::resolve_releases(&site.root, &mut desired.hosts)?;
+    let rollout = Rollout::new(
+        &env,
+        &desired.hosts.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+    );
     let (fresh, hosts): (Vec<_>, Vec<_>) = desired
         .hosts
         .into_iter()
@@ -107,6 +116,8 @@ fn prepare(
         missing_secrets: desired.missing_secrets,
         cloud: cloud_plan,
         inputs,
+        mirrors: Arc::new(mirrors),
+        rollout,
     }))
 }
 
@@ -379,7 +390,7 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -394,6 +405,7 @@ struct Planned {
     plan: Plan,
     secrets: Arc<Secrets>,
     scope: Option<Scope>,
+    rollout: Rollout,
 }
 
 impl Planned {
@@ -422,6 +434,7 @@ fn plan_hosts(
         transports.clone(),
         p.hosts,
         secrets.clone(),
+        p.mirrors.clone(),
         parallel,
         connect_wait,
         view::progress_sink(style),
@@ -442,6 +455,7 @@ fn plan_hosts(
     let scope = p.cloud.as_ref().map(|(s, _)| s.clone());
     plan.cloud = p.cloud.map(|(_, c)| c);
     plan.inputs = p.inputs;
+    plan.once = once_runs(&p.rollout, &targets);
     let planned = Planned {
         rt,
         _transports: transports,
@@ -449,6 +463,7 @@ fn plan_hosts(
         plan,
         secrets,
         scope,
+        rollout: p.rollout,
     };
     if !errors.is_empty() {
         for e in &errors {
@@ -533,7 +548,7 @@ pub fn plan_cmd(
 }
 
 /// Asks for `yes` on the terminal; refuses without one.
-fn confirm(question: &str) -> Result<bool, CliError> {
+pub(crate) fn confirm(question: &str) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(CliError::NoConfirmation);
     }
@@ -701,7 +716,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 
 /// The lock of `env_name`, taken before anything is read or changed; `None` when the site or the
 /// environment has errors (the caller's own loading reports them and stops).
-fn take_lock(
+pub(crate) fn take_lock(
     cli: &Cli,
     style: &Style,
     env_name: &str,
@@ -834,21 +849,92 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
         _transports,
         targets,
         secrets,
+        rollout,
         ..
     } = planned;
-    let recaps = rt.block_on(engine::apply(
-        targets,
-        secrets,
-        flags.parallel,
-        view::progress_sink(style),
-    ));
+    let sink = view::progress_sink(style);
+    let (outcome, recaps) = rt.block_on(async {
+        let (targets, mut recaps) = crate::rollout::apply_waves(
+            targets,
+            &rollout.waves,
+            secrets.clone(),
+            flags.parallel,
+            sink.clone(),
+        )
+        .await;
+        let mut outcome = if recaps.iter().any(|r| r.failed) {
+            Outcome::Partial
+        } else {
+            Outcome::Success
+        };
+        if outcome == Outcome::Success {
+            if let Err(failures) = release_phases(&targets, &rollout, &secrets, &sink).await {
+                crate::rollout::mark(&mut recaps, &failures);
+                outcome = Outcome::RollStopped;
+            }
+        }
+        for t in targets {
+            t.conn.close().await;
+        }
+        (outcome, recaps)
+    });
     drop(_transports);
     view::print_recap(&recaps).map_err(CliError::Stdout)?;
-    Ok(if recaps.iter().any(|r| r.failed) {
-        Outcome::Partial
-    } else {
-        Outcome::Success
-    })
+    Ok(outcome)
+}
+
+/// Each release role in turn: its once commands when some selected host gets a new release,
+/// then its switch, batch by batch. The first failure stops every roll.
+async fn release_phases(
+    targets: &[Target],
+    rollout: &Rollout,
+    secrets: &Secrets,
+    sink: &engine::Sink,
+) -> Result<(), Vec<crate::rollout::Failure>> {
+    for role in &rollout.roles {
+        let switches = crate::rollout::switches(targets, role);
+        if switches.is_empty() {
+            continue;
+        }
+        let once_target = targets.iter().find(|t| t.desired.name == role.once_host);
+        if let Some(t) = once_target {
+            if let Some(rel) = &t.desired.release {
+                let commit = rel.commit.clone().unwrap_or_default();
+                crate::rollout::once(
+                    &t.desired.name,
+                    t.conn.as_ref(),
+                    rel,
+                    &commit,
+                    secrets,
+                    sink,
+                )
+                .await
+                .map_err(|f| vec![f])?;
+            }
+        }
+        crate::rollout::roll(role, &switches, secrets, sink, true).await?;
+    }
+    Ok(())
+}
+
+/// The once commands the plan's release steps ask for: per release role with a selected host
+/// getting a new release, on the role's once-host.
+fn once_runs(rollout: &Rollout, targets: &[Target]) -> Vec<infra_core::plan::OnceRun> {
+    rollout
+        .roles
+        .iter()
+        .filter(|role| !crate::rollout::switches(targets, role).is_empty())
+        .filter_map(|role| {
+            let t = targets.iter().find(|t| t.desired.name == role.once_host)?;
+            let rel = t.desired.release.as_ref()?;
+            (!rel.once.is_empty()).then(|| infra_core::plan::OnceRun {
+                role: role.role.clone(),
+                host: role.once_host.clone(),
+                commit: rel.commit.clone().unwrap_or_default(),
+                commands: rel.once.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `infra destroy ENV`: everything the environment owns in the cloud goes.

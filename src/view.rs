@@ -295,6 +295,10 @@ pub fn progress_sink(style: &Style) -> crate::events::Sink {
                 eprintln!("{host}: [{}/{total}] {address}: {word}", index + 1)
             }
             crate::events::Event::Output { host, line } => eprintln!("{host}:     | {line}"),
+            crate::events::Event::Release { host, text, failed } => {
+                let text = if failed { s.paint("1;31", &text) } else { text };
+                eprintln!("{host}: {text}")
+            }
         }
     })
 }
@@ -391,6 +395,7 @@ pub fn print_plan(plan: &infra_core::plan::Plan) -> io::Result<()> {
             print_step(&mut out, step)?;
         }
     }
+    print_once(&mut out, &plan.once)?;
     print_plan_summary(&mut out, plan)?;
     out.flush()
 }
@@ -558,19 +563,46 @@ fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) -> io::Result
 
 /// `release 3f2a1c0 -> 9b8e7d1 (v2026.12, 14 commits)`, `release (none) -> 9b8e7d1 (master)`.
 fn print_release_step(out: &mut impl Write, r: &kinds::release::Step) -> io::Result<()> {
-    let short = |c: &str| c.chars().take(7).collect::<String>();
-    let from = r.from.as_deref().map_or("(none)".to_string(), short);
-    let mut about = vec![r.label.clone()];
+    let from = r.from.as_deref().map_or("(none)", crate::rollout::short);
+    let mut about = Vec::new();
+    if !r.label.is_empty() && !r.to.starts_with(r.label.as_str()) {
+        about.push(r.label.clone());
+    }
     if let Some(n) = r.commits {
         about.push(format!("{n} commit{}", if n == 1 { "" } else { "s" }));
     }
+    if !r.build {
+        about.push("already built".into());
+    }
+    let about = if about.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", about.join(", "))
+    };
     let sym = if r.from.is_some() { "~" } else { "+" };
     writeln!(
         out,
-        "  {sym} release {from} -> {} ({})",
-        short(&r.to),
-        about.join(", ")
-    )
+        "  {sym} release {from} -> {}{about}",
+        crate::rollout::short(&r.to)
+    )?;
+    writeln!(out, "      in {} (role {})", r.path, r.role)
+}
+
+/// The once commands an apply runs, and where.
+fn print_once(out: &mut impl Write, once: &[infra_core::plan::OnceRun]) -> io::Result<()> {
+    if once.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nOnce per environment (after every host is built, before any release switches):"
+    )?;
+    for o in once {
+        for c in &o.commands {
+            writeln!(out, "  once on {}: {c}", o.host)?;
+        }
+    }
+    Ok(())
 }
 
 fn print_plan_summary(out: &mut impl Write, plan: &infra_core::plan::Plan) -> io::Result<()> {
@@ -691,6 +723,9 @@ fn bars_sink() -> crate::events::Sink {
         }
         Event::Output { host, line } => {
             let _ = multi.println(format!("{host}:     | {line}"));
+        }
+        Event::Release { host, text, .. } => {
+            let _ = multi.println(format!("{host}: {text}"));
         }
     })
 }

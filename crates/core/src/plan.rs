@@ -65,6 +65,20 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud: Option<crate::cloud::CloudPlan>,
     pub hosts: Vec<HostPlan>,
+    /// Release roles' once commands this apply runs (some selected host of the role gets a new
+    /// release), each on one host, after every host is built and before any switches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub once: Vec<OnceRun>,
+}
+
+/// A release role's once commands and the one host they run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnceRun {
+    pub role: String,
+    pub host: String,
+    /// The release they run in (full commit).
+    pub commit: String,
+    pub commands: Vec<String>,
 }
 
 impl Plan {
@@ -76,6 +90,7 @@ impl Plan {
             inputs: Inputs::default(),
             cloud: None,
             hosts,
+            once: Vec::new(),
         }
     }
 

@@ -194,6 +194,20 @@ pub fn differences(saved: &Plan, now: &Plan) -> Vec<Difference> {
             )]),
         });
     }
+    let once_items = |p: &Plan| -> Vec<(String, Value)> {
+        p.once
+            .iter()
+            .map(|o| {
+                let v = serde_json::to_value(o).unwrap_or(Value::Null);
+                (format!("once {} on {}", o.role, o.host), v)
+            })
+            .collect()
+    };
+    found.extend(list_differences(
+        "once",
+        &once_items(saved),
+        &once_items(now),
+    ));
     found
 }
 

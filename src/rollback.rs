@@ -1,0 +1,451 @@
+//! `infra rollback` and `infra releases`: the releases each host keeps, read from the hosts;
+//! a rollback switches `current` back through the same batches, reloads and health checks as
+//! apply (no build, no once commands).
+
+use crate::cli::{Cli, RunFlags};
+use crate::error::{CliError, Outcome};
+use crate::rollout::{short, RoleRoll, Rollout, Switch};
+use crate::transport::Transports;
+use crate::view::{self, Style};
+use infra_core::desired::{DesiredHost, DesiredRelease};
+use infra_core::release::ReleaseInfo as Releases;
+use infra_core::secrets::Secrets;
+use std::io::Write;
+use std::sync::Arc;
+
+/// A host with a release, reached, and what it keeps.
+pub struct Probed {
+    pub conn: Box<dyn crate::transport::Transport>,
+    pub desired: DesiredHost,
+    pub release: DesiredRelease,
+    pub releases: Releases,
+}
+
+impl Probed {
+    fn release(&self) -> &DesiredRelease {
+        &self.release
+    }
+}
+
+/// The flags `rollback` and `releases` share with plan.
+pub fn flags(limit: &[String], vars: &[String]) -> RunFlags {
+    RunFlags {
+        limit: limit.to_vec(),
+        cloud_only: false,
+        parallel: 32,
+        vars: vars.to_vec(),
+    }
+}
+
+/// The release a host goes back to: `to` (a prefix of a release it keeps built), else the one
+/// before `current` in its history that it still keeps. `None`: it is already there.
+pub fn target(host: &str, r: &Releases, to: Option<&str>) -> Result<Option<String>, String> {
+    let kept = || {
+        if r.kept.is_empty() {
+            "it keeps none".to_string()
+        } else {
+            let list: Vec<&str> = r.kept.iter().map(|(c, _)| short(c)).collect();
+            format!("it keeps {}", list.join(", "))
+        }
+    };
+    let chosen = match to {
+        Some(prefix) => match r.matching(prefix).as_slice() {
+            [one] => one.to_string(),
+            [] => {
+                return Err(format!(
+                    "host {host} keeps no built release {prefix} ({})",
+                    kept()
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "`{prefix}` names more than one release kept on host {host}: give more of the commit"
+                ))
+            }
+        },
+        None => match r.previous() {
+            Some(c) => c.to_string(),
+            None => {
+                return Err(format!(
+                    "host {host} has no previous release to go back to ({})",
+                    kept()
+                ))
+            }
+        },
+    };
+    Ok((Some(chosen.as_str()) != r.current.as_deref()).then_some(chosen))
+}
+
+/// The selected hosts with a release, reached, with what each keeps; for rollback and releases.
+pub(crate) struct ProbedRun {
+    pub rt: tokio::runtime::Runtime,
+    pub _transports: Arc<Transports>,
+    pub hosts: Vec<Probed>,
+    pub secrets: Arc<Secrets>,
+    pub rollout: Rollout,
+}
+
+/// Renders the selected hosts, reaches those with a release and reads the releases each
+/// keeps. `None`: a problem was reported. Unreachable hosts are errors (nothing changed).
+pub(crate) fn probe_releases(
+    cli: &Cli,
+    style: &Style,
+    env: &str,
+    flags: &RunFlags,
+) -> Result<Option<ProbedRun>, CliError> {
+    let Some(p) = crate::run::prepare(cli, style, env, flags, crate::run::CloudStage::Plan)? else {
+        return Ok(None);
+    };
+    let hosts: Vec<(DesiredHost, String)> = p
+        .hosts
+        .into_iter()
+        .filter(|(d, _)| d.release.is_some())
+        .collect();
+    if hosts.is_empty() {
+        return Err(CliError::Var(format!(
+            "no selected host of {env} has a release (a role with `release:`); nothing was changed"
+        )));
+    }
+    let rt = crate::run::runtime()?;
+    let transports = Arc::new(p.transports);
+    let results = rt.block_on(async {
+        let mut out = Vec::new();
+        for (desired, address) in hosts {
+            let name = desired.name.clone();
+            out.push(match transports.connect(&name, &address).await {
+                Ok(conn) => probe_one(conn, desired).await,
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        out
+    });
+    let (probed, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    let probed: Vec<Probed> = probed.into_iter().filter_map(Result::ok).collect();
+    if !errors.is_empty() {
+        rt.block_on(async {
+            for h in probed {
+                h.conn.close().await;
+            }
+        });
+        for e in errors.into_iter().filter_map(Result::err) {
+            let e = crate::engine::HostError {
+                host: String::new(),
+                error: e,
+                hint: None,
+            };
+            view::print_host_error(style, &e);
+        }
+        return Ok(None);
+    }
+    Ok(Some(ProbedRun {
+        rt,
+        _transports: transports,
+        hosts: probed,
+        secrets: Arc::new(p.secrets),
+        rollout: p.rollout,
+    }))
+}
+
+/// `infra rollback ENV [--to COMMIT]`.
+pub fn rollback_cmd(
+    cli: &Cli,
+    style: &Style,
+    env: &str,
+    to: Option<&str>,
+    yes: bool,
+    flags: &RunFlags,
+) -> Result<Outcome, CliError> {
+    let lock = crate::run::take_lock(cli, style, env, flags, crate::lock::Operation::Rollback)?;
+    let Some(probe) = probe_releases(cli, style, env, flags)? else {
+        return Ok(Outcome::Failed);
+    };
+    let Some(_lock) = lock else {
+        return Ok(Outcome::Failed);
+    };
+    let ProbedRun {
+        rt,
+        _transports,
+        hosts,
+        secrets,
+        rollout,
+    } = probe;
+    let close = |hosts: Vec<Probed>| {
+        rt.block_on(async {
+            for h in hosts {
+                h.conn.close().await;
+            }
+        })
+    };
+    let mut moves = Vec::new();
+    let mut refused = Vec::new();
+    for h in &hosts {
+        match target(&h.desired.name, &h.releases, to) {
+            Ok(t) => moves.push(t),
+            Err(e) => refused.push(e),
+        }
+    }
+    if !refused.is_empty() {
+        close(hosts);
+        return Err(CliError::Rollback(refused.join("; ")));
+    }
+    print_moves(&hosts, &moves).map_err(CliError::Stdout)?;
+    if moves.iter().all(Option::is_none) {
+        close(hosts);
+        return Ok(Outcome::Success);
+    }
+    if !yes && !crate::run::confirm(&format!("Roll back these hosts of {env}?"))? {
+        close(hosts);
+        return Ok(Outcome::Failed);
+    }
+    let sink = view::progress_sink(style);
+    let failures = rt.block_on(async {
+        let mut failures = Vec::new();
+        for role in &rollout.roles {
+            let switches = switches(&hosts, &moves, role);
+            if switches.is_empty() {
+                continue;
+            }
+            if let Err(f) = crate::rollout::roll(role, &switches, &secrets, &sink, false).await {
+                failures = f;
+                break;
+            }
+        }
+        failures
+    });
+    close(hosts);
+    if failures.is_empty() {
+        println!("Rollback complete.");
+        return Ok(Outcome::Success);
+    }
+    for f in &failures {
+        println!("\n{} failed at {}:", f.host, f.what);
+        for l in f.lines.iter().rev().take(20).rev() {
+            println!("    {l}");
+        }
+    }
+    Ok(Outcome::RollStopped)
+}
+
+fn switches<'a>(hosts: &'a [Probed], moves: &[Option<String>], role: &RoleRoll) -> Vec<Switch<'a>> {
+    hosts
+        .iter()
+        .zip(moves)
+        .filter(|(h, _)| role.hosts.contains(&h.desired.name))
+        .filter_map(|(h, m)| {
+            Some(Switch {
+                host: &h.desired.name,
+                conn: h.conn.as_ref(),
+                release: h.release(),
+                to: m.clone()?,
+                back: h.releases.current.clone(),
+            })
+        })
+        .collect()
+}
+
+/// What a rollback will do, on stdout.
+fn print_moves(hosts: &[Probed], moves: &[Option<String>]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Rollback:")?;
+    for (h, m) in hosts.iter().zip(moves) {
+        let from = h.releases.current.as_deref().map_or("(none)", short);
+        match m {
+            Some(to) => writeln!(
+                out,
+                "  {}: release {from} -> {} (role {})",
+                h.desired.name,
+                short(to),
+                h.release().role
+            )?,
+            None => writeln!(out, "  {}: already on {from}", h.desired.name)?,
+        }
+    }
+    writeln!(
+        out,
+        "Database migrations are not reversed: the schema stays as the newest release left it."
+    )?;
+    out.flush()
+}
+
+/// `infra releases ENV [--json]`.
+pub fn releases_cmd(
+    cli: &Cli,
+    style: &Style,
+    env: &str,
+    json: bool,
+    flags: &RunFlags,
+) -> Result<Outcome, CliError> {
+    let Some(probe) = probe_releases(cli, style, env, flags)? else {
+        return Ok(Outcome::Failed);
+    };
+    let hosts = probe.hosts;
+    let shown = if json {
+        print_releases_json(&hosts)
+    } else {
+        print_releases(&hosts)
+    };
+    probe.rt.block_on(async {
+        for h in hosts {
+            h.conn.close().await;
+        }
+    });
+    shown.map_err(CliError::Stdout)?;
+    Ok(Outcome::Success)
+}
+
+/// Each kept release with the last time it was switched to (`None`: never).
+fn kept(r: &Releases) -> Vec<(&str, Option<&str>)> {
+    r.kept
+        .iter()
+        .map(|(c, when)| (c.as_str(), when.as_deref()))
+        .collect()
+}
+
+fn print_releases(hosts: &[Probed]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for h in hosts {
+        let rel = h.release();
+        let current = h.releases.current.as_deref().map_or("(none)", short);
+        writeln!(
+            out,
+            "{} (role {}, {}): current {current}",
+            h.desired.name, rel.role, rel.path
+        )?;
+        for (c, when) in kept(&h.releases) {
+            let mark = if Some(c) == h.releases.current.as_deref() {
+                "  (current)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "    {}  {}{mark}",
+                short(c),
+                when.unwrap_or("never switched to")
+            )?;
+        }
+    }
+    out.flush()
+}
+
+fn print_releases_json(hosts: &[Probed]) -> std::io::Result<()> {
+    let list: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|h| {
+            let rel = h.release();
+            let kept: Vec<serde_json::Value> = kept(&h.releases)
+                .into_iter()
+                .map(|(c, when)| serde_json::json!({"commit": c, "switched_at": when}))
+                .collect();
+            serde_json::json!({
+                "host": h.desired.name,
+                "role": rel.role,
+                "path": rel.path,
+                "current": h.releases.current,
+                "releases": kept,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({"format_version": "1", "hosts": list});
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?
+    )?;
+    out.flush()
+}
+
+/// Reads the releases a host keeps (for `probe_releases`); the connection is closed on error.
+pub async fn probe_one(
+    conn: Box<dyn crate::transport::Transport>,
+    desired: DesiredHost,
+) -> Result<Probed, String> {
+    let Some(release) = desired.release.clone() else {
+        conn.close().await;
+        return Err(format!("host {} has no release", desired.name));
+    };
+    let script = infra_core::release::releases_probe(&release);
+    let failed = match conn.read("reading releases", &script).await {
+        Ok(o) if o.code == Some(0) => match infra_core::release::parse_releases(&o.stdout) {
+            Ok(releases) => {
+                return Ok(Probed {
+                    conn,
+                    desired,
+                    release,
+                    releases,
+                })
+            }
+            Err(e) => format!("host {}: cannot read its releases: {e}", desired.name),
+        },
+        Ok(o) => format!(
+            "host {}: reading its releases failed (exit {:?}): {}",
+            desired.name,
+            o.code,
+            o.stderr.trim()
+        ),
+        Err(e) => e.to_string(),
+    };
+    conn.close().await;
+    Err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn releases(current: Option<&str>, built: &[&str], history: &[&str]) -> Releases {
+        let history: Vec<(String, String)> = history
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("2026-12-0{}T00:00:00Z", i + 1), c.to_string()))
+            .collect();
+        Releases {
+            current: current.map(str::to_string),
+            kept: built
+                .iter()
+                .map(|c| {
+                    let when = history
+                        .iter()
+                        .rev()
+                        .find(|(_, h)| h == c)
+                        .map(|(t, _)| t.clone());
+                    (c.to_string(), when)
+                })
+                .collect(),
+            history,
+        }
+    }
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+    #[test]
+    fn the_previous_release_is_the_last_other_one_still_kept() {
+        let r = releases(Some(C), &[A, B, C], &[A, B, C]);
+        assert_eq!(target("h", &r, None), Ok(Some(B.to_string())));
+        // B was pruned: A.
+        let r = releases(Some(C), &[A, C], &[A, B, C]);
+        assert_eq!(target("h", &r, None), Ok(Some(A.to_string())));
+        // After a rollback to B, the previous one is C again.
+        let r = releases(Some(B), &[A, B, C], &[A, B, C, B]);
+        assert_eq!(target("h", &r, None), Ok(Some(C.to_string())));
+        let r = releases(Some(A), &[A], &[A]);
+        let e = target("app2", &r, None).unwrap_err();
+        assert!(e.contains("host app2 has no previous release"), "{e}");
+    }
+
+    #[test]
+    fn to_must_name_one_kept_release() {
+        let r = releases(Some(C), &[A, B, C], &[A, B, C]);
+        assert_eq!(target("h", &r, Some("aaaa")), Ok(Some(A.to_string())));
+        assert_eq!(target("h", &r, Some("ccc")), Ok(None));
+        let e = target("app2", &r, Some("dddd")).unwrap_err();
+        assert_eq!(
+            e,
+            "host app2 keeps no built release dddd (it keeps aaaaaaa, bbbbbbb, ccccccc)"
+        );
+        assert!(target("h", &r, Some("")).is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! The phases of a run that span hosts: host scripts wave by wave (`after:`), then per release
+//! role its once commands on one host and its switch batch by batch with health checks, a
+//! failing batch switched back. Shared by `apply` and `rollback`. It never prints; it reports
+//! [`Event`]s.
+
+use crate::engine::{self, Target};
+use crate::events::{Event, Recap, Sink};
+use crate::transport::Transport;
+use infra_core::desired::{DesiredHost, DesiredRelease};
+use infra_core::environment::Environment;
+use infra_core::model::{Batch, Health};
+use infra_core::plan::Step;
+use infra_core::secrets::Secrets;
+use std::sync::Arc;
+
+/// How the selected hosts of a run are ordered: waves, and each release role's roll.
+#[derive(Debug, Clone, Default)]
+pub struct Rollout {
+    /// Host names, wave by wave (`after:`); one wave when no role has `after:`.
+    pub waves: Vec<Vec<String>>,
+    /// The roles whose `release:` some selected host has, by name.
+    pub roles: Vec<RoleRoll>,
+}
+
+/// One release role's roll over the selected hosts holding it.
+#[derive(Debug, Clone)]
+pub struct RoleRoll {
+    pub role: String,
+    /// Its selected hosts, by name.
+    pub hosts: Vec<String>,
+    /// Where its once commands run: the role's once-host when selected, else the first selected.
+    pub once_host: String,
+    pub batch: Option<Batch>,
+    pub health: Option<Health>,
+}
+
+impl Rollout {
+    /// The waves of `hosts` and the rolls of their release roles; a cycle of `after:` (which
+    /// validation reports first) leaves every host in one wave.
+    pub fn new(env: &Environment, hosts: &[&DesiredHost]) -> Rollout {
+        let names: Vec<String> = hosts.iter().map(|d| d.name.clone()).collect();
+        let waves = infra_core::rollout::waves(env, &names).unwrap_or_else(|_| vec![names]);
+        let mut roles: Vec<RoleRoll> = Vec::new();
+        for d in hosts {
+            let Some(rel) = &d.release else { continue };
+            match roles.iter_mut().find(|r| r.role == rel.role) {
+                Some(r) => r.hosts.push(d.name.clone()),
+                None => {
+                    let role = env.site.roles.get(&rel.role).map(|r| &r.value);
+                    roles.push(RoleRoll {
+                        role: rel.role.clone(),
+                        hosts: vec![d.name.clone()],
+                        once_host: String::new(),
+                        batch: role.and_then(|r| r.batch.as_ref()).map(|b| b.value),
+                        health: role
+                            .and_then(|r| r.health.as_ref())
+                            .map(|h| h.value.clone()),
+                    })
+                }
+            }
+        }
+        for r in &mut roles {
+            r.hosts.sort();
+            let once = infra_core::environment::once_host(env, &r.role);
+            r.once_host = match once.filter(|h| r.hosts.iter().any(|x| x == h)) {
+                Some(h) => h.to_string(),
+                None => r.hosts.first().cloned().unwrap_or_default(),
+            };
+        }
+        roles.sort_by(|a, b| a.role.cmp(&b.role));
+        Rollout { waves, roles }
+    }
+}
+
+/// Host scripts wave by wave, each wave's hosts in parallel; a wave with a failed host stops
+/// the run (later waves are not applied: their recaps say so). Connections stay open.
+pub async fn apply_waves(
+    mut targets: Vec<Target>,
+    waves: &[Vec<String>],
+    secrets: Arc<Secrets>,
+    parallel: usize,
+    sink: Sink,
+) -> (Vec<Target>, Vec<Recap>) {
+    let mut done = Vec::new();
+    let mut recaps = Vec::new();
+    let mut failed_wave = false;
+    for wave in waves {
+        let (this, rest): (Vec<Target>, Vec<Target>) = targets
+            .into_iter()
+            .partition(|t| wave.contains(&t.desired.name));
+        targets = rest;
+        if failed_wave {
+            recaps.extend(this.iter().map(not_reached));
+            done.extend(this);
+            continue;
+        }
+        let (applied, r) = engine::apply(this, secrets.clone(), parallel, sink.clone()).await;
+        failed_wave = r.iter().any(|r| r.failed);
+        recaps.extend(r);
+        done.extend(applied);
+    }
+    // Hosts in no wave (none, normally) are applied last.
+    if !targets.is_empty() && !failed_wave {
+        let (applied, r) = engine::apply(targets, secrets, parallel, sink).await;
+        recaps.extend(r);
+        done.extend(applied);
+    } else {
+        recaps.extend(targets.iter().map(not_reached));
+        done.extend(targets);
+    }
+    done.sort_by(|a, b| a.desired.name.cmp(&b.desired.name));
+    recaps.sort_by(|a, b| a.host.cmp(&b.host));
+    (done, recaps)
+}
+
+/// The recap of a host a failed earlier wave kept from being applied.
+fn not_reached(t: &Target) -> Recap {
+    Recap {
+        host: t.desired.name.clone(),
+        ok: 0,
+        changed: 0,
+        failed: true,
+        unreachable: false,
+        failure: Some((
+            "its wave".into(),
+            vec!["not applied: a host of an earlier wave (`after:`) failed".into()],
+        )),
+        busy: None,
+    }
+}
+
+/// A host of a roll that failed, and why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub host: String,
+    /// What failed: `once commands`, `release switch`, `health check`, ...
+    pub what: String,
+    pub lines: Vec<String>,
+}
+
+/// One host's move in a roll: its release, where it goes and where it goes back to.
+pub struct Switch<'a> {
+    pub host: &'a str,
+    pub conn: &'a dyn Transport,
+    pub release: &'a DesiredRelease,
+    pub to: String,
+    /// The commit `current` points to now (`None`: no release yet).
+    pub back: Option<String>,
+}
+
+/// The switches an applied plan asks for in `role`: each host with a release step.
+pub fn switches<'a>(targets: &'a [Target], role: &RoleRoll) -> Vec<Switch<'a>> {
+    targets
+        .iter()
+        .filter(|t| role.hosts.contains(&t.desired.name))
+        .filter_map(|t| {
+            let release = t.desired.release.as_ref()?;
+            t.plan.steps.iter().find_map(|s| match s {
+                Step::Release(r) => Some(Switch {
+                    host: &t.desired.name,
+                    conn: t.conn.as_ref(),
+                    release,
+                    to: r.to.clone(),
+                    back: r.from.clone(),
+                }),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// The first seven characters of a commit.
+pub fn short(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+/// How a script ran on a host: whether it succeeded, its stdout lines and, when it failed,
+/// its stderr and exit status (all secrets redacted).
+struct Ran {
+    ok: bool,
+    stdout: Vec<String>,
+    trouble: Vec<String>,
+}
+
+impl Ran {
+    fn lines(self) -> Vec<String> {
+        self.stdout.into_iter().chain(self.trouble).collect()
+    }
+}
+
+/// Runs a change script on a host.
+async fn run(conn: &dyn Transport, what: &str, script: &str, secrets: &Secrets) -> Ran {
+    let mut stdout: Vec<String> = Vec::new();
+    let result = {
+        let mut on_line = |l: &str| stdout.push(secrets.redact(l));
+        conn.run(what, script, &mut on_line).await
+    };
+    let (ok, trouble) = match result {
+        Ok(out) if out.code == Some(0) => (true, Vec::new()),
+        Ok(out) => {
+            let mut t: Vec<String> = out.stderr.lines().map(|l| secrets.redact(l)).collect();
+            t.push(match out.code {
+                Some(c) => format!("({what}: exit status {c})"),
+                None => format!("({what}: killed by a signal)"),
+            });
+            (false, t)
+        }
+        Err(e) => (false, vec![secrets.redact(&e.to_string())]),
+    };
+    Ran {
+        ok,
+        stdout,
+        trouble,
+    }
+}
+
+fn event(sink: &Sink, host: &str, text: String, failed: bool) {
+    sink(Event::Release {
+        host: host.to_string(),
+        text,
+        failed,
+    });
+}
+
+/// The role's once commands, on `host` in release `commit`'s directory.
+pub async fn once(
+    host: &str,
+    conn: &dyn Transport,
+    release: &DesiredRelease,
+    commit: &str,
+    secrets: &Secrets,
+    sink: &Sink,
+) -> Result<(), Failure> {
+    if release.once.is_empty() {
+        return Ok(());
+    }
+    let script = infra_core::release::once_script(release, commit);
+    let ran = run(conn, "once commands", &script, secrets).await;
+    match ran.ok {
+        true => {
+            let text = format!("once commands ran (release {})", short(commit));
+            event(sink, host, text, false);
+            Ok(())
+        }
+        false => {
+            let text = "once commands FAILED: nothing was switched".to_string();
+            event(sink, host, text, true);
+            Err(Failure {
+                host: host.to_string(),
+                what: "the once commands".into(),
+                lines: ran.lines(),
+            })
+        }
+    }
+}
+
+/// Switches `switches` batch by batch: each host's `current` to its release and reload, then
+/// the health check of every host of the batch. A failing batch is switched back to where it
+/// was (and reloaded), and the roll stops: later batches are not touched. After a batch passes,
+/// its hosts' old releases beyond `keep` are pruned when `prune`.
+pub async fn roll(
+    role: &RoleRoll,
+    switches: &[Switch<'_>],
+    secrets: &Secrets,
+    sink: &Sink,
+    prune: bool,
+) -> Result<(), Vec<Failure>> {
+    let names: Vec<String> = switches.iter().map(|s| s.host.to_string()).collect();
+    for batch in infra_core::rollout::batches(&names, role.batch) {
+        let members: Vec<&Switch> = switches
+            .iter()
+            .filter(|s| batch.iter().any(|b| b == s.host))
+            .collect();
+        let mut failures = Vec::new();
+        let mut switched = Vec::new();
+        for s in &members {
+            match switch(s, &s.to, secrets, sink).await {
+                Ok(()) => switched.push(*s),
+                Err(f) => failures.push(f),
+            }
+        }
+        if failures.is_empty() {
+            if let Some(h) = &role.health {
+                for s in &switched {
+                    if let Err(f) = health(s, h, secrets, sink).await {
+                        failures.push(f);
+                    }
+                }
+            }
+        }
+        if !failures.is_empty() {
+            // Every host the batch touched goes back, the one that failed to switch included
+            // (its switch may have gone halfway).
+            for s in &members {
+                switch_back(s, secrets, sink, &mut failures).await;
+            }
+            return Err(failures);
+        }
+        if prune {
+            for s in &members {
+                let script = infra_core::release::prune_script(s.release);
+                let ran = run(s.conn, "pruning old releases", &script, secrets).await;
+                if !ran.ok {
+                    let lines = ran.lines();
+                    let text = format!("could not prune old releases: {}", lines.join(" / "));
+                    event(sink, s.host, text, true);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One host's `current` to `to`, with its reload commands.
+async fn switch(s: &Switch<'_>, to: &str, secrets: &Secrets, sink: &Sink) -> Result<(), Failure> {
+    let script = infra_core::release::switch_script(s.release, to);
+    let ran = run(s.conn, "release switch", &script, secrets).await;
+    match ran.ok {
+        true => {
+            event(
+                sink,
+                s.host,
+                format!("release {} switched", short(to)),
+                false,
+            );
+            Ok(())
+        }
+        false => {
+            let text = format!("release {} switch FAILED", short(to));
+            event(sink, s.host, text, true);
+            Err(Failure {
+                host: s.host.to_string(),
+                what: format!("the switch to release {}", short(to)),
+                lines: ran.lines(),
+            })
+        }
+    }
+}
+
+async fn health(
+    s: &Switch<'_>,
+    health: &Health,
+    secrets: &Secrets,
+    sink: &Sink,
+) -> Result<(), Failure> {
+    let script = infra_core::rollout::health_script(health);
+    let ran = run(s.conn, "health check", &script, secrets).await;
+    let verdict = infra_core::rollout::health_verdict(&ran.stdout.join("\n"));
+    match verdict {
+        Some(Ok(())) if ran.ok => {
+            event(sink, s.host, "health ok".into(), false);
+            Ok(())
+        }
+        other => {
+            let why = match other {
+                Some(Err(why)) => why,
+                _ => "the check did not finish".into(),
+            };
+            event(sink, s.host, format!("health FAILED: {why}"), true);
+            Err(Failure {
+                host: s.host.to_string(),
+                what: format!("the health check of release {}", short(&s.to)),
+                lines: ran.lines(),
+            })
+        }
+    }
+}
+
+/// Puts a host of a failed batch back on the release it had; a failure is added to `failures`.
+async fn switch_back(s: &Switch<'_>, secrets: &Secrets, sink: &Sink, failures: &mut Vec<Failure>) {
+    let Some(back) = &s.back else {
+        let text = "no previous release to switch back to: left on the new one".to_string();
+        event(sink, s.host, text, true);
+        return;
+    };
+    let script = infra_core::release::switch_script(s.release, back);
+    let ran = run(s.conn, "switching back", &script, secrets).await;
+    match ran.ok {
+        true => event(
+            sink,
+            s.host,
+            format!("switched back to release {}", short(back)),
+            false,
+        ),
+        false => {
+            event(sink, s.host, "switching back FAILED".into(), true);
+            failures.push(Failure {
+                host: s.host.to_string(),
+                what: format!("switching back to release {}", short(back)),
+                lines: ran.lines(),
+            });
+        }
+    }
+}
+
+/// Marks the recaps of the hosts in `failures` failed, with what failed.
+pub fn mark(recaps: &mut [Recap], failures: &[Failure]) {
+    for f in failures {
+        if let Some(r) = recaps.iter_mut().find(|r| r.host == f.host) {
+            r.failed = true;
+            let mut lines = f.lines.clone();
+            if let Some((_, old)) = r.failure.take() {
+                lines.splice(0..0, old);
+            }
+            r.failure = Some((f.what.clone(), lines));
+        }
+    }
+}
