@@ -100,6 +100,7 @@ fn setup() -> (Lab, [String; 3]) {
         format!(
             "name: app\n\
              description: a tiny release, a file the health check reads\n\
+             after: [db]\n\
              batch: 1\n\
              health:\n  command: \"grep -qx ok /srv/app/current/health.txt\"\n  tries: 2\n  interval: 1\n\
              release:\n  path: /srv/app\n  repo: \"{url}\"\n  ref: \"{{{{ vars.app.ref }}}}\"\n  user: root\n  \
@@ -110,6 +111,12 @@ fn setup() -> (Lab, [String; 3]) {
         ),
     )
     .unwrap();
+    std::fs::write(
+        site.path().join("roles/db.yaml"),
+        "name: db\nfiles:\n  - {template: db.j2, dest: /srv/db.txt}\n",
+    )
+    .unwrap();
+    std::fs::write(site.path().join("templates/db.j2"), "db\n").unwrap();
     let state = site.path().join(".infra/sandbox");
     std::fs::create_dir_all(&state).unwrap();
     let sandbox = Sandbox::up(
@@ -118,6 +125,7 @@ fn setup() -> (Lab, [String; 3]) {
         &[
             ("app1".into(), format!("{SUBNET}.11")),
             ("app2".into(), format!("{SUBNET}.12")),
+            ("db1".into(), format!("{SUBNET}.13")),
         ],
     );
     let state = state.display();
@@ -132,7 +140,8 @@ fn setup() -> (Lab, [String; 3]) {
              known_hosts_file: .infra/known_hosts/lab\n\
              vars:\n  app: {{ref: v1}}\n\
              hosts:\n  app1: {{roles: [app], address: {SUBNET}.11}}\n  \
-             app2: {{roles: [app], address: {SUBNET}.12}}\n"
+             app2: {{roles: [app], address: {SUBNET}.12}}\n  \
+             db1: {{roles: [db], address: {SUBNET}.13}}\n"
         ),
     )
     .unwrap();
@@ -157,6 +166,32 @@ fn releases_build_switch_roll_back_and_list() {
     failing_once_commands(&lab, &v2);
     roll_back(&lab, &v1, &v2);
     list(&lab, &v1, &v2, &v3);
+    once_host_not_selected(&lab, &v2);
+}
+
+fn once_host_not_selected(lab: &Lab, v2: &str) {
+    // With app1 (the once-host) left out by --limit, the once commands run on app2.
+    let plan = lab.infra(&["plan", "lab", "--limit", "app2", "--var", "app.ref=v2"]);
+    plan.assert_code(0);
+    assert!(
+        plan.stdout
+            .contains("once on app2: cat version.txt >> /srv/once.log"),
+        "{}",
+        plan.stdout
+    );
+    lab.infra(&[
+        "apply",
+        "lab",
+        "--yes",
+        "--limit",
+        "app2",
+        "--var",
+        "app.ref=v2",
+    ])
+    .assert_code(0);
+    assert_eq!(lab.current("app2"), v2);
+    assert_eq!(lab.sh("app2", "cat /srv/once.log"), "v2");
+    assert_eq!(lab.sh("app1", "tail -n 1 /srv/once.log"), "v4");
 }
 
 fn first_release_and_no_change(lab: &Lab, v1: &str) {
@@ -172,10 +207,32 @@ fn first_release_and_no_change(lab: &Lab, v1: &str) {
         plan.stdout
     );
     assert!(!plan.stdout.contains("once on app2"), "{}", plan.stdout);
+    // The JSON plan carries the release steps and the once commands' host.
+    let json = lab.infra(&["plan", "lab", "--json"]);
+    json.assert_code(0);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["format_version"], "3");
+    assert_eq!(value["once"][0]["host"], "app1", "{}", json.stdout);
+    assert_eq!(value["once"][0]["commit"], v1);
+    let app2 = &value["hosts"][1];
+    assert_eq!(app2["host"], "app2");
+    assert_eq!(app2["steps"][0]["kind"], "release", "{}", json.stdout);
+    assert_eq!(app2["steps"][0]["to"], v1);
+    assert_eq!(app2["steps"][0]["label"], "v1");
 
     // Build and switch: both hosts on v1, built, reloaded once; the once command ran on app1.
     let apply = lab.infra(&["apply", "lab", "--yes"]);
     apply.assert_code(0);
+    // `after: [db]`: db1's host script ran (wave 0) before the app hosts' (wave 1).
+    let at = |needle: &str| {
+        apply
+            .stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", apply.stderr))
+    };
+    assert!(at("db1: [1/") < at("app1: [1/"), "{}", apply.stderr);
+    assert!(at("db1: [1/") < at("app2: [1/"), "{}", apply.stderr);
+    assert_eq!(lab.sh("db1", "cat /srv/db.txt"), "db");
     for h in ["app1", "app2"] {
         assert_eq!(lab.current(h), v1, "{}", apply.stderr);
         assert_eq!(lab.sh(h, "cat /srv/app/current/built.txt"), "v1");
