@@ -172,12 +172,23 @@ fn app_hosts_answer_through_gunicorn(env: &Env) {
                     .lines()
                     .any(|l| l.starts_with(p) && l.contains("RUNNING"))
             };
-            let programs = [
-                "webplatform-gunicorn",
-                "webplatform-celery-worker",
-                "webplatform-celery-beat",
-            ];
+            // Beat is `once: true`: only on the role's first host by name.
+            let programs: &[&str] = if app == "app1" {
+                &[
+                    "webplatform-gunicorn",
+                    "webplatform-celery-worker",
+                    "webplatform-celery-beat",
+                ]
+            } else {
+                &["webplatform-gunicorn", "webplatform-celery-worker"]
+            };
             if programs.iter().all(|p| running(p)) {
+                assert_eq!(
+                    status.stdout.contains("webplatform-celery-beat"),
+                    app == "app1",
+                    "{app}: celery beat must run on app1 only:\n{}",
+                    status.stdout
+                );
                 break;
             }
             if Instant::now() > deadline {

@@ -484,39 +484,10 @@ stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 29
 say 29 changed
-# step 30: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
-f='/etc/supervisor/conf.d/webplatform-celery-beat.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 30 "$f" 'root' 'root' 0
-pending_add restart 'supervisor'
-backup 30 "$f"
-printf %s '; Managed by infra (role app): supervisor program webplatform-celery-beat on app2.aws-sandbox.internal.
-; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
-[program:webplatform-celery-beat]
-command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery beat --loglevel info --schedule /var/www/webplatform/run/celerybeat-schedule
-directory=/var/www/webplatform/source
-user=www-data
-numprocs=1
-autostart=true
-autorestart=true
-startsecs=5
-; The broker, database or sessions store may come up after this host (hosts apply in parallel):
-; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
-startretries=30
-stopsignal=TERM
-stopwaitsecs=30
-stopasgroup=true
-killasgroup=true
-priority=300
-redirect_stderr=true
-stdout_logfile=/var/log/supervisor/webplatform-celery-beat.log
-stdout_logfile_maxbytes=10MB
-stdout_logfile_backups=5
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 30
-say 30 changed
-# step 31: file /var/www/webplatform/source/infra_demo_wsgi.py
+# step 30: file /var/www/webplatform/source/infra_demo_wsgi.py
 f='/var/www/webplatform/source/infra_demo_wsgi.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 31 "$f" 'root' 'root' 0
-backup 31 "$f"
+dest_ok 30 "$f" 'root' 'root' 0
+backup 30 "$f"
 printf %s '"""A tiny WSGI application shipped by infra (role app) so that a fresh environment serves
 something end to end. Real deployments set vars.app.wsgi_module to their own application."""
 
@@ -533,12 +504,12 @@ def application(environ, start_response):
         ("Content-Length", str(len(body))),
     ])
     return [body]
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 31
-say 31 changed
-# step 32: file /var/www/webplatform/source/infra_demo_celery.py
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 30
+say 30 changed
+# step 31: file /var/www/webplatform/source/infra_demo_celery.py
 f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 32 "$f" 'root' 'root' 0
-backup 32 "$f"
+dest_ok 31 "$f" 'root' 'root' 0
+backup 31 "$f"
 printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
 programs have something to run. Real deployments set vars.app.celery_app to their own."""
 
@@ -546,7 +517,9 @@ import os
 
 from celery import Celery
 
-app = Celery("infra_demo", broker=os.environ["BROKER_URL"])
+# Not a Django project, though the env file names the real one'\''s DJANGO_SETTINGS_MODULE: with
+# python3-django installed, celery'\''s Django fix-up would import that missing module and exit.
+app = Celery("infra_demo", broker=os.environ["BROKER_URL"], fixups=[])
 app.conf.beat_schedule = {
     "heartbeat": {"task": "infra_demo_celery.heartbeat", "schedule": 300.0},
 }
@@ -555,18 +528,18 @@ app.conf.beat_schedule = {
 @app.task
 def heartbeat():
     return "ok"
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 32
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 31
+say 31 changed
+# step 32: service supervisor enable
+{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 32
 say 32 changed
-# step 33: service supervisor enable
-{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 33
-say 33 changed
-# step 34: service supervisor start
-{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 34
+# step 33: service supervisor start
+{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 33
 pending_done 'supervisor'
-say 34 changed
-# step 35: service nginx reload
-{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 35
+say 33 changed
+# step 34: service nginx reload
+{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 34
 pending_done 'nginx'
-say 35 changed
+say 34 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

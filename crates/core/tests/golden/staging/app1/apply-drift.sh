@@ -171,7 +171,9 @@ import os
 
 from celery import Celery
 
-app = Celery("infra_demo", broker=os.environ["BROKER_URL"])
+# Not a Django project, though the env file names the real one'\''s DJANGO_SETTINGS_MODULE: with
+# python3-django installed, celery'\''s Django fix-up would import that missing module and exit.
+app = Celery("infra_demo", broker=os.environ["BROKER_URL"], fixups=[])
 app.conf.beat_schedule = {
     "heartbeat": {"task": "infra_demo_celery.heartbeat", "schedule": 300.0},
 }
