@@ -236,22 +236,18 @@ pub async fn once(
     }
     let script = infra_core::release::once_script(release, commit);
     let ran = run(conn, "once commands", &script, secrets).await;
-    match ran.ok {
-        true => {
-            let text = format!("once commands ran (release {})", short(commit));
-            event(sink, host, text, false);
-            Ok(())
-        }
-        false => {
-            let text = "once commands FAILED: nothing was switched".to_string();
-            event(sink, host, text, true);
-            Err(Failure {
-                host: host.to_string(),
-                what: "the once commands".into(),
-                lines: ran.lines(),
-            })
-        }
+    if ran.ok {
+        let text = format!("once commands ran (release {})", short(commit));
+        event(sink, host, text, false);
+        return Ok(());
     }
+    let text = "once commands FAILED: nothing was switched".to_string();
+    event(sink, host, text, true);
+    Err(Failure {
+        host: host.to_string(),
+        what: "the once commands".into(),
+        lines: ran.lines(),
+    })
 }
 
 /// Switches `switches` batch by batch: each host's `current` to its release and reload, then
@@ -271,70 +267,83 @@ pub async fn roll(
             .iter()
             .filter(|s| batch.iter().any(|b| b == s.host))
             .collect();
-        let mut failures = Vec::new();
-        let mut switched = Vec::new();
-        for s in &members {
-            match switch(s, &s.to, secrets, sink).await {
-                Ok(()) => switched.push(*s),
-                Err(f) => failures.push(f),
-            }
-        }
-        if failures.is_empty() {
-            if let Some(h) = &role.health {
-                for s in &switched {
-                    if let Err(f) = health(s, h, secrets, sink).await {
-                        failures.push(f);
-                    }
-                }
-            }
+        // The hosts of a batch switch at once, then are checked at once.
+        let switched = join_all(members.iter().map(|s| switch(s, &s.to, secrets, sink))).await;
+        let mut failures: Vec<Failure> = switched.into_iter().filter_map(Result::err).collect();
+        if let (true, Some(h)) = (failures.is_empty(), &role.health) {
+            let checked = join_all(members.iter().map(|s| health(s, h, secrets, sink))).await;
+            failures.extend(checked.into_iter().filter_map(Result::err));
         }
         if !failures.is_empty() {
-            // Every host the batch touched goes back, the one that failed to switch included
-            // (its switch may have gone halfway).
-            for s in &members {
-                switch_back(s, secrets, sink, &mut failures).await;
-            }
+            // Every host of the batch goes back, one that failed to switch included (its
+            // switch may have gone halfway: its reload failed, say).
+            let back = join_all(members.iter().map(|s| switch_back(s, secrets, sink))).await;
+            failures.extend(back.into_iter().flatten());
             return Err(failures);
         }
         if prune {
-            for s in &members {
-                let script = infra_core::release::prune_script(s.release);
-                let ran = run(s.conn, "pruning old releases", &script, secrets).await;
-                if !ran.ok {
-                    let lines = ran.lines();
-                    let text = format!("could not prune old releases: {}", lines.join(" / "));
-                    event(sink, s.host, text, true);
-                }
-            }
+            join_all(members.iter().map(|s| prune_one(s, secrets, sink))).await;
         }
     }
     Ok(())
+}
+
+/// Prunes a host's old releases; a failure is only reported (the release is live).
+async fn prune_one(s: &Switch<'_>, secrets: &Secrets, sink: &Sink) {
+    let script = infra_core::release::prune_script(s.release);
+    let ran = run(s.conn, "pruning old releases", &script, secrets).await;
+    if !ran.ok {
+        let lines = ran.lines();
+        let text = format!("could not prune old releases: {}", lines.join(" / "));
+        event(sink, s.host, text, true);
+    }
+}
+
+/// Runs `futures` concurrently on this task; their outputs in order.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// One host's `current` to `to`, with its reload commands.
 async fn switch(s: &Switch<'_>, to: &str, secrets: &Secrets, sink: &Sink) -> Result<(), Failure> {
     let script = infra_core::release::switch_script(s.release, to);
     let ran = run(s.conn, "release switch", &script, secrets).await;
-    match ran.ok {
-        true => {
-            event(
-                sink,
-                s.host,
-                format!("release {} switched", short(to)),
-                false,
-            );
-            Ok(())
-        }
-        false => {
-            let text = format!("release {} switch FAILED", short(to));
-            event(sink, s.host, text, true);
-            Err(Failure {
-                host: s.host.to_string(),
-                what: format!("the switch to release {}", short(to)),
-                lines: ran.lines(),
-            })
-        }
+    if ran.ok {
+        event(
+            sink,
+            s.host,
+            format!("release {} switched", short(to)),
+            false,
+        );
+        return Ok(());
     }
+    let text = format!("release {} switch FAILED", short(to));
+    event(sink, s.host, text, true);
+    Err(Failure {
+        host: s.host.to_string(),
+        what: format!("the switch to release {}", short(to)),
+        lines: ran.lines(),
+    })
 }
 
 async fn health(
@@ -366,31 +375,26 @@ async fn health(
     }
 }
 
-/// Puts a host of a failed batch back on the release it had; a failure is added to `failures`.
-async fn switch_back(s: &Switch<'_>, secrets: &Secrets, sink: &Sink, failures: &mut Vec<Failure>) {
+/// Puts a host of a failed batch back on the release it had; the failure, if that fails.
+async fn switch_back(s: &Switch<'_>, secrets: &Secrets, sink: &Sink) -> Option<Failure> {
     let Some(back) = &s.back else {
         let text = "no previous release to switch back to: left on the new one".to_string();
         event(sink, s.host, text, true);
-        return;
+        return None;
     };
     let script = infra_core::release::switch_script(s.release, back);
     let ran = run(s.conn, "switching back", &script, secrets).await;
-    match ran.ok {
-        true => event(
-            sink,
-            s.host,
-            format!("switched back to release {}", short(back)),
-            false,
-        ),
-        false => {
-            event(sink, s.host, "switching back FAILED".into(), true);
-            failures.push(Failure {
-                host: s.host.to_string(),
-                what: format!("switching back to release {}", short(back)),
-                lines: ran.lines(),
-            });
-        }
+    if ran.ok {
+        let text = format!("switched back to release {}", short(back));
+        event(sink, s.host, text, false);
+        return None;
     }
+    event(sink, s.host, "switching back FAILED".into(), true);
+    Some(Failure {
+        host: s.host.to_string(),
+        what: format!("switching back to release {}", short(back)),
+        lines: ran.lines(),
+    })
 }
 
 /// Marks the recaps of the hosts in `failures` failed, with what failed.
@@ -404,5 +408,32 @@ pub fn mark(recaps: &mut [Recap], failures: &[Failure]) {
             }
             r.failure = Some((f.what.clone(), lines));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_all;
+
+    /// The first future waits for the second: run one after the other, they never end.
+    #[tokio::test]
+    async fn join_all_runs_the_futures_together_and_keeps_their_order() {
+        let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (a, b) = (notify.clone(), notify.clone());
+        let waits = async move {
+            a.notified().await;
+            "first"
+        };
+        let wakes = async move {
+            tokio::task::yield_now().await;
+            b.notify_one();
+            "second"
+        };
+        let both: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = &str> + Send>>> =
+            vec![Box::pin(waits), Box::pin(wakes)];
+        let out = tokio::time::timeout(std::time::Duration::from_secs(10), join_all(both))
+            .await
+            .expect("the futures ran together");
+        assert_eq!(out, vec!["first", "second"]);
     }
 }
