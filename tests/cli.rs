@@ -922,3 +922,38 @@ fn a_release_ref_that_does_not_resolve_stops_the_plan_before_any_host() {
     );
     assert!(run.stderr.contains("controller_repo"), "{}", run.stderr);
 }
+
+#[test]
+fn rollback_and_releases_are_documented_in_help() {
+    let help = infra(&repo(), &["rollback", "--help"]);
+    help.assert_code(0);
+    for needle in [
+        "--to <COMMIT>",
+        "--yes",
+        "--limit <PATTERNS>",
+        "Database migrations are not reversed",
+        "a release's roll stopped",
+    ] {
+        assert!(help.stdout.contains(needle), "{needle}:\n{}", help.stdout);
+    }
+    let help = infra(&repo(), &["releases", "--help"]);
+    help.assert_code(0);
+    assert!(help.stdout.contains("--json"), "{}", help.stdout);
+    let help = infra(&repo(), &["--help"]);
+    assert!(help.stdout.contains("rollback"), "{}", help.stdout);
+    assert!(help.stdout.contains("releases"), "{}", help.stdout);
+}
+
+#[test]
+fn releases_of_hosts_without_a_release_is_refused() {
+    // The salt host holds no role with `release:`: refused before any host is reached, naming
+    // what is missing.
+    let run = infra(&repo(), &["releases", "sandbox", "--limit", "host:salt"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("no selected host of sandbox has a release (a role with `release:`)"),
+        "{}",
+        run.stderr
+    );
+}
