@@ -56,6 +56,7 @@ impl RefError {
 }
 
 /// The mirrors of one run, and what was resolved in them.
+#[derive(Debug, Clone)]
 pub struct Mirrors {
     /// Where relative repository paths start: the site's root.
     site_root: PathBuf,
@@ -173,13 +174,19 @@ impl Mirrors {
 }
 
 /// Fills each host's release commit from its ref, resolved on this machine (each repository
-/// fetched once, each (url, ref) resolved once). A ref that does not resolve stops the run
-/// before any host is reached, naming the role file and line of the ref.
+/// fetched once, each (url, ref) resolved once per run: an aws apply, which renders the hosts
+/// again after the cloud phase, deploys the commits its plan showed). A ref that does not
+/// resolve stops the run before any host is reached, naming the role file and line of the ref.
 pub fn resolve_releases(
     site_root: &Path,
     hosts: &mut [(infra_core::desired::DesiredHost, String)],
 ) -> Result<Mirrors, RefError> {
-    let mut mirrors = Mirrors::new(site_root);
+    static RUN: std::sync::Mutex<Option<Mirrors>> = std::sync::Mutex::new(None);
+    let mut run = RUN.lock().unwrap_or_else(|e| e.into_inner());
+    if run.as_ref().is_some_and(|m| m.site_root != site_root) {
+        *run = None;
+    }
+    let mirrors = run.get_or_insert_with(|| Mirrors::new(site_root));
     for (d, _) in hosts.iter_mut() {
         let Some(rel) = d.release.as_mut() else {
             continue;
@@ -196,7 +203,7 @@ pub fn resolve_releases(
             }
         }
     }
-    Ok(mirrors)
+    Ok(mirrors.clone())
 }
 
 /// Sets how many commits lie between the host's live release (`current`, from its facts) and
@@ -405,5 +412,82 @@ mod tests {
             .filter(|e| e.path().is_dir())
             .collect();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    fn host_with_release(url: &str, reference: &str) -> infra_core::desired::DesiredHost {
+        use infra_core::desired::{DesiredHost, DesiredRelease};
+        let release = DesiredRelease {
+            role: "app".into(),
+            path: "/srv/app".into(),
+            repo: url.into(),
+            controller_repo: None,
+            ref_: reference.into(),
+            commit: None,
+            label: reference.into(),
+            commits: None,
+            ssh_key: None,
+            ssh_key_value: None,
+            user: "root".into(),
+            requirements: None,
+            venv: Default::default(),
+            pip: Default::default(),
+            env_file: None,
+            build: Vec::new(),
+            once: Vec::new(),
+            reload: Vec::new(),
+            keep: 5,
+            ref_at: infra_core::diagnostic::SourceLocation {
+                file: "roles/app.yaml".into(),
+                line: 7,
+                column: 3,
+                snippet: None,
+                width: 1,
+            },
+        };
+        DesiredHost {
+            name: "app1".into(),
+            ..DesiredHost::default()
+        }
+        .with_release(Some(release))
+    }
+
+    /// An aws apply renders its hosts twice (before and after the cloud phase): the second time
+    /// gets the commit the plan showed, even if the branch moved in between.
+    #[test]
+    fn a_run_resolves_each_ref_once_even_when_the_hosts_are_rendered_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let (_, second) = repo(&src);
+        let url = format!("file://{}", src.display());
+        let mut hosts = vec![(host_with_release(&url, "master"), String::new())];
+        resolve_releases(tmp.path(), &mut hosts).unwrap();
+        assert_eq!(
+            hosts[0].0.release.as_ref().unwrap().commit,
+            Some(second.clone())
+        );
+        let out = Command::new("git")
+            .current_dir(&src)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "3",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let mut again = vec![(host_with_release(&url, "master"), String::new())];
+        resolve_releases(tmp.path(), &mut again).unwrap();
+        assert_eq!(again[0].0.release.as_ref().unwrap().commit, Some(second));
+        // A ref that does not resolve names the role file and line.
+        let mut bad = vec![(host_with_release(&url, "v9"), String::new())];
+        let e = resolve_releases(tmp.path(), &mut bad).unwrap_err();
+        assert!(e.to_string().starts_with("roles/app.yaml:7: the release of role app: `v9` is not a branch, tag or commit of file://"), "{e}");
     }
 }
