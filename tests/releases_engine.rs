@@ -113,7 +113,8 @@ fn setup() -> (Lab, [String; 3]) {
     .unwrap();
     std::fs::write(
         site.path().join("roles/db.yaml"),
-        "name: db\nfiles:\n  - {template: db.j2, dest: /srv/db.txt}\n",
+        "name: db\nfiles:\n  - {template: db.j2, dest: /srv/db.txt}\n\
+         commands:\n  - {name: gate, run: \"false\", unless: \"test ! -e /srv/db-fail\"}\n",
     )
     .unwrap();
     std::fs::write(site.path().join("templates/db.j2"), "db\n").unwrap();
@@ -270,6 +271,24 @@ fn first_release_and_no_change(lab: &Lab, v1: &str) {
 }
 
 fn next_release(lab: &Lab, v1: &str, v2: &str) {
+    // db1 (wave 0) fails: the app hosts (wave 1) are not applied at all, exit 3.
+    lab.sh("db1", "touch /srv/db-fail");
+    let stopped = lab.infra(&["apply", "lab", "--yes", "--var", "app.ref=v2"]);
+    stopped.assert_code(3);
+    assert!(
+        stopped.stdout.contains(
+            "app1 failed at its wave:\n    not applied: a host of an earlier wave (`after:`) failed"
+        ),
+        "{}",
+        stopped.stdout
+    );
+    assert!(!stopped.stderr.contains("app1: [1/"), "{}", stopped.stderr);
+    for h in ["app1", "app2"] {
+        assert_eq!(lab.current(h), v1);
+        lab.sh(h, &format!("test ! -e /srv/app/releases/{v2}"));
+    }
+    lab.sh("db1", "rm /srv/db-fail");
+
     // v2, one commit later: the plan says so; both hosts switch, batch by batch.
     let plan = lab.infra(&["plan", "lab", "--var", "app.ref=v2"]);
     plan.assert_code(0);
