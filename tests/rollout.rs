@@ -1,7 +1,8 @@
-//! `once: true` on two real sandbox hosts: a role's once file and once command are on exactly
-//! one host (the first by name); when it leaves the inventory the other host takes them; when
-//! a host that sorts first arrives, the file moves to it and the old host's copy is removed,
-//! with the service it notifies restarted. Needs root.
+//! `once: true` and `after:` on three real sandbox hosts: a role's once file and once command
+//! are on exactly one host (the first by name); when it leaves the inventory the other host
+//! takes them; when a host that sorts first arrives, the file moves to it and the old host's
+//! copy is removed, with the service it notifies restarted. The role is `after` the queue
+//! role: the queue's host is done before either of its hosts begins. Needs root.
 
 mod common;
 use common::*;
@@ -12,6 +13,7 @@ const SUBNET: &str = "10.213.160";
 /// notifies it, a file every host has, and a once command.
 const ROLE: &str = "\
 name: beat
+after: [queue]
 services:
   - {name: beatsvc, on_change: restart}
 files:
@@ -20,6 +22,15 @@ files:
   - {template: beat.conf.j2, dest: /etc/beatsvc/common.conf}
 commands:
   - {name: migrate, run: \"hostname > /var/lib/beat-migrated\", creates: /var/lib/beat-migrated, once: true}
+  - {name: began, run: \"date +%s%N > /var/lib/beat-began\", creates: /var/lib/beat-began}
+";
+
+/// The role the beat hosts are applied after: its one command takes a while (so that hosts
+/// applied at the same time would begin before it is done), then notes when it finished.
+const QUEUE: &str = "\
+name: queue
+commands:
+  - {name: ready, run: \"sleep 2; date +%s%N > /var/lib/queue-ready\", creates: /var/lib/queue-ready}
 ";
 
 const INIT: &str = "#!/bin/sh
@@ -58,6 +69,7 @@ impl Lab {
             std::fs::write(path, text).unwrap();
         };
         write("roles/beat.yaml", ROLE);
+        write("roles/queue.yaml", QUEUE);
         write("templates/beatsvc.init", INIT);
         write("templates/beat.conf.j2", "host={{ host.name }}\n");
         std::fs::create_dir_all(site.path().join("inventories")).unwrap();
@@ -69,19 +81,22 @@ impl Lab {
             &[
                 ("one".into(), format!("{SUBNET}.11")),
                 ("two".into(), format!("{SUBNET}.12")),
+                ("three".into(), format!("{SUBNET}.13")),
             ],
         );
         Lab { sandbox, site }
     }
 
-    /// The inventory: `hosts` as (name, last byte of the address).
+    /// The inventory: the queue host `q` (three), and `hosts` of role beat as (name, last byte
+    /// of the address).
     fn inventory(&self, hosts: &[(&str, u8)]) {
         let state = self.sandbox.state.display();
         let mut text = format!(
             "environment: lab\ndomain: lab.test\ninternal_domain: lab.internal\n\
              provider: {{type: static}}\n\
              ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  \
-             known_hosts_file: {state}/known_hosts\nhosts:\n"
+             known_hosts_file: {state}/known_hosts\nhosts:\n  \
+             q: {{roles: [queue], address: {SUBNET}.13}}\n"
         );
         for (name, ip) in hosts {
             text.push_str(&format!(
@@ -128,7 +143,17 @@ fn a_once_file_and_command_live_on_one_host_and_move_with_it() {
 
     // `app1` (one) and `app2` (two): app1 sorts first.
     lab.inventory(&[("app1", 11), ("app2", 12)]);
-    lab.apply();
+    let first = lab.apply();
+    // The queue host's last (only) step is reported before either beat host's first.
+    let at = |needle: &str| {
+        first
+            .stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", first.stderr))
+    };
+    let queue_done = at("q: [1/1] command ready: changed");
+    assert!(queue_done < at("app1: [1/"), "{}", first.stderr);
+    assert!(queue_done < at("app2: [1/"), "{}", first.stderr);
     assert_eq!(lab.once_file("one"), "host=app1\n");
     assert_eq!(lab.once_file("two"), "absent\n");
     assert_eq!(lab.migrated("one"), "one\n");
@@ -138,6 +163,20 @@ fn a_once_file_and_command_live_on_one_host_and_move_with_it() {
             .sh(host, "cat /etc/beatsvc/common.conf")
             .starts_with("host="));
         assert_eq!(lab.service_log(host), "start\n", "{host}");
+    }
+    // `after: [queue]`: the queue host was done before the beat hosts began.
+    let ready: u128 = lab
+        .sh("three", "cat /var/lib/queue-ready")
+        .trim()
+        .parse()
+        .unwrap();
+    for host in ["one", "two"] {
+        let began: u128 = lab
+            .sh(host, "cat /var/lib/beat-began")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(ready < began, "{host} began before the queue host was done");
     }
     // Converged: a second plan has nothing to do.
     infra(lab.site.path(), &["plan", "lab", "--detailed-exitcode"]).assert_code(0);
