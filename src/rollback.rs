@@ -10,7 +10,6 @@ use crate::view::{self, Style};
 use infra_core::desired::{DesiredHost, DesiredRelease};
 use infra_core::release::ReleaseInfo as Releases;
 use infra_core::secrets::Secrets;
-use std::io::Write;
 use std::sync::Arc;
 
 /// A host with a release, reached, and what it keeps.
@@ -19,12 +18,6 @@ pub struct Probed {
     pub desired: DesiredHost,
     pub release: DesiredRelease,
     pub releases: Releases,
-}
-
-impl Probed {
-    fn release(&self) -> &DesiredRelease {
-        &self.release
-    }
 }
 
 /// The flags `rollback` and `releases` share with plan.
@@ -188,7 +181,17 @@ pub fn rollback_cmd(
         close(hosts);
         return Err(CliError::Rollback(refused.join("; ")));
     }
-    print_moves(&hosts, &moves).map_err(CliError::Stdout)?;
+    let shown: Vec<view::RollbackMove> = hosts
+        .iter()
+        .zip(&moves)
+        .map(|(h, to)| view::RollbackMove {
+            host: &h.desired.name,
+            role: &h.release.role,
+            from: h.releases.current.as_deref(),
+            to: to.as_deref(),
+        })
+        .collect();
+    view::print_rollback(&shown).map_err(CliError::Stdout)?;
     if moves.iter().all(Option::is_none) {
         close(hosts);
         return Ok(Outcome::Success);
@@ -213,17 +216,16 @@ pub fn rollback_cmd(
         failures
     });
     close(hosts);
-    if failures.is_empty() {
-        println!("Rollback complete.");
-        return Ok(Outcome::Success);
-    }
-    for f in &failures {
-        println!("\n{} failed at {}:", f.host, f.what);
-        for l in f.lines.iter().rev().take(20).rev() {
-            println!("    {l}");
-        }
-    }
-    Ok(Outcome::RollStopped)
+    let failed: Vec<(&str, &str, &[String])> = failures
+        .iter()
+        .map(|f| (f.host.as_str(), f.what.as_str(), f.lines.as_slice()))
+        .collect();
+    view::print_rollback_end(&failed).map_err(CliError::Stdout)?;
+    Ok(if failures.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::RollStopped
+    })
 }
 
 fn switches<'a>(hosts: &'a [Probed], moves: &[Option<String>], role: &RoleRoll) -> Vec<Switch<'a>> {
@@ -235,36 +237,12 @@ fn switches<'a>(hosts: &'a [Probed], moves: &[Option<String>], role: &RoleRoll) 
             Some(Switch {
                 host: &h.desired.name,
                 conn: h.conn.as_ref(),
-                release: h.release(),
+                release: &h.release,
                 to: m.clone()?,
                 back: h.releases.current.clone(),
             })
         })
         .collect()
-}
-
-/// What a rollback will do, on stdout.
-fn print_moves(hosts: &[Probed], moves: &[Option<String>]) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Rollback:")?;
-    for (h, m) in hosts.iter().zip(moves) {
-        let from = h.releases.current.as_deref().map_or("(none)", short);
-        match m {
-            Some(to) => writeln!(
-                out,
-                "  {}: release {from} -> {} (role {})",
-                h.desired.name,
-                short(to),
-                h.release().role
-            )?,
-            None => writeln!(out, "  {}: already on {from}", h.desired.name)?,
-        }
-    }
-    writeln!(
-        out,
-        "Database migrations are not reversed: the schema stays as the newest release left it."
-    )?;
-    out.flush()
 }
 
 /// `infra releases ENV [--json]`.
@@ -279,11 +257,16 @@ pub fn releases_cmd(
         return Ok(Outcome::Failed);
     };
     let hosts = probe.hosts;
-    let shown = if json {
-        print_releases_json(&hosts)
-    } else {
-        print_releases(&hosts)
-    };
+    let rows: Vec<view::ReleaseRow> = hosts
+        .iter()
+        .map(|h| view::ReleaseRow {
+            host: &h.desired.name,
+            role: &h.release.role,
+            path: &h.release.path,
+            info: &h.releases,
+        })
+        .collect();
+    let shown = view::print_releases(&rows, json);
     probe.rt.block_on(async {
         for h in hosts {
             h.conn.close().await;
@@ -291,69 +274,6 @@ pub fn releases_cmd(
     });
     shown.map_err(CliError::Stdout)?;
     Ok(Outcome::Success)
-}
-
-/// Each kept release with the last time it was switched to (`None`: never).
-fn kept(r: &Releases) -> Vec<(&str, Option<&str>)> {
-    r.kept
-        .iter()
-        .map(|(c, when)| (c.as_str(), when.as_deref()))
-        .collect()
-}
-
-fn print_releases(hosts: &[Probed]) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for h in hosts {
-        let rel = h.release();
-        let current = h.releases.current.as_deref().map_or("(none)", short);
-        writeln!(
-            out,
-            "{} (role {}, {}): current {current}",
-            h.desired.name, rel.role, rel.path
-        )?;
-        for (c, when) in kept(&h.releases) {
-            let mark = if Some(c) == h.releases.current.as_deref() {
-                "  (current)"
-            } else {
-                ""
-            };
-            writeln!(
-                out,
-                "    {}  {}{mark}",
-                short(c),
-                when.unwrap_or("never switched to")
-            )?;
-        }
-    }
-    out.flush()
-}
-
-fn print_releases_json(hosts: &[Probed]) -> std::io::Result<()> {
-    let list: Vec<serde_json::Value> = hosts
-        .iter()
-        .map(|h| {
-            let rel = h.release();
-            let kept: Vec<serde_json::Value> = kept(&h.releases)
-                .into_iter()
-                .map(|(c, when)| serde_json::json!({"commit": c, "switched_at": when}))
-                .collect();
-            serde_json::json!({
-                "host": h.desired.name,
-                "role": rel.role,
-                "path": rel.path,
-                "current": h.releases.current,
-                "releases": kept,
-            })
-        })
-        .collect();
-    let value = serde_json::json!({"format_version": "1", "hosts": list});
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?
-    )?;
-    out.flush()
 }
 
 /// Reads the releases a host keeps (for `probe_releases`); the connection is closed on error.

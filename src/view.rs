@@ -563,7 +563,7 @@ fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) -> io::Result
 
 /// `release 3f2a1c0 -> 9b8e7d1 (v2026.12, 14 commits)`, `release (none) -> 9b8e7d1 (master)`.
 fn print_release_step(out: &mut impl Write, r: &kinds::release::Step) -> io::Result<()> {
-    let from = r.from.as_deref().map_or("(none)", crate::rollout::short);
+    let from = r.from.as_deref().map_or("(none)", short_commit);
     let mut about = Vec::new();
     if !r.label.is_empty() && !r.to.starts_with(r.label.as_str()) {
         about.push(r.label.clone());
@@ -583,7 +583,7 @@ fn print_release_step(out: &mut impl Write, r: &kinds::release::Step) -> io::Res
     writeln!(
         out,
         "  {sym} release {from} -> {}{about}",
-        crate::rollout::short(&r.to)
+        short_commit(&r.to)
     )?;
     writeln!(out, "      in {} (role {})", r.path, r.role)
 }
@@ -737,4 +737,113 @@ fn planned_text(steps: usize) -> String {
         1 => "1 change to make".to_string(),
         n => format!("{n} changes to make"),
     }
+}
+
+/// The first seven characters of a commit.
+fn short_commit(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+/// One host of `infra releases`: its release role and path, and what it keeps.
+pub struct ReleaseRow<'a> {
+    pub host: &'a str,
+    pub role: &'a str,
+    pub path: &'a str,
+    pub info: &'a infra_core::release::ReleaseInfo,
+}
+
+/// `infra releases`: per host its current commit and the releases it keeps, newest switch first.
+pub fn print_releases(rows: &[ReleaseRow], json: bool) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let kept: Vec<serde_json::Value> = r
+                    .info
+                    .kept
+                    .iter()
+                    .map(|(c, when)| serde_json::json!({"commit": c, "switched_at": when}))
+                    .collect();
+                serde_json::json!({
+                    "host": r.host,
+                    "role": r.role,
+                    "path": r.path,
+                    "current": r.info.current,
+                    "releases": kept,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({"format_version": "1", "hosts": list});
+        let text = serde_json::to_string_pretty(&value).map_err(io::Error::other)?;
+        writeln!(out, "{text}")?;
+        return out.flush();
+    }
+    for r in rows {
+        let current = r.info.current.as_deref();
+        let shown = current.map_or("(none)", short_commit);
+        writeln!(
+            out,
+            "{} (role {}, {}): current {shown}",
+            r.host, r.role, r.path
+        )?;
+        for (c, when) in &r.info.kept {
+            let mark = if Some(c.as_str()) == current {
+                "  (current)"
+            } else {
+                ""
+            };
+            let when = when.as_deref().unwrap_or("never switched to");
+            writeln!(out, "    {}  {when}{mark}", short_commit(c))?;
+        }
+    }
+    out.flush()
+}
+
+/// What a rollback moves on one host.
+pub struct RollbackMove<'a> {
+    pub host: &'a str,
+    pub role: &'a str,
+    pub from: Option<&'a str>,
+    /// `None`: it is already there.
+    pub to: Option<&'a str>,
+}
+
+/// What a rollback will do, before it asks.
+pub fn print_rollback(moves: &[RollbackMove]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "Rollback:")?;
+    for m in moves {
+        let from = m.from.map_or("(none)", short_commit);
+        match m.to {
+            Some(to) => writeln!(
+                out,
+                "  {}: release {from} -> {} (role {})",
+                m.host,
+                short_commit(to),
+                m.role
+            )?,
+            None => writeln!(out, "  {}: already on {from}", m.host)?,
+        }
+    }
+    writeln!(
+        out,
+        "Database migrations are not reversed: the schema stays as the newest release left it."
+    )?;
+    out.flush()
+}
+
+/// How a rollback ended: done, or each host that failed (host, what, last lines).
+pub fn print_rollback_end(failures: &[(&str, &str, &[String])]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    if failures.is_empty() {
+        writeln!(out, "Rollback complete.")?;
+    }
+    for (host, what, lines) in failures {
+        writeln!(out, "\n{host} failed at {what}:")?;
+        for l in lines.iter().rev().take(20).rev() {
+            writeln!(out, "    {l}")?;
+        }
+    }
+    out.flush()
 }
