@@ -1,6 +1,6 @@
 //! Rendering: every file a host gets, from Tera templates and static sources, with discovery.
 
-use crate::desired::{DesiredRelease, SecretText};
+use crate::desired_release::{DesiredRelease, SecretText};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{Environment, ResolvedHost};
 use crate::model::{FileEntry, Mode, Release, Sp, UnsafeParent};

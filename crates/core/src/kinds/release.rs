@@ -1,7 +1,8 @@
 //! Releases: an application checked out from git into `PATH/releases/<commit>`, with its
 //! virtualenv and build commands, beside the live one. The host script only BUILDS a release;
-//! the engine switches `PATH/current` to it afterwards (`crate::release`). Facts: the commit
-//! `current` points to, the releases built (marked by `.infra-built`), and `releases.log`.
+//! the engine switches `PATH/current` to it afterwards (the switch script is in `release.rs`).
+//! Facts: the commit `current` points to, the releases built (marked by `.infra-built`), and
+//! `releases.log`.
 
 use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{DesiredHost, DesiredRelease, RoleState};
