@@ -170,9 +170,13 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
         });
     };
     let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
-    let out = render_hosts(&env, &renderer, &secrets, &[resolved])
+    let mut out = render_hosts(&env, &renderer, &secrets, &[resolved])
         .pop()
         .unwrap_or_default();
+    // A role's `once:` file is written on its once-host alone: other hosts do not get it.
+    out.files.retain(|f| {
+        !f.once || infra_core::environment::once_host(&env, &f.role) == Some(host.as_str())
+    });
     if report(style, out.diagnostics) {
         return Ok(Outcome::Failed);
     }

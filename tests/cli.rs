@@ -27,6 +27,40 @@ fn the_repository_site_is_valid() {
     infra(&repo(), &["validate", "sandbox"]).assert_code(0);
 }
 
+/// Celery beat is a `once:` file of role app: in every environment exactly one app host gets
+/// its supervisor program (production has two app hosts), and `render` shows it there only.
+#[test]
+fn every_environment_runs_one_celery_beat() {
+    let beat = "/etc/supervisor/conf.d/webplatform-celery-beat.conf";
+    for env in ["production", "staging", "sandbox", "aws-sandbox"] {
+        let hosts = infra(
+            &repo(),
+            &["roles", "list", env, "--by-role", "--out", "json"],
+        );
+        hosts.assert_code(0);
+        let by_role: serde_json::Value = serde_json::from_str(&hosts.stdout).unwrap();
+        let apps: Vec<&str> = by_role["app"]
+            .as_array()
+            .expect("app hosts")
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
+        let with_beat: Vec<&str> = apps
+            .iter()
+            .copied()
+            .filter(|h| infra(&repo(), &["render", env, h, beat]).code == 0)
+            .collect();
+        assert_eq!(
+            with_beat.len(),
+            1,
+            "{env}: beat on {with_beat:?} of {apps:?}"
+        );
+        if env == "production" {
+            assert!(apps.len() >= 2, "production has {apps:?}");
+        }
+    }
+}
+
 /// examples/cts is a complete site of its own (tests/releases.rs deploys it on sandbox hosts).
 #[test]
 fn the_cts_example_is_valid() {

@@ -97,6 +97,7 @@ fn setup() -> Env {
         })
         .collect();
     let pairs: Vec<(String, String)> = ips.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    demo_repo();
     let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
     Env {
         sandbox,
@@ -158,8 +159,17 @@ fn first_apply_through_the_jump_host(env: &Env) {
 }
 
 fn app_hosts_answer_through_gunicorn(env: &Env) {
-    phase("each app host's nginx answers through gunicorn under supervisor");
+    phase("each app host's nginx answers through gunicorn under supervisor, from the release");
+    let commit = demo_repo();
     for app in ["app1", "app2"] {
+        assert_eq!(
+            env.sandbox
+                .exec(app, "readlink /var/www/webplatform/current")
+                .stdout
+                .trim(),
+            format!("releases/{commit}"),
+            "{app}: the demo repository's commit is not the live release"
+        );
         assert_eq!(http(env.ip(app), "/"), "hello from webplatform.settings\n");
         assert_eq!(http(env.ip(app), "/healthz"), "ok\n");
         // supervisor reports RUNNING once a program has stayed up for its startsecs.

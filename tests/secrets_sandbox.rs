@@ -161,6 +161,7 @@ fn setup() -> Env {
         .map(|(h, n)| (h.to_string(), format!("{SUBNET}.{n}")))
         .collect();
     assert_eq!(pairs.len(), HOSTS.len());
+    demo_repo();
     let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
     Env {
         sandbox,

@@ -346,3 +346,17 @@ impl Drop for MountNamespace {
         let _ = self.holder.wait();
     }
 }
+
+/// The git repository role app deploys in the sandbox inventories (tests/sandbox/demo-repo.sh):
+/// made before the sandbox hosts are up, which see it through their overlay root. Its commit.
+pub fn demo_repo() -> String {
+    let out = Command::new(repo().join("tests/sandbox/demo-repo.sh"))
+        .output()
+        .expect("run tests/sandbox/demo-repo.sh");
+    assert!(
+        out.status.success(),
+        "tests/sandbox/demo-repo.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

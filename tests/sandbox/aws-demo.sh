@@ -44,6 +44,9 @@ if ! "$python" -c 'import moto' 2>/dev/null; then
   [ -x "$python" ] || { python3 -m venv "$state/moto-venv" && "$python" -m pip install -q 'moto[server]==5.2.5'; }
 fi
 "$sandbox" setup --cache exim4-daemon-light exim4-base exim4-config bsd-mailx > /dev/null
+# The application role app deploys (inventories/aws-sandbox.yaml names it), made before any
+# host is up: the hosts see it through their overlay root.
+"$repo/tests/sandbox/demo-repo.sh" > /dev/null
 mkdir -p "$state/volumes"
 if [ ! -f "$state/secrets.yaml" ]; then
   "$repo/tests/sandbox/make-secrets.sh" "$state" > "$state/secrets.tmp" && mv "$state/secrets.tmp" "$state/secrets.yaml"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the sandbox hosts of inventories/sandbox.yaml, makes its secrets (random passwords,
-# a DKIM key, a MariaDB TLS CA and certificate) and applies the repository's site to them.
+# a DKIM key, a MariaDB TLS CA and certificate) and the demo application's git repository
+# (tests/sandbox/demo-repo.sh), and applies the repository's site to them.
 #   tests/sandbox/demo.sh            up + apply      (as root)
 #   tests/sandbox/demo.sh down       tear the hosts down
 set -euo pipefail
@@ -31,6 +32,9 @@ if [ ! -f "$secrets" ]; then
   chmod 600 "$secrets"
 fi
 mapfile -t hosts < <("$infra" hosts sandbox --out json | python3 -c 'import json,sys; [print(h["name"]+"="+h["address"]) for h in json.load(sys.stdin)]')
+# The application role app deploys (inventories/sandbox.yaml names it), made before the hosts
+# are up: they see it through their overlay root and fetch it as any git repository.
+tests/sandbox/demo-repo.sh > /dev/null
 tests/sandbox/sandbox.sh up "$state" "${hosts[@]}"
 "$infra" apply sandbox --yes
 echo

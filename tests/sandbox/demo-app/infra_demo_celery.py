@@ -1,5 +1,6 @@
-"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
-programs have something to run. Real deployments set vars.app.celery_app to their own."""
+"""The sandbox demo's celery application, deployed with infra_demo_wsgi.py (see there), so that
+the celery worker and beat programs have something to run. Real deployments set
+vars.app.celery_app to their own."""
 
 import os
 

@@ -1,5 +1,6 @@
-"""A tiny WSGI application shipped by infra (role app) so that a fresh environment serves
-something end to end. Real deployments set vars.app.wsgi_module to their own application."""
+"""The sandbox demo's WSGI application: tests/sandbox/demo-repo.sh commits this folder to a git
+repository and role app deploys it as a release. Real deployments point vars.app.repo at their
+own repository and vars.app.wsgi_module at their own application."""
 
 import os
 
