@@ -225,28 +225,27 @@ backup 12 "$f"
 printf %s '#!/bin/sh
 # Managed by infra (role app). `check` exits 0 when there is nothing to do; `apply` does it:
 # the layout under /var/www/<app> (also listed in the role'\''s dirs, which spell out
-# the default app name) and the virtualenv, which sees Debian'\''s gunicorn and celery
-# (--system-site-packages).
+# the default app name). The code and its virtualenv are role app'\''s release
+# (/var/www/<app>/releases/<commit>, `current`).
 set -eu
 ROOT='\''/var/www/webplatform'\''
 USER='\''www-data'\''
 
 layout_ok() {
-    for d in source env log public/static public/media ssl run; do
+    for d in log public/static public/media ssl run; do
         [ -d "$ROOT/$d" ] || return 1
     done
 }
 
 case "${1:-}" in
     check)
-        layout_ok && [ -x "$ROOT/env/bin/python" ]
+        layout_ok
         ;;
     apply)
-        install -d -m 0755 "$ROOT" "$ROOT/source" "$ROOT/env" "$ROOT/public" "$ROOT/public/static"
+        install -d -m 0755 "$ROOT" "$ROOT/public" "$ROOT/public/static"
         install -d -m 0750 -o "$USER" -g adm "$ROOT/log"
         install -d -m 0755 -o "$USER" -g "$USER" "$ROOT/public/media" "$ROOT/run"
         install -d -m 0700 "$ROOT/ssl"
-        [ -x "$ROOT/env/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$ROOT/env"
         ;;
     *)
         echo "usage: $0 check|apply" >&2
@@ -255,7 +254,7 @@ case "${1:-}" in
 esac
 ' | put_file "$f" 'root' 'root' 0700 2>"$log" || fail 12
 say 12 changed
-# step 13: command app virtualenv
+# step 13: command app layout
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 13
 say 13 changed
 # step 14: dir /var/www/webplatform
@@ -263,56 +262,46 @@ f='/var/www/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 14 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 14
 say 14 changed
-# step 15: dir /var/www/webplatform/source
-f='/var/www/webplatform/source'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 15 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 15
+# step 15: dir /var/www/webplatform/log
+f='/var/www/webplatform/log'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 15 "$f" 'www-data' 'adm' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='adm' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'www-data':'adm' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 15
 say 15 changed
-# step 16: dir /var/www/webplatform/env
-f='/var/www/webplatform/env'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 16: dir /var/www/webplatform/public
+f='/var/www/webplatform/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 16 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 16
 say 16 changed
-# step 17: dir /var/www/webplatform/log
-f='/var/www/webplatform/log'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 17 "$f" 'www-data' 'adm' 0
-if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='adm' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'www-data':'adm' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 17
-say 17 changed
-# step 18: dir /var/www/webplatform/public
-f='/var/www/webplatform/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 18 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 18
-say 18 changed
-# step 19: dir /var/www/webplatform/public/static
+# step 17: dir /var/www/webplatform/public/static
 f='/var/www/webplatform/public/static'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 19 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 19
-say 19 changed
-# step 20: dir /var/www/webplatform/public/media
+dest_ok 17 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 17
+say 17 changed
+# step 18: dir /var/www/webplatform/public/media
 f='/var/www/webplatform/public/media'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 18 "$f" 'www-data' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 18
+say 18 changed
+# step 19: dir /var/www/webplatform/ssl
+f='/var/www/webplatform/ssl'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 19 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 19
+say 19 changed
+# step 20: dir /var/www/webplatform/run
+f='/var/www/webplatform/run'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 20 "$f" 'www-data' 'www-data' 0
 if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 20
 say 20 changed
-# step 21: dir /var/www/webplatform/ssl
-f='/var/www/webplatform/ssl'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 21 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 21
-say 21 changed
-# step 22: dir /var/www/webplatform/run
-f='/var/www/webplatform/run'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 22 "$f" 'www-data' 'www-data' 0
-if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 22
-say 22 changed
-# step 23: dir /etc/webplatform
+# step 21: dir /etc/webplatform
 f='/etc/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 23 "$f" 'root' 'www-data' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'root':'www-data' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 23
-say 23 changed
-# step 24: file /etc/nginx/sites-enabled/webplatform.conf
+dest_ok 21 "$f" 'root' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'root':'www-data' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 21
+say 21 changed
+# step 22: file /etc/nginx/sites-enabled/webplatform.conf
 f='/etc/nginx/sites-enabled/webplatform.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 24 "$f" 'root' 'root' 0
+dest_ok 22 "$f" 'root' 'root' 0
 pending_add reload 'nginx'
-backup 24 "$f"
+backup 22 "$f"
 printf %s '# Managed by infra (role app): webplatform on app1.aws-sandbox.internal.
 # nginx serves static and media files itself and proxies everything else to gunicorn.
 upstream webplatform_gunicorn {
@@ -350,14 +339,14 @@ server {
         proxy_pass http://webplatform_gunicorn;
     }
 }
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 24
-sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 24 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 24; }
-say 24 changed
-# step 25: file /etc/webplatform/gunicorn.conf.py
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 22
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 22 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 22; }
+say 22 changed
+# step 23: file /etc/webplatform/gunicorn.conf.py
 f='/etc/webplatform/gunicorn.conf.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 25 "$f" 'root' 'www-data' 0
+dest_ok 23 "$f" 'root' 'www-data' 0
 pending_add restart 'supervisor'
-backup 25 "$f"
+backup 23 "$f"
 printf %s '# Managed by infra (role app): gunicorn settings for webplatform on app1.aws-sandbox.internal.
 bind = "127.0.0.1:8000"
 workers = 3
@@ -365,20 +354,22 @@ worker_class = "sync"
 timeout = 30
 max_requests = 1000
 max_requests_jitter = 50
-chdir = "/var/www/webplatform/source"
-pythonpath = "/var/www/webplatform/source"
+# chdir is the `current` link: on SIGHUP (the release'\''s reload) the master chdirs again and
+# starts new workers, which import the new release; the old workers finish their requests.
+chdir = "/var/www/webplatform/current"
+pythonpath = "/var/www/webplatform/current"
 proc_name = "webplatform"
 forwarded_allow_ips = "127.0.0.1"
 accesslog = "/var/www/webplatform/log/gunicorn-access.log"
 errorlog = "-"
 loglevel = "info"
-' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 25
-say 25 changed
-# step 26: file /etc/webplatform/env
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 23
+say 23 changed
+# step 24: file /etc/webplatform/env
 f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 26 "$f" 'root' 'www-data' 0
+dest_ok 24 "$f" 'root' 'www-data' 0
 pending_add restart 'supervisor'
-backup 26 "$f"
+backup 24 "$f"
 printf %s '# Managed by infra (role app): environment of the app'\''s processes.
 # Read by /usr/local/bin/<app>-run with `set -a; . <this file>`: every value is one sh word
 # (the `sh` filter), and secrets in URLs are percent-encoded first (the `url` filter).
@@ -408,41 +399,41 @@ SESSION_MEMCACHED_LOCATION='\''(known after apply):11211'\''
 # General object cache: memcached on the memcache hosts (empty when the environment has none).
 CACHE_MEMCACHED_LOCATION='\'''\''
 
-' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 26
-say 26 changed
-# step 27: file /usr/local/bin/webplatform-run
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 24
+say 24 changed
+# step 25: file /usr/local/bin/webplatform-run
 f='/usr/local/bin/webplatform-run'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 27 "$f" 'root' 'root' 0
+dest_ok 25 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 27 "$f"
+backup 25 "$f"
 printf %s '#!/bin/sh
 # Managed by infra (role app): run a command of the app with its /etc/<app>/env exported, from
-# the source directory. Used by the supervisor programs.
+# the live release (`current`). Used by the supervisor programs.
 set -eu
 set -a
 . '\''/etc/webplatform/env'\''
 set +a
-cd '\''/var/www/webplatform/source'\''
+cd '\''/var/www/webplatform/current'\''
 exec "$@"
-' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 27
-say 27 changed
-# step 28: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
+' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 25
+say 25 changed
+# step 26: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
 f='/etc/supervisor/conf.d/webplatform-gunicorn.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 28 "$f" 'root' 'root' 0
+dest_ok 26 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 28 "$f"
+backup 26 "$f"
 printf %s '; Managed by infra (role app): supervisor program webplatform-gunicorn on app1.aws-sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-gunicorn]
-command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m gunicorn --config /etc/webplatform/gunicorn.conf.py infra_demo_wsgi:application
-directory=/var/www/webplatform/source
+command=/usr/local/bin/webplatform-run /var/www/webplatform/current/venv/bin/python -m gunicorn --config /etc/webplatform/gunicorn.conf.py infra_demo_wsgi:application
+directory=/var/www/webplatform/current
 user=www-data
 numprocs=1
 autostart=true
 autorestart=true
 startsecs=5
-; The broker, database or sessions store may come up after this host (hosts apply in parallel):
-; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
+; Before the first release is switched in, `current` does not exist and the program cannot
+; start: supervisor keeps retrying (growing back-off), and the release'\''s reload starts it.
 startretries=30
 stopsignal=TERM
 stopwaitsecs=30
@@ -453,25 +444,25 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-gunicorn.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 28
-say 28 changed
-# step 29: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 26
+say 26 changed
+# step 27: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
 f='/etc/supervisor/conf.d/webplatform-celery-worker.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 29 "$f" 'root' 'root' 0
+dest_ok 27 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 29 "$f"
+backup 27 "$f"
 printf %s '; Managed by infra (role app): supervisor program webplatform-celery-worker on app1.aws-sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-celery-worker]
-command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery worker --loglevel info --concurrency 2
-directory=/var/www/webplatform/source
+command=/usr/local/bin/webplatform-run /var/www/webplatform/current/venv/bin/python -m celery --app infra_demo_celery worker --loglevel info --concurrency 2
+directory=/var/www/webplatform/current
 user=www-data
 numprocs=1
 autostart=true
 autorestart=true
 startsecs=5
-; The broker, database or sessions store may come up after this host (hosts apply in parallel):
-; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
+; Before the first release is switched in, `current` does not exist and the program cannot
+; start: supervisor keeps retrying (growing back-off), and the release'\''s reload starts it.
 startretries=30
 stopsignal=TERM
 stopwaitsecs=600
@@ -482,25 +473,25 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-celery-worker.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 29
-say 29 changed
-# step 30: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 27
+say 27 changed
+# step 28: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
 f='/etc/supervisor/conf.d/webplatform-celery-beat.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 30 "$f" 'root' 'root' 0
+dest_ok 28 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 30 "$f"
+backup 28 "$f"
 printf %s '; Managed by infra (role app): supervisor program webplatform-celery-beat on app1.aws-sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-celery-beat]
-command=/usr/local/bin/webplatform-run /var/www/webplatform/env/bin/python -m celery --app infra_demo_celery beat --loglevel info --schedule /var/www/webplatform/run/celerybeat-schedule
-directory=/var/www/webplatform/source
+command=/usr/local/bin/webplatform-run /var/www/webplatform/current/venv/bin/python -m celery --app infra_demo_celery beat --loglevel info --schedule /var/www/webplatform/run/celerybeat-schedule
+directory=/var/www/webplatform/current
 user=www-data
 numprocs=1
 autostart=true
 autorestart=true
 startsecs=5
-; The broker, database or sessions store may come up after this host (hosts apply in parallel):
-; keep retrying with supervisor'\''s growing back-off (1 s, 2 s, 3 s ...) instead of giving up.
+; Before the first release is switched in, `current` does not exist and the program cannot
+; start: supervisor keeps retrying (growing back-off), and the release'\''s reload starts it.
 startretries=30
 stopsignal=TERM
 stopwaitsecs=30
@@ -511,64 +502,18 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-celery-beat.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 30
-say 30 changed
-# step 31: file /var/www/webplatform/source/infra_demo_wsgi.py
-f='/var/www/webplatform/source/infra_demo_wsgi.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 31 "$f" 'root' 'root' 0
-backup 31 "$f"
-printf %s '"""A tiny WSGI application shipped by infra (role app) so that a fresh environment serves
-something end to end. Real deployments set vars.app.wsgi_module to their own application."""
-
-import os
-
-
-def application(environ, start_response):
-    if environ.get("PATH_INFO") == "/healthz":
-        body = b"ok\n"
-    else:
-        body = ("hello from %s\n" % os.environ.get("DJANGO_SETTINGS_MODULE", "infra")).encode()
-    start_response("200 OK", [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-    ])
-    return [body]
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 31
-say 31 changed
-# step 32: file /var/www/webplatform/source/infra_demo_celery.py
-f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 32 "$f" 'root' 'root' 0
-backup 32 "$f"
-printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
-programs have something to run. Real deployments set vars.app.celery_app to their own."""
-
-import os
-
-from celery import Celery
-
-# Not a Django project, though the env file names the real one'\''s DJANGO_SETTINGS_MODULE: with
-# python3-django installed, celery'\''s Django fix-up would import that missing module and exit.
-app = Celery("infra_demo", broker=os.environ["BROKER_URL"], fixups=[])
-app.conf.beat_schedule = {
-    "heartbeat": {"task": "infra_demo_celery.heartbeat", "schedule": 300.0},
-}
-
-
-@app.task
-def heartbeat():
-    return "ok"
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 32
-say 32 changed
-# step 33: service supervisor enable
-{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 33
-say 33 changed
-# step 34: service supervisor start
-{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 34
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 28
+say 28 changed
+# step 29: service supervisor enable
+{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 29
+say 29 changed
+# step 30: service supervisor start
+{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 30
 pending_done 'supervisor'
-say 34 changed
-# step 35: service nginx reload
-{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 35
+say 30 changed
+# step 31: service nginx reload
+{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 31
 pending_done 'nginx'
-say 35 changed
+say 31 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

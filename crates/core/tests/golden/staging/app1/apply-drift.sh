@@ -116,7 +116,7 @@ say 1 changed
 { timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 2
 pending_done 'ssh'
 say 2 changed
-# step 3: command app virtualenv
+# step 3: command app layout
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 3
 say 3 changed
 # step 4: dir /var/www/webplatform
@@ -160,28 +160,32 @@ CACHE_MEMCACHED_LOCATION='\'''\''
 
 ' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 5
 say 5 changed
-# step 6: file /var/www/webplatform/source/infra_demo_celery.py
-f='/var/www/webplatform/source/infra_demo_celery.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+# step 6: file /etc/supervisor/conf.d/webplatform-celery-beat.conf
+f='/etc/supervisor/conf.d/webplatform-celery-beat.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 dest_ok 6 "$f" 'root' 'root' 0
 backup 6 "$f"
-printf %s '"""A tiny celery application shipped by infra (role app) so that the celery worker and beat
-programs have something to run. Real deployments set vars.app.celery_app to their own."""
-
-import os
-
-from celery import Celery
-
-# Not a Django project, though the env file names the real one'\''s DJANGO_SETTINGS_MODULE: with
-# python3-django installed, celery'\''s Django fix-up would import that missing module and exit.
-app = Celery("infra_demo", broker=os.environ["BROKER_URL"], fixups=[])
-app.conf.beat_schedule = {
-    "heartbeat": {"task": "infra_demo_celery.heartbeat", "schedule": 300.0},
-}
-
-
-@app.task
-def heartbeat():
-    return "ok"
+printf %s '; Managed by infra (role app): supervisor program webplatform-celery-beat on app1.staging.wpdn.
+; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
+[program:webplatform-celery-beat]
+command=/usr/local/bin/webplatform-run /var/www/webplatform/current/venv/bin/python -m celery --app infra_demo_celery beat --loglevel info --schedule /var/www/webplatform/run/celerybeat-schedule
+directory=/var/www/webplatform/current
+user=www-data
+numprocs=1
+autostart=true
+autorestart=true
+startsecs=5
+; Before the first release is switched in, `current` does not exist and the program cannot
+; start: supervisor keeps retrying (growing back-off), and the release'\''s reload starts it.
+startretries=30
+stopsignal=TERM
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+priority=300
+redirect_stderr=true
+stdout_logfile=/var/log/supervisor/webplatform-celery-beat.log
+stdout_logfile_maxbytes=10MB
+stdout_logfile_backups=5
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
 say 6 changed
 # step 7: service supervisor restart
