@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a host could not be reached over SSH, or the run's ssh settings could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -354,12 +355,7 @@ impl SshConfig {
             ))
             .connect_timeout(std::time::Duration::from_secs(15));
         match b.connect_mux(alias(&self.env, host)).await {
-            Ok(session) => Ok(Connection {
-                host: host.to_string(),
-                session,
-                login: Login::New,
-                kept: false,
-            }),
+            Ok(session) => Ok(Connection::new(host, session, Login::New, false).await),
             Err(e) => Err(self.connect_error(host, address, &error_text(&e))),
         }
     }
@@ -403,16 +399,10 @@ impl SshConfig {
                 }
             }
         }
-        let connection = |session: Session, login: Login| Connection {
-            host: host.to_string(),
-            session,
-            login,
-            kept: true,
-        };
         if ctl.exists() {
             let session = Session::resume_mux(ctl.clone().into_boxed_path(), None);
             if session.check().await.is_ok() {
-                return Ok(connection(session, Login::Reused));
+                return Ok(Connection::new(host, session, Login::Reused, true).await);
             }
             // Its master is gone (the idle time ran out, the host went away): a stale socket.
             let _ = session.detach();
@@ -465,10 +455,8 @@ impl SshConfig {
             let _ = std::fs::remove_file(&log);
             return Err(self.connect_error(host, address, &text));
         }
-        Ok(connection(
-            Session::resume_mux(ctl.into_boxed_path(), None),
-            Login::New,
-        ))
+        let session = Session::resume_mux(ctl.into_boxed_path(), None);
+        Ok(Connection::new(host, session, Login::New, true).await)
     }
 
     fn connect_error(&self, host: &str, address: &str, text: &str) -> SshError {
@@ -633,14 +621,40 @@ fn last_line(text: &str) -> String {
 /// One open connection to a host.
 pub struct Connection {
     host: String,
-    session: Session,
+    session: Arc<Session>,
     /// A new login, or a connection an earlier run kept.
     login: Login,
     /// Left open at the end of the run (`ssh.control_persist`).
     kept: bool,
+    /// A session open for as long as this run has the connection (see [`Connection::new`]).
+    holder: Option<openssh::Child<Arc<Session>>>,
 }
 
 impl Connection {
+    /// A connection, holding one session open on it while the run has it: the master counts
+    /// its idle time (after which it exits, so a killed run leaves no master behind) only while
+    /// no session is open, and a host may wait minutes between commands (its wave, the once
+    /// commands, earlier batches). The holder reads its stdin until the run closes the
+    /// connection or ends, killed or not (its channel then closes). No holder: the master's
+    /// own idle time applies, as before.
+    async fn new(host: &str, session: Session, login: Login, kept: bool) -> Connection {
+        let session = Arc::new(session);
+        let holder = Session::to_raw_command(session.clone(), "exec cat > /dev/null")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .await
+            .ok();
+        Connection {
+            host: host.to_string(),
+            session,
+            login,
+            kept,
+            holder,
+        }
+    }
+
     fn run_error(&self, what: &str, message: String) -> TransportError {
         TransportError::Run {
             host: self.host.clone(),
@@ -734,10 +748,23 @@ impl Transport for Connection {
     /// its master exits by itself once idle that long.
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            if self.kept {
-                let _ = self.session.detach();
+            let Connection {
+                session,
+                holder,
+                kept,
+                ..
+            } = *self;
+            if let Some(h) = holder {
+                // Its stdin closed, the holder ends: the session closes with it.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h.wait()).await;
+            }
+            let Ok(session) = Arc::try_unwrap(session) else {
+                return;
+            };
+            if kept {
+                let _ = session.detach();
             } else {
-                let _ = self.session.close().await;
+                let _ = session.close().await;
             }
         })
     }

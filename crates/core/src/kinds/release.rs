@@ -167,8 +167,10 @@ chmod 700 "$kd"
 export GIT_TERMINAL_PROMPT=0
 "#;
 
-/// Fetches `$rcm` into the bare mirror `$rp/repo` (cloned the first time; not fetched when the
-/// commit is already there), then checks it out into `$rd` as the release's user.
+/// Fetches `$rcm` into the bare mirror `$rp/repo` (cloned the first time, `--no-local`: a
+/// repository on the host itself is copied, never hardlinked, which git refuses across overlayfs
+/// layers; not fetched when the commit is already there), then checks it out into `$rd` as the
+/// release's user.
 const FETCH_AND_CHECKOUT: &str = r#"if git -C "$rp/repo" rev-parse --git-dir > /dev/null 2>&1; then
   if ! git -C "$rp/repo" cat-file -e "$rcm^{commit}" 2>/dev/null; then
     git -C "$rp/repo" remote set-url origin "$repo"
@@ -176,7 +178,7 @@ const FETCH_AND_CHECKOUT: &str = r#"if git -C "$rp/repo" rev-parse --git-dir > /
   fi
 else
   rm -rf -- "$rp/repo.new"
-  timeout "$bt" git clone --mirror -- "$repo" "$rp/repo.new"
+  timeout "$bt" git clone --mirror --no-local -- "$repo" "$rp/repo.new"
   mv -T "$rp/repo.new" "$rp/repo"
 fi
 git -C "$rp/repo" cat-file -e "$rcm^{commit}" 2>/dev/null || { echo "commit $rcm is not in $repo"; exit 1; }
