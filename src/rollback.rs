@@ -101,17 +101,18 @@ pub(crate) fn probe_releases(
     }
     let rt = crate::run::runtime()?;
     let transports = Arc::new(p.transports);
-    let results = rt.block_on(async {
-        let mut out = Vec::new();
-        for (desired, address) in hosts {
-            let name = desired.name.clone();
-            out.push(match transports.connect(&name, &address).await {
-                Ok(conn) => probe_one(conn, desired).await,
-                Err(e) => Err(e.to_string()),
-            });
-        }
-        out
-    });
+    // Every host at once: one login and one read each.
+    let results = rt.block_on(crate::rollout::join_all(hosts.into_iter().map(
+        |(desired, address)| {
+            let transports = &transports;
+            async move {
+                match transports.connect(&desired.name, &address).await {
+                    Ok(conn) => probe_one(conn, desired).await,
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+    )));
     let (probed, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
     let probed: Vec<Probed> = probed.into_iter().filter_map(Result::ok).collect();
     if !errors.is_empty() {

@@ -300,7 +300,9 @@ async fn prune_one(s: &Switch<'_>, secrets: &Secrets, sink: &Sink) {
 }
 
 /// Runs `futures` concurrently on this task; their outputs in order.
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+pub async fn join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     use std::task::Poll;
     let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
