@@ -67,9 +67,21 @@ impl Rollout {
                 None => r.hosts.first().cloned().unwrap_or_default(),
             };
         }
-        roles.sort_by(|a, b| a.role.cmp(&b.role));
+        order_roles(&mut roles, &waves);
         Rollout { waves, roles }
     }
+}
+
+/// Release roles roll in the order their hosts are applied: by the first wave holding one of
+/// their hosts (a role `after:` another switches after it), then by name.
+fn order_roles(roles: &mut [RoleRoll], waves: &[Vec<String>]) {
+    let first_wave = |r: &RoleRoll| {
+        waves
+            .iter()
+            .position(|w| w.iter().any(|h| r.hosts.contains(h)))
+            .unwrap_or(usize::MAX)
+    };
+    roles.sort_by(|a, b| (first_wave(a), &a.role).cmp(&(first_wave(b), &b.role)));
 }
 
 /// Host scripts wave by wave, each wave's hosts in parallel; a wave with a failed host stops
@@ -415,7 +427,30 @@ pub fn mark(recaps: &mut [Recap], failures: &[Failure]) {
 
 #[cfg(test)]
 mod tests {
-    use super::join_all;
+    use super::{join_all, order_roles, RoleRoll};
+
+    fn role(name: &str, hosts: &[&str]) -> RoleRoll {
+        RoleRoll {
+            role: name.into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            once_host: hosts[0].into(),
+            batch: None,
+            health: None,
+        }
+    }
+
+    #[test]
+    fn release_roles_roll_in_wave_order_then_by_name() {
+        let waves = vec![vec!["db1".to_string()], vec!["api1".into(), "web1".into()]];
+        let mut roles = vec![
+            role("web", &["web1"]),
+            role("api", &["api1"]),
+            role("schema", &["db1"]),
+        ];
+        order_roles(&mut roles, &waves);
+        let names: Vec<&str> = roles.iter().map(|r| r.role.as_str()).collect();
+        assert_eq!(names, ["schema", "api", "web"]);
+    }
 
     /// The first future waits for the second: run one after the other, they never end.
     #[tokio::test]
