@@ -66,8 +66,8 @@ pub enum CliError {
     MissingSecrets { env: String, names: Vec<String> },
     #[error("the saved plan is stale: {} changed since it was made; nothing was changed", hosts.join(", "))]
     StalePlan { hosts: Vec<String> },
-    #[error("refusing to apply without confirmation: there is no terminal to ask on; nothing was changed")]
-    NoConfirmation,
+    #[error("refusing to {what} without confirmation: there is no terminal to ask on; nothing was changed")]
+    NoConfirmation { what: &'static str },
     #[error(transparent)]
     Provider(#[from] crate::provider::ProviderError),
     #[error(transparent)]
@@ -112,7 +112,7 @@ impl CliError {
             CliError::MissingSecrets { .. } => Some("set them in the inventory's secrets file or as INFRA_SECRET_<NAME> environment variables".into()),
             CliError::PlanAltered { .. } => Some("the file was changed after `infra plan --out` wrote it; run `infra plan ENV --out FILE` again and review the new plan".into()),
             CliError::StalePlan { .. } | CliError::StaleCloud { .. } | CliError::SiteChanged { .. } | CliError::PlanInputs { .. } => Some("run `infra plan ENV --out FILE` again and review the new plan".into()),
-            CliError::NoConfirmation => Some("pass --yes to apply without asking".into()),
+            CliError::NoConfirmation { what } => Some(format!("pass --yes to {what} without asking")),
             CliError::Provider(e) => e.hint(),
             CliError::Ssh(e) => e.hint(),
             CliError::Lock(e) => e.hint(),

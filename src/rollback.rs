@@ -197,7 +197,7 @@ pub fn rollback_cmd(
         close(hosts);
         return Ok(Outcome::Success);
     }
-    if !yes && !crate::run::confirm(&format!("Roll back these hosts of {env}?"))? {
+    if !yes && !crate::run::confirm_to(&format!("Roll back these hosts of {env}?"), "roll back")? {
         close(hosts);
         return Ok(Outcome::Failed);
     }

@@ -549,15 +549,20 @@ pub fn plan_cmd(
 
 /// Asks for `yes` on the terminal; refuses without one.
 pub(crate) fn confirm(question: &str) -> Result<bool, CliError> {
+    confirm_to(question, "apply")
+}
+
+/// [`confirm`], for a command that does `what` (`apply`, `roll back`).
+pub(crate) fn confirm_to(question: &str, what: &'static str) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {
-        return Err(CliError::NoConfirmation);
+        return Err(CliError::NoConfirmation { what });
     }
     eprint!("{question} Only 'yes' is accepted: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     if answer.trim() != "yes" {
-        eprintln!("Apply cancelled; nothing was changed.");
+        eprintln!("Cancelled; nothing was changed.");
         return Ok(false);
     }
     Ok(true)

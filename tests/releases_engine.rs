@@ -386,6 +386,23 @@ fn roll_back(lab: &Lab, v1: &str, v2: &str) {
     );
     assert_eq!(lab.current("app1"), v2);
 
+    // Without --yes and without a terminal to ask on: refused after showing the moves.
+    let asked = lab.infra(&["rollback", "lab", "--to", short(v1)]);
+    asked.assert_code(1);
+    assert!(
+        asked
+            .stderr
+            .contains("refusing to roll back without confirmation"),
+        "{}",
+        asked.stderr
+    );
+    assert!(
+        asked.stderr.contains("pass --yes to roll back"),
+        "{}",
+        asked.stderr
+    );
+    assert_eq!(lab.current("app1"), v2);
+
     // rollback --to v1: both hosts back on v1, reloaded, health checked; migrations warned.
     let back = lab.infra(&["rollback", "lab", "--to", short(v1), "--yes"]);
     back.assert_code(0);
