@@ -203,6 +203,8 @@ pub fn rollback_cmd(
     }
     let sink = view::progress_sink(style);
     let failures = rt.block_on(async {
+        // Hosts wait while earlier batches switch and are checked: keep them connected.
+        crate::rollout::join_all(hosts.iter().map(|h| h.conn.hold())).await;
         let mut failures = Vec::new();
         for role in &rollout.roles {
             let switches = switches(&hosts, &moves, role);

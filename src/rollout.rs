@@ -11,6 +11,7 @@ use infra_core::environment::Environment;
 use infra_core::model::{Batch, Health};
 use infra_core::plan::Step;
 use infra_core::secrets::Secrets;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// How the selected hosts of a run are ordered: waves, and each release role's roll.
@@ -18,6 +19,8 @@ use std::sync::Arc;
 pub struct Rollout {
     /// Host names, wave by wave (`after:`); one wave when no role has `after:`.
     pub waves: Vec<Vec<String>>,
+    /// Host -> the selected hosts it waits for (`after:`): it is not applied when one failed.
+    pub waits: BTreeMap<String, Vec<String>>,
     /// The roles whose `release:` some selected host has, by name.
     pub roles: Vec<RoleRoll>,
 }
@@ -39,6 +42,10 @@ impl Rollout {
     /// validation reports first) leaves every host in one wave.
     pub fn new(env: &Environment, hosts: &[&DesiredHost]) -> Rollout {
         let names: Vec<String> = hosts.iter().map(|d| d.name.clone()).collect();
+        let waits = names
+            .iter()
+            .map(|h| (h.clone(), infra_core::rollout::waits_for(env, &names, h)))
+            .collect();
         let waves = infra_core::rollout::waves(env, &names).unwrap_or_else(|_| vec![names]);
         let mut roles: Vec<RoleRoll> = Vec::new();
         for d in hosts {
@@ -68,7 +75,11 @@ impl Rollout {
             };
         }
         order_roles(&mut roles, &waves);
-        Rollout { waves, roles }
+        Rollout {
+            waves,
+            waits,
+            roles,
+        }
     }
 }
 
@@ -84,49 +95,64 @@ fn order_roles(roles: &mut [RoleRoll], waves: &[Vec<String>]) {
     roles.sort_by(|a, b| (first_wave(a), &a.role).cmp(&(first_wave(b), &b.role)));
 }
 
-/// Host scripts wave by wave, each wave's hosts in parallel; a wave with a failed host stops
-/// the run (later waves are not applied: their recaps say so). Connections stay open.
+/// Host scripts wave by wave, each wave's hosts in parallel. A host that waits for a host that
+/// failed (or was itself not applied) is not applied: its recap names that host; hosts that do
+/// not wait for it go on. Connections stay open.
 pub async fn apply_waves(
     mut targets: Vec<Target>,
-    waves: &[Vec<String>],
+    rollout: &Rollout,
     secrets: Arc<Secrets>,
     parallel: usize,
     sink: Sink,
 ) -> (Vec<Target>, Vec<Recap>) {
     let mut done = Vec::new();
     let mut recaps = Vec::new();
-    let mut failed_wave = false;
-    for wave in waves {
+    // Hosts that failed or were not applied.
+    let mut stopped: BTreeSet<String> = BTreeSet::new();
+    let last = vec![targets.iter().map(|t| t.desired.name.clone()).collect()];
+    // Hosts in no wave (none, normally) are applied last.
+    for wave in rollout.waves.iter().chain(&last) {
         let (this, rest): (Vec<Target>, Vec<Target>) = targets
             .into_iter()
             .partition(|t| wave.contains(&t.desired.name));
         targets = rest;
-        if failed_wave {
-            recaps.extend(this.iter().map(not_reached));
-            done.extend(this);
+        let (run, blocked): (Vec<Target>, Vec<Target>) = this
+            .into_iter()
+            .partition(|t| blocked_by(&rollout.waits, &stopped, &t.desired.name).is_empty());
+        for t in &blocked {
+            let by = blocked_by(&rollout.waits, &stopped, &t.desired.name);
+            recaps.push(not_reached(t, &by));
+        }
+        stopped.extend(blocked.iter().map(|t| t.desired.name.clone()));
+        done.extend(blocked);
+        if run.is_empty() {
             continue;
         }
-        let (applied, r) = engine::apply(this, secrets.clone(), parallel, sink.clone()).await;
-        failed_wave = r.iter().any(|r| r.failed);
+        let (applied, r) = engine::apply(run, secrets.clone(), parallel, sink.clone()).await;
+        stopped.extend(r.iter().filter(|r| r.failed).map(|r| r.host.clone()));
         recaps.extend(r);
         done.extend(applied);
-    }
-    // Hosts in no wave (none, normally) are applied last.
-    if !targets.is_empty() && !failed_wave {
-        let (applied, r) = engine::apply(targets, secrets, parallel, sink).await;
-        recaps.extend(r);
-        done.extend(applied);
-    } else {
-        recaps.extend(targets.iter().map(not_reached));
-        done.extend(targets);
     }
     done.sort_by(|a, b| a.desired.name.cmp(&b.desired.name));
     recaps.sort_by(|a, b| a.host.cmp(&b.host));
     (done, recaps)
 }
 
-/// The recap of a host a failed earlier wave kept from being applied.
-fn not_reached(t: &Target) -> Recap {
+/// The hosts among `stopped` that `host` waits for.
+fn blocked_by(
+    waits: &BTreeMap<String, Vec<String>>,
+    stopped: &BTreeSet<String>,
+    host: &str,
+) -> Vec<String> {
+    waits
+        .get(host)
+        .map(|w| w.iter().filter(|h| stopped.contains(*h)).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The recap of a host not applied because hosts it waits for (`after:`) failed or were not
+/// applied.
+fn not_reached(t: &Target, by: &[String]) -> Recap {
     Recap {
         host: t.desired.name.clone(),
         ok: 0,
@@ -135,9 +161,25 @@ fn not_reached(t: &Target) -> Recap {
         unreachable: false,
         failure: Some((
             "its wave".into(),
-            vec!["not applied: a host of an earlier wave (`after:`) failed".into()],
+            vec![format!(
+                "not applied: it waits for {} (`after:`), which failed or was not applied",
+                by.join(", ")
+            )],
         )),
         busy: None,
+    }
+}
+
+/// Says on each host of `switches` that role's release was built but not switched in, since
+/// `down` (hosts of the role) failed.
+pub fn not_rolled(switches: &[Switch<'_>], role: &str, down: &[&str], sink: &Sink) {
+    for s in switches.iter().filter(|s| !down.contains(&s.host)) {
+        let text = format!(
+            "release {} built, not switched: {} (role {role}) failed",
+            short(&s.to),
+            down.join(", ")
+        );
+        event(sink, s.host, text, true);
     }
 }
 

@@ -21,7 +21,7 @@ use infra_core::saved::HostInputs;
 use infra_core::secrets::Secrets;
 use infra_core::vars::VarOverride;
 use infra_protocol::{CloudFacts, HostKeysRequest, Scope};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -859,24 +859,33 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
     } = planned;
     let sink = view::progress_sink(style);
     let (outcome, recaps) = rt.block_on(async {
+        if rollout.waves.len() > 1 || !rollout.roles.is_empty() {
+            // Hosts wait for earlier waves, the once commands, earlier batches: keep them
+            // connected (a run of one wave and no release needs none of this).
+            crate::rollout::join_all(targets.iter().map(|t| t.conn.hold())).await;
+        }
         let (targets, mut recaps) = crate::rollout::apply_waves(
             targets,
-            &rollout.waves,
+            &rollout,
             secrets.clone(),
             flags.parallel,
             sink.clone(),
         )
         .await;
-        let mut outcome = if recaps.iter().any(|r| r.failed) {
-            Outcome::Partial
-        } else {
+        let failed: BTreeSet<String> = recaps
+            .iter()
+            .filter(|r| r.failed)
+            .map(|r| r.host.clone())
+            .collect();
+        let mut outcome = if failed.is_empty() {
             Outcome::Success
+        } else {
+            Outcome::Partial
         };
-        if outcome == Outcome::Success {
-            if let Err(failures) = release_phases(&targets, &rollout, &secrets, &sink).await {
-                crate::rollout::mark(&mut recaps, &failures);
-                outcome = Outcome::RollStopped;
-            }
+        let phases = release_phases(&targets, &rollout, &failed, &secrets, &sink);
+        if let Err(failures) = phases.await {
+            crate::rollout::mark(&mut recaps, &failures);
+            outcome = Outcome::RollStopped;
         }
         for t in targets {
             t.conn.close().await;
@@ -889,16 +898,28 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
 }
 
 /// Each release role in turn: its once commands when some selected host gets a new release,
-/// then its switch, batch by batch. The first failure stops every roll.
+/// then its switch, batch by batch. The first failure stops every roll. A role with a host
+/// whose script failed (or was not applied) does not roll: its hosts stay on their release.
 async fn release_phases(
     targets: &[Target],
     rollout: &Rollout,
+    failed: &BTreeSet<String>,
     secrets: &Secrets,
     sink: &engine::Sink,
 ) -> Result<(), Vec<crate::rollout::Failure>> {
     for role in &rollout.roles {
         let switches = crate::rollout::switches(targets, role);
         if switches.is_empty() {
+            continue;
+        }
+        let down: Vec<&str> = role
+            .hosts
+            .iter()
+            .filter(|h| failed.contains(*h))
+            .map(String::as_str)
+            .collect();
+        if !down.is_empty() {
+            crate::rollout::not_rolled(&switches, &role.role, &down, sink);
             continue;
         }
         let once_target = targets.iter().find(|t| t.desired.name == role.once_host);

@@ -118,6 +118,12 @@ fn setup() -> (Lab, [String; 3]) {
     )
     .unwrap();
     std::fs::write(site.path().join("templates/db.j2"), "db\n").unwrap();
+    // A host nobody waits for: its failure stops nothing else.
+    std::fs::write(
+        site.path().join("roles/misc.yaml"),
+        "name: misc\ncommands:\n  - {name: gate, run: \"false\", unless: \"test ! -e /srv/misc-fail\"}\n",
+    )
+    .unwrap();
     let state = site.path().join(".infra/sandbox");
     std::fs::create_dir_all(&state).unwrap();
     let sandbox = Sandbox::up(
@@ -127,6 +133,7 @@ fn setup() -> (Lab, [String; 3]) {
             ("app1".into(), format!("{SUBNET}.11")),
             ("app2".into(), format!("{SUBNET}.12")),
             ("db1".into(), format!("{SUBNET}.13")),
+            ("misc1".into(), format!("{SUBNET}.14")),
         ],
     );
     let state = state.display();
@@ -142,7 +149,8 @@ fn setup() -> (Lab, [String; 3]) {
              vars:\n  app: {{ref: v1}}\n\
              hosts:\n  app1: {{roles: [app], address: {SUBNET}.11}}\n  \
              app2: {{roles: [app], address: {SUBNET}.12}}\n  \
-             db1: {{roles: [db], address: {SUBNET}.13}}\n"
+             db1: {{roles: [db], address: {SUBNET}.13}}\n  \
+             misc1: {{roles: [misc], address: {SUBNET}.14}}\n"
         ),
     )
     .unwrap();
@@ -271,13 +279,14 @@ fn first_release_and_no_change(lab: &Lab, v1: &str) {
 }
 
 fn next_release(lab: &Lab, v1: &str, v2: &str) {
-    // db1 (wave 0) fails: the app hosts (wave 1) are not applied at all, exit 3.
+    // db1 (wave 0) fails: the app hosts (wave 1), which wait for it, are not applied at all,
+    // exit 3.
     lab.sh("db1", "touch /srv/db-fail");
     let stopped = lab.infra(&["apply", "lab", "--yes", "--var", "app.ref=v2"]);
     stopped.assert_code(3);
     assert!(
         stopped.stdout.contains(
-            "app1 failed at its wave:\n    not applied: a host of an earlier wave (`after:`) failed"
+            "app1 failed at its wave:\n    not applied: it waits for db1 (`after:`), which failed or was not applied"
         ),
         "{}",
         stopped.stdout
@@ -297,8 +306,22 @@ fn next_release(lab: &Lab, v1: &str, v2: &str) {
     let saved = lab.site.path().join("v2.plan").display().to_string();
     lab.infra(&["plan", "lab", "--var", "app.ref=v2", "--out", &saved])
         .assert_code(0);
-    lab.infra(&["apply", "lab", "--yes", "--var", "app.ref=v2"])
-        .assert_code(0);
+    // misc1 (wave 0) fails, but nobody waits for it: the app hosts are applied and roll,
+    // and the run says misc1 failed (exit 3).
+    lab.sh("misc1", "touch /srv/misc-fail");
+    let partial = lab.infra(&["apply", "lab", "--yes", "--var", "app.ref=v2"]);
+    partial.assert_code(3);
+    assert!(
+        partial.stdout.contains("misc1 failed at command gate"),
+        "{}",
+        partial.stdout
+    );
+    assert!(
+        !partial.stdout.contains("app1 failed"),
+        "{}",
+        partial.stdout
+    );
+    lab.sh("misc1", "rm /srv/misc-fail");
     // The saved plan's release steps were made against v1 being live: refused now.
     let stale = lab.infra(&["apply", &saved, "--yes", "--var", "app.ref=v2"]);
     stale.assert_code(1);

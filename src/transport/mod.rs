@@ -87,6 +87,12 @@ pub trait Transport: Send + Sync {
         script: &'a str,
     ) -> BoxFuture<'a, Result<Output, TransportError>>;
 
+    /// Keeps the connection up while the host waits between commands (its wave, the once
+    /// commands, earlier batches), however long that is; until `close` or the end of infra.
+    fn hold(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Ends the connection (or leaves it for the next run, as its settings say).
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

@@ -355,7 +355,7 @@ impl SshConfig {
             ))
             .connect_timeout(std::time::Duration::from_secs(15));
         match b.connect_mux(alias(&self.env, host)).await {
-            Ok(session) => Ok(Connection::new(host, session, Login::New, false).await),
+            Ok(session) => Ok(Connection::new(host, session, Login::New, false)),
             Err(e) => Err(self.connect_error(host, address, &error_text(&e))),
         }
     }
@@ -402,7 +402,7 @@ impl SshConfig {
         if ctl.exists() {
             let session = Session::resume_mux(ctl.clone().into_boxed_path(), None);
             if session.check().await.is_ok() {
-                return Ok(Connection::new(host, session, Login::Reused, true).await);
+                return Ok(Connection::new(host, session, Login::Reused, true));
             }
             // Its master is gone (the idle time ran out, the host went away): a stale socket.
             let _ = session.detach();
@@ -456,7 +456,7 @@ impl SshConfig {
             return Err(self.connect_error(host, address, &text));
         }
         let session = Session::resume_mux(ctl.into_boxed_path(), None);
-        Ok(Connection::new(host, session, Login::New, true).await)
+        Ok(Connection::new(host, session, Login::New, true))
     }
 
     fn connect_error(&self, host: &str, address: &str, text: &str) -> SshError {
@@ -626,32 +626,18 @@ pub struct Connection {
     login: Login,
     /// Left open at the end of the run (`ssh.control_persist`).
     kept: bool,
-    /// A session open for as long as this run has the connection (see [`Connection::new`]).
-    holder: Option<openssh::Child<Arc<Session>>>,
+    /// A session open while the run holds the connection (see [`Transport::hold`]).
+    holder: std::sync::Mutex<Option<openssh::Child<Arc<Session>>>>,
 }
 
 impl Connection {
-    /// A connection, holding one session open on it while the run has it: the master counts
-    /// its idle time (after which it exits, so a killed run leaves no master behind) only while
-    /// no session is open, and a host may wait minutes between commands (its wave, the once
-    /// commands, earlier batches). The holder reads its stdin until the run closes the
-    /// connection or ends, killed or not (its channel then closes). No holder: the master's
-    /// own idle time applies, as before.
-    async fn new(host: &str, session: Session, login: Login, kept: bool) -> Connection {
-        let session = Arc::new(session);
-        let holder = Session::to_raw_command(session.clone(), "exec cat > /dev/null")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .await
-            .ok();
+    fn new(host: &str, session: Session, login: Login, kept: bool) -> Connection {
         Connection {
             host: host.to_string(),
-            session,
+            session: Arc::new(session),
             login,
             kept,
-            holder,
+            holder: std::sync::Mutex::new(None),
         }
     }
 
@@ -746,6 +732,24 @@ impl Transport for Connection {
 
     /// Ends the connection, or leaves a kept one (`ssh.control_persist`) for the next run:
     /// its master exits by itself once idle that long.
+    /// One session left open: the master counts its idle time (after which it exits, so a
+    /// killed run leaves no master behind) only while no session is open. The holder reads its
+    /// stdin until the run closes the connection or ends, killed or not (its channel closes).
+    fn hold(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let child = Session::to_raw_command(self.session.clone(), "exec cat > /dev/null")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .await
+                .ok();
+            if let Ok(mut h) = self.holder.lock() {
+                *h = child;
+            }
+        })
+    }
+
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let Connection {
@@ -754,6 +758,7 @@ impl Transport for Connection {
                 kept,
                 ..
             } = *self;
+            let holder = holder.into_inner().ok().flatten();
             if let Some(h) = holder {
                 // Its stdin closed, the holder ends: the session closes with it.
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(5), h.wait()).await;

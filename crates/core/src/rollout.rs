@@ -77,6 +77,17 @@ fn links(env: &Environment, selected: &BTreeSet<&str>, host: &str) -> Vec<AfterL
     out
 }
 
+/// The selected hosts `host` waits for (see `links`), each once, sorted: when one of them fails
+/// (or is not applied), `host` is not applied either.
+pub fn waits_for(env: &Environment, hosts: &[String], host: &str) -> Vec<String> {
+    let selected: BTreeSet<&str> = hosts.iter().map(String::as_str).collect();
+    let others: BTreeSet<String> = links(env, &selected, host)
+        .into_iter()
+        .map(|l| l.other)
+        .collect();
+    others.into_iter().collect()
+}
+
 /// The waves `hosts` are applied in: a host's wave is one more than the highest wave of the
 /// hosts it waits for (see `links`), 0 when it waits for none. Hosts of a wave are sorted by
 /// name; empty waves are left out; every host is in exactly one wave.
