@@ -174,9 +174,8 @@ fn render_cmd(cli: &Cli, style: &Style, args: RenderArgs) -> Result<Outcome, Cli
         .pop()
         .unwrap_or_default();
     // A role's `once:` file is written on its once-host alone: other hosts do not get it.
-    out.files.retain(|f| {
-        !f.once || infra_core::environment::once_host(&env, &f.role) == Some(host.as_str())
-    });
+    out.files
+        .retain(|f| !f.once || infra_core::environment::is_once_host(&env, &f.role, host));
     if report(style, out.diagnostics) {
         return Ok(Outcome::Failed);
     }

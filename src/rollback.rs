@@ -4,11 +4,11 @@
 
 use crate::cli::{Cli, RunFlags};
 use crate::error::{CliError, Outcome};
-use crate::rollout::{short, RoleRoll, Rollout, Switch};
+use crate::rollout::{RoleRoll, Rollout, Switch};
 use crate::transport::Transports;
 use crate::view::{self, Style};
 use infra_core::desired::{DesiredHost, DesiredRelease};
-use infra_core::release::ReleaseInfo as Releases;
+use infra_core::release::{short_commit, ReleaseInfo as Releases};
 use infra_core::secrets::Secrets;
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub fn target(host: &str, r: &Releases, to: Option<&str>) -> Result<Option<Strin
         if r.kept.is_empty() {
             "it keeps none".to_string()
         } else {
-            let list: Vec<&str> = r.kept.iter().map(|(c, _)| short(c)).collect();
+            let list: Vec<&str> = r.kept.iter().map(|(c, _)| short_commit(c)).collect();
             format!("it keeps {}", list.join(", "))
         }
     };

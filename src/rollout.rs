@@ -10,6 +10,7 @@ use infra_core::desired::{DesiredHost, DesiredRelease};
 use infra_core::environment::Environment;
 use infra_core::model::{Batch, Health};
 use infra_core::plan::Step;
+use infra_core::release::short_commit;
 use infra_core::secrets::Secrets;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -106,9 +107,7 @@ pub async fn apply_waves(
     sink: Sink,
 ) -> (Vec<Target>, Vec<Recap>) {
     let mut done = Vec::new();
-    let mut recaps = Vec::new();
-    // Hosts that failed or were not applied.
-    let mut stopped: BTreeSet<String> = BTreeSet::new();
+    let mut recaps: Vec<Recap> = Vec::new();
     let last = vec![targets.iter().map(|t| t.desired.name.clone()).collect()];
     // Hosts in no wave (none, normally) are applied last.
     for wave in rollout.waves.iter().chain(&last) {
@@ -116,20 +115,26 @@ pub async fn apply_waves(
             .into_iter()
             .partition(|t| wave.contains(&t.desired.name));
         targets = rest;
-        let (run, blocked): (Vec<Target>, Vec<Target>) = this
-            .into_iter()
-            .partition(|t| blocked_by(&rollout.waits, &stopped, &t.desired.name).is_empty());
-        for t in &blocked {
+        // Hosts that failed or were not applied: a host waiting for one of them is not applied.
+        let stopped: BTreeSet<String> = recaps
+            .iter()
+            .filter(|r| r.failed)
+            .map(|r| r.host.clone())
+            .collect();
+        let mut run = Vec::new();
+        for t in this {
             let by = blocked_by(&rollout.waits, &stopped, &t.desired.name);
-            recaps.push(not_reached(t, &by));
+            if by.is_empty() {
+                run.push(t);
+            } else {
+                recaps.push(not_reached(&t, &by));
+                done.push(t);
+            }
         }
-        stopped.extend(blocked.iter().map(|t| t.desired.name.clone()));
-        done.extend(blocked);
         if run.is_empty() {
             continue;
         }
         let (applied, r) = engine::apply(run, secrets.clone(), parallel, sink.clone()).await;
-        stopped.extend(r.iter().filter(|r| r.failed).map(|r| r.host.clone()));
         recaps.extend(r);
         done.extend(applied);
     }
@@ -176,7 +181,7 @@ pub fn not_rolled(switches: &[Switch<'_>], role: &str, down: &[&str], sink: &Sin
     for s in switches.iter().filter(|s| !down.contains(&s.host)) {
         let text = format!(
             "release {} built, not switched: {} (role {role}) failed",
-            short(&s.to),
+            short_commit(&s.to),
             down.join(", ")
         );
         event(sink, s.host, text, true);
@@ -221,11 +226,6 @@ pub fn switches<'a>(targets: &'a [Target], role: &RoleRoll) -> Vec<Switch<'a>> {
             })
         })
         .collect()
-}
-
-/// The first seven characters of a commit.
-pub fn short(commit: &str) -> &str {
-    commit.get(..7).unwrap_or(commit)
 }
 
 /// How a script ran on a host: whether it succeeded, its stdout lines and, when it failed,
@@ -291,7 +291,7 @@ pub async fn once(
     let script = infra_core::release::once_script(release, commit);
     let ran = run(conn, "once commands", &script, secrets).await;
     if ran.ok {
-        let text = format!("once commands ran (release {})", short(commit));
+        let text = format!("once commands ran (release {})", short_commit(commit));
         event(sink, host, text, false);
         return Ok(());
     }
@@ -388,16 +388,16 @@ async fn switch(s: &Switch<'_>, to: &str, secrets: &Secrets, sink: &Sink) -> Res
         event(
             sink,
             s.host,
-            format!("release {} switched", short(to)),
+            format!("release {} switched", short_commit(to)),
             false,
         );
         return Ok(());
     }
-    let text = format!("release {} switch FAILED", short(to));
+    let text = format!("release {} switch FAILED", short_commit(to));
     event(sink, s.host, text, true);
     Err(Failure {
         host: s.host.to_string(),
-        what: format!("the switch to release {}", short(to)),
+        what: format!("the switch to release {}", short_commit(to)),
         lines: ran.lines(),
     })
 }
@@ -424,7 +424,7 @@ async fn health(
             event(sink, s.host, format!("health FAILED: {why}"), true);
             Err(Failure {
                 host: s.host.to_string(),
-                what: format!("the health check of release {}", short(&s.to)),
+                what: format!("the health check of release {}", short_commit(&s.to)),
                 lines: ran.lines(),
             })
         }
@@ -441,14 +441,14 @@ async fn switch_back(s: &Switch<'_>, secrets: &Secrets, sink: &Sink) -> Option<F
     let script = infra_core::release::switch_script(s.release, back);
     let ran = run(s.conn, "switching back", &script, secrets).await;
     if ran.ok {
-        let text = format!("switched back to release {}", short(back));
+        let text = format!("switched back to release {}", short_commit(back));
         event(sink, s.host, text, false);
         return None;
     }
     event(sink, s.host, "switching back FAILED".into(), true);
     Some(Failure {
         host: s.host.to_string(),
-        what: format!("switching back to release {}", short(back)),
+        what: format!("switching back to release {}", short_commit(back)),
         lines: ran.lines(),
     })
 }

@@ -6,6 +6,7 @@ use infra_core::diagnostic::{Diagnostic, Severity};
 use infra_core::environment::Environment;
 use infra_core::kinds;
 use infra_core::model::Connection;
+use infra_core::release::short_commit;
 use infra_core::render::{Origin, RenderedFile};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -737,11 +738,6 @@ fn planned_text(steps: usize) -> String {
         1 => "1 change to make".to_string(),
         n => format!("{n} changes to make"),
     }
-}
-
-/// The first seven characters of a commit.
-fn short_commit(commit: &str) -> &str {
-    commit.get(..7).unwrap_or(commit)
 }
 
 /// One host of `infra releases`: its release role and path, and what it keeps.

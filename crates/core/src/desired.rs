@@ -112,8 +112,8 @@ impl DesiredHost {
             // `once:` files and commands belong to the role's once-host alone.
             let has_once =
                 r.commands.iter().any(|c| c.value.once) || r.files.iter().any(|f| f.value.once);
-            let once_here = !has_once
-                || crate::environment::once_host(env, role_name) == Some(host.view.name.as_str());
+            let once_here =
+                !has_once || crate::environment::is_once_host(env, role_name, &host.view.name);
             state.commands = r
                 .commands
                 .iter()

@@ -230,6 +230,12 @@ pub fn once_host<'e>(env: &'e Environment, role: &str) -> Option<&'e str> {
         .map(|h| h.view.name.as_str())
 }
 
+/// Whether `host` is `role`'s once-host: the one that gets the role's `once:` files and
+/// commands.
+pub fn is_once_host(env: &Environment, role: &str, host: &str) -> bool {
+    once_host(env, role) == Some(host)
+}
+
 /// The jump host of a cloud inventory, reached at its public address.
 fn is_public_jump(inv: &Inventory, host: &str) -> bool {
     inv.ssh.jump_address == JumpAddress::Public

@@ -24,6 +24,11 @@ pub mod exit {
     pub const RELOAD_FAILED: i32 = 2;
 }
 
+/// The first seven characters of a commit, as plans and progress lines show it.
+pub fn short_commit(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
 /// Whether `text` can name a release directory: hexadecimal, 4 to 64 characters.
 pub fn is_commit(text: &str) -> bool {
     (4..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
