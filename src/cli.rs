@@ -67,8 +67,12 @@ pub enum Command {
     Plan {
         env: String,
         /// Print the plan as JSON (versioned, Terraform's action names).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print a Markdown summary for a pull request comment: counts, the cloud changes, each
+        /// host's changes folded (secrets stay redacted).
+        #[arg(long)]
+        markdown: bool,
         /// Exit 0 when nothing would change, 2 when something would, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
@@ -141,6 +145,30 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "PATTERNS")]
         limit: Vec<String>,
     },
+    /// Print a plan saved by `infra plan --out FILE` again, as it was printed then.
+    #[command(after_help = EXIT_CODES)]
+    Show {
+        /// The saved plan.
+        planfile: PathBuf,
+        /// Print it as JSON.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print the Markdown summary (as `plan --markdown`).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print a completion script for SHELL: `infra completions bash > /etc/bash_completion.d/infra`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write every page (infra.1, infra-plan.1, ...) into DIR:
+    /// `sudo infra man --out-dir /usr/local/share/man/man1`.
+    Man {
+        /// Write infra.1 and a page per subcommand into DIR instead of printing infra.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Check the whole site: every problem at once, with file, line and a hint.
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -204,7 +232,8 @@ pub enum RolesCommand {
     /// Hosts and their roles, sorted; `--by-role` for roles and their hosts.
     #[command(after_help = EXIT_CODES)]
     List {
-        env: String,
+        /// The environment; without it, every environment, one block each.
+        env: Option<String>,
         /// Roles first, each with the hosts that hold it.
         #[arg(long)]
         by_role: bool,

@@ -18,6 +18,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
         Command::Plan {
             env,
             json,
+            markdown,
             detailed_exitcode,
             out,
             flags,
@@ -25,7 +26,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             cli,
             style,
             env,
-            *json,
+            view::PlanFormat::of(*json, *markdown),
             *detailed_exitcode,
             out.as_deref(),
             flags,
@@ -58,6 +59,29 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
             *json,
             &crate::rollback::flags(limit, &[]),
         ),
+        Command::Show {
+            planfile,
+            json,
+            markdown,
+        } => show_cmd(planfile, view::PlanFormat::of(*json, *markdown)),
+        Command::Completions { shell } => {
+            view::print_completions(*shell).map_err(CliError::Stdout)?;
+            Ok(Outcome::Success)
+        }
+        Command::Man { out_dir: None } => {
+            view::print_man().map_err(CliError::Stdout)?;
+            Ok(Outcome::Success)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(crate::cli::Cli::command(), dir))
+                .map_err(|source| CliError::Write {
+                    path: dir.clone(),
+                    source,
+                })?;
+            Ok(Outcome::Success)
+        }
         Command::Validate { env, vars } => validate_cmd(cli, style, env.as_deref(), vars),
         Command::Roles {
             command:
@@ -66,7 +90,7 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
                     by_role,
                     format,
                 },
-        } => roles_cmd(cli, style, env, *by_role, *format),
+        } => roles_cmd(cli, style, env.as_deref(), *by_role, *format),
         Command::Hosts { env, format } => hosts_cmd(cli, style, env, *format),
         Command::Render {
             env,
@@ -90,11 +114,11 @@ pub fn run(cli: &Cli, style: &Style) -> Result<Outcome, CliError> {
     }
 }
 
-/// `roles list`: Salt's layout of who holds which role.
+/// `roles list`: Salt's layout of who holds which role, for one environment or all of them.
 fn roles_cmd(
     cli: &Cli,
     style: &Style,
-    env: &str,
+    env: Option<&str>,
     by_role: bool,
     format: crate::cli::RolesFormat,
 ) -> Result<Outcome, CliError> {
@@ -102,15 +126,42 @@ fn roles_cmd(
     let Some(site) = site else {
         return Ok(Outcome::Failed);
     };
-    let Some(env) = checked_env(&site, env, &[], style)? else {
-        return Ok(Outcome::Failed);
+    let names: Vec<&str> = match env {
+        Some(e) => vec![e],
+        None => site.inventories.keys().map(String::as_str).collect(),
     };
-    let data = if by_role {
-        env.hosts_by_role()
-    } else {
-        env.roles_by_host()
+    let mut blocks = std::collections::BTreeMap::new();
+    for name in names {
+        let Some(env) = checked_env(&site, name, &[], style)? else {
+            return Ok(Outcome::Failed);
+        };
+        let data = if by_role {
+            env.hosts_by_role()
+        } else {
+            env.roles_by_host()
+        };
+        blocks.insert(name.to_string(), data);
+    }
+    match (env, blocks.pop_first()) {
+        (Some(_), Some((_, data))) => view::print_roles(&data, format),
+        (_, first) => {
+            blocks.extend(first);
+            view::print_roles_by_env(&blocks, format)
+        }
+    }
+    .map_err(CliError::Stdout)?;
+    Ok(Outcome::Success)
+}
+
+/// `show PLANFILE`: a saved plan printed again, by the same views as `plan`.
+fn show_cmd(planfile: &Path, format: view::PlanFormat) -> Result<Outcome, CliError> {
+    let target = planfile.to_string_lossy();
+    let Some(plan) = crate::run::load_saved(&target)? else {
+        return Err(CliError::Var(format!(
+            "{target} is not a file: `infra show` prints a plan saved by `infra plan ENV --out FILE`"
+        )));
     };
-    view::print_roles(&data, format).map_err(CliError::Stdout)?;
+    view::print_plan_as(&plan, format).map_err(CliError::Stdout)?;
     Ok(Outcome::Success)
 }
 

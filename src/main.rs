@@ -38,6 +38,10 @@ fn main() -> ExitCode {
     let style = view::Style::new(args.color);
     match commands::run(&args, &style) {
         Ok(code) => code.into(),
+        // A reader that stopped (`infra roles list | head -1`): end quietly, as ls and git do.
+        Err(error::CliError::Stdout(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             view::print_error(&style, &e);
             error::Outcome::Failed.into()

@@ -223,7 +223,7 @@ pub fn rollback_cmd(
         .iter()
         .map(|f| (f.host.as_str(), f.what.as_str(), f.lines.as_slice()))
         .collect();
-    view::print_rollback_end(&failed).map_err(CliError::Stdout)?;
+    view::unless_closed(view::print_rollback_end(&failed)).map_err(CliError::Stdout)?;
     Ok(if failures.is_empty() {
         Outcome::Success
     } else {

@@ -504,7 +504,7 @@ pub fn plan_cmd(
     cli: &Cli,
     style: &Style,
     env: &str,
-    json: bool,
+    format: view::PlanFormat,
     detailed: bool,
     out: Option<&Path>,
     flags: &RunFlags,
@@ -536,11 +536,7 @@ pub fn plan_cmd(
             path.display()
         );
     }
-    if json {
-        view::print_plan_json(&plan).map_err(CliError::Stdout)?;
-    } else {
-        view::print_plan(&plan).map_err(CliError::Stdout)?;
-    }
+    view::print_plan_as(&plan, format).map_err(CliError::Stdout)?;
     Ok(match (detailed, plan.has_changes()) {
         (true, true) => Outcome::Changes,
         _ => Outcome::Success,
@@ -893,7 +889,7 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
         (outcome, recaps)
     });
     drop(_transports);
-    view::print_recap(&recaps).map_err(CliError::Stdout)?;
+    view::unless_closed(view::print_recap(&recaps)).map_err(CliError::Stdout)?;
     Ok(outcome)
 }
 
@@ -1009,7 +1005,7 @@ pub fn destroy_cmd(
 const MAX_PLAN_BYTES: u64 = 256 << 20;
 
 /// A saved plan, when `target` names a file rather than an environment.
-fn load_saved(target: &str) -> Result<Option<Plan>, CliError> {
+pub(crate) fn load_saved(target: &str) -> Result<Option<Plan>, CliError> {
     let path = Path::new(target);
     if !path.is_file() {
         return Ok(None);

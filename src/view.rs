@@ -1,5 +1,7 @@
 //! Views: everything `infra` prints. Data goes to stdout; diagnostics and progress to stderr.
 
+mod markdown;
+
 use crate::cli::{ColorChoice, HostsFormat, RolesFormat};
 use crate::error::CliError;
 use infra_core::diagnostic::{Diagnostic, Severity};
@@ -122,6 +124,43 @@ pub fn print_validate_summary(
 /// `roles list`: Salt's nested layout, JSON like `salt --out=json --static`, or YAML.
 pub fn print_roles(data: &BTreeMap<String, Vec<String>>, format: RolesFormat) -> io::Result<()> {
     let mut out = io::stdout().lock();
+    write_roles(&mut out, data, format)?;
+    out.flush()
+}
+
+/// `roles list` without an environment: one block per environment, each the environment's own
+/// output (indented under its name in text and YAML; an object of them in JSON).
+pub fn print_roles_by_env(
+    envs: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    format: RolesFormat,
+) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    if format == RolesFormat::Json {
+        let json = serde_json::to_string(envs).map_err(io::Error::other)?;
+        writeln!(out, "{json}")?;
+        return out.flush();
+    }
+    let indent = if format == RolesFormat::Text {
+        "    "
+    } else {
+        "  "
+    };
+    for (env, data) in envs {
+        let mut block = Vec::new();
+        write_roles(&mut block, data, format)?;
+        writeln!(out, "{env}:")?;
+        for line in String::from_utf8_lossy(&block).lines() {
+            writeln!(out, "{indent}{line}")?;
+        }
+    }
+    out.flush()
+}
+
+fn write_roles(
+    out: &mut impl Write,
+    data: &BTreeMap<String, Vec<String>>,
+    format: RolesFormat,
+) -> io::Result<()> {
     match format {
         RolesFormat::Text => {
             for (key, items) in data {
@@ -148,7 +187,70 @@ pub fn print_roles(data: &BTreeMap<String, Vec<String>>, format: RolesFormat) ->
             }
         }
     }
-    out.flush()
+    Ok(())
+}
+
+/// A write to standard output whose reader went away counts as done: the command's own outcome
+/// (a failed host, say) is what the exit code reports.
+pub fn unless_closed(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// `completions SHELL`: clap's completion script for the whole command line.
+pub fn print_completions(shell: clap_complete::Shell) -> io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "infra", &mut out);
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()
+}
+
+/// `man`: the manual page, roff, from the same definition as `--help`.
+pub fn print_man() -> io::Result<()> {
+    use clap::CommandFactory;
+    // As `man --out-dir` (clap_mangen::generate_to) writes infra.1.
+    let mut cmd = crate::cli::Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()
+}
+
+/// How `plan` and `show` print a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
+impl PlanFormat {
+    pub fn of(json: bool, markdown: bool) -> PlanFormat {
+        match (json, markdown) {
+            (true, _) => PlanFormat::Json,
+            (_, true) => PlanFormat::Markdown,
+            _ => PlanFormat::Human,
+        }
+    }
+}
+
+pub fn print_plan_as(plan: &infra_core::plan::Plan, format: PlanFormat) -> io::Result<()> {
+    match format {
+        PlanFormat::Human => print_plan(plan),
+        PlanFormat::Json => print_plan_json(plan),
+        PlanFormat::Markdown => {
+            let mut out = io::stdout().lock();
+            markdown::write_plan(&mut out, plan)?;
+            out.flush()
+        }
+    }
 }
 
 /// A host in `hosts --out json`: the template's `host` object and the packages its roles install.
@@ -333,7 +435,10 @@ pub fn print_cloud_done(style: &Style, plan: &infra_core::cloud::CloudPlan) {
 }
 
 /// The cloud section: Terraform's symbols and attribute lines.
-fn print_cloud(out: &mut impl Write, cloud: &infra_core::cloud::CloudPlan) -> io::Result<()> {
+pub(crate) fn print_cloud(
+    out: &mut impl Write,
+    cloud: &infra_core::cloud::CloudPlan,
+) -> io::Result<()> {
     use infra_core::cloud::CloudAction;
     if cloud.changes.is_empty() && cloud.kept.is_empty() {
         return Ok(());
@@ -472,7 +577,7 @@ fn print_file_step(out: &mut impl Write, f: &kinds::file::Step) -> io::Result<()
 }
 
 /// One step of a host, as the plan shows it.
-fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) -> io::Result<()> {
+pub(crate) fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) -> io::Result<()> {
     use infra_core::plan::Step;
     match step {
         Step::Volume(kinds::volume::Step {
@@ -590,7 +695,10 @@ fn print_release_step(out: &mut impl Write, r: &kinds::release::Step) -> io::Res
 }
 
 /// The once commands an apply runs, and where.
-fn print_once(out: &mut impl Write, once: &[infra_core::plan::OnceRun]) -> io::Result<()> {
+pub(crate) fn print_once(
+    out: &mut impl Write,
+    once: &[infra_core::plan::OnceRun],
+) -> io::Result<()> {
     if once.is_empty() {
         return Ok(());
     }
@@ -606,7 +714,10 @@ fn print_once(out: &mut impl Write, once: &[infra_core::plan::OnceRun]) -> io::R
     Ok(())
 }
 
-fn print_plan_summary(out: &mut impl Write, plan: &infra_core::plan::Plan) -> io::Result<()> {
+pub(crate) fn print_plan_summary(
+    out: &mut impl Write,
+    plan: &infra_core::plan::Plan,
+) -> io::Result<()> {
     let s = plan.summary();
     if !plan.has_changes() {
         writeln!(out, "No changes. Infrastructure matches the configuration.")?;
