@@ -315,8 +315,8 @@ fn desired_hosts(
     let mut diags = Vec::new();
     let mut missing = Vec::new();
     let mut hosts = Vec::new();
-    for (h, out) in selected.iter().zip(rendered) {
-        diags.extend(out.diagnostics);
+    for (h, mut out) in selected.iter().zip(rendered) {
+        diags.extend(std::mem::take(&mut out.diagnostics));
         missing.extend(
             out.files
                 .iter()
@@ -327,10 +327,7 @@ fn desired_hosts(
             .address
             .clone()
             .unwrap_or_else(|| h.view.name.clone());
-        hosts.push((
-            DesiredHost::new(env, h, out.files).with_release(out.release),
-            address,
-        ));
+        hosts.push((DesiredHost::from_render(env, h, out), address));
     }
     if report(style, infra_core::validate::merge_duplicates(diags)) {
         return None;

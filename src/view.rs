@@ -342,6 +342,7 @@ pub fn print_files(files: &[(&RenderedFile, Vec<u8>)]) -> io::Result<()> {
         let origin = match &f.origin {
             Origin::Template(t) => format!("template {t}"),
             Origin::Source(s) => format!("source {s}"),
+            Origin::Secret(s) => format!("secret {s}"),
         };
         writeln!(
             out,
@@ -590,6 +591,7 @@ pub(crate) fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) ->
             "  {} volume {device} mounted at {mount} ({fs}, formatted only if blank)",
             sym(*action)
         )?,
+        Step::AptSource(a) => print_apt_source_step(out, a)?,
         Step::Packages(kinds::package::Step { action, names }) => {
             writeln!(out, "  {} packages: {}", sym(*action), names.join(" "))?
         }
@@ -663,6 +665,45 @@ pub(crate) fn print_step(out: &mut impl Write, step: &infra_core::plan::Step) ->
             writeln!(out, "  + command {name:?}: {run}")?
         }
         Step::Release(r) => print_release_step(out, r)?,
+    }
+    Ok(())
+}
+
+/// `+ apt source elastic-8: URI SUITE (role elastic)`, its files, and the update; or what a
+/// removal deletes.
+fn print_apt_source_step(out: &mut impl Write, a: &kinds::apt_source::Step) -> io::Result<()> {
+    if a.action == infra_core::plan::Action::Delete {
+        writeln!(out, "  - apt source {}: {} {}", a.name, a.uri, a.suite)?;
+        writeln!(out, "      removes {}", a.remove.join(", "))?;
+        for l in &a.lists {
+            writeln!(out, "      and its lists /var/lib/apt/lists/{l}*")?;
+        }
+        return Ok(());
+    }
+    let what = if a.action == infra_core::plan::Action::Update {
+        format!(" ({} changed)", a.changes.join(", "))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "  {} apt source {}: {} {} (role {}){what}",
+        sym(a.action),
+        a.name,
+        a.uri,
+        a.suite,
+        a.role
+    )?;
+    writeln!(
+        out,
+        "      {}, signed by {} (templates/{}); then apt-get update of this source",
+        a.sources, a.key, a.key_origin
+    )?;
+    for r in &a.remove {
+        writeln!(out, "      removes {r}")?;
+    }
+    for l in &a.lists {
+        writeln!(out, "      removes the old lists /var/lib/apt/lists/{l}*")?;
     }
     Ok(())
 }

@@ -8,17 +8,48 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Test values for every secret: plain, URL- and shell-safe.
+/// Test values for every secret: plain, URL- and shell-safe; for a `tls:` certificate and key
+/// (`*tls_cert`, `*tls_key`) a throwaway self-signed pair, which nginx -t loads.
 fn secret_env(dir: &Path) -> Vec<(String, String)> {
+    let (cert, key) = tls_pair();
     secret_names(dir)
         .into_iter()
         .map(|n| {
-            (
-                format!("INFRA_SECRET_{}", n.to_uppercase()),
-                format!("test{}value", n.replace('_', "")),
-            )
+            let value = if n.ends_with("tls_cert") {
+                cert.clone()
+            } else if n.ends_with("tls_key") {
+                key.clone()
+            } else {
+                format!("test{}value", n.replace('_', ""))
+            };
+            (format!("INFRA_SECRET_{}", n.to_uppercase()), value)
         })
         .collect()
+}
+
+/// A self-signed certificate and its key (PEM), made by openssl.
+fn tls_pair() -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=config-checks.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl (the openssl package)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    )
 }
 
 /// Renders every host of `env` under `out/<host>/...` exactly as it would be written.

@@ -107,9 +107,35 @@ fn setup() -> Env {
     }
 }
 
-fn http(ip: &str, path: &str) -> String {
+/// `path` from the app host at `ip` over https, its certificate checked against the sandbox
+/// CA (tests/sandbox/make-secrets.sh) for www.sandbox.test.
+fn https(env: &Env, ip: &str, path: &str) -> String {
+    let ca = env.sandbox.state.join("keys/ca.pem");
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "5"])
+        .args(["-s", "--max-time", "5", "--cacert"])
+        .arg(&ca)
+        .arg("--resolve")
+        .arg(format!("www.sandbox.test:443:{ip}"))
+        .arg(format!("https://www.sandbox.test{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The status and Location of `path` from `ip` over plain http.
+fn http_redirect(ip: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .arg("-H")
+        .arg("Host: www.sandbox.test")
         .arg(format!("http://{ip}{path}"))
         .output()
         .unwrap();
@@ -170,8 +196,16 @@ fn app_hosts_answer_through_gunicorn(env: &Env) {
             format!("releases/{commit}"),
             "{app}: the demo repository's commit is not the live release"
         );
-        assert_eq!(http(env.ip(app), "/"), "hello from webplatform.settings\n");
-        assert_eq!(http(env.ip(app), "/healthz"), "ok\n");
+        assert_eq!(
+            https(env, env.ip(app), "/"),
+            "hello from webplatform.settings\n"
+        );
+        assert_eq!(https(env, env.ip(app), "/healthz"), "ok\n");
+        assert_eq!(
+            http_redirect(env.ip(app), "/healthz"),
+            "301 https://www.sandbox.test/healthz",
+            "{app}: http redirects to https"
+        );
         // supervisor reports RUNNING once a program has stayed up for its startsecs.
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
@@ -427,7 +461,7 @@ fn a_broken_config_is_put_back(env: &Env) {
             "the previous file is back on {app}"
         );
         assert_eq!(
-            http(env.ip(app), "/healthz"),
+            https(env, env.ip(app), "/healthz"),
             "ok\n",
             "nginx still serves on {app}"
         );

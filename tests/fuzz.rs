@@ -563,7 +563,7 @@ fn sample_plan() -> Plan {
         .iter()
         .zip(rendered)
         .map(|(h, r)| {
-            let d = infra_core::desired::DesiredHost::new(&env, h, r.files);
+            let d = infra_core::desired::DesiredHost::from_render(&env, h, r);
             infra_core::plan::plan_host(
                 &d,
                 &infra_core::facts::Facts::fresh(),

@@ -48,7 +48,7 @@ fi
 # host is up: the hosts see it through their overlay root.
 "$repo/tests/sandbox/demo-repo.sh" > /dev/null
 mkdir -p "$state/volumes"
-if [ ! -f "$state/secrets.yaml" ]; then
+if [ ! -f "$state/secrets.yaml" ] || ! grep -q '^site_tls_cert:' "$state/secrets.yaml"; then
   "$repo/tests/sandbox/make-secrets.sh" "$state" > "$state/secrets.tmp" && mv "$state/secrets.tmp" "$state/secrets.yaml"
   chmod 600 "$state/secrets.yaml"
 fi
@@ -123,6 +123,7 @@ import json, sys
 print(next(i["private_ip"] for i in json.load(sys.stdin)["instances"] if i["host"] == "app1" and i["state"] == "running"))' 2>/dev/null || true)
 echo
 echo "infra apply exited $rc"
-[ -n "$app1" ] && echo "app1 ($app1) answers: $(curl -s --max-time 5 "http://$app1/" || true)"
+# https with the sandbox CA's certificate (make-secrets.sh); http redirects there.
+[ -n "$app1" ] && echo "app1 ($app1) answers: $(curl -s --max-time 5 --cacert "$state/keys/ca.pem" --resolve "www.aws-sandbox.test:443:$app1" https://www.aws-sandbox.test/ || true)"
 echo "tear down with: $0 down"
 exit "$rc"

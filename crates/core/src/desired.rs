@@ -1,6 +1,7 @@
 //! The desired state of one host: everything its roles ask for, rendered, grouped by role in
 //! apply (include) order.
 
+pub use crate::desired_apt::DesiredAptSource;
 pub use crate::desired_release::{DesiredRelease, SecretText};
 use crate::environment::{Environment, ResolvedHost};
 use crate::model::{Command, Dir, Group, Link, Mode, OnChange, User};
@@ -60,6 +61,10 @@ pub struct DesiredHost {
     /// apply order that has a `release:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<DesiredRelease>,
+    /// Third-party apt sources, set up before the packages (each name once, from the first
+    /// role in apply order naming it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apt_sources: Vec<DesiredAptSource>,
 }
 
 impl DesiredHost {
@@ -87,6 +92,18 @@ impl DesiredHost {
             for u in &r.users {
                 if seen.insert(format!("user:{}", u.name)) {
                     state.users.push(u.clone());
+                }
+            }
+            if r.tls.is_some() {
+                for (path, mode) in [("/etc/ssl/infra", 0o755), ("/etc/ssl/infra/private", 0o700)] {
+                    if let (Ok(path), true) = (path.parse(), seen.insert(format!("dir:{path}"))) {
+                        state.dirs.push(Dir {
+                            path,
+                            owner: crate::model::Account::root(),
+                            group: crate::model::Account::root(),
+                            mode: Some(Mode(mode)),
+                        });
+                    }
                 }
             }
             for d in &r.dirs {
@@ -151,6 +168,25 @@ impl DesiredHost {
             packages,
             roles,
             release: None,
+            apt_sources: Vec::new(),
+        }
+    }
+
+    /// The host from everything rendering it gave: files, release and apt sources.
+    pub fn from_render(
+        env: &Environment,
+        host: &ResolvedHost,
+        out: crate::render::HostRender,
+    ) -> DesiredHost {
+        let mut names = BTreeSet::new();
+        let apt_sources = out
+            .apt_sources
+            .into_iter()
+            .filter(|a| names.insert(a.name.clone()))
+            .collect();
+        DesiredHost {
+            apt_sources,
+            ..DesiredHost::new(env, host, out.files).with_release(out.release)
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod cloud;
 pub mod desired;
+pub mod desired_apt;
 pub mod desired_release;
 pub mod diagnostic;
 pub mod environment;

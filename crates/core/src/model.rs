@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use crate::names::{AbsPath, Account, Line, Package, ServiceName, SshKeyword, SshValue};
+pub use crate::names::{
+    AbsPath, Account, AptName, AptWord, Line, Package, ServiceName, SshKeyword, SshValue,
+};
 
 /// A value with the position it was written at.
 pub type Sp<T> = serde_saphyr::Spanned<T>;
@@ -72,6 +74,41 @@ pub struct Role {
     /// Whether a host of the role serves after a switch.
     #[serde(default)]
     pub health: Option<Sp<Health>>,
+    /// Third-party apt repositories, set up before any package is installed.
+    #[serde(default)]
+    pub apt_sources: Vec<Sp<AptSource>>,
+    /// A certificate and key from the role's secrets, written to /etc/ssl/infra.
+    #[serde(default)]
+    pub tls: Option<Sp<Tls>>,
+}
+
+/// `apt_sources:` of a role: a deb822 `.sources` file signed by a key from the site.
+/// `uri` and `suite` are Tera, rendered per host like a file's `dest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptSource {
+    /// `/etc/apt/sources.list.d/infra-<name>.sources`, `/etc/apt/keyrings/infra-<name>.asc`.
+    pub name: Sp<AptName>,
+    pub uri: Sp<String>,
+    pub suite: Sp<String>,
+    pub components: Vec<AptWord>,
+    /// A file under templates/ (like a file's `source:`): the OpenPGP public key (armored or
+    /// binary) the repository's Release files are signed with.
+    pub key: Sp<String>,
+    #[serde(default)]
+    pub architectures: Vec<AptWord>,
+}
+
+/// `tls:` of a role: the names of two of its secrets, a PEM certificate (chain) and its
+/// private key, written to `/etc/ssl/infra/<role>.crt` (0644) and
+/// `/etc/ssl/infra/private/<role>.key` (0600), notifying `notify` on a change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: Sp<String>,
+    pub key: Sp<String>,
+    #[serde(default)]
+    pub notify: Vec<Sp<String>>,
 }
 
 /// `release:` of a role: an application deployed from git into `PATH/releases/<commit>`,

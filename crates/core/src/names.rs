@@ -70,6 +70,33 @@ pub fn dest_problem(dest: &str) -> Option<&'static str> {
     }
 }
 
+/// Why `text` cannot be an apt source's name, if it cannot: it names
+/// `/etc/apt/sources.list.d/infra-<name>.sources` and the key file beside it.
+fn apt_name_problem(text: &str) -> Option<&'static str> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    (!ok).then_some(
+        "is not an apt source name (lowercase letters, digits and `-`, not starting with `-`; at most 64)",
+    )
+}
+
+/// Why `text` cannot be an apt component or architecture (`main`, `amd64`), if it cannot.
+fn apt_word_problem(text: &str) -> Option<&'static str> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+'));
+    (!ok).then_some(
+        "is not an apt component or architecture (letters, digits, `.`, `_`, `-`, `/`, `+`)",
+    )
+}
+
 /// Why `text` cannot be a label (command name, link target), if it cannot: one line of text.
 fn line_problem(text: &str) -> Option<&'static str> {
     if text.is_empty() {
@@ -194,6 +221,17 @@ checked_name!(
     /// One line of text: a command's name, a link's target.
     Line,
     line_problem
+);
+
+checked_name!(
+    /// The name of an apt source (`apt_sources[].name`).
+    AptName,
+    apt_name_problem
+);
+checked_name!(
+    /// An apt component or architecture.
+    AptWord,
+    apt_word_problem
 );
 
 checked_name!(

@@ -194,6 +194,7 @@ mod tests {
         DesiredHost {
             name: "app1".into(),
             release: None,
+            apt_sources: Vec::new(),
             volumes: Vec::new(),
             packages: vec!["nginx".into(), "supervisor".into()],
             roles: vec![
@@ -534,6 +535,7 @@ mod disabled_tests {
         let d = DesiredHost {
             name: "salt".into(),
             release: None,
+            apt_sources: Vec::new(),
             volumes: Vec::new(),
             packages: Vec::new(),
             roles: vec![RoleState {
@@ -584,6 +586,7 @@ mod group_tests {
         let d = DesiredHost {
             name: "h".into(),
             release: None,
+            apt_sources: Vec::new(),
             volumes: Vec::new(),
             packages: Vec::new(),
             roles: vec![RoleState {

@@ -1,5 +1,6 @@
 //! Rendering: every file a host gets, from Tera templates and static sources, with discovery.
 
+use crate::desired_apt::DesiredAptSource;
 use crate::desired_release::{DesiredRelease, SecretText};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{Environment, ResolvedHost};
@@ -20,6 +21,8 @@ use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
 pub enum Origin {
     Template(String),
     Source(String),
+    /// A role's `tls:` certificate or key: the value of this secret.
+    Secret(String),
 }
 
 /// One file exactly as it would be written to a host.
@@ -91,6 +94,26 @@ fn release_template_name(role_file: &Path, field: &str) -> String {
     format!("{DEST_PREFIX}{}#release.{field}", role_file.display())
 }
 
+fn apt_template_name(role_file: &Path, index: usize, field: &str) -> String {
+    format!(
+        "{DEST_PREFIX}{}#apt_sources[{index}].{field}",
+        role_file.display()
+    )
+}
+
+/// The Tera fields of an `apt_sources:` entry, by name.
+pub(crate) fn apt_fields(a: &crate::model::AptSource) -> [(&'static str, &Sp<String>); 2] {
+    [("uri", &a.uri), ("suite", &a.suite)]
+}
+
+/// Where a role's `tls:` certificate and key go.
+pub fn tls_paths(role: &str) -> (String, String) {
+    (
+        format!("/etc/ssl/infra/{role}.crt"),
+        format!("/etc/ssl/infra/private/{role}.key"),
+    )
+}
+
 /// The Tera fields of a `release:`, by name, when written.
 pub(crate) fn release_fields(r: &Release) -> [(&'static str, Option<&Sp<String>>); 5] {
     [
@@ -144,6 +167,17 @@ impl Renderer {
                     if let Err(e) = tera.add_raw_template(&name, &dest.value) {
                         let at = site.loc(&role.file, dest, dest.value.chars().count());
                         diags.push(tera_diagnostic(site, &e, Some(at)));
+                    }
+                }
+            }
+            for (i, a) in role.value.apt_sources.iter().enumerate() {
+                for (field, text) in apt_fields(&a.value) {
+                    if is_templated(&text.value) {
+                        let name = apt_template_name(&role.file, i, field);
+                        if let Err(e) = tera.add_raw_template(&name, &text.value) {
+                            let at = site.loc(&role.file, text, text.value.chars().count());
+                            diags.push(tera_diagnostic(site, &e, Some(at)));
+                        }
                     }
                 }
             }
@@ -221,6 +255,8 @@ pub struct HostRender {
     pub files: Vec<RenderedFile>,
     /// The release of the first role (in apply order) with a `release:` (`commit` unset).
     pub release: Option<DesiredRelease>,
+    /// The apt sources of the host's roles, in apply order.
+    pub apt_sources: Vec<DesiredAptSource>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -279,8 +315,15 @@ impl Renderer {
             let Some(role) = site.roles.get(role_name) else {
                 continue;
             };
+            let tls = role.value.tls.as_ref().map(|_| {
+                let (cert, key) = tls_paths(role_name);
+                Value::from_serializable(&serde_json::json!({"cert_path": cert, "key_path": key}))
+            });
             for (i, entry) in role.value.files.iter().enumerate() {
                 let mut ctx = base.clone();
+                if let Some(t) = &tls {
+                    ctx.insert_value("tls", t.clone());
+                }
                 if entry.value.vars.is_empty() {
                     ctx.insert_value("vars", plain_vars.clone());
                 } else {
@@ -338,6 +381,19 @@ impl Renderer {
                     Err(d) => out.diagnostics.push(*d),
                 }
             }
+            if let Some(tls) = &role.value.tls {
+                tls_files(site, role, role_name, tls, secrets, &mut out);
+            }
+            let mut job = Job {
+                worker: &mut worker,
+                ctx: {
+                    let mut ctx = base.clone();
+                    ctx.insert_value("vars", plain_vars.clone());
+                    ctx
+                },
+                host: &host.view.name,
+            };
+            self.render_apt_sources(site, role, role_name, secrets, &mut job, &mut out);
         }
         out.diagnostics.extend(duplicate_destinations(&out.files));
         let mut ctx = base;
@@ -352,6 +408,101 @@ impl Renderer {
             Err(diags) => out.diagnostics.extend(diags),
         }
         out
+    }
+
+    /// A role's `apt_sources:` for this host: `uri` and `suite` rendered and checked (the plan
+    /// shows them: a secret's value is refused), the key read from the site. A key that is
+    /// missing or not an OpenPGP public key is reported by validation, once.
+    fn render_apt_sources(
+        &self,
+        site: &Site,
+        role: &crate::site::Loaded<crate::model::Role>,
+        role_name: &str,
+        secrets: &Secrets,
+        job: &mut Job,
+        out: &mut HostRender,
+    ) {
+        for (i, a) in role.value.apt_sources.iter().enumerate() {
+            let a = &a.value;
+            let mut rendered = Vec::new();
+            for (field, text) in apt_fields(a) {
+                match self.render_apt_field(site, &role.file, i, field, text, secrets, job) {
+                    Ok(v) => rendered.push(v),
+                    Err(d) => out.diagnostics.push(*d),
+                }
+            }
+            let Some(key) = site.templates.get(&a.key.value) else {
+                continue;
+            };
+            let (Ok(armored), [uri, suite]) = (
+                crate::desired_apt::key_kind(&key.bytes),
+                <[String; 2]>::try_from(rendered).unwrap_or_default(),
+            ) else {
+                continue;
+            };
+            if uri.is_empty() {
+                continue;
+            }
+            out.apt_sources.push(DesiredAptSource {
+                name: a.name.value.to_string(),
+                role: role_name.to_string(),
+                uri,
+                suite,
+                components: a.components.iter().map(|c| c.to_string()).collect(),
+                architectures: a.architectures.iter().map(|c| c.to_string()).collect(),
+                key_origin: a.key.value.clone(),
+                key_sha256: crate::state::sha256(&key.bytes),
+                key: key.bytes.clone(),
+                armored,
+            });
+        }
+    }
+
+    /// One Tera field of an `apt_sources:` entry, rendered and checked.
+    #[allow(clippy::too_many_arguments)]
+    fn render_apt_field(
+        &self,
+        site: &Site,
+        role_file: &Path,
+        index: usize,
+        field: &str,
+        text: &Sp<String>,
+        secrets: &Secrets,
+        job: &mut Job,
+    ) -> Result<String, Box<Diagnostic>> {
+        let at = site.loc(role_file, text, text.value.chars().count());
+        let value = if is_templated(&text.value) {
+            let name = apt_template_name(role_file, index, field);
+            let what = format!("the `apt_sources[{index}].{field}` of this role");
+            let bytes = self
+                .render_bounded(&name, job)
+                .map_err(|f| f.diagnostic(site, &what, job.host, Some(at.clone()), at.clone()))?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            text.value.clone()
+        };
+        let problem = if !secrets.found_in(&value).is_empty() {
+            Some("holds a secret's value (the plan shows this field)")
+        } else if field == "uri" {
+            crate::desired_apt::uri_problem(&value)
+        } else {
+            crate::desired_apt::suite_problem(&value)
+        };
+        match problem {
+            None => Ok(value),
+            Some(p) => Err(Box::new(
+                Diagnostic::error(format!(
+                    "`apt_sources[{index}].{field}` on host `{}`: `{value}` {p}",
+                    job.host
+                ))
+                .at(at)
+                .hint(if field == "uri" {
+                    "write the repository's URL, e.g. https://artifacts.elastic.co/packages/8.x/apt"
+                } else {
+                    "write the repository's suite (distribution), e.g. stable or bookworm"
+                }),
+            )),
+        }
     }
 
     /// The host's release: the first role in apply order with a `release:`, its Tera fields
@@ -524,6 +675,75 @@ impl Renderer {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// A role's `tls:` as two files holding its secrets: the certificate (0644) and the key (0600),
+/// both root's. A secret that is not set renders its placeholder, as in a template; one that is
+/// set but does not look like a PEM certificate or private key is a warning at its name.
+fn tls_files(
+    site: &Site,
+    role: &crate::site::Loaded<crate::model::Role>,
+    role_name: &str,
+    tls: &Sp<crate::model::Tls>,
+    secrets: &Secrets,
+    out: &mut HostRender,
+) {
+    let (cert_path, key_path) = tls_paths(role_name);
+    let t = &tls.value;
+    let parts = [
+        (
+            &t.cert,
+            cert_path,
+            Mode(0o644),
+            "-----BEGIN CERTIFICATE-----",
+            "a PEM certificate",
+        ),
+        (
+            &t.key,
+            key_path,
+            Mode(0o600),
+            "PRIVATE KEY-----",
+            "a PEM private key",
+        ),
+    ];
+    for (secret, dest, mode, marker, what) in parts {
+        let name = &secret.value;
+        let (value, missing) = match secrets.get(name) {
+            Some(v) => (v.to_string(), Vec::new()),
+            None => (Secrets::placeholder(name), vec![name.clone()]),
+        };
+        if missing.is_empty() && !value.contains(marker) {
+            out.diagnostics.push(
+                Diagnostic::warning(format!(
+                    "secret `{name}` (tls of role `{role_name}`) does not look like {what}"
+                ))
+                .at(site.loc(&role.file, secret, name.chars().count()))
+                .hint("set it to the PEM text, `-----BEGIN ...-----` lines included"),
+            );
+        }
+        let mut content = value.into_bytes();
+        if !content.ends_with(b"\n") {
+            content.push(b'\n');
+        }
+        let hash = crate::state::sha256(&content);
+        out.files.push(RenderedFile {
+            dest,
+            secrets: vec![name.clone()],
+            digest: secrets.digest_key().keyed(&hash),
+            missing_secrets: missing,
+            content,
+            owner: "root".into(),
+            group: "root".into(),
+            mode,
+            role: role_name.to_string(),
+            origin: Origin::Secret(name.clone()),
+            notify: t.notify.iter().map(|n| n.value.clone()).collect(),
+            check: None,
+            unsafe_parent: false,
+            once: false,
+            entry: site.loc(&role.file, tls, 1),
+        });
     }
 }
 

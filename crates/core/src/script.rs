@@ -231,6 +231,7 @@ pub fn apply_script_with(
         journal: journal(&plan.steps, desired),
         written: BTreeMap::new(),
         release: desired.release.as_ref(),
+        apt_sources: &desired.apt_sources,
     };
     let mut s = Script::new();
     s.raw(PRELUDE);

@@ -22,7 +22,10 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         diags.extend(unguarded_commands(site, stem, role));
         diags.extend(release_problems(site, stem, role));
         diags.extend(rollout_fields(site, stem, role));
+        diags.extend(apt_source_problems(site, stem, role));
+        diags.extend(tls_problems(site, stem, role));
     }
+    diags.extend(duplicate_apt_sources(site));
     diags.extend(include_cycles(site));
     diags
 }
@@ -376,6 +379,146 @@ fn notify_naming_no_service(
             )
         })
         .collect()
+}
+
+/// A role's `apt_sources:`: each names at least one component, and its `key` is a file under
+/// templates/ holding an OpenPGP public key (armored or binary).
+fn apt_source_problems(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for a in &role.value.apt_sources {
+        let src = &a.value;
+        if src.components.is_empty() {
+            diags.push(
+                Diagnostic::error(format!(
+                    "apt source `{}` of role `{stem}` names no component",
+                    src.name.value
+                ))
+                .at(site.loc(&role.file, a, 1))
+                .hint("add `components: [main]` (the repository's documentation names them)"),
+            );
+        }
+        let key = &src.key;
+        let at = site.loc(&role.file, key, key.value.chars().count());
+        match site.templates.get(&key.value) {
+            None => diags.push(
+                Diagnostic::error(format!(
+                    "key `{}` of apt source `{}` not found in templates/",
+                    key.value, src.name.value
+                ))
+                .at(at)
+                .hint_opt(
+                    did_you_mean(&key.value, site.templates.keys().map(String::as_str)).or_else(
+                        || {
+                            Some(format!(
+                                "put the repository's public key at templates/{}",
+                                key.value
+                            ))
+                        },
+                    ),
+                ),
+            ),
+            Some(file) => {
+                if let Err(why) = crate::desired_apt::key_kind(&file.bytes) {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "key `{}` of apt source `{}` {why}",
+                            key.value, src.name.value
+                        ))
+                        .at(at)
+                        .hint("use the repository's signing key as it publishes it (e.g. `curl -fsSL URL/KEY.gpg`), armored or binary"),
+                    );
+                }
+            }
+        }
+    }
+    diags
+}
+
+/// An apt source name given twice: in one role, or by two roles (a host holding both would
+/// have one file for two sources).
+fn duplicate_apt_sources(site: &Site) -> Vec<Diagnostic> {
+    let mut first: BTreeMap<&str, (&str, &std::path::Path, usize)> = BTreeMap::new();
+    let mut diags = Vec::new();
+    for (stem, role) in &site.roles {
+        for a in &role.value.apt_sources {
+            let name = a.value.name.value.as_str();
+            let line = a.value.name.referenced.line() as usize;
+            if let Some((other, file, at)) = first.get(name) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "apt source `{name}` is defined twice: by role `{other}` and role `{stem}`"
+                    ))
+                    .at(site.loc(&role.file, &a.value.name, name.len()))
+                    .note(format!("the first is at {}:{at}", file.display()))
+                    .hint("give one another `name`, or move the source to a role both include"),
+                );
+            } else {
+                first.insert(name, (stem.as_str(), role.file.as_path(), line));
+            }
+        }
+    }
+    diags
+}
+
+/// A role's `tls:`: both secrets declared under the role's `secrets:`, `notify` naming
+/// services of the role or the roles it includes.
+fn tls_problems(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let Some(tls) = &role.value.tls else {
+        return Vec::new();
+    };
+    let declared: BTreeSet<&str> = role
+        .value
+        .secrets
+        .iter()
+        .map(|s| s.value.as_str())
+        .collect();
+    let mut diags = Vec::new();
+    for (field, secret) in [("cert", &tls.value.cert), ("key", &tls.value.key)] {
+        if !declared.contains(secret.value.as_str()) {
+            diags.push(
+                Diagnostic::error(format!(
+                    "`tls.{field}: {}` is not a secret of role `{stem}`",
+                    secret.value
+                ))
+                .at(site.loc(&role.file, secret, secret.value.chars().count()))
+                .hint(format!(
+                    "add `{}` to the role's `secrets:` (its value: the PEM text)",
+                    secret.value
+                )),
+            );
+        }
+    }
+    if tls.value.cert.value == tls.value.key.value {
+        diags.push(
+            Diagnostic::error("`tls.cert` and `tls.key` name the same secret")
+                .at(site.loc(&role.file, &tls.value.key, tls.value.key.value.len()))
+                .hint("the certificate and its private key are two secrets"),
+        );
+    }
+    if site.broken_roles.is_empty() {
+        let services = notifiable_services(site, stem);
+        for n in &tls.value.notify {
+            if !services.contains(n.value.as_str()) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "`notify: {}` names no service of role `{stem}` or the roles it includes",
+                        n.value
+                    ))
+                    .at(site.loc(&role.file, n, n.value.chars().count()))
+                    .hint_opt(did_you_mean(&n.value, services.iter().copied())),
+                );
+            }
+        }
+    }
+    diags
 }
 
 /// Commands with neither `unless` nor `creates`, so not idempotent.

@@ -53,7 +53,7 @@ fn desired_hosts(site: &Site, env_name: &str) -> (Vec<DesiredHost>, Secrets) {
     for h in env.hosts.values() {
         let out = renderer.render_host(&env, &shared, h, &secrets);
         diags.extend(out.diagnostics);
-        hosts.push(DesiredHost::new(&env, h, out.files));
+        hosts.push(DesiredHost::from_render(&env, h, out));
     }
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
     assert!(errors.is_empty(), "{env_name}: {errors:#?}");

@@ -99,7 +99,7 @@ fn desired(dir: &Path, var: &str) -> DesiredHost {
     let host = &env.hosts["h1"];
     let out = renderer.render_host(&env, &shared, host, &Secrets::default());
     assert!(out.diagnostics.is_empty(), "{:?}", out.diagnostics);
-    DesiredHost::new(&env, host, out.files)
+    DesiredHost::from_render(&env, host, out)
 }
 
 /// Runs `script` with `sh` in the directory `state` belongs to (where the sentinel would land).

@@ -48,6 +48,7 @@ fn desired(root: &Path, b_content: &str) -> DesiredHost {
     DesiredHost {
         name: "local".into(),
         release: None,
+        apt_sources: Vec::new(),
         volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {
@@ -281,6 +282,7 @@ fn every_kind_of_content_and_mode_lands_exactly() {
     let d = DesiredHost {
         name: "local".into(),
         release: None,
+        apt_sources: Vec::new(),
         volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {
@@ -333,6 +335,7 @@ fn installed_packages_agree_with_dpkg_query() {
     let d = DesiredHost {
         name: "local".into(),
         release: None,
+        apt_sources: Vec::new(),
         volumes: Vec::new(),
         packages: names.iter().map(|s| s.to_string()).collect(),
         roles: Vec::new(),
@@ -363,6 +366,7 @@ fn with_files(files: Vec<RenderedFile>) -> DesiredHost {
     DesiredHost {
         name: "local".into(),
         release: None,
+        apt_sources: Vec::new(),
         volumes: Vec::new(),
         packages: Vec::new(),
         roles: vec![RoleState {

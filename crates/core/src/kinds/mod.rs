@@ -5,6 +5,7 @@
 //! Adding a kind: a module with `Step`, `Facts` and an `impl Kind for Step`, and one line in the
 //! `kinds!` invocation below. Its place in that list is its place in the plan.
 
+pub mod apt_source;
 pub mod command;
 pub mod dir;
 pub mod file;
@@ -103,6 +104,8 @@ pub(crate) struct Writer<'a> {
     pub written: BTreeMap<&'a str, usize>,
     /// The host's release, whose build a `release` step runs.
     pub release: Option<&'a crate::desired::DesiredRelease>,
+    /// The host's apt sources, whose files an `apt source` step writes.
+    pub apt_sources: &'a [crate::desired::DesiredAptSource],
 }
 
 /// The plan asks for content the desired state does not have (a stale saved plan).
@@ -114,6 +117,8 @@ pub enum ScriptError {
     ContentChanged { host: String, dest: String },
     #[error("host {host}: the plan builds the release in {path}, which the site no longer deploys there")]
     ReleaseChanged { host: String, path: String },
+    #[error("host {host}: apt source {name} is not what it was when the plan was made")]
+    AptSourceChanged { host: String, name: String },
 }
 
 macro_rules! kinds {
@@ -191,6 +196,7 @@ macro_rules! kinds {
 
 kinds! {
     volume: Volume => volume,
+    apt_source: AptSource => apt_source,
     package: Packages => package,
     group: Group => group,
     user: User => user,

@@ -113,6 +113,7 @@ mod tests {
             journal: Default::default(),
             written: Default::default(),
             release: None,
+            apt_sources: &[],
         };
         let step = Step {
             action: Action::Create,
