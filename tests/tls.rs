@@ -232,8 +232,22 @@ fn nginx_serves_https_with_the_certificate_from_secrets() {
     );
     no_key_in("plan", &plan.stdout, &key2);
     no_key_in("plan", &plan.stdout, &key);
-    infra(&["apply", "lab", "--yes"]).assert_code(0);
-    let renewed = served_serial(&ca);
+    let apply = infra(&["apply", "lab", "--yes"]);
+    apply.assert_code(0);
+    assert!(
+        apply.stdout.contains("web : ok=4 changed=3 failed=0"),
+        "two files and the reload:\n{}",
+        apply.stdout
+    );
+    // A reload hands new connections to new workers within moments.
+    let mut renewed = served_serial(&ca);
+    for _ in 0..20 {
+        if renewed != first {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        renewed = served_serial(&ca);
+    }
     assert_ne!(renewed, first, "nginx still serves the old certificate");
     assert_eq!(
         renewed,

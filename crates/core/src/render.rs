@@ -319,6 +319,11 @@ impl Renderer {
                 let (cert, key) = tls_paths(role_name);
                 Value::from_serializable(&serde_json::json!({"cert_path": cert, "key_path": key}))
             });
+            // Before the role's own files: a config naming them is checked (`nginx -t`) as
+            // it is written.
+            if let Some(tls) = &role.value.tls {
+                tls_files(site, role, role_name, tls, secrets, &mut out);
+            }
             for (i, entry) in role.value.files.iter().enumerate() {
                 let mut ctx = base.clone();
                 if let Some(t) = &tls {
@@ -380,9 +385,6 @@ impl Renderer {
                     }
                     Err(d) => out.diagnostics.push(*d),
                 }
-            }
-            if let Some(tls) = &role.value.tls {
-                tls_files(site, role, role_name, tls, secrets, &mut out);
             }
             let mut job = Job {
                 worker: &mut worker,
