@@ -51,8 +51,8 @@ fn desired_hosts(site: &Site, env_name: &str) -> (Vec<DesiredHost>, Secrets) {
     let shared = SharedContext::new(&env);
     let mut hosts = Vec::new();
     for h in env.hosts.values() {
-        let out = renderer.render_host(&env, &shared, h, &secrets);
-        diags.extend(out.diagnostics);
+        let mut out = renderer.render_host(&env, &shared, h, &secrets);
+        diags.extend(std::mem::take(&mut out.diagnostics));
         hosts.push(DesiredHost::from_render(&env, h, out));
     }
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
@@ -136,6 +136,20 @@ fn resources(d: &DesiredHost) -> Resources {
             .collect(),
         services: d.services().map(|s| (s.name.clone(), s.enable)).collect(),
         commands: d.commands().count(),
+        apt: (d.apt_sources.iter())
+            .map(|a| {
+                let text = a.sources_text();
+                (
+                    a.name.clone(),
+                    a.sources_path(),
+                    hex(&Sha256::digest(text.as_bytes())),
+                    a.key_path(),
+                    a.key_sha256.clone(),
+                    a.uri.clone(),
+                    a.suite.clone(),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -391,7 +405,11 @@ struct Resources {
     /// (name, enable).
     services: Vec<(String, bool)>,
     commands: usize,
+    /// Apt sources: (name, .sources path, its sha256, key path, its sha256, uri, suite).
+    apt: Vec<AptFacts>,
 }
+
+type AptFacts = (String, String, String, String, String, String, String);
 
 /// The hosts of the sandbox inventories are containers without systemd.
 fn init_of(env: &str) -> &'static str {
@@ -507,6 +525,16 @@ fn facts_text(r: &Resources, init: &str, drift: &Drift) -> String {
     let mut s = format!("init\t{init}\n");
     for (mount, device) in &r.volumes {
         s.push_str(&format!("mount\t{mount}\t{device}\n"));
+    }
+    for (name, sources, sources_hash, key, key_hash, uri, suite) in &r.apt {
+        s.push_str(&format!("aptfile\t{sources}\naptfile\t{key}\n"));
+        s.push_str(&format!(
+            "aptfield\t{sources}:URIs: {uri}\naptfield\t{sources}:Suites: {suite}\n"
+        ));
+        s.push_str(&format!(
+            "apthash\t{sources_hash}\t{sources}\napthash\t{key_hash}\t{key}\n"
+        ));
+        s.push_str(&format!("aptlists\t{name}\n"));
     }
     s.push_str(&stat_lines(r, drift));
     for (i, f) in r.files.iter().enumerate() {

@@ -120,46 +120,18 @@ say 2 changed
 # step 3: command app layout
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 3
 say 3 changed
-# step 4: dir /var/www/webplatform
-f='/var/www/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 4: dir /etc/ssl/infra
+f='/etc/ssl/infra'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 4 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 4
 say 4 changed
-# step 5: file /etc/webplatform/env
-f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 5 "$f" 'root' 'www-data' 0
-pending_add restart 'supervisor'
+# step 5: file /etc/ssl/infra/app.crt
+f='/etc/ssl/infra/app.crt'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 5 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
 backup 5 "$f"
-printf %s '# Managed by infra (role app): environment of the app'\''s processes.
-# Read by /usr/local/bin/<app>-run with `set -a; . <this file>`: every value is one sh word
-# (the `sh` filter), and secrets in URLs are percent-encoded first (the `url` filter).
-# No value is written into a comment (a newline in it would end the comment).
-DJANGO_SETTINGS_MODULE='\''webplatform.settings'\''
-SECRET_KEY='\''canary-app_secret_key'\''
-DEBUG='\''false'\''
-ALLOWED_HOSTS='\''aws-sandbox.test,www.aws-sandbox.test,app2.aws-sandbox.internal'\''
-STATIC_ROOT='\''/var/www/webplatform/public/static'\''
-MEDIA_ROOT='\''/var/www/webplatform/public/media'\''
-
-DB_NAME='\''webplatform'\''
-DB_USER='\''webplatform'\''
-DB_PASSWORD='\''canary-app_db_password'\''
-DB_HOST='\''(known after apply)'\''
-DB_PORT='\''5432'\''
-DATABASE_URL='\''postgres://webplatform:canary-app_db_password@(known after apply):5432/webplatform'\''
-
-BROKER_URL='\''amqp://webplatform:canary-rabbitmq_app_password@(known after apply):5672/webplatform'\''
-CELERY_BROKER_URL='\''amqp://webplatform:canary-rabbitmq_app_password@(known after apply):5672/webplatform'\''
-
-# Session store: Redis on the sessions hosts.
-REDIS_HOSTS='\''(known after apply):6379'\''
-REDIS_PASSWORD='\''canary-redis_password'\''
-SESSION_REDIS_URL='\''redis://:canary-redis_password@(known after apply):6379/0'\''
-SESSION_MEMCACHED_LOCATION='\''(known after apply):11211'\''
-# General object cache: memcached on the memcache hosts (empty when the environment has none).
-CACHE_MEMCACHED_LOCATION='\'''\''
-
-' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 5
+printf %s 'canary-site_tls_cert
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 5
 say 5 changed
 # step 6: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
 f='/etc/supervisor/conf.d/webplatform-celery-worker.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
@@ -193,5 +165,10 @@ say 6 changed
 { timeout 300 service 'supervisor' restart && { /etc/init.d/'supervisor' status >/dev/null 2>&1 || timeout 300 service 'supervisor' start || { sleep 1; /etc/init.d/'supervisor' status >/dev/null 2>&1 || timeout 300 service 'supervisor' start; }; }; } > "$log" 2>&1 < /dev/null || fail 7
 pending_done 'supervisor'
 say 7 changed
+# step 8: service nginx reload
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 5 '/etc/ssl/infra/app.crt'; pending_done 'nginx'; (exit $r) || fail 8; }
+{ if /etc/init.d/'nginx' status >/dev/null 2>&1; then timeout 300 service 'nginx' reload; else timeout 300 service 'nginx' start; fi; } > "$log" 2>&1 < /dev/null || fail 8
+pending_done 'nginx'
+say 8 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -257,51 +257,72 @@ say 12 changed
 # step 13: command app layout
 timeout 1800 sh -c '/usr/local/sbin/infra-app-setup apply' > "$log" 2>&1 < /dev/null || fail 13
 say 13 changed
-# step 14: dir /var/www/webplatform
-f='/var/www/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 14: dir /etc/ssl/infra
+f='/etc/ssl/infra'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 14 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 14
 say 14 changed
-# step 15: dir /var/www/webplatform/log
-f='/var/www/webplatform/log'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 15 "$f" 'www-data' 'adm' 0
-if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='adm' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'www-data':'adm' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 15
+# step 15: dir /etc/ssl/infra/private
+f='/etc/ssl/infra/private'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 15 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 15
 say 15 changed
-# step 16: dir /var/www/webplatform/public
-f='/var/www/webplatform/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 16: dir /var/www/webplatform
+f='/var/www/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 16 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 16
 say 16 changed
-# step 17: dir /var/www/webplatform/public/static
-f='/var/www/webplatform/public/static'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 17 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 17
+# step 17: dir /var/www/webplatform/log
+f='/var/www/webplatform/log'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 17 "$f" 'www-data' 'adm' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='adm' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'www-data':'adm' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 17
 say 17 changed
-# step 18: dir /var/www/webplatform/public/media
-f='/var/www/webplatform/public/media'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 18 "$f" 'www-data' 'www-data' 0
-if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 18
+# step 18: dir /var/www/webplatform/public
+f='/var/www/webplatform/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 18 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 18
 say 18 changed
-# step 19: dir /var/www/webplatform/ssl
-f='/var/www/webplatform/ssl'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 19: dir /var/www/webplatform/public/static
+f='/var/www/webplatform/public/static'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 19 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 19
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 19
 say 19 changed
-# step 20: dir /var/www/webplatform/run
-f='/var/www/webplatform/run'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 20: dir /var/www/webplatform/public/media
+f='/var/www/webplatform/public/media'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 20 "$f" 'www-data' 'www-data' 0
 if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 20
 say 20 changed
-# step 21: dir /etc/webplatform
-f='/etc/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 21 "$f" 'root' 'www-data' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'root':'www-data' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 21
+# step 21: dir /var/www/webplatform/run
+f='/var/www/webplatform/run'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 21 "$f" 'www-data' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='www-data' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'www-data':'www-data' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 21
 say 21 changed
-# step 22: file /etc/nginx/sites-enabled/webplatform.conf
-f='/etc/nginx/sites-enabled/webplatform.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 22 "$f" 'root' 'root' 0
+# step 22: dir /etc/webplatform
+f='/etc/webplatform'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 22 "$f" 'root' 'www-data' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='www-data' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0750; else mkdir -p "$f" && chown -h 'root':'www-data' "$f" && chmod 0750 "$f"; fi > "$log" 2>&1 || fail 22
+say 22 changed
+# step 23: file /etc/ssl/infra/app.crt
+f='/etc/ssl/infra/app.crt'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 23 "$f" 'root' 'root' 0
 pending_add reload 'nginx'
-backup 22 "$f"
+backup 23 "$f"
+printf %s 'canary-site_tls_cert
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 23
+say 23 changed
+# step 24: file /etc/ssl/infra/private/app.key
+f='/etc/ssl/infra/private/app.key'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 24 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
+backup 24 "$f"
+printf %s 'canary-site_tls_key
+' | put_file "$f" 'root' 'root' 0600 2>"$log" || fail 24
+say 24 changed
+# step 25: file /etc/nginx/sites-enabled/webplatform.conf
+f='/etc/nginx/sites-enabled/webplatform.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 25 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
+backup 25 "$f"
 printf %s '# Managed by infra (role app): webplatform on app2.aws-sandbox.internal.
 # nginx serves static and media files itself and proxies everything else to gunicorn.
 upstream webplatform_gunicorn {
@@ -310,7 +331,20 @@ upstream webplatform_gunicorn {
 
 server {
     listen 80 default_server;
+    server_name aws-sandbox.test www.aws-sandbox.test app2.aws-sandbox.internal;
+    # Everything is served over https (the release health check talks to gunicorn directly).
+    location / {
+        return 301 https://$host$request_uri;
+    }
+}
 
+server {
+    listen 443 ssl http2 default_server;
+    # The role'\''s `tls:` certificate and key, from the environment'\''s secrets.
+    ssl_certificate /etc/ssl/infra/app.crt;
+    ssl_certificate_key /etc/ssl/infra/private/app.key;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_timeout 1d;
     server_name aws-sandbox.test www.aws-sandbox.test app2.aws-sandbox.internal;
 
     access_log /var/log/nginx/webplatform-access.log;
@@ -339,14 +373,14 @@ server {
         proxy_pass http://webplatform_gunicorn;
     }
 }
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 22
-sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 22 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 22; }
-say 22 changed
-# step 23: file /etc/webplatform/gunicorn.conf.py
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 25
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 25 '/etc/nginx/sites-enabled/webplatform.conf'; (exit $r) || fail 25; }
+say 25 changed
+# step 26: file /etc/webplatform/gunicorn.conf.py
 f='/etc/webplatform/gunicorn.conf.py'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 23 "$f" 'root' 'www-data' 0
+dest_ok 26 "$f" 'root' 'www-data' 0
 pending_add restart 'supervisor'
-backup 23 "$f"
+backup 26 "$f"
 printf %s '# Managed by infra (role app): gunicorn settings for webplatform on app2.aws-sandbox.internal.
 bind = "127.0.0.1:8000"
 workers = 3
@@ -363,13 +397,13 @@ forwarded_allow_ips = "127.0.0.1"
 accesslog = "/var/www/webplatform/log/gunicorn-access.log"
 errorlog = "-"
 loglevel = "info"
-' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 23
-say 23 changed
-# step 24: file /etc/webplatform/env
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 26
+say 26 changed
+# step 27: file /etc/webplatform/env
 f='/etc/webplatform/env'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 24 "$f" 'root' 'www-data' 0
+dest_ok 27 "$f" 'root' 'www-data' 0
 pending_add restart 'supervisor'
-backup 24 "$f"
+backup 27 "$f"
 printf %s '# Managed by infra (role app): environment of the app'\''s processes.
 # Read by /usr/local/bin/<app>-run with `set -a; . <this file>`: every value is one sh word
 # (the `sh` filter), and secrets in URLs are percent-encoded first (the `url` filter).
@@ -399,13 +433,13 @@ SESSION_MEMCACHED_LOCATION='\''(known after apply):11211'\''
 # General object cache: memcached on the memcache hosts (empty when the environment has none).
 CACHE_MEMCACHED_LOCATION='\'''\''
 
-' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 24
-say 24 changed
-# step 25: file /usr/local/bin/webplatform-run
+' | put_file "$f" 'root' 'www-data' 0640 2>"$log" || fail 27
+say 27 changed
+# step 28: file /usr/local/bin/webplatform-run
 f='/usr/local/bin/webplatform-run'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 25 "$f" 'root' 'root' 0
+dest_ok 28 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 25 "$f"
+backup 28 "$f"
 printf %s '#!/bin/sh
 # Managed by infra (role app): run a command of the app with its /etc/<app>/env exported, from
 # the live release (`current`). Used by the supervisor programs.
@@ -415,13 +449,13 @@ set -a
 set +a
 cd '\''/var/www/webplatform/current'\''
 exec "$@"
-' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 25
-say 25 changed
-# step 26: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
+' | put_file "$f" 'root' 'root' 0755 2>"$log" || fail 28
+say 28 changed
+# step 29: file /etc/supervisor/conf.d/webplatform-gunicorn.conf
 f='/etc/supervisor/conf.d/webplatform-gunicorn.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 26 "$f" 'root' 'root' 0
+dest_ok 29 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 26 "$f"
+backup 29 "$f"
 printf %s '; Managed by infra (role app): supervisor program webplatform-gunicorn on app2.aws-sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-gunicorn]
@@ -444,13 +478,13 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-gunicorn.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 26
-say 26 changed
-# step 27: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 29
+say 29 changed
+# step 30: file /etc/supervisor/conf.d/webplatform-celery-worker.conf
 f='/etc/supervisor/conf.d/webplatform-celery-worker.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 27 "$f" 'root' 'root' 0
+dest_ok 30 "$f" 'root' 'root' 0
 pending_add restart 'supervisor'
-backup 27 "$f"
+backup 30 "$f"
 printf %s '; Managed by infra (role app): supervisor program webplatform-celery-worker on app2.aws-sandbox.internal.
 ; One template, rendered once per program (gunicorn, celery-worker, celery-beat).
 [program:webplatform-celery-worker]
@@ -473,18 +507,19 @@ redirect_stderr=true
 stdout_logfile=/var/log/supervisor/webplatform-celery-worker.log
 stdout_logfile_maxbytes=10MB
 stdout_logfile_backups=5
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 27
-say 27 changed
-# step 28: service supervisor enable
-{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 28
-say 28 changed
-# step 29: service supervisor start
-{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 29
-pending_done 'supervisor'
-say 29 changed
-# step 30: service nginx reload
-{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 30
-pending_done 'nginx'
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 30
 say 30 changed
+# step 31: service supervisor enable
+{ timeout 300 systemctl enable 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 31
+say 31 changed
+# step 32: service supervisor start
+{ timeout 300 systemctl start 'supervisor'; } > "$log" 2>&1 < /dev/null || fail 32
+pending_done 'supervisor'
+say 32 changed
+# step 33: service nginx reload
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 23 '/etc/ssl/infra/app.crt'; restore 24 '/etc/ssl/infra/private/app.key'; restore 25 '/etc/nginx/sites-enabled/webplatform.conf'; pending_done 'nginx'; (exit $r) || fail 33; }
+{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 33
+pending_done 'nginx'
+say 33 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -83,12 +83,12 @@ put_file() {
     t=$(mktemp "${1%/*}/.infra.XXXXXXXXXX") && { cat > "$t" && { { [ "$2:$3" = "$me" ] && ! [ -g "${1%/*}" ]; } || chown -h "$2:$3" "$t"; } && chmod "$4" "$t" && mv -fT "$t" "$1" || { rm -f "$t"; false; }; }
   fi
 }
-# step 0: packages default-jre-headless
+# step 0: packages elasticsearch
 prc=/usr/sbin/policy-rc.d; own=
 if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc" 2>/dev/null; then
   printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$prc" && chmod 755 "$prc" && own=1
 fi
-timeout 1800 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'default-jre-headless' > "$log" 2>&1; rc=$?
+timeout 1800 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'elasticsearch' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
 [ $rc = 0 ] || fail 0 $rc
 say 0 changed
@@ -131,15 +131,10 @@ say 2 changed
 { timeout 300 systemctl restart 'exim4'; } > "$log" 2>&1 < /dev/null || fail 3
 pending_done 'exim4'
 say 3 changed
-# step 4: dir /etc/elasticsearch
-f='/etc/elasticsearch'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 4 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 4
-say 4 changed
-# step 5: file /etc/elasticsearch/elasticsearch.yml
+# step 4: file /etc/elasticsearch/elasticsearch.yml
 f='/etc/elasticsearch/elasticsearch.yml'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 5 "$f" 'root' 'root' 0
-backup 5 "$f"
+dest_ok 4 "$f" 'root' 'elasticsearch' 0
+backup 4 "$f"
 printf %s '# Managed by infra (role elastic) for elastic1.production.wpdn.
 cluster.name: production
 node.name: elastic1
@@ -148,7 +143,7 @@ path.logs: /var/log/elasticsearch
 network.host: [_local_, 10.10.1.40]
 http.port: 9200
 discovery.type: single-node
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 5
-say 5 changed
+' | put_file "$f" 'root' 'elasticsearch' 0660 2>"$log" || fail 4
+say 4 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -96,19 +96,71 @@ mkdir -p '/var/lib/elasticsearch' && uuid=$(blkid -o value -s UUID "$dev") || fa
 grep -q "^UUID=$uuid " /etc/fstab 2>/dev/null || printf 'UUID=%s %s %s defaults,nofail 0 2\n' "$uuid" '/var/lib/elasticsearch' 'ext4' >> /etc/fstab || fail 0
 mount '/var/lib/elasticsearch' > "$log" 2>&1 || mount -t 'ext4' "$dev" '/var/lib/elasticsearch' > "$log" 2>&1 || fail 0
 say 0 changed
-# step 1: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx default-jre-headless
+# step 1: apt source elastic-8
+mkdir -p /etc/apt/keyrings /etc/apt/sources.list.d
+f='/etc/apt/keyrings/infra-elastic-8.asc'; dest_ok 1 "$f" root root 0
+backup '1.key' "$f"
+printf %s '-----BEGIN PGP PUBLIC KEY BLOCK-----
+Version: GnuPG v2.0.14 (GNU/Linux)
+
+mQENBFI3HsoBCADXDtbNJnxbPqB1vDNtCsqhe49vFYsZN9IOZsZXgp7aHjh6CJBD
+A+bGFOwyhbd7at35jQjWAw1O3cfYsKAmFy+Ar3LHCMkV3oZspJACTIgCrwnkic/9
+CUliQe324qvObU2QRtP4Fl0zWcfb/S8UYzWXWIFuJqMvE9MaRY1bwUBvzoqavLGZ
+j3SF1SPO+TB5QrHkrQHBsmX+Jda6d4Ylt8/t6CvMwgQNlrlzIO9WT+YN6zS+sqHd
+1YK/aY5qhoLNhp9G/HxhcSVCkLq8SStj1ZZ1S9juBPoXV1ZWNbxFNGwOh/NYGldD
+2kmBf3YgCqeLzHahsAEpvAm8TBa7Q9W21C8vABEBAAG0RUVsYXN0aWNzZWFyY2gg
+KEVsYXN0aWNzZWFyY2ggU2lnbmluZyBLZXkpIDxkZXZfb3BzQGVsYXN0aWNzZWFy
+Y2gub3JnPokBOAQTAQIAIgUCUjceygIbAwYLCQgHAwIGFQgCCQoLBBYCAwECHgEC
+F4AACgkQ0n1mbNiOQrRzjAgAlTUQ1mgo3nK6BGXbj4XAJvuZDG0HILiUt+pPnz75
+nsf0NWhqR4yGFlmpuctgCmTD+HzYtV9fp9qW/bwVuJCNtKXk3sdzYABY+Yl0Cez/
+7C2GuGCOlbn0luCNT9BxJnh4mC9h/cKI3y5jvZ7wavwe41teqG14V+EoFSn3NPKm
+TxcDTFrV7SmVPxCBcQze00cJhprKxkuZMPPVqpBS+JfDQtzUQD/LSFfhHj9eD+Xe
+8d7sw+XvxB2aN4gnTlRzjL1nTRp0h2/IOGkqYfIG9rWmSLNlxhB2t+c0RsjdGM4/
+eRlPWylFbVMc5pmDpItrkWSnzBfkmXL3vO2X3WvwmSFiQbkBDQRSNx7KAQgA5JUl
+zcMW5/cuyZR8alSacKqhSbvoSqqbzHKcUQZmlzNMKGTABFG1yRx9r+wa/fvqP6OT
+RzRDvVS/cycws8YX7Ddum7x8uI95b9ye1/Xy5noPEm8cD+hplnpU+PBQZJ5XJ2I+
+1l9Nixx47wPGXeClLqcdn0ayd+v+Rwf3/XUJrvccG2YZUiQ4jWZkoxsA07xx7Bj+
+Lt8/FKG7sHRFvePFU0ZS6JFx9GJqjSBbHRRkam+4emW3uWgVfZxuwcUCn1ayNgRt
+KiFv9jQrg2TIWEvzYx9tywTCxc+FFMWAlbCzi+m4WD+QUWWfDQ009U/WM0ks0Kww
+EwSk/UDuToxGnKU2dQARAQABiQEfBBgBAgAJBQJSNx7KAhsMAAoJENJ9ZmzYjkK0
+c3MIAIE9hAR20mqJWLcsxLtrRs6uNF1VrpB+4n/55QU7oxA1iVBO6IFu4qgsF12J
+TavnJ5MLaETlggXY+zDef9syTPXoQctpzcaNVDmedwo1SiL03uMoblOvWpMR/Y0j
+6rm7IgrMWUDXDPvoPGjMl2q1iTeyHkMZEyUJ8SKsaHh4jV9wp9KmC8C+9CwMukL7
+vM5w8cgvJoAwsp3Fn59AxWthN3XJYcnMfStkIuWgR7U2r+a210W6vnUxU4oN0PmM
+cursYPyeV0NX/KQeUeNMwGTFB6QHS/anRaGQewijkrYYoTNtfllxIu9XYmiBERQ/
+qPDlGRlOgVTd9xUfHFkzB52c70E=
+=92oX
+-----END PGP PUBLIC KEY BLOCK-----
+' | put_file "$f" root root 0644 2>"$log" || fail 1
+f='/etc/apt/sources.list.d/infra-elastic-8.sources'; dest_ok 1 "$f" root root 0
+backup '1.sources' "$f"
+printf %s '# Managed by infra (role elastic): apt source elastic-8.
+Types: deb
+URIs: https://artifacts.elastic.co/packages/8.x/apt
+Suites: stable
+Components: main
+Signed-By: /etc/apt/keyrings/infra-elastic-8.asc
+' | put_file "$f" root root 0644 2>"$log" || fail 1
+timeout 600 apt-get update -q --error-on=any -o Dir::Etc::sourcelist='/etc/apt/sources.list.d/infra-elastic-8.sources' -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 > "$R/"'1.apt' 2>&1; rc=$?
+if [ $rc != 0 ] || grep -q -e '^E:' -e '^Err:' -e '^W:.*GPG' -e '^W:.*signature' -e '^W:.*NO_PUBKEY' -e '^W:.*not signed' -e '^W:.*Failed to fetch' "$R/"'1.apt'; then
+  restore '1.key' '/etc/apt/keyrings/infra-elastic-8.asc'; restore '1.sources' '/etc/apt/sources.list.d/infra-elastic-8.sources'
+  if grep -q -e NO_PUBKEY -e EXPKEYSIG -e BADSIG -e 'GPG error' -e 'not signed' -e 'signature' "$R/"'1.apt'; then why='apt source elastic-8 (https://artifacts.elastic.co/packages/8.x/apt stable) on host elastic1: the repository'\''s signature does not verify with the key /etc/apt/keyrings/infra-elastic-8.asc (templates/keys/elastic.asc): is it the key the repository is signed with? Nothing was installed.'; else why='apt source elastic-8 (https://artifacts.elastic.co/packages/8.x/apt stable) on host elastic1: apt-get update of this source failed (see apt'\''s lines above). Nothing was installed.'; fi
+  { grep -e '^W:' -e '^E:' -e '^Err:' "$R/"'1.apt' || tail -n 20 "$R/"'1.apt'; printf '%s\n' "$why"; } > "$log"; fail 1 1
+fi
+say 1 changed
+# step 2: packages rsync ca-certificates curl less vim-tiny openssh-server exim4-daemon-light bsd-mailx elasticsearch
 prc=/usr/sbin/policy-rc.d; own=
 if [ ! -e "$prc" ] || grep -qx '# infra: no daemon starts during apt-get' "$prc" 2>/dev/null; then
   printf '#!/bin/sh\n# infra: no daemon starts during apt-get\nexit 101\n' > "$prc" && chmod 755 "$prc" && own=1
 fi
-timeout 1800 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'default-jre-headless' > "$log" 2>&1; rc=$?
+timeout 1800 apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold 'rsync' 'ca-certificates' 'curl' 'less' 'vim-tiny' 'openssh-server' 'exim4-daemon-light' 'bsd-mailx' 'elasticsearch' > "$log" 2>&1; rc=$?
 [ -z "$own" ] || rm -f "$prc"
-[ $rc = 0 ] || fail 1 $rc
-say 1 changed
-# step 2: file /etc/hosts
+[ $rc = 0 ] || fail 2 $rc
+say 2 changed
+# step 3: file /etc/hosts
 f='/etc/hosts'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 2 "$f" 'root' 'root' 0
-backup 2 "$f"
+dest_ok 3 "$f" 'root' 'root' 0
+backup 3 "$f"
 printf %s '# Managed by infra (role base) for elastic1.production.wpdn; computed from inventories/production.yaml.
 127.0.0.1	localhost
 ::1	localhost ip6-localhost ip6-loopback
@@ -134,31 +186,31 @@ ff02::2	ip6-allrouters
 10.10.1.10	salt.production.wpdn salt
 10.10.1.30	sessions1.production.wpdn sessions1
 10.10.1.11	source.production.wpdn source
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 2
-say 2 changed
-# step 3: file /etc/resolv.conf
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 3
+say 3 changed
+# step 4: file /etc/resolv.conf
 f='/etc/resolv.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 3 "$f" 'root' 'root' 0
-backup 3 "$f"
+dest_ok 4 "$f" 'root' 'root' 0
+backup 4 "$f"
 printf %s '# Managed by infra (role base): the internal zone is served by the salt host'\''s gdnsd.
 search production.wpdn
 nameserver 10.10.1.10
 nameserver 169.254.169.253
 options timeout:2 attempts:2
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 3
-say 3 changed
-# step 4: service ssh enable
-{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 4
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 4
 say 4 changed
-# step 5: service ssh start
-{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 5
-pending_done 'ssh'
+# step 5: service ssh enable
+{ timeout 300 systemctl enable 'ssh'; } > "$log" 2>&1 < /dev/null || fail 5
 say 5 changed
-# step 6: file /etc/exim4/update-exim4.conf.conf
+# step 6: service ssh start
+{ timeout 300 systemctl start 'ssh'; } > "$log" 2>&1 < /dev/null || fail 6
+pending_done 'ssh'
+say 6 changed
+# step 7: file /etc/exim4/update-exim4.conf.conf
 f='/etc/exim4/update-exim4.conf.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 6 "$f" 'root' 'root' 0
+dest_ok 7 "$f" 'root' 'root' 0
 pending_add restart 'exim4'
-backup 6 "$f"
+backup 7 "$f"
 printf %s '# Managed by infra (role satellite). Debian'\''s exim4 reads this through update-exim4.conf,
 # which the exim4 init script runs on (re)start.
 # Satellite: no local delivery except to the spool, everything is sent to the mail host.
@@ -175,31 +227,26 @@ dc_use_split_config='\''false'\''
 dc_hide_mailname='\''true'\''
 dc_mailname_in_oh='\''true'\''
 dc_localdelivery='\''mail_spool'\''
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
-say 6 changed
-# step 7: file /etc/mailname
-f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 7 "$f" 'root' 'root' 0
-pending_add restart 'exim4'
-backup 7 "$f"
-printf %s 'elastic1.production.wpdn
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 7
 say 7 changed
-# step 8: service exim4 enable
-{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 8
+# step 8: file /etc/mailname
+f='/etc/mailname'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 8 "$f" 'root' 'root' 0
+pending_add restart 'exim4'
+backup 8 "$f"
+printf %s 'elastic1.production.wpdn
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 8
 say 8 changed
-# step 9: service exim4 start
-{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 9
-pending_done 'exim4'
+# step 9: service exim4 enable
+{ timeout 300 systemctl enable 'exim4'; } > "$log" 2>&1 < /dev/null || fail 9
 say 9 changed
-# step 10: dir /etc/elasticsearch
-f='/etc/elasticsearch'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
-dest_ok 10 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 10
+# step 10: service exim4 start
+{ timeout 300 systemctl start 'exim4'; } > "$log" 2>&1 < /dev/null || fail 10
+pending_done 'exim4'
 say 10 changed
 # step 11: file /etc/elasticsearch/elasticsearch.yml
 f='/etc/elasticsearch/elasticsearch.yml'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
-dest_ok 11 "$f" 'root' 'root' 0
+dest_ok 11 "$f" 'root' 'elasticsearch' 0
 backup 11 "$f"
 printf %s '# Managed by infra (role elastic) for elastic1.production.wpdn.
 cluster.name: production
@@ -209,7 +256,7 @@ path.logs: /var/log/elasticsearch
 network.host: [_local_, 10.10.1.40]
 http.port: 9200
 discovery.type: single-node
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 11
+' | put_file "$f" 'root' 'elasticsearch' 0660 2>"$log" || fail 11
 say 11 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -1,9 +1,11 @@
 export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi
 printf 'init\t%s\n' "$init"
-stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/var/www/webplatform' '/var/www/webplatform/log' '/var/www/webplatform/public' '/var/www/webplatform/public/static' '/var/www/webplatform/public/media' '/var/www/webplatform/ssl' '/var/www/webplatform/run' '/etc/webplatform' '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/nginx/nginx.conf' '/usr/local/sbin/infra-app-setup' '/etc/nginx/sites-enabled/webplatform.conf' '/etc/webplatform/gunicorn.conf.py' '/etc/webplatform/env' '/usr/local/bin/webplatform-run' '/etc/supervisor/conf.d/webplatform-gunicorn.conf' '/etc/supervisor/conf.d/webplatform-celery-worker.conf' '/etc/supervisor/conf.d/webplatform-celery-beat.conf' 2>/dev/null
+stat --printf 'stat\t%a\t%U\t%G\t%F\t%n\n' -- '/etc/ssl/infra' '/etc/ssl/infra/private' '/var/www/webplatform' '/var/www/webplatform/log' '/var/www/webplatform/public' '/var/www/webplatform/public/static' '/var/www/webplatform/public/media' '/var/www/webplatform/run' '/etc/webplatform' '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/nginx/nginx.conf' '/usr/local/sbin/infra-app-setup' '/etc/ssl/infra/app.crt' '/etc/ssl/infra/private/app.key' '/etc/nginx/sites-enabled/webplatform.conf' '/etc/webplatform/gunicorn.conf.py' '/etc/webplatform/env' '/usr/local/bin/webplatform-run' '/etc/supervisor/conf.d/webplatform-gunicorn.conf' '/etc/supervisor/conf.d/webplatform-celery-worker.conf' '/etc/supervisor/conf.d/webplatform-celery-beat.conf' 2>/dev/null
+set --; for f in /etc/apt/sources.list.d/infra-*.sources /etc/apt/keyrings/infra-*.asc /etc/apt/keyrings/infra-*.gpg; do [ -f "$f" ] || continue; printf 'aptfile\t%s\n' "$f"; case $f in *.sources) set -- "$@" "$f";; esac; done
+[ $# = 0 ] || grep -H -e '^URIs:' -e '^Suites:' -- "$@" 2>/dev/null | while IFS= read -r l; do printf 'aptfield\t%s\n' "$l"; done
 grep -Fx -A3 -e 'Package: rsync' -e 'Package: ca-certificates' -e 'Package: curl' -e 'Package: less' -e 'Package: vim-tiny' -e 'Package: openssh-server' -e 'Package: exim4-daemon-light' -e 'Package: bsd-mailx' -e 'Package: nginx' -e 'Package: python3' -e 'Package: python3-venv' -e 'Package: supervisor' -e 'Package: gunicorn' -e 'Package: python3-celery' -e 'Package: python3-psycopg2' -e 'Package: python3-redis' /var/lib/dpkg/status 2>/dev/null | while read -r k a b c; do case $k in Package:) p=$a;; Status:) [ -n "$p" ] && printf 'pkg\t%s\t%s %s %s\n' "$p" "$a" "$b" "$c"; p=;; esac; done
-sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/nginx/nginx.conf' '/usr/local/sbin/infra-app-setup' '/etc/nginx/sites-enabled/webplatform.conf' '/etc/webplatform/gunicorn.conf.py' '/etc/webplatform/env' '/usr/local/bin/webplatform-run' '/etc/supervisor/conf.d/webplatform-gunicorn.conf' '/etc/supervisor/conf.d/webplatform-celery-worker.conf' '/etc/supervisor/conf.d/webplatform-celery-beat.conf' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
+sha256sum -- '/etc/hosts' '/etc/resolv.conf' '/etc/exim4/update-exim4.conf.conf' '/etc/mailname' '/etc/nginx/nginx.conf' '/usr/local/sbin/infra-app-setup' '/etc/ssl/infra/app.crt' '/etc/ssl/infra/private/app.key' '/etc/nginx/sites-enabled/webplatform.conf' '/etc/webplatform/gunicorn.conf.py' '/etc/webplatform/env' '/usr/local/bin/webplatform-run' '/etc/supervisor/conf.d/webplatform-gunicorn.conf' '/etc/supervisor/conf.d/webplatform-celery-worker.conf' '/etc/supervisor/conf.d/webplatform-celery-beat.conf' 2>/dev/null | while read -r h f; do printf 'hash\t%s\t%s\n' "$h" "$f"; done
 svc='ssh'; e=0; r=0; n=0
 if [ "$init" = systemd ]; then
   systemctl cat "$svc" >/dev/null 2>&1 && e=1
@@ -51,4 +53,10 @@ printf 'svc\t%s\t%s\t%s\t%s\n' "$svc" $e $r $n
 P="${INFRA_STATE_DIR:-/var/lib/infra}/pending"
 [ -f "$P" ] && while read -r a b; do [ -n "$b" ] && printf 'pending\t%s\t%s\n' "$a" "$b"; done < "$P"
 if sh -c '/usr/local/sbin/infra-app-setup check' >/dev/null 2>&1 </dev/null; then printf 'cmd\t0\t1\n'; else printf 'cmd\t0\t0\n'; fi
+rp='/var/www/webplatform'
+if [ -L "$rp/current" ]; then c=$(readlink "$rp/current"); printf 'rel_current\t%s\n' "${c##*/}"; fi
+for d in "$rp"/releases/*/; do
+  d=${d%/}; [ -f "$d/.infra-built" ] && printf 'rel_built\t%s\n' "${d##*/}"
+done
+[ -f "$rp/releases.log" ] && tail -n 100 "$rp/releases.log" | while IFS= read -r l; do printf 'rel_log\t%s\n' "$l"; done
 exit 0
