@@ -193,42 +193,98 @@ fn exists(sb: &Sandbox, path: &str) -> bool {
 const SOURCES: &str = "/etc/apt/sources.list.d/infra-probe.sources";
 const KEY: &str = "/etc/apt/keyrings/infra-probe.asc";
 
+/// The sandbox host, the site and the served repository.
+struct Lab {
+    sb: Sandbox,
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    port: u16,
+    good: String,
+    homes: Vec<PathBuf>,
+    _work: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up() -> Lab {
+        require_root();
+        need("dpkg-scanpackages", "dpkg-dev");
+        need("gpg", "gnupg");
+        let work = tempfile::tempdir().unwrap();
+        let (home, good) = gpg_key(work.path(), "good");
+        let (home2, wrong) = gpg_key(work.path(), "wrong");
+        let repo = build_repo(work.path(), &home);
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "templates/keys/good.asc", &good);
+        write(dir.path(), "templates/keys/wrong.asc", &wrong);
+        let state = dir.path().join(".infra/sandbox");
+        std::fs::create_dir_all(&state).unwrap();
+        let sb = Sandbox::up(
+            &state,
+            &format!("{SUBNET}.0/24"),
+            &[("web".into(), format!("{SUBNET}.11"))],
+        );
+        let port = serve(repo, &format!("{SUBNET}.1"));
+        Lab {
+            sb,
+            dir,
+            state,
+            port,
+            good,
+            homes: vec![home, home2],
+            _work: work,
+        }
+    }
+
+    fn infra(&self, args: &[&str]) -> Run {
+        infra(self.dir.path(), args)
+    }
+
+    fn site(&self, key: &str, packages: &[&str], roles: &str) {
+        site(
+            self.dir.path(),
+            key,
+            packages,
+            roles,
+            self.port,
+            &self.state,
+        );
+    }
+
+    /// The start of the names of the source's lists on the host.
+    fn lists(&self) -> String {
+        format!("/var/lib/apt/lists/{SUBNET}.1:{}_dists_stable_", self.port)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for h in &self.homes {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(h)
+                .args(["--kill", "gpg-agent"])
+                .output();
+        }
+    }
+}
+
 #[test]
 fn a_signed_source_installs_its_package_in_one_apply_and_goes_with_its_role() {
-    require_root();
-    need("dpkg-scanpackages", "dpkg-dev");
-    need("gpg", "gnupg");
-    let work = tempfile::tempdir().unwrap();
-    let (home, good) = gpg_key(work.path(), "good");
-    let (home2, wrong) = gpg_key(work.path(), "wrong");
-    let repo = build_repo(work.path(), &home);
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "templates/keys/good.asc", &good);
-    write(dir.path(), "templates/keys/wrong.asc", &wrong);
-    let state = dir.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sb = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[("web".into(), format!("{SUBNET}.11"))],
-    );
-    let port = serve(repo, &format!("{SUBNET}.1"));
-    let infra = |args: &[&str]| infra(dir.path(), args);
+    let lab = Lab::up();
     assert!(
-        !installed(&sb, PACKAGE),
+        !installed(&lab.sb, PACKAGE),
         "{PACKAGE} is installed before the test"
     );
+    a_wrong_key_installs_nothing(&lab);
+    the_right_key_installs_in_one_apply(&lab);
+    a_swapped_key_fails_and_the_old_one_is_back(&lab);
+    the_source_goes_with_its_role(&lab);
+}
 
+fn a_wrong_key_installs_nothing(lab: &Lab) {
     eprintln!("=== a wrong key: the apply fails naming the source and host, nothing installed");
-    site(
-        dir.path(),
-        "keys/wrong.asc",
-        &[PACKAGE],
-        "base, repo",
-        port,
-        &state,
-    );
-    let plan = infra(&["plan", "lab"]);
+    lab.site("keys/wrong.asc", &[PACKAGE], "base, repo");
+    let plan = lab.infra(&["plan", "lab"]);
     plan.assert_code(0);
     let src_at = plan
         .stdout
@@ -243,9 +299,11 @@ fn a_signed_source_installs_its_package_in_one_apply_and_goes_with_its_role() {
         "the source comes before the packages:\n{}",
         plan.stdout
     );
-    let bad = infra(&["apply", "lab", "--yes"]);
+    let bad = lab.infra(&["apply", "lab", "--yes"]);
     bad.assert_code(3);
     let all = format!("{}{}", bad.stdout, bad.stderr);
+    eprintln!("{}", bad.stdout);
+    let port = lab.port;
     assert!(
         all.contains(&format!("apt source probe (http://{SUBNET}.1:{port}/ stable) on host web: the repository's signature does not verify")),
         "{all}"
@@ -254,30 +312,30 @@ fn a_signed_source_installs_its_package_in_one_apply_and_goes_with_its_role() {
         all.contains("NO_PUBKEY") || all.contains("GPG error"),
         "apt's own words: {all}"
     );
-    assert!(!installed(&sb, PACKAGE), "installed despite the wrong key");
     assert!(
-        !exists(&sb, SOURCES) && !exists(&sb, KEY),
+        !installed(&lab.sb, PACKAGE),
+        "installed despite the wrong key"
+    );
+    assert!(
+        !exists(&lab.sb, SOURCES) && !exists(&lab.sb, KEY),
         "a failed new source is not left behind"
     );
+}
 
+fn the_right_key_installs_in_one_apply(lab: &Lab) {
     eprintln!("=== the right key: source and package in one apply; then a clean plan");
-    site(
-        dir.path(),
-        "keys/good.asc",
-        &[PACKAGE],
-        "base, repo",
-        port,
-        &state,
-    );
-    let first = infra(&["apply", "lab", "--yes"]);
+    lab.site("keys/good.asc", &[PACKAGE], "base, repo");
+    let first = lab.infra(&["apply", "lab", "--yes"]);
     first.assert_code(0);
-    assert!(installed(&sb, PACKAGE), "{}", first.stdout);
+    assert!(installed(&lab.sb, PACKAGE), "{}", first.stdout);
     assert_eq!(
-        sb.exec("web", &format!("cat /usr/share/{PACKAGE}/hello"))
+        lab.sb
+            .exec("web", &format!("cat /usr/share/{PACKAGE}/hello"))
             .stdout,
         "probe"
     );
-    let sources = sb.exec("web", &format!("cat {SOURCES}")).stdout;
+    let sources = lab.sb.exec("web", &format!("cat {SOURCES}")).stdout;
+    let port = lab.port;
     assert!(
         sources.contains(&format!("URIs: http://{SUBNET}.1:{port}/\n")),
         "{sources}"
@@ -286,24 +344,19 @@ fn a_signed_source_installs_its_package_in_one_apply_and_goes_with_its_role() {
         sources.contains(&format!("Signed-By: {KEY}\n")),
         "{sources}"
     );
-    assert_eq!(sb.exec("web", &format!("cat {KEY}")).stdout, good);
-    let lists = format!("/var/lib/apt/lists/{SUBNET}.1:{port}_dists_stable_");
+    assert_eq!(lab.sb.exec("web", &format!("cat {KEY}")).stdout, lab.good);
     assert!(
-        exists(&sb, &format!("{lists}InRelease")),
+        exists(&lab.sb, &format!("{}InRelease", lab.lists())),
         "apt has the source's lists"
     );
-    infra(&["plan", "lab", "--detailed-exitcode"]).assert_code(0);
+    lab.infra(&["plan", "lab", "--detailed-exitcode"])
+        .assert_code(0);
+}
 
+fn a_swapped_key_fails_and_the_old_one_is_back(lab: &Lab) {
     eprintln!("=== the key swapped for a wrong one: fails, the previous key is back, nothing new installed");
-    site(
-        dir.path(),
-        "keys/wrong.asc",
-        &[PACKAGE, SECOND],
-        "base, repo",
-        port,
-        &state,
-    );
-    let swapped = infra(&["apply", "lab", "--yes"]);
+    lab.site("keys/wrong.asc", &[PACKAGE, SECOND], "base, repo");
+    let swapped = lab.infra(&["apply", "lab", "--yes"]);
     swapped.assert_code(3);
     let all = format!("{}{}", swapped.stdout, swapped.stderr);
     assert!(
@@ -311,56 +364,41 @@ fn a_signed_source_installs_its_package_in_one_apply_and_goes_with_its_role() {
         "{all}"
     );
     assert!(
-        !installed(&sb, SECOND),
+        !installed(&lab.sb, SECOND),
         "{SECOND} installed despite the wrong key"
     );
     assert_eq!(
-        sb.exec("web", &format!("cat {KEY}")).stdout,
-        good,
+        lab.sb.exec("web", &format!("cat {KEY}")).stdout,
+        lab.good,
         "the old key is back"
     );
-    site(
-        dir.path(),
-        "keys/good.asc",
-        &[PACKAGE, SECOND],
-        "base, repo",
-        port,
-        &state,
-    );
-    infra(&["apply", "lab", "--yes"]).assert_code(0);
-    assert!(installed(&sb, SECOND));
-    infra(&["plan", "lab", "--detailed-exitcode"]).assert_code(0);
+    lab.site("keys/good.asc", &[PACKAGE, SECOND], "base, repo");
+    lab.infra(&["apply", "lab", "--yes"]).assert_code(0);
+    assert!(installed(&lab.sb, SECOND));
+    lab.infra(&["plan", "lab", "--detailed-exitcode"])
+        .assert_code(0);
+}
 
+fn the_source_goes_with_its_role(lab: &Lab) {
     eprintln!("=== the role removed: the source, its key and its lists go");
-    site(
-        dir.path(),
-        "keys/good.asc",
-        &[PACKAGE],
-        "base",
-        port,
-        &state,
-    );
-    let plan = infra(&["plan", "lab"]);
+    lab.site("keys/good.asc", &[PACKAGE], "base");
+    let plan = lab.infra(&["plan", "lab"]);
     plan.assert_code(0);
+    eprintln!("{}", plan.stdout);
     assert!(
         plan.stdout.contains("- apt source probe: "),
         "{}",
         plan.stdout
     );
-    infra(&["apply", "lab", "--yes"]).assert_code(0);
-    assert!(!exists(&sb, SOURCES) && !exists(&sb, KEY));
-    let left = sb
-        .exec("web", &format!("ls {lists}* 2>/dev/null | wc -l"))
+    lab.infra(&["apply", "lab", "--yes"]).assert_code(0);
+    assert!(!exists(&lab.sb, SOURCES) && !exists(&lab.sb, KEY));
+    let left = lab
+        .sb
+        .exec("web", &format!("ls {}* 2>/dev/null | wc -l", lab.lists()))
         .stdout;
     assert_eq!(left.trim(), "0", "the source's lists are removed");
-    infra(&["plan", "lab", "--detailed-exitcode"]).assert_code(0);
-    for h in [home, home2] {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(h)
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
+    lab.infra(&["plan", "lab", "--detailed-exitcode"])
+        .assert_code(0);
 }
 
 #[test]

@@ -209,9 +209,15 @@ fn nginx_serves_https_with_the_certificate_from_secrets() {
     );
     infra(&["plan", "lab", "--detailed-exitcode"]).assert_code(0);
 
+    renewed_certificate_reloads_nginx(dir.path(), &state, pki.path(), &key, &first);
+}
+
+fn renewed_certificate_reloads_nginx(dir: &Path, state: &Path, pki: &Path, key: &str, first: &str) {
+    let infra = |args: &[&str]| infra(dir, args);
+    let ca = pki.join("ca.pem");
     eprintln!("=== a renewed certificate: digests only in the plan, nginx reloads and serves it");
-    let (cert2, key2) = certificate(pki.path(), "renewed");
-    secrets(&state, &cert2, &key2);
+    let (cert2, key2) = certificate(pki, "renewed");
+    secrets(state, &cert2, &key2);
     let plan = infra(&["plan", "lab"]);
     plan.assert_code(0);
     assert!(
@@ -231,7 +237,7 @@ fn nginx_serves_https_with_the_certificate_from_secrets() {
         plan.stdout
     );
     no_key_in("plan", &plan.stdout, &key2);
-    no_key_in("plan", &plan.stdout, &key);
+    no_key_in("plan", &plan.stdout, key);
     let apply = infra(&["apply", "lab", "--yes"]);
     apply.assert_code(0);
     assert!(
@@ -253,7 +259,7 @@ fn nginx_serves_https_with_the_certificate_from_secrets() {
         renewed,
         sh(&format!(
             "openssl x509 -noout -serial -in {}/renewed.pem",
-            pki.path().display()
+            pki.display()
         ))
     );
     infra(&["plan", "lab", "--detailed-exitcode"]).assert_code(0);

@@ -343,45 +343,10 @@ impl Renderer {
                 match self.render_entry(site, &role.file, i, entry, &mut job) {
                     // A missing template or source: validation reports it once.
                     Ok(None) => {}
-                    Ok(Some((dest, content, origin))) => {
-                        let text = String::from_utf8_lossy(&content);
-                        let missing = secret_values
-                            .iter()
-                            .filter(|(k, v)| {
-                                // Quoted or percent-encoded by a filter, the placeholder is
-                                // still found.
-                                secrets.get(k).is_none()
-                                    && crate::secrets::needles(v)
-                                        .iter()
-                                        .any(|n| text.contains(n.as_str()))
-                            })
-                            .map(|(k, _)| k.clone())
-                            .collect();
-                        let e = &entry.value;
-                        let found = secrets.found_in(&text);
-                        let hash = crate::state::sha256(&content);
-                        let digest = if found.is_empty() {
-                            hash
-                        } else {
-                            secrets.digest_key().keyed(&hash)
-                        };
-                        out.files.push(RenderedFile {
-                            dest,
-                            secrets: found,
-                            digest,
-                            missing_secrets: missing,
-                            content,
-                            owner: e.owner.to_string(),
-                            group: e.group.to_string(),
-                            mode: e.mode.unwrap_or(Mode(0o644)),
-                            role: role_name.clone(),
-                            origin,
-                            notify: e.notify.iter().map(|n| n.value.clone()).collect(),
-                            check: e.check.clone(),
-                            unsafe_parent: e.unsafe_parent == UnsafeParent::Allow,
-                            once: e.once,
-                            entry: site.loc(&role.file, entry, 1),
-                        });
+                    Ok(Some(rendered)) => {
+                        let at = site.loc(&role.file, entry, 1);
+                        let file = rendered_file(rendered, &entry.value, role_name, at);
+                        out.files.push(file.with_secrets(secrets, &secret_values));
                     }
                     Err(d) => out.diagnostics.push(*d),
                 }
@@ -677,6 +642,61 @@ impl Renderer {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// A file entry's rendered destination and content as the file a host gets (its secrets not
+/// looked for yet: [`RenderedFile::with_secrets`]).
+fn rendered_file(
+    (dest, content, origin): Rendered,
+    e: &FileEntry,
+    role: &str,
+    entry: SourceLocation,
+) -> RenderedFile {
+    RenderedFile {
+        dest,
+        secrets: Vec::new(),
+        digest: String::new(),
+        missing_secrets: Vec::new(),
+        content,
+        owner: e.owner.to_string(),
+        group: e.group.to_string(),
+        mode: e.mode.unwrap_or(Mode(0o644)),
+        role: role.to_string(),
+        origin,
+        notify: e.notify.iter().map(|n| n.value.clone()).collect(),
+        check: e.check.clone(),
+        unsafe_parent: e.unsafe_parent == UnsafeParent::Allow,
+        once: e.once,
+        entry,
+    }
+}
+
+impl RenderedFile {
+    /// The file with the secrets its content holds, the ones it needed that are not set
+    /// (`values` are the host's secrets or their placeholders), and its digest (keyed when it
+    /// holds a secret).
+    fn with_secrets(mut self, secrets: &Secrets, values: &BTreeMap<String, String>) -> Self {
+        let text = String::from_utf8_lossy(&self.content);
+        self.missing_secrets = values
+            .iter()
+            .filter(|(k, v)| {
+                // Quoted or percent-encoded by a filter, the placeholder is still found.
+                secrets.get(k).is_none()
+                    && crate::secrets::needles(v)
+                        .iter()
+                        .any(|n| text.contains(n.as_str()))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.secrets = secrets.found_in(&text);
+        let hash = crate::state::sha256(&self.content);
+        self.digest = if self.secrets.is_empty() {
+            hash
+        } else {
+            secrets.digest_key().keyed(&hash)
+        };
+        self
     }
 }
 
