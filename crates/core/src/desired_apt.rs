@@ -217,6 +217,29 @@ mod tests {
     }
 
     #[test]
+    fn uris_and_suites_are_one_word() {
+        assert_eq!(
+            uri_problem("https://artifacts.elastic.co/packages/8.x/apt"),
+            None
+        );
+        assert_eq!(uri_problem("file:/srv/repo"), None);
+        for bad in [
+            "ftp://x/",
+            "x",
+            "http://a b/",
+            "http://x/\nTypes: deb-src",
+            "http://x/\"",
+        ] {
+            assert!(uri_problem(bad).is_some(), "{bad:?}");
+        }
+        assert_eq!(suite_problem("bookworm-backports"), None);
+        assert_eq!(suite_problem("a/b"), None);
+        for bad in ["", "-x", "a b", "../x", "a/", "x$(id)", "x\ny"] {
+            assert!(suite_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn managed_files_name_their_source() {
         assert_eq!(
             managed_name("/etc/apt/sources.list.d/infra-elastic-8.sources"),

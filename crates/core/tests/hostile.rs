@@ -181,6 +181,9 @@ const NAME_FIELDS: &[&str] = &[
     "files: [{source: s, dest: /srv/x, group: V}]",
     "links: [{path: V, target: /x}]",
     "services: [{name: V}]",
+    "apt_sources: [{name: V, uri: 'http://x/', suite: s, components: [main], key: k}]",
+    "apt_sources: [{name: a, uri: 'http://x/', suite: s, components: [V], key: k}]",
+    "apt_sources: [{name: a, uri: 'http://x/', suite: s, components: [main], architectures: [V], key: k}]",
 ];
 
 #[test]
