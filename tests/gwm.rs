@@ -625,6 +625,17 @@ fn a_job_round_trips_through_rabbitmq(env: &Env, admin: &str) {
         env.sql(&format!("SELECT status FROM ganeti_job WHERE id = {id}")),
         "done"
     );
+    // The task went through the app's vhost on the queue host: celery's queue is there.
+    let queues = env.exec("queue", "rabbitmqctl -q list_queues -p gwm name consumers");
+    assert!(
+        queues
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("celery\t") || l.starts_with("celery ")),
+        "no celery queue in RabbitMQ's vhost gwm:\n{}{}",
+        queues.stdout,
+        queues.stderr
+    );
 }
 
 fn beat_runs_once(env: &Env) {
