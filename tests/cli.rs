@@ -81,6 +81,28 @@ fn the_cts_example_is_valid() {
     );
 }
 
+/// examples/gwm (seed 003) is a complete site of its own (tests/gwm.rs deploys it on sandbox
+/// hosts): its three inventories validate, staging follows master and production a tag
+/// vYYYYMM, and its one extra requirement is the wheel .ci/run downloads.
+#[test]
+fn the_gwm_example_is_valid() {
+    let site = repo().join("examples/gwm");
+    let run = infra(&site, &["validate"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("valid: 3 environments, 9 roles,"),
+        "{}",
+        run.stderr
+    );
+    for (env, want) in [("staging", "ref: master"), ("production", "ref: v2")] {
+        let inv = std::fs::read_to_string(site.join(format!("inventories/{env}.yaml"))).unwrap();
+        assert!(inv.contains(want), "{env} does not deploy `{want}`");
+        assert!(inv.contains("type: aws"), "{env} is not an AWS inventory");
+    }
+    let req = std::fs::read_to_string(site.join("app/requirements.txt")).unwrap();
+    assert!(req.lines().any(|l| l == "python-dotenv==1.0.1"), "{req}");
+}
+
 /// Runs `validate` on a copy edited by `mutate`, expects exit 1 and exactly one error, and
 /// returns stderr.
 fn one_error(mutate: impl FnOnce(&std::path::Path)) -> (tempfile::TempDir, String) {

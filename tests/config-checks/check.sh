@@ -739,6 +739,117 @@ check_rabbitmq() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Keystone (examples/gwm): /etc/keystone/keystone.conf and each domain file
+# /etc/keystone/domains/keystone.<domain>.conf.
+#  1. oslo-config-validator with keystone's option namespaces (and the oslo libraries' it
+#     loads): every section/option must be one keystone knows (a misspelt option is an error,
+#     where keystone itself would silently ignore it).
+#  2. keystone's own loader (keystone.conf.configure + CONF(), as keystone-manage does) on the
+#     file, then every registered option of every group is read: a value of the wrong type or
+#     outside its choices fails here. Domain files are loaded the way keystone loads them (a
+#     private ConfigOpts with the identity and ldap groups) and their options read too.
+# Overrides: none (the files are only parsed; no database or LDAP server is contacted).
+# ---------------------------------------------------------------------------------------------
+ns_keystone() {
+  local rc=0 f
+  local ns=(--namespace keystone --namespace oslo.log --namespace oslo.db --namespace oslo.policy
+    --namespace oslo.cache --namespace oslo.middleware --namespace oslo.messaging --namespace osprofiler)
+  oslo-config-validator "${ns[@]}" --input-file /etc/keystone/keystone.conf 2>&1 || rc=1
+  for f in /etc/keystone/domains/keystone.*.conf; do
+    [ -f "$f" ] || continue
+    oslo-config-validator --namespace keystone --input-file "$f" 2>&1 || rc=1
+  done
+  "$PYTHON" - /etc/keystone/keystone.conf /etc/keystone/domains/keystone.*.conf <<'PY' 2>&1 || rc=1
+import sys, warnings
+warnings.simplefilter("ignore")
+from oslo_config import cfg
+import keystone.conf
+from keystone.conf import opts as keystone_opts
+
+def read_all(conf, only=None):
+    """Reads every option keystone registers (of the groups in `only`): values are converted."""
+    for group, options in keystone_opts.list_opts():
+        name = group if isinstance(group, str) else getattr(group, "name", "DEFAULT")
+        if only and name not in only:
+            continue
+        node = conf if name in (None, "DEFAULT") else conf[name]
+        for opt in options:
+            node[opt.dest]
+
+main, domains = sys.argv[1], [d for d in sys.argv[2:] if not d.endswith("*.conf")]
+try:
+    conf = keystone.conf.CONF
+    keystone.conf.configure(conf)
+    conf(args=[], project="keystone", default_config_files=[main])
+    read_all(conf)
+    for d in domains:
+        dc = cfg.ConfigOpts()
+        keystone.conf.configure(conf=dc)
+        dc(args=[], project="keystone", default_config_files=[d])
+        read_all(dc, {"identity", "ldap"})
+        print(f"{d}: identity driver {dc.identity.driver}")
+except Exception as e:
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(1)
+print(f"keystone.conf: every option read with its type; {len(domains)} domain file(s)")
+PY
+  return $rc
+}
+
+check_keystone() {
+  local host=$1 root=$2 cw=$3 files
+  files=$(cd "$root" && find etc/keystone -maxdepth 2 -name '*.conf' -path 'etc/keystone/*' 2>/dev/null | grep -E '^etc/keystone/(keystone\.conf|domains/keystone\..+\.conf)$' | sort | tr '\n' ' ')
+  if ! command -v oslo-config-validator > /dev/null || ! "$PYTHON" -c 'import keystone.conf' 2> /dev/null; then
+    echo "keystone is not installed here (.ci/run installs it)" > "$cw.out"
+    result skip "$host" "keystone (oslo-config-validator + loader)" "${files% }" "$cw.out"
+    return
+  fi
+  if ns_run "$root" "$cw" ns_keystone > "$cw.out" 2>&1; then
+    result ok "$host" "keystone (oslo-config-validator + loader)" "${files% }" "$cw.out"
+  else
+    result FAIL "$host" "keystone (oslo-config-validator + loader)" "${files% }" "$cw.out"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# slapd (examples/gwm): slapd -Tt (slaptest) -u -f /etc/ldap/slapd.conf: parses the whole file
+# (schemas it includes, modules it loads, backends, indexes, ACLs, limits).
+# Overrides (only so that the test can run here): -u (dry run: the database is not opened); the
+# pid/args files' folders (in the private /run) and each missing `directory` the file names (on
+# a tmpfs over its parent, in the private mount namespace) are created empty: slaptest requires
+# them to exist. Noted.
+# ---------------------------------------------------------------------------------------------
+ns_slapd() {
+  local d
+  for d in $(sed -nE 's/^[[:space:]]*(pidfile|argsfile)[[:space:]]+([^[:space:]]+).*/\2/p' /etc/ldap/slapd.conf); do
+    case $d in /run/* | /var/run/*) mkdir -p "$(dirname "$d")" ;; esac   # the private /run
+  done
+  # A missing database directory is made on a tmpfs over its parent, mounted in this private
+  # namespace only (nothing reaches the machine's /var).
+  for d in $(sed -nE 's/^[[:space:]]*directory[[:space:]]+"?([^"[:space:]]+)"?.*/\1/p' /etc/ldap/slapd.conf); do
+    if [ ! -d "$d" ] && [ -d "$(dirname "$d")" ]; then
+      mount -t tmpfs -o mode=0755 tmpfs "$(dirname "$d")" && mkdir "$d" &&
+        echo "note: database directory $d created empty (on a private tmpfs) for the test"
+    fi
+  done
+  slapd -Tt -u -f /etc/ldap/slapd.conf 2>&1
+}
+
+check_slapd() {
+  local host=$1 root=$2 cw=$3
+  if ! command -v slapd > /dev/null; then
+    echo "slapd is not installed here (.ci/run installs it)" > "$cw.out"
+    result skip "$host" "slapd -Tt" etc/ldap/slapd.conf "$cw.out"
+    return
+  fi
+  if ns_run "$root" "$cw" ns_slapd > "$cw.out" 2>&1; then
+    result ok "$host" "slapd -Tt" etc/ldap/slapd.conf "$cw.out"
+  else
+    result FAIL "$host" "slapd -Tt" etc/ldap/slapd.conf "$cw.out"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 main() {
@@ -780,6 +891,8 @@ main() {
     [ -f "$root/etc/exim4/update-exim4.conf.conf" ] && check_exim4 "$host" "$root" "$cw-exim4"
     [ -f "$root/etc/rabbitmq/rabbitmq.conf" ] || compgen -G "$root/etc/rabbitmq/conf.d/*" > /dev/null &&
       check_rabbitmq "$host" "$root" "$cw-rabbitmq"
+    [ -f "$root/etc/keystone/keystone.conf" ] && check_keystone "$host" "$root" "$cw-keystone"
+    [ -f "$root/etc/ldap/slapd.conf" ] && check_slapd "$host" "$root" "$cw-slapd"
   done
 
   if [ $((passed + failed)) -eq 0 ]; then

@@ -37,6 +37,8 @@ declare -A expect=(
   [sshd-option]="sshd -t"
   [exim4-option]="update-exim4.conf + exim4 -bV"
   [rabbitmq-key]="rabbitmq cuttlefish"
+  [keystone-option]="keystone (oslo-config-validator + loader)"
+  [slapd-directive]="slapd -Tt"
 )
 for d in "$fx"/bad/*/; do
   name=$(basename "$d")
