@@ -43,10 +43,7 @@ impl Rollout {
     /// validation reports first) leaves every host in one wave.
     pub fn new(env: &Environment, hosts: &[&DesiredHost]) -> Rollout {
         let names: Vec<String> = hosts.iter().map(|d| d.name.clone()).collect();
-        let waits = names
-            .iter()
-            .map(|h| (h.clone(), infra_core::rollout::waits_for(env, &names, h)))
-            .collect();
+        let waits = infra_core::rollout::waits_for_each(env, &names);
         let waves = infra_core::rollout::waves(env, &names).unwrap_or_else(|_| vec![names]);
         let mut roles: Vec<RoleRoll> = Vec::new();
         for d in hosts {

@@ -312,22 +312,33 @@ fn desired_hosts(
     selected: &[&ResolvedHost],
 ) -> Option<Desired> {
     let rendered = render_hosts(env, renderer, secrets, selected);
-    let mut diags = Vec::new();
-    let mut missing = Vec::new();
-    let mut hosts = Vec::new();
-    for (h, mut out) in selected.iter().zip(rendered) {
-        diags.extend(std::mem::take(&mut out.diagnostics));
-        missing.extend(
-            out.files
-                .iter()
-                .flat_map(|f| f.missing_secrets.iter().cloned()),
-        );
+    let pairs: Vec<_> = selected.iter().copied().zip(rendered).collect();
+    // Each host's desired state (its files' digests among it) on every core, as rendering.
+    let built = infra_core::par::map(pairs, |(h, mut out)| {
+        let diags = std::mem::take(&mut out.diagnostics);
+        let missing: Vec<String> = out
+            .files
+            .iter()
+            .flat_map(|f| f.missing_secrets.iter().cloned())
+            .collect();
         let address = h
             .view
             .address
             .clone()
             .unwrap_or_else(|| h.view.name.clone());
-        hosts.push((DesiredHost::from_render(env, h, out), address));
+        (
+            diags,
+            missing,
+            (DesiredHost::from_render(env, h, out), address),
+        )
+    });
+    let mut diags = Vec::new();
+    let mut missing = Vec::new();
+    let mut hosts = Vec::new();
+    for (d, m, host) in built {
+        diags.extend(d);
+        missing.extend(m);
+        hosts.push(host);
     }
     if report(style, infra_core::validate::merge_duplicates(diags)) {
         return None;

@@ -7,10 +7,11 @@
 //! written the way `bench/render.sh` (`gen`) writes it, in a temp dir made once. Groups:
 //!
 //! - `validate`: `Site::load`, `check_roles`, `Environment::resolve` and `check_inventory`.
-//! - `render`: `Renderer::new` (compiles the templates), `SharedContext::new`, then every file
-//!   of every host rendered and turned into its `DesiredHost`, one host after the other, as
+//! - `render`: `Renderer::new` (compiles the templates), then every file of every host rendered
+//!   (`render_hosts`) and turned into its `DesiredHost`, a chunk of hosts per core, as
 //!   `run::prepare` does (without the cloud and SSH parts).
-//! - `plan_fresh`: `plan_host` for every host against `Facts::fresh()` (a machine with nothing
+//! - `plan_fresh`: `plan_host` for every host (a chunk of hosts per core, as the hosts of a run
+//!   are planned at once) against `Facts::fresh()` (a machine with nothing
 //!   on it): every package, user, dir, file (with its diff) and service is a step.
 //! - `plan_noop`: `plan_host` for every host against facts that match its desired state (paths,
 //!   hashes, packages, users, services, links, mounts, commands done): the empty plan a real
@@ -24,8 +25,9 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use infra_core::desired::{DesiredHost, DIR_MODE};
 use infra_core::environment::Environment;
 use infra_core::facts::{sha256, Facts, InitSystem, PathFact, PathKind, ServiceFact};
+use infra_core::par;
 use infra_core::plan::plan_host;
-use infra_core::render::{Renderer, SharedContext};
+use infra_core::render::{render_hosts, Renderer};
 use infra_core::secrets::Secrets;
 use infra_core::site::Site;
 use infra_core::validate;
@@ -117,15 +119,18 @@ fn load_and_validate(root: &Path) -> usize {
 
 /// Every host rendered and turned into its desired state, in host order; the diagnostics.
 fn render_all(site: &Site, env: &Environment, secrets: &Secrets) -> (Vec<DesiredHost>, usize) {
-    let (renderer, mut diags) = Renderer::new(site);
-    let shared = SharedContext::new(env);
-    let mut hosts = Vec::with_capacity(env.hosts.len());
-    for host in env.hosts.values() {
-        let out = renderer.render_host(env, &shared, host, secrets);
-        diags.extend(out.diagnostics);
-        hosts.push(DesiredHost::new(env, host, out.files));
-    }
-    (hosts, diags.len())
+    let (renderer, diags) = Renderer::new(site);
+    let selected: Vec<_> = env.hosts.values().collect();
+    let rendered = render_hosts(env, &renderer, secrets, &selected);
+    let built = par::map(
+        selected.into_iter().zip(rendered).collect(),
+        |(host, out)| {
+            let n = out.diagnostics.len();
+            (DesiredHost::new(env, host, out.files), n)
+        },
+    );
+    let problems = diags.len() + built.iter().map(|(_, n)| n).sum::<usize>();
+    (built.into_iter().map(|(d, _)| d).collect(), problems)
 }
 
 /// Facts of a host that already is what `desired` asks for: planning against them is a no-op.
@@ -199,15 +204,20 @@ fn matching_facts(desired: &DesiredHost) -> Facts {
 /// Plans every host against its facts; the total number of steps.
 fn plan_all<'a>(
     hosts: &[DesiredHost],
-    facts: impl Fn(usize) -> &'a Facts,
+    facts: impl Fn(usize) -> &'a Facts + Sync,
     secrets: &Secrets,
 ) -> usize {
     let current = BTreeMap::new();
-    hosts
+    let pairs: Vec<_> = hosts
         .iter()
         .enumerate()
-        .map(|(i, d)| plan_host(d, facts(i), &current, secrets).steps.len())
-        .sum()
+        .map(|(i, d)| (d, facts(i)))
+        .collect();
+    par::map(pairs, |(d, f)| {
+        plan_host(d, f, &current, secrets).steps.len()
+    })
+    .into_iter()
+    .sum()
 }
 
 fn site_1000(c: &mut Criterion) {

@@ -11,6 +11,7 @@ pub mod facts;
 pub mod kinds;
 pub mod model;
 pub mod names;
+pub mod par;
 pub mod plan;
 pub mod quoting;
 pub mod release;

@@ -1129,26 +1129,8 @@ pub fn render_hosts(
     hosts: &[&ResolvedHost],
 ) -> Vec<HostRender> {
     let shared = SharedContext::new(env);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = hosts.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = hosts
-            .chunks(chunk)
-            .map(|part| {
-                let shared = &shared;
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|h| renderer.render_host(env, shared, h, secrets))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+    crate::par::map(hosts.to_vec(), |h| {
+        renderer.render_host(env, &shared, h, secrets)
     })
 }
 

@@ -46,10 +46,28 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// Role -> the selected hosts holding it (includes counted), in host order: built once, so a
+/// host's links cost its own `after` roles' holders, not a walk over every host.
+type Holders<'e> = BTreeMap<&'e str, Vec<&'e str>>;
+
+fn holders<'e>(env: &'e Environment, selected: &BTreeSet<&str>) -> Holders<'e> {
+    let mut out: Holders<'e> = BTreeMap::new();
+    for (name, h) in env
+        .hosts
+        .iter()
+        .filter(|(n, _)| selected.contains(n.as_str()))
+    {
+        for role in &h.view.all_roles {
+            out.entry(role.as_str()).or_default().push(name.as_str());
+        }
+    }
+    out
+}
+
 /// What a host waits for: every other selected host holding a role that one of its roles
 /// (includes counted) is `after`. A role after a role of the same host waits for nothing: the
 /// host applies its roles in order.
-fn links(env: &Environment, selected: &BTreeSet<&str>, host: &str) -> Vec<AfterLink> {
+fn links(env: &Environment, holders: &Holders, host: &str) -> Vec<AfterLink> {
     let Some(h) = env.hosts.get(host) else {
         return Vec::new();
     };
@@ -59,29 +77,35 @@ fn links(env: &Environment, selected: &BTreeSet<&str>, host: &str) -> Vec<AfterL
             continue;
         };
         for after in &r.value.after {
-            for (name, other) in &env.hosts {
-                if name != host
-                    && selected.contains(name.as_str())
-                    && other.view.all_roles.contains(&after.value)
-                {
-                    out.push(AfterLink {
-                        host: host.to_string(),
-                        role: role.clone(),
-                        after: after.value.clone(),
-                        other: name.clone(),
-                    });
-                }
+            let others = holders
+                .get(after.value.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            for other in others.iter().filter(|o| **o != host) {
+                out.push(AfterLink {
+                    host: host.to_string(),
+                    role: role.clone(),
+                    after: after.value.clone(),
+                    other: other.to_string(),
+                });
             }
         }
     }
     out
 }
 
-/// The selected hosts `host` waits for (see `links`), each once, sorted: when one of them fails
-/// (or is not applied), `host` is not applied either.
-pub fn waits_for(env: &Environment, hosts: &[String], host: &str) -> Vec<String> {
+/// For each host of `hosts`, the selected hosts it waits for (see `links`), each once, sorted:
+/// when one of them fails (or is not applied), the host is not applied either.
+pub fn waits_for_each(env: &Environment, hosts: &[String]) -> BTreeMap<String, Vec<String>> {
     let selected: BTreeSet<&str> = hosts.iter().map(String::as_str).collect();
-    let others: BTreeSet<String> = links(env, &selected, host)
+    let holders = holders(env, &selected);
+    hosts
+        .iter()
+        .map(|h| (h.clone(), waits_of(env, &holders, h)))
+        .collect()
+}
+
+fn waits_of(env: &Environment, holders: &Holders, host: &str) -> Vec<String> {
+    let others: BTreeSet<String> = links(env, holders, host)
         .into_iter()
         .map(|l| l.other)
         .collect();
@@ -99,7 +123,7 @@ pub fn waves(env: &Environment, hosts: &[String]) -> Result<Vec<Vec<String>>, Wa
     }
     struct Walk<'a> {
         env: &'a Environment<'a>,
-        selected: BTreeSet<&'a str>,
+        holders: Holders<'a>,
         marks: BTreeMap<String, Mark>,
         /// `path[i]` is the link from the i-th host of the walk to the next.
         path: Vec<AfterLink>,
@@ -111,7 +135,7 @@ pub fn waves(env: &Environment, hosts: &[String]) -> Result<Vec<Vec<String>>, Wa
             }
             self.marks.insert(host.to_string(), Mark::Active);
             let mut k = 0;
-            for link in links(self.env, &self.selected, host) {
+            for link in links(self.env, &self.holders, host) {
                 if let Some(Mark::Active) = self.marks.get(&link.other) {
                     let start = self
                         .path
@@ -132,9 +156,10 @@ pub fn waves(env: &Environment, hosts: &[String]) -> Result<Vec<Vec<String>>, Wa
             Ok(k)
         }
     }
+    let selected = hosts.iter().map(String::as_str).collect();
     let mut walk = Walk {
         env,
-        selected: hosts.iter().map(String::as_str).collect(),
+        holders: holders(env, &selected),
         marks: BTreeMap::new(),
         path: Vec::new(),
     };
