@@ -198,14 +198,41 @@ pub fn discover(scope: &Scope) -> Result<CloudFacts, ProviderError> {
 }
 
 /// Executes the plan's operations in order; returns the facts after.
+/// The content of each object the operations upload, base64, by its plan digest.
+fn object_contents(
+    plan: &CloudPlan,
+    ops: &[infra_protocol::Op],
+) -> Result<BTreeMap<String, String>, String> {
+    use base64::Engine as _;
+    let mut out = BTreeMap::new();
+    for op in ops {
+        if let infra_protocol::CloudOp::PutObject { digest, key, .. } = &op.op {
+            let content = plan.object_contents.get(digest).ok_or_else(|| {
+                format!("was asked to upload `{key}` without its content: plan again")
+            })?;
+            out.insert(
+                digest.clone(),
+                base64::engine::general_purpose::STANDARD.encode(content),
+            );
+        }
+    }
+    Ok(out)
+}
+
 pub fn apply(
     scope: &Scope,
     plan: &CloudPlan,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<CloudFacts, ProviderError> {
+    let ops = plan.ops();
+    let objects = object_contents(plan, &ops).map_err(|message| ProviderError::Protocol {
+        path: program(),
+        message,
+    })?;
     let req = ApplyRequest {
         scope: scope.clone(),
-        ops: plan.ops(),
+        ops,
+        objects,
     };
     let addresses: Vec<String> = req.ops.iter().map(|o| o.resource.clone()).collect();
     let answer = run("apply", &req, &scope.environment, &mut |e| match e {

@@ -74,7 +74,7 @@ pub(crate) fn prepare(
         CloudStage::Known(_, launched) => launched.clone(),
         CloudStage::Plan => Vec::new(),
     };
-    let Some((cloud_plan, cloud_facts)) = cloud_section(style, &mut env, stage)? else {
+    let Some((mut cloud_plan, cloud_facts)) = cloud_section(style, &mut env, stage)? else {
         return Ok(None);
     };
     let fresh_names = cloud_plan
@@ -86,6 +86,13 @@ pub(crate) fn prepare(
         return Ok(None);
     }
     let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
+    let mut objects_missing = Vec::new();
+    if let (Some((_, plan)), Some(facts)) = (&mut cloud_plan, &cloud_facts) {
+        match plan_objects(style, &env, &renderer, &secrets, facts, plan) {
+            Some(missing) => objects_missing = missing,
+            None => return Ok(None),
+        }
+    }
     let selected: Vec<_> = selected_names
         .iter()
         .filter_map(|n| env.hosts.get(n))
@@ -93,6 +100,11 @@ pub(crate) fn prepare(
     let Some(mut desired) = desired_hosts(style, &env, &renderer, &secrets, &selected) else {
         return Ok(None);
     };
+    for name in objects_missing {
+        if !desired.missing_secrets.contains(&name) {
+            desired.missing_secrets.push(name);
+        }
+    }
     let mirrors = crate::git::resolve_releases(&site.root, &mut desired.hosts)?;
     let rollout = Rollout::new(
         &env,
@@ -119,6 +131,29 @@ pub(crate) fn prepare(
         mirrors: Arc::new(mirrors),
         rollout,
     }))
+}
+
+/// The objects roles publish (`publish:`), rendered for every host of their roles, added to
+/// the cloud plan; the secrets they need that are not set. `None`: a problem was reported.
+fn plan_objects(
+    style: &Style,
+    env: &Environment,
+    renderer: &Renderer,
+    secrets: &Secrets,
+    facts: &CloudFacts,
+    plan: &mut CloudPlan,
+) -> Option<Vec<String>> {
+    let (objects, diags) = cloud::objects::render(env, renderer, secrets);
+    if report(style, diags) {
+        return None;
+    }
+    match cloud::objects::add(plan, env, facts, &objects) {
+        Ok(()) => Some(objects.missing_secrets.into_iter().collect()),
+        Err(d) => {
+            report(style, vec![*d]);
+            None
+        }
+    }
 }
 
 /// The digests of what the plan of `hosts` and `fresh` is computed from.
@@ -150,8 +185,9 @@ fn inputs(
 
 /// The hosts a run works on: what `--limit` selects, none with `--cloud-only`.
 fn selected_names(env: &Environment, flags: &RunFlags) -> Result<Vec<String>, CliError> {
-    let is_aws = env.inventory.provider.value.kind == ProviderKind::Aws;
-    if flags.cloud_only && !is_aws {
+    let prov = &env.inventory.provider.value;
+    let has_cloud = prov.kind == ProviderKind::Aws || prov.bucket.is_some();
+    if flags.cloud_only && !has_cloud {
         return Err(CliError::Var(format!(
             "--cloud-only: `{}` is a static inventory, it has no cloud section",
             env.name
@@ -181,7 +217,9 @@ fn cloud_section(
     env: &mut Environment,
     stage: CloudStage,
 ) -> Result<Option<(Option<(Scope, CloudPlan)>, Option<Box<CloudFacts>>)>, CliError> {
-    if env.inventory.provider.value.kind != ProviderKind::Aws {
+    let prov = &env.inventory.provider.value;
+    let is_aws = prov.kind == ProviderKind::Aws;
+    if !is_aws && prov.bucket.is_none() {
         return Ok(Some((None, None)));
     }
     let scope = cloud::scope(env);
@@ -199,6 +237,11 @@ fn cloud_section(
             return Ok(Some((None, Some(f))));
         }
     };
+    if !is_aws {
+        // A static inventory with a bucket: the bucket and its objects are its cloud.
+        let plan = cloud::objects::static_plan(env, &facts);
+        return Ok(Some((Some((scope, plan)), Some(Box::new(facts)))));
+    }
     env.set_cloud_facts(&facts);
     match cloud::plan(env, &facts, cloud::Mode::Converge) {
         Ok(plan) => Ok(Some((Some((scope, plan)), Some(Box::new(facts))))),
@@ -671,6 +714,14 @@ fn check_saved(now: &Plan, saved: &Plan) -> Result<(), CliError> {
                 env: now.environment.clone(),
             });
         }
+        // Same facts, other changes: the site changed (a published object's content).
+        if now.cloud.as_ref().map(|n| &n.changes) != Some(&c.changes) {
+            return Err(CliError::PlanInputs {
+                what:
+                    "with other cloud changes than the site gives now (a published object changed?)"
+                        .into(),
+            });
+        }
     }
     let stale: Vec<String> = saved
         .hosts
@@ -980,7 +1031,9 @@ pub fn destroy_cmd(
     let Some(env) = checked_env(&site, env_name, &[], style)? else {
         return Ok(Outcome::Failed);
     };
-    if env.inventory.provider.value.kind != ProviderKind::Aws {
+    let prov = &env.inventory.provider.value;
+    let is_aws = prov.kind == ProviderKind::Aws;
+    if !is_aws && prov.bucket.is_none() {
         return Err(CliError::Var(format!(
             "`{env_name}` is a static inventory: infra created none of its machines, so there is nothing to destroy"
         )));
@@ -988,7 +1041,19 @@ pub fn destroy_cmd(
     let _lock = lock_env(style, &env, Operation::Destroy)?;
     let scope = cloud::scope(&env);
     let facts = provider::discover(&scope)?;
-    let cloud_plan = match cloud::plan(&env, &facts, cloud::Mode::Destroy) {
+    let planned = if is_aws {
+        cloud::plan(&env, &facts, cloud::Mode::Destroy)
+    } else {
+        // A static inventory's cloud is its bucket: its objects, then the bucket, go.
+        cloud::objects::plan(&env, &facts, &Default::default(), cloud::Mode::Destroy).map(
+            |(changes, kept)| CloudPlan {
+                changes,
+                kept,
+                ..cloud::objects::static_plan(&env, &facts)
+            },
+        )
+    };
+    let cloud_plan = match planned {
         Ok(p) => p,
         Err(d) => {
             report(style, vec![*d]);

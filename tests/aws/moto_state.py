@@ -11,6 +11,10 @@ Prints one JSON object (sorted keys, indent 1) with everything tagged infra:env=
 "3306/tcp from <group name>"), volumes, addresses (with their PTR record), vpcs and subnets;
 plus every Route 53 hosted zone in the account with its tags and A records. Any API error
 exits non-zero with the error on stderr and nothing on stdout.
+
+moto_state.py --bucket NAME prints the S3 bucket instead: {"exists": false}, or its tags,
+public_access_block (the four settings), encryption (the default algorithm), and objects by key
+with the sha256 of the bytes GetObject returns, their metadata and server-side encryption.
 """
 
 import json
@@ -162,9 +166,65 @@ def inspect(env):
     }
 
 
+def bucket(name):
+    import hashlib
+
+    s3 = boto3.client("s3", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("404", "NoSuchBucket"):
+            return {"exists": False}
+        raise
+    try:
+        tag_set = s3.get_bucket_tagging(Bucket=name)["TagSet"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "NoSuchTagSet":
+            raise
+        tag_set = []
+    try:
+        block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "NoSuchPublicAccessBlockConfiguration":
+            raise
+        block = None
+    try:
+        rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+        encryption = rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        encryption = None
+    objects = {}
+    for o in paginate(s3, "list_objects_v2", "Contents", Bucket=name):
+        got = s3.get_object(Bucket=name, Key=o["Key"])
+        body = got["Body"].read()
+        objects[o["Key"]] = {
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "size": len(body),
+            "metadata": got.get("Metadata", {}),
+            "content_type": got.get("ContentType"),
+            "sse": got.get("ServerSideEncryption"),
+            "last_modified": o["LastModified"].isoformat(),
+        }
+    return {
+        "exists": True,
+        "tags": {t["Key"]: t["Value"] for t in tag_set},
+        "public_access_block": block,
+        "encryption": encryption,
+        "objects": objects,
+    }
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--bucket":
+        try:
+            print(json.dumps(bucket(sys.argv[2]), sort_keys=True, indent=1))
+        except (BotoCoreError, ClientError) as e:
+            sys.exit(f"moto_state.py: {e}")
+        sys.exit(0)
     if len(sys.argv) != 2:
-        sys.exit("usage: inspect.py ENV")
+        sys.exit("usage: inspect.py ENV | --bucket NAME")
     try:
         state = inspect(sys.argv[1])
     except (BotoCoreError, ClientError) as e:

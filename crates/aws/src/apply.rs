@@ -55,6 +55,8 @@ struct Launch<'o> {
 struct State<'a> {
     c: &'a Clients,
     scope: &'a Scope,
+    /// The contents of the objects to upload, base64 by sha256.
+    objects: &'a BTreeMap<String, String>,
     created: BTreeMap<String, String>,
     private_ips: BTreeMap<String, String>,
     public_ips: BTreeMap<String, String>,
@@ -68,6 +70,7 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
     let mut st = State {
         c,
         scope: &req.scope,
+        objects: &req.objects,
         created: BTreeMap::new(),
         private_ips: BTreeMap::new(),
         public_ips: BTreeMap::new(),
@@ -248,6 +251,50 @@ impl State<'_> {
                 changes,
             } => self.change_records(index, zone, zone_name, changes).await,
             DeleteZone { id } => self.delete_zone(index, id).await,
+            CreateBucket { .. }
+            | SecureBucket { .. }
+            | PutObject { .. }
+            | DeleteObject { .. }
+            | DeleteBucket { .. } => self.objects(op).await.map(|()| None),
+        }
+    }
+
+    /// The bucket and its objects (`s3.rs`).
+    async fn objects(&self, op: &CloudOp) -> Result<(), AwsError> {
+        let (s3, env) = (&self.c.s3, self.scope.environment.as_str());
+        match op {
+            CloudOp::CreateBucket { name } => {
+                crate::s3::create_bucket(s3, name, &self.c.region, env).await
+            }
+            CloudOp::SecureBucket { name } => crate::s3::secure_bucket(s3, name).await,
+            CloudOp::PutObject {
+                bucket,
+                key,
+                digest,
+                content_type,
+            } => {
+                let text = self.objects.get(digest).ok_or_else(|| {
+                    AwsError::new(
+                        "upload",
+                        format!("the request carries no content for {key}"),
+                    )
+                })?;
+                let content = aws_smithy_types::base64::decode(text)
+                    .map_err(|e| AwsError::new("upload", format!("{key}: {e}")))?;
+                let put = crate::s3::Put {
+                    bucket,
+                    key,
+                    content_type: content_type.as_deref(),
+                    content,
+                    environment: env,
+                };
+                crate::s3::put_object(s3, put).await
+            }
+            CloudOp::DeleteObject { bucket, key } => {
+                crate::s3::delete_object(s3, bucket, key).await
+            }
+            CloudOp::DeleteBucket { name } => crate::s3::delete_bucket(s3, name).await,
+            _ => Ok(()),
         }
     }
 

@@ -24,6 +24,16 @@ pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
 }
 
 pub async fn discover(c: &Clients, scope: &Scope) -> Result<CloudFacts, AwsError> {
+    let bucket = match &scope.bucket {
+        Some(name) => crate::s3::discover(&c.s3, name, &scope.environment).await?,
+        None => None,
+    };
+    if scope.objects_only {
+        return Ok(CloudFacts {
+            bucket,
+            ..CloudFacts::default()
+        });
+    }
     let (vpc, subnet, security_groups, instances, volumes, addresses, zones) = tokio::try_join!(
         vpc(c, scope),
         subnet(c, scope),
@@ -41,6 +51,7 @@ pub async fn discover(c: &Clients, scope: &Scope) -> Result<CloudFacts, AwsError
         volumes,
         addresses,
         zones,
+        bucket,
     })
 }
 

@@ -15,6 +15,7 @@ mod apply;
 mod discover;
 mod hostkeys;
 mod lock;
+mod s3;
 
 use infra_protocol::{ApplyRequest, HostKeysRequest, LockRequest, ProviderEvent, Scope};
 use std::io::{Read, Write};
@@ -63,6 +64,7 @@ pub struct Clients {
     pub r53: aws_sdk_route53::Client,
     pub ddb: aws_sdk_dynamodb::Client,
     pub region: String,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -92,6 +94,7 @@ impl Clients {
             r53: aws_sdk_route53::Client::new(&conf),
             ddb: aws_sdk_dynamodb::Client::new(&conf),
             region,
+            s3: s3::client(&conf),
         }
     }
 }

@@ -96,6 +96,8 @@ fn scope() -> Scope {
         subnet_id: None,
         domain: "t.test".into(),
         internal_domain: "t.internal".into(),
+        bucket: None,
+        objects_only: false,
     }
 }
 
@@ -120,6 +122,7 @@ fn discover_then_apply_then_discover() {
                 cidr: "10.9.0.0/16".into(),
             },
         }],
+        objects: Default::default(),
     };
     let (code, events, err) = provider(&url, "apply", &serde_json::to_string(&req).unwrap());
     assert_eq!(code, 0, "{err}");
@@ -171,6 +174,7 @@ fn failures_are_error_lines_and_exit_1() {
                 id: "i-0000000000000000f".into(),
             },
         }],
+        objects: Default::default(),
     };
     let (code, events, _) = provider(&url, "apply", &serde_json::to_string(&req).unwrap());
     assert_eq!(code, 1);

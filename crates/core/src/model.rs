@@ -80,6 +80,9 @@ pub struct Role {
     /// A certificate and key from the role's secrets, written to /etc/ssl/infra.
     #[serde(default)]
     pub tls: Option<Sp<Tls>>,
+    /// Objects this role's hosts publish to the environment's bucket (`provider.bucket`).
+    #[serde(default)]
+    pub publish: Vec<Sp<PublishEntry>>,
 }
 
 /// `apt_sources:` of a role: a deb822 `.sources` file signed by a key from the site.
@@ -109,6 +112,22 @@ pub struct Tls {
     pub key: Sp<String>,
     #[serde(default)]
     pub notify: Vec<Sp<String>>,
+}
+
+/// One entry of a role's `publish:`: a rendered template or a site file, uploaded to the
+/// environment's bucket under `key` (Tera, rendered per host like a file's `dest`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEntry {
+    #[serde(default)]
+    pub template: Option<Sp<String>>,
+    #[serde(default)]
+    pub source: Option<Sp<String>>,
+    pub key: Sp<String>,
+    #[serde(default)]
+    pub vars: Vars,
+    #[serde(default)]
+    pub content_type: Option<Sp<String>>,
 }
 
 /// `release:` of a role: an application deployed from git into `PATH/releases/<commit>`,
@@ -526,6 +545,13 @@ pub struct Provider {
     pub subnet_cidr: Option<String>,
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// The environment's S3 bucket (roles' `publish:`); created private by infra if missing.
+    #[serde(default)]
+    pub bucket: Option<Sp<String>>,
+    /// Where `object_url()` points instead of AWS's URL: `<s3_url>/<bucket>/<key>` (tests,
+    /// an S3-compatible store).
+    #[serde(default)]
+    pub s3_url: Option<String>,
 }
 
 /// How to reach the environment's hosts over SSH.

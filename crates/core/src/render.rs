@@ -90,6 +90,58 @@ fn dest_template_name(role_file: &Path, index: usize) -> String {
     format!("{DEST_PREFIX}{}#files[{index}].dest", role_file.display())
 }
 
+/// The name the `key` of a role's `publish[index]` is registered under (when templated).
+pub(crate) fn publish_key_template_name(role_file: &Path, index: usize) -> String {
+    format!("{DEST_PREFIX}{}#publish[{index}].key", role_file.display())
+}
+
+/// Where the objects of the environment's bucket are read from: `<s3_url>/<bucket>` when the
+/// inventory sets `provider.s3_url`, else AWS's virtual-hosted URL of the bucket.
+pub fn objects_url(p: &crate::model::Provider) -> Option<String> {
+    let bucket = &p.bucket.as_ref()?.value;
+    Some(match &p.s3_url {
+        Some(base) => format!("{}/{bucket}", base.trim_end_matches('/')),
+        None => format!(
+            "https://{bucket}.s3.{}.amazonaws.com",
+            p.region.as_deref().unwrap_or("us-east-1")
+        ),
+    })
+}
+
+/// `env` of the template context with `objects_url` (for `object_url()`) when there is a bucket.
+fn with_objects_url(
+    mut env_value: serde_json::Value,
+    p: &crate::model::Provider,
+) -> serde_json::Value {
+    if let (Some(url), Some(map)) = (objects_url(p), env_value.as_object_mut()) {
+        map.insert("objects_url".into(), url.into());
+    }
+    env_value
+}
+
+/// `object_url(key="config/auth.json")`: the URL of an object of the environment's bucket.
+fn fn_object_url(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
+    let key: String = kwargs.must_get("key")?;
+    let base = state
+        .get::<Value>("env")
+        .ok()
+        .flatten()
+        .and_then(|v| {
+            v.get_from_path("objects_url")
+                .and_then(|n| n.as_str().map(str::to_string))
+        })
+        .ok_or_else(|| {
+            tera::Error::message(format!(
+                "object_url(key=\"{key}\"): environment `{}` has no bucket: set `provider.bucket` in its inventory",
+                env_name(state)
+            ))
+        })?;
+    Ok(Value::from(format!(
+        "{base}/{}",
+        key.trim_start_matches('/')
+    )))
+}
+
 fn release_template_name(role_file: &Path, field: &str) -> String {
     format!("{DEST_PREFIX}{}#release.{field}", role_file.display())
 }
@@ -143,6 +195,7 @@ impl Renderer {
         tera.register_function("hosts", fn_hosts);
         tera.register_function("one", fn_one);
         tera.register_function("addrs", fn_addrs);
+        tera.register_function("object_url", fn_object_url);
         register_quoting(&mut tera);
         let mut diags = Vec::new();
         for t in site.templates.values().filter(|t| t.is_tera()) {
@@ -178,6 +231,16 @@ impl Renderer {
                             let at = site.loc(&role.file, text, text.value.chars().count());
                             diags.push(tera_diagnostic(site, &e, Some(at)));
                         }
+                    }
+                }
+            }
+            for (i, entry) in role.value.publish.iter().enumerate() {
+                let key = &entry.value.key;
+                if is_templated(&key.value) {
+                    let name = publish_key_template_name(&role.file, i);
+                    if let Err(e) = tera.add_raw_template(&name, &key.value) {
+                        let at = site.loc(&role.file, key, key.value.chars().count());
+                        diags.push(tera_diagnostic(site, &e, Some(at)));
                     }
                 }
             }
@@ -241,6 +304,7 @@ impl SharedContext {
             "internal_domain": inv.internal_domain,
             "provider": inv.provider.value.kind,
         });
+        let env_value = with_objects_url(env_value, &inv.provider.value);
         SharedContext {
             env: Value::from_serializable(&env_value),
             hosts: Value::from_serializable(&views),
@@ -276,7 +340,75 @@ impl HostRender {
     }
 }
 
+/// A template `render_for_host` renders: its name, what it is (for messages), where a Tera
+/// error in it points when the template is a string of a role file, and the entry.
+pub(crate) struct RenderName {
+    pub name: String,
+    pub what: String,
+    pub tera_at: Option<SourceLocation>,
+    pub at: SourceLocation,
+}
+
+/// The template context of `host` without `vars`, and the values of its roles' secrets
+/// (placeholders for those not set).
+pub(crate) fn host_context(
+    env: &Environment,
+    shared: &SharedContext,
+    host: &ResolvedHost,
+    secrets: &Secrets,
+) -> (Context, BTreeMap<String, String>) {
+    let mut secret_values = BTreeMap::new();
+    for r in &host.view.all_roles {
+        if let Some(role) = env.site.roles.get(r) {
+            for s in &role.value.secrets {
+                let v = secrets
+                    .get(&s.value)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| Secrets::placeholder(&s.value));
+                secret_values.insert(s.value.clone(), v);
+            }
+        }
+    }
+    let mut base = Context::new();
+    base.insert_value("env", shared.env.clone());
+    base.insert_value("hosts", shared.hosts.clone());
+    base.insert_value("by_role", shared.by_role.clone());
+    base.insert_value("host", Value::from_serializable(&host.view));
+    base.insert_value("secrets", Value::from_serializable(&secret_values));
+    (base, secret_values)
+}
+
 impl Renderer {
+    /// Renders the Tera templates `names` (in turn) for `host`, with its context and `vars`
+    /// merged as a file entry's: what `publish:` uploads. `what` names each for messages.
+    pub(crate) fn render_for_host(
+        &self,
+        env: &Environment,
+        shared: &SharedContext,
+        host: &ResolvedHost,
+        secrets: &Secrets,
+        entry_vars: &crate::model::Vars,
+        names: &[RenderName],
+    ) -> Result<Vec<Vec<u8>>, Box<Diagnostic>> {
+        let (mut ctx, _) = host_context(env, shared, host, secrets);
+        let vars = env.file_vars(host, entry_vars);
+        ctx.insert_value("vars", Value::from_serializable(&vars));
+        let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
+        let mut job = Job {
+            worker: &mut worker,
+            ctx,
+            host: &host.view.name,
+        };
+        let mut out = Vec::new();
+        for n in names {
+            let bytes = self.render_bounded(&n.name, &mut job).map_err(|f| {
+                f.diagnostic(env.site, &n.what, job.host, n.tera_at.clone(), n.at.clone())
+            })?;
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+
     /// Renders every file `host` gets, in role apply order. Errors are collected per file, so
     /// one broken template does not hide the others.
     pub fn render_host(
@@ -288,26 +420,7 @@ impl Renderer {
     ) -> HostRender {
         let site = env.site;
         let mut out = HostRender::default();
-        let mut secret_values = BTreeMap::new();
-        for r in &host.view.all_roles {
-            if let Some(role) = site.roles.get(r) {
-                for s in &role.value.secrets {
-                    let v = secrets
-                        .get(&s.value)
-                        .map(str::to_string)
-                        .unwrap_or_else(|| Secrets::placeholder(&s.value));
-                    secret_values.insert(s.value.clone(), v);
-                }
-            }
-        }
-        let host_value = Value::from_serializable(&host.view);
-        let secrets_value = Value::from_serializable(&secret_values);
-        let mut base = Context::new();
-        base.insert_value("env", shared.env.clone());
-        base.insert_value("hosts", shared.hosts.clone());
-        base.insert_value("by_role", shared.by_role.clone());
-        base.insert_value("host", host_value);
-        base.insert_value("secrets", secrets_value);
+        let (base, secret_values) = host_context(env, shared, host, secrets);
         let plain_vars = Value::from_serializable(&env.file_vars(host, &Default::default()));
         let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
 
@@ -1071,6 +1184,11 @@ fn register_quoting(tera: &mut Tera) {
     });
     tera.register_filter("sql_ident", |v: Value, _: Kwargs, _: &State| {
         crate::quoting::sql_ident(&text(&v))
+    });
+    // A JSON value (a string quoted and escaped as JSON), for JSON config files.
+    tera.register_filter("json", |v: Value, _: Kwargs, _: &State| {
+        let plain = serde_json::to_value(&v).unwrap_or(serde_json::Value::Null);
+        serde_json::to_string(&plain).unwrap_or_default()
     });
     tera.register_filter("dq", |v: Value, _: Kwargs, _: &State| {
         crate::quoting::double_quoted(&text(&v))

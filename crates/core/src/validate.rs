@@ -1414,6 +1414,10 @@ pub fn check_rendering(env: &Environment, renderer: &Renderer, secrets: &Secrets
             entry.1.push(host.view.name.clone());
         }
     }
+    // `publish:` objects: rendered for every host of their roles, like files.
+    check
+        .diagnostics
+        .extend(crate::cloud::objects::render(env, renderer, secrets).1);
     for (_, (d, mut hosts)) in by_key {
         hosts.sort();
         check.diagnostics.push(d.note(format!(

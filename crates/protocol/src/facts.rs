@@ -13,6 +13,9 @@ pub struct CloudFacts {
     pub volumes: Vec<VolumeFact>,
     pub addresses: Vec<AddressFact>,
     pub zones: Vec<ZoneFact>,
+    /// The bucket named by `provider.bucket`, if it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketFact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,30 @@ pub struct RecordFact {
     /// Without the trailing dot.
     pub name: String,
     pub value: String,
+}
+
+/// The environment's S3 bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketFact {
+    pub name: String,
+    /// The value of its `infra:env` tag: infra created it for that environment.
+    pub environment: Option<String>,
+    /// All four Block Public Access settings are on.
+    pub public_access_blocked: bool,
+    /// It has a default encryption configuration.
+    pub encrypted: bool,
+    /// Every object in it (listed only when the bucket is this environment's), sorted by key.
+    pub objects: Vec<ObjectFact>,
+}
+
+/// One object of the bucket, with the metadata infra writes on the objects it uploads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectFact {
+    pub key: String,
+    /// `infra-environment` metadata: the environment that published it.
+    pub environment: Option<String>,
+    /// `infra-sha256` metadata: the sha256 of its content when infra wrote it.
+    pub sha256: Option<String>,
 }
 
 impl CloudFacts {

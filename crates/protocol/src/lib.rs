@@ -16,8 +16,8 @@ mod op;
 mod port;
 
 pub use facts::{
-    AddressFact, CloudFacts, GroupFact, InstanceFact, RecordFact, RuleFact, SourceFact, SubnetFact,
-    VolumeFact, VpcFact, ZoneFact,
+    AddressFact, BucketFact, CloudFacts, GroupFact, InstanceFact, ObjectFact, RecordFact, RuleFact,
+    SourceFact, SubnetFact, VolumeFact, VpcFact, ZoneFact,
 };
 pub use hostkeys::{host_keys_in_console, HOST_KEYS_BEGIN, HOST_KEYS_END};
 pub use lock::{lock_key, LockAction, LockHolder, LockReply, LockRequest, DEFAULT_LOCK_TABLE};
@@ -31,6 +31,9 @@ pub const TAG_HOST: &str = "infra:host";
 pub const TAG_ROLE: &str = "infra:role";
 pub const TAG_ROLES: &str = "infra:roles";
 pub const TAG_KEEP: &str = "infra:keep";
+/// Metadata of the objects infra uploads (S3 sends them as `x-amz-meta-*`).
+pub const META_ENV: &str = "infra-environment";
+pub const META_SHA256: &str = "infra-sha256";
 /// TTL of the records infra writes.
 pub const RECORD_TTL: i64 = 300;
 

@@ -80,6 +80,8 @@ mod tests {
             subnet_id: None,
             domain: "e.org".into(),
             internal_domain: "p.i".into(),
+            bucket: None,
+            objects_only: false,
         }
     }
 

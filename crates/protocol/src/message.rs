@@ -16,6 +16,12 @@ pub struct Scope {
     pub subnet_id: Option<String>,
     pub domain: String,
     pub internal_domain: String,
+    /// `provider.bucket`: the environment's S3 bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// A static inventory with a bucket: only the bucket is looked at (no EC2, no Route53).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub objects_only: bool,
 }
 
 /// `infra-aws discover` reads a `Scope`; `infra-aws apply` reads this.
@@ -24,6 +30,9 @@ pub struct ApplyRequest {
     pub scope: Scope,
     /// In execution order.
     pub ops: Vec<Op>,
+    /// The content of every `PutObject`, base64, by its digest (never part of a plan).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, String>,
 }
 
 /// `infra-aws host-keys` reads this: the instances whose SSH host keys to read from their

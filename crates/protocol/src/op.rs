@@ -193,6 +193,32 @@ pub enum CloudOp {
         id: String,
         internet_gateway: Option<String>,
     },
+    /// Creates the environment's bucket, then secures it as `SecureBucket` does and tags it.
+    CreateBucket {
+        name: String,
+    },
+    /// Blocks all public access (the four settings) and sets default encryption (SSE-S3).
+    SecureBucket {
+        name: String,
+    },
+    /// Uploads an object whose content travels apart from the plan (`ApplyRequest::objects`,
+    /// by `digest`: the plan's, its sha256 or for content holding a secret the environment's
+    /// keyed digest), written with SSE and the metadata `infra-environment` and `infra-sha256`
+    /// (the provider's sha256 of the content).
+    PutObject {
+        bucket: String,
+        key: String,
+        digest: String,
+        content_type: Option<String>,
+    },
+    DeleteObject {
+        bucket: String,
+        key: String,
+    },
+    /// Deletes the (emptied) bucket.
+    DeleteBucket {
+        name: String,
+    },
 }
 
 impl CloudOp {
@@ -225,6 +251,11 @@ impl CloudOp {
             DeleteZone { .. } => 75,
             DeleteSubnet { .. } => 80,
             DeleteVpc { .. } => 81,
+            CreateBucket { .. } => 13,
+            SecureBucket { .. } => 14,
+            PutObject { .. } => 67,
+            DeleteObject { .. } => 68,
+            DeleteBucket { .. } => 85,
         }
     }
 }
@@ -285,5 +316,10 @@ pub fn describe(op: &CloudOp) -> String {
         DeleteZone { id } => format!("delete zone {id}"),
         DeleteSubnet { id } => format!("delete subnet {id}"),
         DeleteVpc { id, .. } => format!("delete VPC {id}"),
+        CreateBucket { name } => format!("create the private bucket {name}"),
+        SecureBucket { name } => format!("block public access to bucket {name} and encrypt it"),
+        PutObject { bucket, key, .. } => format!("upload s3://{bucket}/{key}"),
+        DeleteObject { bucket, key } => format!("delete s3://{bucket}/{key}"),
+        DeleteBucket { name } => format!("delete bucket {name}"),
     }
 }

@@ -37,6 +37,11 @@ const OPS: &[&str] = &[
     r#"{"phase":75,"resource":"r26","op":"delete_zone","id":"Z1"}"#,
     r#"{"phase":80,"resource":"r27","op":"delete_subnet","id":"subnet-1"}"#,
     r#"{"phase":81,"resource":"r28","op":"delete_vpc","id":"vpc-1","internet_gateway":"igw-1"}"#,
+    r#"{"phase":13,"resource":"aws_s3_bucket.main","op":"create_bucket","name":"b-1"}"#,
+    r#"{"phase":14,"resource":"aws_s3_bucket.main","op":"secure_bucket","name":"b-1"}"#,
+    r#"{"phase":67,"resource":"aws_s3_object.config/a.json","op":"put_object","bucket":"b-1","key":"config/a.json","digest":"ab12","content_type":"application/json"}"#,
+    r#"{"phase":68,"resource":"aws_s3_object.old","op":"delete_object","bucket":"b-1","key":"old"}"#,
+    r#"{"phase":85,"resource":"aws_s3_bucket.main","op":"delete_bucket","name":"b-1"}"#,
 ];
 
 /// Every kind of event, with facts of every kind.
@@ -47,6 +52,7 @@ const EVENTS: &[&str] = &[
     r#"{"event":"done","index":3,"id":null}"#,
     r#"{"event":"facts","facts":{"vpc":{"id":"vpc-1","cidr":"10.0.0.0/16","owned":true,"internet_gateway":"igw-1"},"subnet":{"id":"subnet-1","cidr":"10.0.1.0/24","availability_zone":"us-east-1a","owned":false},"security_groups":[{"id":"sg-1","name":"prod-app","role":"app","rules":[{"port":"25/tcp","source":{"cidr":"0.0.0.0/0"}},{"port":"53/udp","source":{"group":"sg-2"}}]}],"instances":[{"id":"i-1","host":"app1","state":"running","ami":"ami-1","instance_type":"t3.small","private_ip":"10.0.1.5","public_ip":null,"security_groups":["sg-1"],"roles":"app","launch_time":"2026-01-01T00:00:00Z"}],"volumes":[{"id":"vol-1","host":"db1","role":"db","size_gb":20,"attached_to":null,"device":"/dev/xvdf","keep":true}],"addresses":[{"allocation_id":"eipalloc-1","public_ip":"127.0.0.5","host":"mail","instance":"i-1","association_id":null,"reverse_dns":"mail.example.org"}],"zones":[{"id":"Z1","name":"example.org","private":false,"owned":true,"records":[{"name":"a.example.org","value":"1.2.3.4"}]}]}}"#,
     r#"{"event":"facts","facts":{"vpc":null,"subnet":null,"security_groups":[],"instances":[],"volumes":[],"addresses":[],"zones":[]}}"#,
+    r#"{"event":"facts","facts":{"vpc":null,"subnet":null,"security_groups":[],"instances":[],"volumes":[],"addresses":[],"zones":[],"bucket":{"name":"b-1","environment":"prod","public_access_blocked":true,"encrypted":true,"objects":[{"key":"config/a.json","environment":"prod","sha256":"ab12"}]}}}"#,
     r#"{"event":"error","index":null,"message":"boom"}"#,
     r#"{"event":"error","index":4,"message":"boom"}"#,
 ];
@@ -65,7 +71,7 @@ fn every_op_reads_and_writes_unchanged() {
     for op in &ops {
         assert_eq!(op.phase, op.op.phase(), "{op:?}");
     }
-    // Each of the 26 kinds; three twice, for their other kind of source or zone.
+    // Each of the 31 kinds; three twice, for their other kind of source or zone.
     let kinds: std::collections::BTreeSet<&str> = OPS
         .iter()
         .map(|l| {
@@ -77,7 +83,7 @@ fn every_op_reads_and_writes_unchanged() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(kinds.len(), 26);
+    assert_eq!(kinds.len(), 31);
     let request: ApplyRequest = same(REQUEST);
     assert_eq!(request.ops[..], ops[..2]);
     let scope: Scope = same(&serde_json::to_string(&request.scope).unwrap());

@@ -3,6 +3,8 @@
 //! (`infra-aws`) gathers the facts and executes the operations; the types they travel in are
 //! `infra_protocol`'s.
 
+pub mod objects;
+
 use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
 use crate::model::ProviderKind;
@@ -33,6 +35,8 @@ pub fn scope(env: &Environment) -> Scope {
         subnet_id: prov.subnet_id.clone(),
         domain: inv.domain.trim_end_matches('.').to_string(),
         internal_domain: inv.internal_domain.trim_end_matches('.').to_string(),
+        bucket: prov.bucket.as_ref().map(|b| b.value.clone()),
+        objects_only: prov.kind != ProviderKind::Aws,
     }
 }
 
@@ -104,6 +108,10 @@ pub struct CloudPlan {
     pub kept: Vec<String>,
     /// Hosts with no running instance before this apply: planned as fresh machines.
     pub new_hosts: Vec<String>,
+    /// The content of every object the plan uploads, by its digest: sent to the provider with the
+    /// operations, never shown nor saved with the plan (it may hold secrets).
+    #[serde(skip)]
+    pub object_contents: BTreeMap<String, Vec<u8>>,
 }
 
 /// `add`, `change`, `destroy` counts, as Terraform prints them (a replace is one add and one
@@ -233,6 +241,12 @@ pub fn plan(
     p.addresses(&instances);
     p.zones(env, &instances, &vpc, mode);
     p.network_teardown(mode);
+    if mode == Mode::Destroy {
+        // Converge: the objects are planned once rendered (`objects::plan`, by the caller).
+        let (changes, kept) = objects::plan(env, facts, &Default::default(), mode)?;
+        p.changes.extend(changes);
+        p.kept.extend(kept);
+    }
     let new_hosts = p.new_instances.iter().cloned().collect();
     Ok(CloudPlan {
         provider: "aws".into(),
@@ -241,6 +255,7 @@ pub fn plan(
         changes: p.changes,
         kept: p.kept,
         new_hosts,
+        object_contents: BTreeMap::new(),
     })
 }
 
