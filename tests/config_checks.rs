@@ -175,3 +175,81 @@ fn the_checker_fails_each_known_bad_config_on_its_own_checker() {
         "{text}"
     );
 }
+
+/// examples/egf2 (seed 004), production: the services' JavaScript through `node --check`, every
+/// JSON config (the host copies of the published configs are the objects byte for byte)
+/// through `python3 -m json.tool`, the gateway's nginx through `nginx -t`, the supervisor
+/// programs (services, RethinkDB proxy) through supervisor's parser, elasticsearch.yml as YAML.
+#[test]
+fn egf2_production_configs_pass_the_real_checks() {
+    let site = repo().join("examples/egf2");
+    let out = tempfile::tempdir().unwrap();
+    render_all(&site, "production", out.path());
+    let (ok, text) = check(out.path());
+    println!("{text}");
+    assert!(ok, "config checks failed:\n{text}");
+    for (host, checker, file) in [
+        ("app1", "node --check", "opt/egf2/services/lib/config.js"),
+        ("app1", "node --check", "opt/egf2/services/auth/index.js"),
+        ("app1", "node --check", "opt/egf2/services/router/index.js"),
+        (
+            "app1",
+            "node --check",
+            "opt/egf2/services/client-data/index.js",
+        ),
+        ("app1", "json.tool", "etc/egf2/published/auth.json"),
+        ("app1", "json.tool", "etc/egf2/published/router.json"),
+        ("app1", "json.tool", "etc/egf2/credentials.json"),
+        ("app1", "nginx -t", "etc/nginx/nginx.conf"),
+        ("app1", "supervisor parse", ""),
+        (
+            "es1",
+            "yaml (elasticsearch)",
+            "etc/elasticsearch/elasticsearch.yml",
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with("ok")
+                && l.contains(&format!(" {host} "))
+                && l.contains(checker)
+                && l.contains(file)),
+            "no passing `{checker}` of {host}:{file} in:\n{text}"
+        );
+    }
+}
+
+/// A syntax error in a service's JavaScript and a broken JSON config fail their checks.
+#[test]
+fn egf2_broken_javascript_and_json_fail_their_checks() {
+    let site = tempfile::tempdir().unwrap();
+    let example = repo().join("examples/egf2");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(example.join("."))
+        .arg(site.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    edit(
+        site.path(),
+        "templates/services/auth/index.js",
+        "async function main() {",
+        "async function main() {{",
+    );
+    edit(
+        site.path(),
+        "templates/config/router.json.j2",
+        "\"routes\": {",
+        "\"routes\": {,",
+    );
+    let out = tempfile::tempdir().unwrap();
+    render_all(site.path(), "staging", out.path());
+    let (ok, text) = check(out.path());
+    assert!(!ok, "{text}");
+    for needle in [
+        "FAIL  app1  node --check  opt/egf2/services/auth/index.js",
+        "FAIL  app1  json.tool  etc/egf2/published/router.json",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+}

@@ -850,6 +850,46 @@ check_slapd() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# JavaScript and JSON (EGF2's Node.js services and their JSON configs, examples/egf2): every
+# *.js file of the host's tree through `node --check` (Node.js's own parser, nothing run), every
+# *.json file through `python3 -m json.tool` (the JSON a service's JSON.parse reads), and an
+# Elasticsearch elasticsearch.yml through PyYAML's safe_load (Elasticsearch itself is not in
+# Debian: its own parser cannot run here). No namespace needed: nothing is started, the files
+# are read where they were rendered.
+# ---------------------------------------------------------------------------------------------
+check_js_json() {
+  local host=$1 root=$2 cw=$3 f rel
+  while IFS= read -r -d '' f; do
+    rel=${f#"$root"/}
+    if node --check "$f" > "$cw.out" 2>&1; then
+      result ok "$host" "node --check" "$rel" "$cw.out"
+    else
+      result FAIL "$host" "node --check" "$rel" "$cw.out"
+    fi
+  done < <(find "$root" -type f -name '*.js' -print0 | sort -z)
+  while IFS= read -r -d '' f; do
+    rel=${f#"$root"/}
+    if "$PYTHON" -m json.tool "$f" > /dev/null 2> "$cw.out"; then
+      result ok "$host" "json.tool" "$rel" "$cw.out"
+    else
+      result FAIL "$host" "json.tool" "$rel" "$cw.out"
+    fi
+  done < <(find "$root" -type f -name '*.json' -print0 | sort -z)
+  f=$root/etc/elasticsearch/elasticsearch.yml
+  if [ -f "$f" ]; then
+    if "$PYTHON" -c 'import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+assert isinstance(doc, dict), "not a mapping"
+for k in ("cluster.name", "node.name", "discovery.seed_hosts"):
+    assert k in doc, "missing " + k' "$f" > "$cw.out" 2>&1; then
+      result ok "$host" "yaml (elasticsearch)" "${f#"$root"/}" "$cw.out"
+    else
+      result FAIL "$host" "yaml (elasticsearch)" "${f#"$root"/}" "$cw.out"
+    fi
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 main() {
@@ -893,6 +933,7 @@ main() {
       check_rabbitmq "$host" "$root" "$cw-rabbitmq"
     [ -f "$root/etc/keystone/keystone.conf" ] && check_keystone "$host" "$root" "$cw-keystone"
     [ -f "$root/etc/ldap/slapd.conf" ] && check_slapd "$host" "$root" "$cw-slapd"
+    check_js_json "$host" "$root" "$cw-js"
   done
 
   if [ $((passed + failed)) -eq 0 ]; then
