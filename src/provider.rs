@@ -69,7 +69,7 @@ pub enum Progress<'a> {
 
 /// The answer a request ends with: facts, a lock reply or host keys.
 enum Answer {
-    Facts(CloudFacts),
+    Facts(Box<CloudFacts>),
     Lock(LockReply),
     HostKeys(BTreeMap<String, Vec<String>>),
 }
@@ -120,7 +120,7 @@ fn run(
         let event: ProviderEvent = serde_json::from_str(&line)
             .map_err(|e| protocol(format!("printed `{line}`, not an event: {e}")))?;
         match &event {
-            ProviderEvent::Facts { facts: f } => answer = Some(Answer::Facts((**f).clone())),
+            ProviderEvent::Facts { facts: f } => answer = Some(Answer::Facts(f.clone())),
             ProviderEvent::Lock { reply } => answer = Some(Answer::Lock(reply.clone())),
             ProviderEvent::HostKeys { keys } => answer = Some(Answer::HostKeys(keys.clone())),
             ProviderEvent::Error { message, .. } => failure = Some(message.clone()),
@@ -159,7 +159,7 @@ fn unexpected(verb: &str) -> ProviderError {
 
 fn facts(verb: &str, answer: Answer) -> Result<CloudFacts, ProviderError> {
     match answer {
-        Answer::Facts(f) => Ok(f),
+        Answer::Facts(f) => Ok(*f),
         _ => Err(unexpected(verb)),
     }
 }

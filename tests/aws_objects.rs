@@ -87,19 +87,20 @@ fn run(ns: &MountNamespace, moto: &Moto, dir: &Path, args: &[&str]) -> Run {
     ns.infra_env(dir, args, &pairs)
 }
 
-#[test]
-fn published_objects_in_a_private_bucket_converge_and_go() {
-    let moto = Moto::start_on("127.0.0.1");
-    let ns = MountNamespace::new();
-    let site = site();
-    let dir = site.path();
-    let api = format!(
-        "{{\"service\": \"api\", \"env\": \"test\", \"token\": \"{TOKEN}\", \"self\": \"http://objects.test/{BUCKET}/config/api.json\"}}\n"
-    );
-    let worker = "{\"queue\": \"jobs\", \"workers\": 2}\n";
+const WORKER: &str = "{\"queue\": \"jobs\", \"workers\": 2}\n";
 
+/// What the api role's config renders to (the same on both api hosts).
+fn api() -> String {
+    format!(
+        "{{\"service\": \"api\", \"env\": \"test\", \"token\": \"{TOKEN}\", \"self\": \"http://objects.test/{BUCKET}/config/api.json\"}}\n"
+    )
+}
+
+/// The plan, then the first apply: a private bucket with exactly the three objects.
+fn first_apply(ns: &MountNamespace, moto: &Moto, dir: &Path) -> Value {
+    let (api, worker) = (api(), WORKER);
     // The plan: the bucket and three objects, digests only, the secret nowhere.
-    let plan = run(&ns, &moto, dir, &["plan", "test", "--cloud-only"]);
+    let plan = run(ns, moto, dir, &["plan", "test", "--cloud-only"]);
     plan.assert_code(0);
     for line in [
         "+ aws_s3_bucket.main",
@@ -111,7 +112,7 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         assert!(plan.stdout.contains(line), "{line}:\n{}", plan.stdout);
     }
     assert!(plan.stdout.contains("hmac-sha256:"), "{}", plan.stdout);
-    let json = run(&ns, &moto, dir, &["plan", "test", "--cloud-only", "--json"]);
+    let json = run(ns, moto, dir, &["plan", "test", "--cloud-only", "--json"]);
     json.assert_code(0);
     for out in [&plan.stdout, &plan.stderr, &json.stdout, &json.stderr] {
         assert!(!out.contains(TOKEN), "the secret leaked:\n{out}");
@@ -126,7 +127,7 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         "plan changed nothing"
     );
 
-    run(&ns, &moto, dir, &["apply", "test", "--cloud-only", "--yes"]).assert_code(0);
+    run(ns, moto, dir, &["apply", "test", "--cloud-only", "--yes"]).assert_code(0);
     let b = moto.bucket(BUCKET);
     assert_eq!(b["tags"]["infra:env"], "test", "{b}");
     for setting in [
@@ -152,12 +153,16 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         o["config/api.json"]["metadata"]["infra-environment"],
         "test"
     );
-    let api_modified = o["config/api.json"]["last_modified"].clone();
+    o["config/api.json"]["last_modified"].clone()
+}
 
+/// A clean second plan; then one changed template re-uploads that object only.
+fn second_and_change(ns: &MountNamespace, moto: &Moto, dir: &Path, api_modified: &Value) {
+    let worker = WORKER;
     // Nothing to do the second time.
     let again = run(
-        &ns,
-        &moto,
+        ns,
+        moto,
         dir,
         &["plan", "test", "--cloud-only", "--detailed-exitcode"],
     );
@@ -171,7 +176,7 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         "\"jobs\"",
         "\"jobs-2\"",
     );
-    let plan = run(&ns, &moto, dir, &["plan", "test", "--cloud-only"]);
+    let plan = run(ns, moto, dir, &["plan", "test", "--cloud-only"]);
     plan.assert_code(0);
     assert!(
         plan.stdout.contains("~ aws_s3_object.config/worker.json"),
@@ -184,7 +189,7 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         "{}",
         plan.stdout
     );
-    run(&ns, &moto, dir, &["apply", "test", "--cloud-only", "--yes"]).assert_code(0);
+    run(ns, moto, dir, &["apply", "test", "--cloud-only", "--yes"]).assert_code(0);
     let b = moto.bucket(BUCKET);
     let worker2 = worker.replace("\"jobs\"", "\"jobs-2\"");
     assert_eq!(
@@ -192,15 +197,17 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         sha(worker2.as_bytes())
     );
     assert_eq!(
-        b["objects"]["config/api.json"]["last_modified"],
+        &b["objects"]["config/api.json"]["last_modified"],
         api_modified
     );
+}
 
-    // One key rendered differently by two hosts: an error naming both, nothing changed.
+/// One key rendered differently by two hosts: an error naming both, nothing changed.
+fn one_key_two_contents(ns: &MountNamespace, moto: &Moto, dir: &Path) {
     let one_key = "\"env\": \"{{ env.name }}\"";
     let per_host = "\"env\": \"{{ env.name }}\", \"host\": \"{{ host.name }}\"";
     edit(dir, "templates/api/config.json.j2", one_key, per_host);
-    let bad = run(&ns, &moto, dir, &["plan", "test", "--cloud-only"]);
+    let bad = run(ns, moto, dir, &["plan", "test", "--cloud-only"]);
     bad.assert_code(1);
     assert!(
         bad.stderr.contains(
@@ -211,6 +218,17 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
     );
     assert!(bad.stderr.contains("roles/api.yaml:4"), "{}", bad.stderr);
     edit(dir, "templates/api/config.json.j2", per_host, one_key);
+}
+
+#[test]
+fn published_objects_in_a_private_bucket_converge_and_go() {
+    let moto = &Moto::start_on("127.0.0.1");
+    let ns = &MountNamespace::new();
+    let site = site();
+    let dir = site.path();
+    let api_modified = first_apply(ns, moto, dir);
+    second_and_change(ns, moto, dir, &api_modified);
+    one_key_two_contents(ns, moto, dir);
 
     // The worker role gone from the inventory: its object goes, the others stay.
     edit(
@@ -219,20 +237,20 @@ fn published_objects_in_a_private_bucket_converge_and_go() {
         "roles: [worker]",
         "roles: [api]",
     );
-    let plan = run(&ns, &moto, dir, &["plan", "test", "--cloud-only"]);
+    let plan = run(ns, moto, dir, &["plan", "test", "--cloud-only"]);
     assert!(
         plan.stdout.contains("- aws_s3_object.config/worker.json"),
         "{}",
         plan.stdout
     );
-    run(&ns, &moto, dir, &["apply", "test", "--cloud-only", "--yes"]).assert_code(0);
+    run(ns, moto, dir, &["apply", "test", "--cloud-only", "--yes"]).assert_code(0);
     assert_eq!(
         keys(&moto.bucket(BUCKET)),
         ["config/api.json", "static/logo.txt"]
     );
 
     // Destroy: infra's objects, then the bucket it created.
-    let gone = run(&ns, &moto, dir, &["destroy", "test", "--yes"]);
+    let gone = run(ns, moto, dir, &["destroy", "test", "--yes"]);
     gone.assert_code(0);
     assert!(
         gone.stdout.contains("- aws_s3_bucket.main"),

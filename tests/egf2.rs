@@ -84,8 +84,15 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
-#[test]
-fn egf2_services_read_their_configs_from_the_bucket() {
+/// The example's copy with the sandbox's secrets, its two hosts up, and moto on the bridge.
+/// Fields drop in order: moto and the hosts go before the site holding their state.
+struct Egf2 {
+    moto: Moto,
+    sb: Sandbox,
+    site: tempfile::TempDir,
+}
+
+fn setup() -> Egf2 {
     require_tools();
     let site = tempfile::tempdir().unwrap();
     let example = repo().join("examples/egf2");
@@ -119,8 +126,14 @@ fn egf2_services_read_their_configs_from_the_bucket() {
         "http://10.213.210.1:4566",
         &moto.url(),
     );
-    let env = moto.env();
 
+    Egf2 { moto, sb, site }
+}
+
+/// The first apply: the bucket and the three configs, then the hosts.
+fn first_apply(e: &Egf2) {
+    let (moto, dir) = (&e.moto, e.site.path());
+    let env = moto.env();
     let first = moto.infra(dir, &["apply", "sandbox", "--yes"]);
     first.assert_code(0);
     assert!(
@@ -169,14 +182,17 @@ fn egf2_services_read_their_configs_from_the_bucket() {
         sha256(rendered.stdout.as_bytes()),
         "the published object is the rendered config"
     );
+}
 
-    // Through nginx on gw: the router (gw) reaches auth (svc), which answers its config's value.
+/// Through nginx on gw: the router (gw) reaches auth (svc), which answers its config's value.
+fn through_nginx(e: &Egf2) {
+    let (moto, sb) = (&e.moto, &e.sb);
     let url = format!("http://{SUBNET}.10/v1/auth/hello");
-    let hello = wait_for(&sb, "gw", &url, "EGF2 sandbox");
+    let hello = wait_for(sb, "gw", &url, "EGF2 sandbox");
     assert!(hello.contains("\"service\":\"auth\""), "{hello}");
     // And client-data through the router, and auth -> client-data for a token.
     wait_for(
-        &sb,
+        sb,
         "gw",
         &format!("http://{SUBNET}.10/v1/data/users/admin"),
         "\"name\":\"admin\"",
@@ -206,7 +222,12 @@ fn egf2_services_read_their_configs_from_the_bucket() {
         "{}",
         cmdline.stdout
     );
+}
 
+/// A new banner: re-published, the services restarted, the new value through nginx.
+fn new_banner(e: &Egf2) {
+    let (moto, sb, dir) = (&e.moto, &e.sb, e.site.path());
+    let url = format!("http://{SUBNET}.10/v1/auth/hello");
     // Nothing to do the second time.
     let again = moto.infra(dir, &["plan", "sandbox", "--detailed-exitcode"]);
     again.assert_code(0);
@@ -233,7 +254,7 @@ fn egf2_services_read_their_configs_from_the_bucket() {
     );
     moto.infra(dir, &["apply", "sandbox", "--yes"])
         .assert_code(0);
-    wait_for(&sb, "gw", &url, "EGF2 sandbox, second edition");
+    wait_for(sb, "gw", &url, "EGF2 sandbox, second edition");
     let pid_after = sb.exec("svc", "supervisorctl pid egf2-auth").stdout;
     assert_ne!(pid_before, pid_after, "auth was restarted");
 
@@ -243,8 +264,16 @@ fn egf2_services_read_their_configs_from_the_bucket() {
         "rm /etc/egf2/published/auth.json && supervisorctl restart egf2-auth",
     );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    wait_for(&sb, "gw", &url, "EGF2 sandbox, second edition");
+    wait_for(sb, "gw", &url, "EGF2 sandbox, second edition");
+}
 
+#[test]
+fn egf2_services_read_their_configs_from_the_bucket() {
+    let e = setup();
+    first_apply(&e);
+    through_nginx(&e);
+    new_banner(&e);
+    let (moto, sb) = (&e.moto, &e.sb);
     // EGF2: a config that cannot be fetched ends the service with an error message.
     let r = sb.exec(
         "svc",

@@ -226,6 +226,7 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
                 },
             ],
         }],
+        bucket: None,
     };
     let p = plan(&env, &facts, Mode::Destroy).unwrap();
     let order: Vec<&str> = p

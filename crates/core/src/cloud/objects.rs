@@ -546,3 +546,43 @@ pub fn add(
     cloud.object_contents = wanted.contents();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_plain_paths() {
+        assert_eq!(key_problem("config/auth.json"), None);
+        assert_eq!(key_problem("a-b_c.d/e(1)!'*"), None);
+        for bad in [
+            "", "/config", "config/", "a//b", "a/../b", "./a", "a b", "a?b", "ä",
+        ] {
+            assert!(key_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(key_problem(&"a".repeat(1025)).is_some());
+    }
+
+    #[test]
+    fn bucket_names_follow_s3() {
+        for good in ["egf2-configs", "a.b-c", "abc", "x1"] {
+            assert_eq!(
+                bucket_name_problem(good).is_none(),
+                good.len() >= 3,
+                "{good}"
+            );
+        }
+        for bad in [
+            "Egf2",
+            "-a1",
+            "a1-",
+            "a..b",
+            "a.-b",
+            "192.168.1.1",
+            "a_b",
+            &"a".repeat(64),
+        ] {
+            assert!(bucket_name_problem(bad).is_some(), "{bad}");
+        }
+    }
+}
