@@ -850,6 +850,54 @@ check_slapd() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Python settings (Synnefo's /etc/synnefo/*.conf, read in name order by synnefo.settings with
+# exec): `python3 -m py_compile` on each, i.e. Python's own parser and compiler (syntax only: the
+# files import Synnefo's modules, which are not installed here). The byte code goes to a private
+# cache directory, never beside the rendered files.
+# ---------------------------------------------------------------------------------------------
+check_python_settings() {
+  local host=$1 root=$2 cw=$3 files f rc=0
+  files=$(cd "$root" && find etc/synnefo -maxdepth 1 -type f -name '*.conf' 2>/dev/null | sort | tr '\n' ' ')
+  mkdir -p "$cw"
+  : > "$cw.out"
+  for f in $files; do
+    PYTHONPYCACHEPREFIX="$cw/pycache" "$PYTHON" -m py_compile "$root/$f" >> "$cw.out" 2>&1 || rc=1
+  done
+  sed -i "s#$root/##g" "$cw.out"
+  if [ $rc -eq 0 ]; then
+    result ok "$host" "python3 -m py_compile" "${files% }" "$cw.out"
+  else
+    result FAIL "$host" "python3 -m py_compile" "${files% }" "$cw.out"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# gunicorn: every rendered gunicorn.conf.py is executed as `gunicorn --config` does and each
+# setting goes through gunicorn's own validators (Config.set); names gunicorn does not know
+# fail (it ignores them). Run in the namespace, so paths resolve as on the host. See
+# lib/gunicorn_check.py for what is relaxed (chdir, user, group that the target host makes).
+# ---------------------------------------------------------------------------------------------
+ns_gunicorn() {
+  "$PYTHON" "$LIB/gunicorn_check.py" "$@" 2>&1
+}
+
+check_gunicorn() {
+  local host=$1 root=$2 cw=$3 files
+  files=$(cd "$root" && find etc -type f -name 'gunicorn.conf.py' 2>/dev/null | sort | tr '\n' ' ')
+  if ! "$PYTHON" -c 'import gunicorn.config' > /dev/null 2>&1; then
+    echo "gunicorn is not installed here (Debian's gunicorn, which .ci/run installs)" > "$cw.out"
+    result skip "$host" "gunicorn config" "${files% }" "$cw.out"
+    return
+  fi
+  # shellcheck disable=SC2086 # paths made by find under etc/: no spaces
+  if ns_run "$root" "$cw" ns_gunicorn $(printf '/%s ' $files) > "$cw.out" 2>&1; then
+    result ok "$host" "gunicorn config" "${files% }" "$cw.out"
+  else
+    result FAIL "$host" "gunicorn config" "${files% }" "$cw.out"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 main() {
@@ -893,6 +941,9 @@ main() {
       check_rabbitmq "$host" "$root" "$cw-rabbitmq"
     [ -f "$root/etc/keystone/keystone.conf" ] && check_keystone "$host" "$root" "$cw-keystone"
     [ -f "$root/etc/ldap/slapd.conf" ] && check_slapd "$host" "$root" "$cw-slapd"
+    compgen -G "$root/etc/synnefo/*.conf" > /dev/null && check_python_settings "$host" "$root" "$cw-python"
+    [ -n "$(find "$root/etc" -type f -name gunicorn.conf.py 2>/dev/null | head -n1)" ] &&
+      check_gunicorn "$host" "$root" "$cw-gunicorn"
   done
 
   if [ $((passed + failed)) -eq 0 ]; then
