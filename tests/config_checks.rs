@@ -199,10 +199,7 @@ fn every_example_site_is_checked() {
         if !path.is_dir() {
             continue;
         }
-        let name = format!(
-            "examples/{}",
-            path.file_name().unwrap().to_string_lossy()
-        );
+        let name = format!("examples/{}", path.file_name().unwrap().to_string_lossy());
         assert!(
             path.join("inventories/production.yaml").is_file(),
             "{name} has no inventories/production.yaml: every example has one, and it is what \
