@@ -452,6 +452,9 @@ impl Renderer {
             Some("holds a secret's value (the plan shows this field)")
         } else if field == "uri" {
             crate::desired_apt::uri_problem(&value)
+        } else if is_templated(&text.value) && crate::desired_apt::is_flat(&value) {
+            // Whether components are wanted is checked on the role as written (validate.rs).
+            Some("ends with `/` (a flat repository): write a flat suite as it is, not templated")
         } else {
             crate::desired_apt::suite_problem(&value)
         };

@@ -381,8 +381,43 @@ fn notify_naming_no_service(
         .collect()
 }
 
-/// A role's `apt_sources:`: each names at least one component, and its `key` is a file under
-/// templates/ holding an OpenPGP public key (armored or binary).
+/// Components against the suite: none for a flat repository (`suite: jessie/`), at least one
+/// otherwise. A templated suite is not flat (its value is only known per host).
+fn apt_components_problem(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+    a: &Sp<crate::model::AptSource>,
+) -> Option<Diagnostic> {
+    let src = &a.value;
+    let templated = src.suite.value.contains("{{") || src.suite.value.contains("{%");
+    let flat = !templated && crate::desired_apt::is_flat(&src.suite.value);
+    if flat && !src.components.is_empty() {
+        return Some(
+            Diagnostic::error(format!(
+                "apt source `{}` of role `{stem}` is a flat repository (suite `{}`) with components",
+                src.name.value, src.suite.value
+            ))
+            .at(site.loc(&role.file, &src.suite, src.suite.value.chars().count()))
+            .hint("a flat repository has none: write `components: []`, or a suite without the trailing `/`"),
+        );
+    }
+    if !flat && src.components.is_empty() {
+        return Some(
+            Diagnostic::error(format!(
+                "apt source `{}` of role `{stem}` names no component",
+                src.name.value
+            ))
+            .at(site.loc(&role.file, a, 1))
+            .hint("add `components: [main]` (the repository's documentation names them); a flat repository's suite ends with `/` (`suite: jessie/`)"),
+        );
+    }
+    None
+}
+
+/// A role's `apt_sources:`: each names at least one component, except a flat repository (a
+/// suite ending with `/`, written as it is, not templated), which names none; and its `key` is
+/// a file under templates/ holding an OpenPGP public key (armored or binary).
 fn apt_source_problems(
     site: &Site,
     stem: &str,
@@ -391,16 +426,7 @@ fn apt_source_problems(
     let mut diags = Vec::new();
     for a in &role.value.apt_sources {
         let src = &a.value;
-        if src.components.is_empty() {
-            diags.push(
-                Diagnostic::error(format!(
-                    "apt source `{}` of role `{stem}` names no component",
-                    src.name.value
-                ))
-                .at(site.loc(&role.file, a, 1))
-                .hint("add `components: [main]` (the repository's documentation names them)"),
-            );
-        }
+        diags.extend(apt_components_problem(site, stem, role, a));
         let key = &src.key;
         let at = site.loc(&role.file, key, key.value.chars().count());
         match site.templates.get(&key.value) {
