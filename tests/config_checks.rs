@@ -127,6 +127,19 @@ const SITES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "examples/gwm",
+        &[
+            "nginx -t",
+            "postgres config",
+            "postgres pg_hba",
+            "supervisor parse",
+            "rabbitmq cuttlefish",
+            "gunicorn config",
+            "keystone",
+            "slapd -Tt",
+        ],
+    ),
+    (
         "examples/synnefo",
         &[
             "nginx -t",
@@ -182,6 +195,11 @@ fn production_configs_pass_the_real_programs_checks() {
 #[test]
 fn cts_production_configs_pass_the_real_programs_checks() {
     check_site("examples/cts");
+}
+
+#[test]
+fn gwm_production_configs_pass_the_real_programs_checks() {
+    check_site("examples/gwm");
 }
 
 #[test]
