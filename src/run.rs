@@ -74,18 +74,20 @@ pub(crate) fn prepare(
         CloudStage::Known(_, launched) => launched.clone(),
         CloudStage::Plan => Vec::new(),
     };
-    let Some((cloud_plan, cloud_facts)) = cloud_section(style, &mut env, stage)? else {
+    let (renderer, diags) = Renderer::new(&site);
+    if report(style, diags) {
+        return Ok(None);
+    }
+    let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
+    let Some((cloud_plan, cloud_facts)) =
+        cloud_section(style, &mut env, stage, &renderer, &secrets)?
+    else {
         return Ok(None);
     };
     let fresh_names = cloud_plan
         .as_ref()
         .map(|(_, p)| p.new_hosts.clone())
         .unwrap_or_default();
-    let (renderer, diags) = Renderer::new(&site);
-    if report(style, diags) {
-        return Ok(None);
-    }
-    let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
     let selected: Vec<_> = selected_names
         .iter()
         .filter_map(|n| env.hosts.get(n))
@@ -113,12 +115,23 @@ pub(crate) fn prepare(
         fresh: fresh.into_iter().map(|(d, _)| d).collect(),
         secrets,
         transports,
-        missing_secrets: desired.missing_secrets,
+        missing_secrets: with_cloud_secrets(desired.missing_secrets, &cloud_plan),
         cloud: cloud_plan,
         inputs,
         mirrors: Arc::new(mirrors),
         rollout,
     }))
+}
+
+/// The secrets the hosts' files need and the cloud's records need (a DKIM key) that are not
+/// set, sorted, each once.
+fn with_cloud_secrets(mut missing: Vec<String>, cloud: &Option<(Scope, CloudPlan)>) -> Vec<String> {
+    if let Some((_, p)) = cloud {
+        missing.extend(p.missing_secrets.iter().cloned());
+    }
+    missing.sort();
+    missing.dedup();
+    missing
 }
 
 /// The digests of what the plan of `hosts` and `fresh` is computed from.
@@ -180,6 +193,8 @@ fn cloud_section(
     style: &Style,
     env: &mut Environment,
     stage: CloudStage,
+    renderer: &Renderer,
+    secrets: &Secrets,
 ) -> Result<Option<(Option<(Scope, CloudPlan)>, Option<Box<CloudFacts>>)>, CliError> {
     if env.inventory.provider.value.kind != ProviderKind::Aws {
         return Ok(Some((None, None)));
@@ -200,7 +215,7 @@ fn cloud_section(
         }
     };
     env.set_cloud_facts(&facts);
-    match cloud::plan(env, &facts, cloud::Mode::Converge) {
+    match cloud::plan_with(env, &facts, cloud::Mode::Converge, renderer, secrets) {
         Ok(plan) => Ok(Some((Some((scope, plan)), Some(Box::new(facts))))),
         Err(d) => {
             report(style, vec![*d]);

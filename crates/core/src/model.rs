@@ -80,6 +80,9 @@ pub struct Role {
     /// A certificate and key from the role's secrets, written to /etc/ssl/infra.
     #[serde(default)]
     pub tls: Option<Sp<Tls>>,
+    /// DNS record sets this role's hosts want (Route53, aws inventories).
+    #[serde(default)]
+    pub dns: Vec<Sp<DnsEntry>>,
 }
 
 /// `apt_sources:` of a role: a deb822 `.sources` file signed by a key from the site.
@@ -109,6 +112,27 @@ pub struct Tls {
     pub key: Sp<String>,
     #[serde(default)]
     pub notify: Vec<Sp<String>>,
+}
+
+/// One entry of a role's `dns:`: a record set's name and type, and its values (`value`,
+/// `values`, or `dkim`: the public key derived from a secret of the role holding the private
+/// key). `name`, `value` and `values` are Tera, rendered per host of the role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsEntry {
+    #[serde(rename = "type")]
+    pub record_type: Sp<infra_protocol::RecordType>,
+    pub name: Sp<String>,
+    #[serde(default)]
+    pub value: Option<Sp<String>>,
+    #[serde(default)]
+    pub values: Vec<Sp<String>>,
+    /// Seconds; default 300.
+    #[serde(default)]
+    pub ttl: Option<Sp<u32>>,
+    /// The name of a secret of the role holding a PEM RSA private key (TXT only).
+    #[serde(default)]
+    pub dkim: Option<Sp<String>>,
 }
 
 /// `release:` of a role: an application deployed from git into `PATH/releases/<commit>`,

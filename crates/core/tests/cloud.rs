@@ -40,7 +40,7 @@ fn from_nothing_everything_is_created_in_dependency_order() {
     let site = site();
     let env = Environment::resolve(&site, "production", &[]).unwrap();
     let p = plan(&env, &CloudFacts::default(), Mode::Converge).unwrap();
-    assert_eq!(p.new_hosts.len(), 18);
+    assert_eq!(p.new_hosts.len(), 19);
     assert!(p.changes.iter().all(|c| c.action == CloudAction::Create));
     let ops = p.ops();
     let first = |pred: &dyn Fn(&CloudOp) -> bool| ops.iter().position(|o| pred(&o.op)).unwrap();
@@ -72,7 +72,7 @@ fn from_nothing_everything_is_created_in_dependency_order() {
     let mut unique = tokens(&p);
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), 18);
+    assert_eq!(unique.len(), 19);
 }
 
 #[test]
@@ -218,11 +218,17 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
                 RecordFact {
                     name: "salt.webplatform.org".into(),
                     value: "198.51.100.7".into(),
+                    record_type: RecordType::A,
+                    ttl: 300,
+                    alias: None,
                 },
                 // Not ours: it points at no address of the environment.
                 RecordFact {
                     name: "www.webplatform.org".into(),
                     value: "203.0.113.1".into(),
+                    record_type: RecordType::A,
+                    ttl: 300,
+                    alias: None,
                 },
             ],
         }],
