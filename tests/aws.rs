@@ -790,8 +790,8 @@ fn dkim_key() -> &'static (String, String) {
     })
 }
 
-/// A small environment of the repository's roles (mail; accounts on two hosts; the app and db
-/// the catalogue requires), whose public zone exists before infra with someone else's record.
+/// A small environment of the repository's roles (mail; accounts on two hosts; the others the
+/// catalogue's counts require), whose public zone exists before infra with someone else's record.
 const DNS_INVENTORY: &str = "environment: dnstest
 domain: webplatform.org
 internal_domain: dnstest.wpdn
@@ -807,7 +807,9 @@ ssh:
   jump_host: salt
 hosts:
   salt:      {roles: [salt], private_ip: 10.30.1.10}
+  source:    {roles: [source], private_ip: 10.30.1.11}
   mail:      {roles: [mail], private_ip: 10.30.1.12}
+  data1:     {roles: [postgres, queue, sessions], private_ip: 10.30.1.25}
   db1:       {roles: [db, masterdb], private_ip: 10.30.1.20}
   app1:      {roles: [app], private_ip: 10.30.1.50}
   accounts1: {roles: [accounts], private_ip: 10.30.1.60}
