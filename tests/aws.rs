@@ -139,7 +139,7 @@ fn production_in_moto_is_what_the_roles_require() {
     assert!(
         first
             .stderr
-            .contains("Cloud apply complete: 78 added, 0 changed, 0 destroyed."),
+            .contains("Cloud apply complete: 85 added, 0 changed, 0 destroyed."),
         "{}",
         first.stderr
     );
@@ -889,19 +889,67 @@ fn records_of_every_type_are_written_owned_and_removed() {
     }
     run(&["apply", "dnstest", "--cloud-only", "--yes"]).assert_code(0);
 
-    let state = moto.state("dnstest");
-    let sets = record_sets(&state, "webplatform.org");
-    let eip = |host: &str| -> String {
-        state["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["host"] == host)
-            .unwrap()["public_ip"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    check_written(&moto.state("dnstest"), spki);
+    run(&["plan", "dnstest", "--cloud-only", "--detailed-exitcode"]).assert_code(0);
+
+    // The mail role's records go with its `dns:`; accounts2 goes, and with it its value.
+    let mail = std::fs::read_to_string(dir.join("roles/mail.yaml")).unwrap();
+    let cut = mail.find("\ndns:\n").expect("mail.yaml has dns:");
+    std::fs::write(dir.join("roles/mail.yaml"), &mail[..cut + 1]).unwrap();
+    edit(
+        dir,
+        "inventories/dnstest.yaml",
+        "  accounts2: {roles: [accounts], private_ip: 10.30.1.61}\n",
+        "",
+    );
+    let plan = run(&["plan", "dnstest", "--cloud-only"]);
+    plan.assert_code(0);
+    let out = squeezed(&plan.stdout);
+    for line in [
+        "- aws_route53_record.webplatform.org_MX",
+        "- aws_route53_record.infra._domainkey.webplatform.org_TXT",
+        "~ aws_route53_record.accounts.webplatform.org_A",
+        "- aws_route53_record.accounts2.dnstest.wpdn_A",
+    ] {
+        assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
+    }
+    run(&["apply", "dnstest", "--cloud-only", "--yes"]).assert_code(0);
+    check_removed(&moto.state("dnstest"));
+
+    run(&["destroy", "dnstest", "--yes"]).assert_code(0);
+    let end = moto.state("dnstest");
+    let left: BTreeSet<String> = record_sets(&end, "webplatform.org").into_keys().collect();
+    assert_eq!(
+        left,
+        BTreeSet::from([
+            "webplatform.org NS".to_string(),
+            "webplatform.org SOA".to_string(),
+            "www.webplatform.org CNAME".to_string(),
+        ])
+    );
+    assert!(!end["zones"]
+        .as_object()
+        .unwrap()
+        .contains_key("dnstest.wpdn"));
+}
+
+/// The Elastic IP of `host`.
+fn eip_of(state: &Value, host: &str) -> String {
+    state["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["host"] == host)
+        .unwrap_or_else(|| panic!("{host} has no Elastic IP"))["public_ip"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The records of the first apply, as boto3 sees them.
+fn check_written(state: &Value, spki: &str) {
+    let sets = record_sets(state, "webplatform.org");
+    let eip = |host: &str| eip_of(state, host);
     let set = |name: &str| -> &Value {
         sets.get(name)
             .unwrap_or_else(|| panic!("no record set {name}: {sets:#?}"))
@@ -960,39 +1008,18 @@ fn records_of_every_type_are_written_owned_and_removed() {
         set("www.webplatform.org CNAME")["values"],
         serde_json::json!(["cdn.example.net."])
     );
-    let internal = record_sets(&state, "dnstest.wpdn");
+    let internal = record_sets(state, "dnstest.wpdn");
     assert_eq!(
         internal["accounts2.dnstest.wpdn A"]["values"],
         serde_json::json!(["10.30.1.61"])
     );
     assert!(!internal.keys().any(|k| k.starts_with("_infra-owner")));
+}
 
-    run(&["plan", "dnstest", "--cloud-only", "--detailed-exitcode"]).assert_code(0);
-
-    // The mail role's records go with its `dns:`; accounts2 goes, and with it its value.
-    let mail = std::fs::read_to_string(dir.join("roles/mail.yaml")).unwrap();
-    let cut = mail.find("\ndns:\n").expect("mail.yaml has dns:");
-    std::fs::write(dir.join("roles/mail.yaml"), &mail[..cut + 1]).unwrap();
-    edit(
-        dir,
-        "inventories/dnstest.yaml",
-        "  accounts2: {roles: [accounts], private_ip: 10.30.1.61}\n",
-        "",
-    );
-    let plan = run(&["plan", "dnstest", "--cloud-only"]);
-    plan.assert_code(0);
-    let out = squeezed(&plan.stdout);
-    for line in [
-        "- aws_route53_record.webplatform.org_MX",
-        "- aws_route53_record.infra._domainkey.webplatform.org_TXT",
-        "~ aws_route53_record.accounts.webplatform.org_A",
-        "- aws_route53_record.accounts2.dnstest.wpdn_A",
-    ] {
-        assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
-    }
-    run(&["apply", "dnstest", "--cloud-only", "--yes"]).assert_code(0);
-    let after = moto.state("dnstest");
-    let sets = record_sets(&after, "webplatform.org");
+/// The records once the mail role's `dns:` and accounts2 are gone.
+fn check_removed(after: &Value) {
+    let eip = |host: &str| eip_of(after, host);
+    let sets = record_sets(after, "webplatform.org");
     for gone in [
         "webplatform.org MX",
         "webplatform.org TXT",
@@ -1007,21 +1034,4 @@ fn records_of_every_type_are_written_owned_and_removed() {
         sets["accounts.webplatform.org A"]["values"],
         serde_json::json!([eip("accounts1")])
     );
-    run(&["plan", "dnstest", "--cloud-only", "--detailed-exitcode"]).assert_code(0);
-
-    run(&["destroy", "dnstest", "--yes"]).assert_code(0);
-    let end = moto.state("dnstest");
-    let left: BTreeSet<String> = record_sets(&end, "webplatform.org").into_keys().collect();
-    assert_eq!(
-        left,
-        BTreeSet::from([
-            "webplatform.org NS".to_string(),
-            "webplatform.org SOA".to_string(),
-            "www.webplatform.org CNAME".to_string(),
-        ])
-    );
-    assert!(!end["zones"]
-        .as_object()
-        .unwrap()
-        .contains_key("dnstest.wpdn"));
 }

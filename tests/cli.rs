@@ -522,8 +522,9 @@ project1:\n    - project\nqueue1:\n    - queue\nsalt:\n    - salt\nsessions1:\n 
     let run = infra(&repo(), &["roles", "list", "production", "--by-role"]);
     run.assert_code(0);
     assert!(
-        run.stdout
-            .starts_with("accounts:\n    - accounts1\n    - accounts2\napp:\n    - app1\n    - app2\nblog:\n"),
+        run.stdout.starts_with(
+            "accounts:\n    - accounts1\n    - accounts2\napp:\n    - app1\n    - app2\nblog:\n"
+        ),
         "{}",
         run.stdout
     );

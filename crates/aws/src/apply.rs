@@ -810,19 +810,18 @@ impl State<'_> {
         let zone = self.resolve(zone)?;
         // A delete must name the set exactly as it is now.
         let current = crate::records::record_sets(self.c, &zone).await?;
-        let resolve =
-            |ch: &RecordChange| -> Result<(Vec<String>, Option<(String, String)>), AwsError> {
-                let values = ch
-                    .values
-                    .iter()
-                    .map(|v| self.value(v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let alias = match &ch.alias {
-                    None => None,
-                    Some(a) => Some(self.alias(a)?),
-                };
-                Ok((values, alias))
+        let resolve = |ch: &RecordChange| -> Result<crate::records::Resolved, AwsError> {
+            let values = ch
+                .values
+                .iter()
+                .map(|v| self.value(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let alias = match &ch.alias {
+                None => None,
+                Some(a) => Some(self.alias(a)?),
             };
+            Ok((values, alias))
+        };
         let batch = crate::records::batch(&current, changes, &resolve)?;
         self.change_batch(index, &zone, zone_name, batch).await?;
         Ok(None)

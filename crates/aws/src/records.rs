@@ -151,12 +151,15 @@ pub fn delete_as_found(
         .cloned()
 }
 
+/// What an upsert writes: its values, or an alias target (DNS name, hosted zone).
+pub type Resolved = (Vec<String>, Option<(String, String)>);
+
 /// The batch of `changes`: deletes first (as the sets are now), then upserts, with values and
 /// alias targets resolved by `resolve`.
 pub fn batch(
     current: &[ResourceRecordSet],
     changes: &[RecordChange],
-    resolve: &dyn Fn(&RecordChange) -> Result<(Vec<String>, Option<(String, String)>), AwsError>,
+    resolve: &dyn Fn(&RecordChange) -> Result<Resolved, AwsError>,
 ) -> Result<Vec<Change>, AwsError> {
     let mut out = Vec::new();
     for ch in changes.iter().filter(|c| c.action == RecordAction::Delete) {

@@ -35,6 +35,16 @@ fn instance(host: &str, id: &str, ami: &str, ip: &str, ty: &str) -> InstanceFact
     }
 }
 
+fn a_record(name: &str, ip: &str) -> RecordFact {
+    RecordFact {
+        name: name.into(),
+        value: ip.into(),
+        record_type: RecordType::A,
+        ttl: 300,
+        alias: None,
+    }
+}
+
 #[test]
 fn from_nothing_everything_is_created_in_dependency_order() {
     let site = site();
@@ -215,21 +225,9 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
             private: false,
             owned: false,
             records: vec![
-                RecordFact {
-                    name: "salt.webplatform.org".into(),
-                    value: "198.51.100.7".into(),
-                    record_type: RecordType::A,
-                    ttl: 300,
-                    alias: None,
-                },
+                a_record("salt.webplatform.org", "198.51.100.7"),
                 // Not ours: it points at no address of the environment.
-                RecordFact {
-                    name: "www.webplatform.org".into(),
-                    value: "203.0.113.1".into(),
-                    record_type: RecordType::A,
-                    ttl: 300,
-                    alias: None,
-                },
+                a_record("www.webplatform.org", "203.0.113.1"),
             ],
         }],
     };
