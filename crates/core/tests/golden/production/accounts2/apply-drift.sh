@@ -133,18 +133,38 @@ sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; pending_done 'nginx'; (exi
 { timeout 300 systemctl restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 3
 pending_done 'nginx'
 say 3 changed
-# step 4: dir /var/www/accounts
-f='/var/www/accounts'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 4: dir /etc/ssl/infra
+f='/etc/ssl/infra'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 4 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 4
 say 4 changed
-# step 5: file /etc/nginx/sites-enabled/accounts.conf
-f='/etc/nginx/sites-enabled/accounts.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+# step 5: file /etc/ssl/infra/accounts.crt
+f='/etc/ssl/infra/accounts.crt'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
 dest_ok 5 "$f" 'root' 'root' 0
+pending_add restart 'nginx'
 backup 5 "$f"
+printf %s 'canary-site_tls_cert
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 5
+say 5 changed
+# step 6: file /etc/nginx/sites-enabled/accounts.conf
+f='/etc/nginx/sites-enabled/accounts.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 6 "$f" 'root' 'root' 0
+backup 6 "$f"
 printf %s '# Managed by infra: site accounts on accounts2.production.wpdn.
 server {
     listen 80;
+    server_name accounts.webplatform.org accounts2.production.wpdn;
+    location / {
+        return 301 https://$host$request_uri;
+    }
+}
+
+server {
+    listen 443 ssl http2;
+    # The role'\''s `tls:` certificate and key, from the environment'\''s secrets.
+    ssl_certificate /etc/ssl/infra/accounts.crt;
+    ssl_certificate_key /etc/ssl/infra/private/accounts.key;
+    ssl_session_cache shared:SSL:10m;
     server_name accounts.webplatform.org accounts2.production.wpdn;
 
     access_log /var/log/nginx/accounts-access.log;
@@ -158,8 +178,13 @@ server {
     }
 
 }
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 5
-sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 5 '/etc/nginx/sites-enabled/accounts.conf'; (exit $r) || fail 5; }
-say 5 changed
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 6
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 6 '/etc/nginx/sites-enabled/accounts.conf'; (exit $r) || fail 6; }
+say 6 changed
+# step 7: service nginx restart
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 5 '/etc/ssl/infra/accounts.crt'; pending_done 'nginx'; (exit $r) || fail 7; }
+{ timeout 300 systemctl restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 7
+pending_done 'nginx'
+say 7 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'

@@ -230,24 +230,62 @@ say 10 changed
 { timeout 300 systemctl start 'nginx'; } > "$log" 2>&1 < /dev/null || fail 11
 pending_done 'nginx'
 say 11 changed
-# step 12: dir /var/www/accounts
-f='/var/www/accounts'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 12: dir /etc/ssl/infra
+f='/etc/ssl/infra'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 12 "$f" 'root' 'root' 0
 if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 12
 say 12 changed
-# step 13: dir /var/www/accounts/public
-f='/var/www/accounts/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+# step 13: dir /etc/ssl/infra/private
+f='/etc/ssl/infra/private'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 13 "$f" 'root' 'root' 0
-if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 13
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0700; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0700 "$f"; fi > "$log" 2>&1 || fail 13
 say 13 changed
-# step 14: file /etc/nginx/sites-enabled/accounts.conf
-f='/etc/nginx/sites-enabled/accounts.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+# step 14: dir /var/www/accounts
+f='/var/www/accounts'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
 dest_ok 14 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 14
+say 14 changed
+# step 15: dir /var/www/accounts/public
+f='/var/www/accounts/public'; d=${f%/*}; [ -d "${d:-/}" ] || mkdir -p "$d"
+dest_ok 15 "$f" 'root' 'root' 0
+if [ -n "$as" ]; then setpriv --reuid='root' --regid='root' --clear-groups sh -c 'mkdir -p "$1" && chmod "$2" "$1"' sh "$f" 0755; else mkdir -p "$f" && chown -h 'root':'root' "$f" && chmod 0755 "$f"; fi > "$log" 2>&1 || fail 15
+say 15 changed
+# step 16: file /etc/ssl/infra/accounts.crt
+f='/etc/ssl/infra/accounts.crt'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 16 "$f" 'root' 'root' 0
 pending_add reload 'nginx'
-backup 14 "$f"
+backup 16 "$f"
+printf %s 'canary-site_tls_cert
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 16
+say 16 changed
+# step 17: file /etc/ssl/infra/private/accounts.key
+f='/etc/ssl/infra/private/accounts.key'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 17 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
+backup 17 "$f"
+printf %s 'canary-site_tls_key
+' | put_file "$f" 'root' 'root' 0600 2>"$log" || fail 17
+say 17 changed
+# step 18: file /etc/nginx/sites-enabled/accounts.conf
+f='/etc/nginx/sites-enabled/accounts.conf'; dir=${f%/*}; [ -d "$dir" ] || mkdir -p "$dir"
+dest_ok 18 "$f" 'root' 'root' 0
+pending_add reload 'nginx'
+backup 18 "$f"
 printf %s '# Managed by infra: site accounts on accounts2.production.wpdn.
 server {
     listen 80;
+    server_name accounts.webplatform.org accounts2.production.wpdn;
+    location / {
+        return 301 https://$host$request_uri;
+    }
+}
+
+server {
+    listen 443 ssl http2;
+    # The role'\''s `tls:` certificate and key, from the environment'\''s secrets.
+    ssl_certificate /etc/ssl/infra/accounts.crt;
+    ssl_certificate_key /etc/ssl/infra/private/accounts.key;
+    ssl_session_cache shared:SSL:10m;
     server_name accounts.webplatform.org accounts2.production.wpdn;
 
     access_log /var/log/nginx/accounts-access.log;
@@ -261,12 +299,13 @@ server {
     }
 
 }
-' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 14
-sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 14 '/etc/nginx/sites-enabled/accounts.conf'; (exit $r) || fail 14; }
-say 14 changed
-# step 15: service nginx reload
-{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 15
+' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 18
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 18 '/etc/nginx/sites-enabled/accounts.conf'; (exit $r) || fail 18; }
+say 18 changed
+# step 19: service nginx reload
+sh -c 'nginx -t' > "$log" 2>&1 < /dev/null || { r=$?; restore 16 '/etc/ssl/infra/accounts.crt'; restore 17 '/etc/ssl/infra/private/accounts.key'; restore 18 '/etc/nginx/sites-enabled/accounts.conf'; pending_done 'nginx'; (exit $r) || fail 19; }
+{ timeout 300 systemctl reload-or-restart 'nginx'; } > "$log" 2>&1 < /dev/null || fail 19
 pending_done 'nginx'
-say 15 changed
+say 19 changed
 rm -rf "$R"
 printf '@@infra\tdone\n'
