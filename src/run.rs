@@ -74,18 +74,20 @@ pub(crate) fn prepare(
         CloudStage::Known(_, launched) => launched.clone(),
         CloudStage::Plan => Vec::new(),
     };
-    let Some((mut cloud_plan, cloud_facts)) = cloud_section(style, &mut env, stage)? else {
+    let (renderer, diags) = Renderer::new(&site);
+    if report(style, diags) {
+        return Ok(None);
+    }
+    let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
+    let Some((mut cloud_plan, cloud_facts)) =
+        cloud_section(style, &mut env, stage, &renderer, &secrets)?
+    else {
         return Ok(None);
     };
     let fresh_names = cloud_plan
         .as_ref()
         .map(|(_, p)| p.new_hosts.clone())
         .unwrap_or_default();
-    let (renderer, diags) = Renderer::new(&site);
-    if report(style, diags) {
-        return Ok(None);
-    }
-    let secrets = Secrets::load(&env.inventory.secrets, &site.root, crate::environ::vars())?;
     let mut objects_missing = Vec::new();
     if let (Some((_, plan)), Some(facts)) = (&mut cloud_plan, &cloud_facts) {
         match plan_objects(style, &env, &renderer, &secrets, facts, plan) {
@@ -125,7 +127,7 @@ pub(crate) fn prepare(
         fresh: fresh.into_iter().map(|(d, _)| d).collect(),
         secrets,
         transports,
-        missing_secrets: desired.missing_secrets,
+        missing_secrets: with_cloud_secrets(desired.missing_secrets, &cloud_plan),
         cloud: cloud_plan,
         inputs,
         mirrors: Arc::new(mirrors),
@@ -154,6 +156,17 @@ fn plan_objects(
             None
         }
     }
+}
+
+/// The secrets the hosts' files need and the cloud's records need (a DKIM key) that are not
+/// set, sorted, each once.
+fn with_cloud_secrets(mut missing: Vec<String>, cloud: &Option<(Scope, CloudPlan)>) -> Vec<String> {
+    if let Some((_, p)) = cloud {
+        missing.extend(p.missing_secrets.iter().cloned());
+    }
+    missing.sort();
+    missing.dedup();
+    missing
 }
 
 /// The digests of what the plan of `hosts` and `fresh` is computed from.
@@ -216,6 +229,8 @@ fn cloud_section(
     style: &Style,
     env: &mut Environment,
     stage: CloudStage,
+    renderer: &Renderer,
+    secrets: &Secrets,
 ) -> Result<Option<(Option<(Scope, CloudPlan)>, Option<Box<CloudFacts>>)>, CliError> {
     let prov = &env.inventory.provider.value;
     let is_aws = prov.kind == ProviderKind::Aws;
@@ -243,7 +258,7 @@ fn cloud_section(
         return Ok(Some((Some((scope, plan)), Some(Box::new(facts)))));
     }
     env.set_cloud_facts(&facts);
-    match cloud::plan(env, &facts, cloud::Mode::Converge) {
+    match cloud::plan_with(env, &facts, cloud::Mode::Converge, renderer, secrets) {
         Ok(plan) => Ok(Some((Some((scope, plan)), Some(Box::new(facts))))),
         Err(d) => {
             report(style, vec![*d]);

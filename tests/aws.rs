@@ -59,8 +59,11 @@ impl Moto {
         moto
     }
 
+    /// The SDK's settings for this server, and the mail role's DKIM key as its secret.
     pub fn env(&self) -> Vec<(String, String)> {
-        aws_env(self.port)
+        let mut env = aws_env(self.port);
+        env.push(("INFRA_SECRET_DKIM_PRIVATE_KEY".into(), dkim_key().0.clone()));
+        env
     }
 
     pub fn infra(&self, dir: &Path, args: &[&str]) -> Run {
@@ -136,7 +139,7 @@ fn production_in_moto_is_what_the_roles_require() {
     assert!(
         first
             .stderr
-            .contains("Cloud apply complete: 78 added, 0 changed, 0 destroyed."),
+            .contains("Cloud apply complete: 85 added, 0 changed, 0 destroyed."),
         "{}",
         first.stderr
     );
@@ -301,7 +304,7 @@ fn check_records(state: &Value, hosts: &[Value], addresses: &BTreeMap<String, &V
     assert_eq!(zones["production.wpdn"]["tags"]["infra:env"], "production");
     let public_records = zones["webplatform.org"]["a_records"].as_object().unwrap();
     let internal_records = zones["production.wpdn"]["a_records"].as_object().unwrap();
-    let mut hostnames = 0;
+    let mut hostnames = BTreeSet::new();
     for h in hosts {
         let name = h["name"].as_str().unwrap();
         assert_eq!(
@@ -310,15 +313,23 @@ fn check_records(state: &Value, hosts: &[Value], addresses: &BTreeMap<String, &V
             "{name}"
         );
         for hn in h["public_hostnames"].as_array().unwrap() {
-            hostnames += 1;
-            assert_eq!(
-                public_records[hn.as_str().unwrap()],
-                addresses[name]["public_ip"],
-                "{hn}"
+            hostnames.insert(hn.as_str().unwrap());
+            // Hosts sharing a hostname share its record set (accounts1 and accounts2).
+            let have = &public_records[hn.as_str().unwrap()];
+            let ip = &addresses[name]["public_ip"];
+            assert!(
+                have == ip || have.as_array().is_some_and(|a| a.contains(ip)),
+                "{hn}: {have} lacks {ip}"
             );
         }
     }
-    assert_eq!(public_records.len(), hostnames);
+    assert_eq!(
+        public_records["accounts.webplatform.org"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(public_records.len(), hostnames.len());
     assert_eq!(internal_records.len(), hosts.len());
 }
 
@@ -448,8 +459,8 @@ fn removed_hosts_are_destroyed_after_confirmation() {
         "- aws_instance.elastic1",
         "- aws_instance.app2",
         "- aws_eip.app2",
-        "- aws_route53_record.db2.production.wpdn",
-        "- aws_route53_record.app2.production.wpdn",
+        "- aws_route53_record.db2.production.wpdn_A",
+        "- aws_route53_record.app2.production.wpdn_A",
         "# kept: aws_ebs_volume.db2-db",
     ] {
         assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
@@ -478,7 +489,7 @@ fn removed_hosts_are_destroyed_after_confirmation() {
     for gone in ["db2", "elastic1", "app2"] {
         assert!(!live_after.contains_key(gone), "{gone} still runs");
     }
-    assert_eq!(live_after.len(), 15);
+    assert_eq!(live_after.len(), 16);
     let volumes: BTreeMap<&str, &Value> = after["volumes"]
         .as_array()
         .unwrap()
@@ -499,7 +510,7 @@ fn removed_hosts_are_destroyed_after_confirmation() {
         .as_object()
         .unwrap();
     assert!(!internal.contains_key("db2.production.wpdn"));
-    assert_eq!(internal.len(), 15);
+    assert_eq!(internal.len(), 16);
     moto.infra(
         dir,
         &["plan", "production", "--cloud-only", "--detailed-exitcode"],
@@ -548,7 +559,7 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
     );
     let mid = live(&moto.state("production"));
     assert!(
-        (5..18).contains(&mid.len()),
+        (5..19).contains(&mid.len()),
         "killed after 5 launches, {} instances run",
         mid.len()
     );
@@ -556,7 +567,7 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
     let plan = moto.infra(dir, &["plan", "production", "--cloud-only"]);
     plan.assert_code(0);
     let creates = plan.stdout.matches("+ aws_instance.").count();
-    assert_eq!(creates, 18 - mid.len(), "{}", plan.stdout);
+    assert_eq!(creates, 19 - mid.len(), "{}", plan.stdout);
     // The killed run's lock stays until it is broken.
     let id = lock_id.expect("the apply took the lock");
     moto.infra(dir, &["force-unlock", "production", &id, "--yes"])
@@ -565,7 +576,7 @@ fn an_apply_killed_after_its_launches_creates_no_duplicate() {
     moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
         .assert_code(0);
     let after = live(&moto.state("production"));
-    assert_eq!(after.len(), 18);
+    assert_eq!(after.len(), 19);
     for (host, instances) in &after {
         assert_eq!(
             instances.len(),
@@ -737,4 +748,290 @@ fn an_interrupted_apply_gives_the_lock_back(moto: &Moto, dir: &Path) {
     );
     moto.infra(dir, &["apply", "production", "--cloud-only", "--yes"])
         .assert_code(0);
+}
+
+/// An RSA key for the mail role's DKIM record, made once per test process by openssl:
+/// (PEM private key, base64 of its DER public key as `openssl rsa -pubout` gives it).
+fn dkim_key() -> &'static (String, String) {
+    static KEY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("dkim.key");
+        let ok = Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl genrsa failed: install openssl");
+        let out = Command::new("openssl")
+            .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+            .arg(&key)
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let b64 = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&out.stdout)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        (
+            std::fs::read_to_string(&key).unwrap(),
+            String::from_utf8(b64.stdout).unwrap(),
+        )
+    })
+}
+
+/// A small environment of the repository's roles (mail; accounts on two hosts; the others the
+/// catalogue's counts require), whose public zone exists before infra with someone else's record.
+const DNS_INVENTORY: &str = "environment: dnstest
+domain: webplatform.org
+internal_domain: dnstest.wpdn
+provider:
+  type: aws
+  region: us-east-1
+  ami: ami-0123456789abcdef0
+  instance_type: t3.small
+  vpc_cidr: 10.30.0.0/16
+  subnet_cidr: 10.30.1.0/24
+ssh:
+  user: admin
+  jump_host: salt
+hosts:
+  salt:      {roles: [salt], private_ip: 10.30.1.10}
+  source:    {roles: [source], private_ip: 10.30.1.11}
+  mail:      {roles: [mail], private_ip: 10.30.1.12}
+  data1:     {roles: [postgres, queue, sessions], private_ip: 10.30.1.25}
+  db1:       {roles: [db, masterdb], private_ip: 10.30.1.20}
+  app1:      {roles: [app], private_ip: 10.30.1.50}
+  accounts1: {roles: [accounts], private_ip: 10.30.1.60}
+  accounts2: {roles: [accounts], private_ip: 10.30.1.61}
+";
+
+/// Runs a boto3 snippet against moto (test set-up, not a check).
+fn boto3(moto: &Moto, code: &str) {
+    let out = Command::new(moto_python())
+        .args([
+            "-c",
+            &format!("import boto3\nr53 = boto3.client('route53')\n{code}"),
+        ])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn record_sets(state: &Value, zone: &str) -> BTreeMap<String, Value> {
+    state["zones"][zone]["records"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Route53 beyond A records: the mail role's MX, SPF, DKIM (the key's public half, as openssl
+/// derives it) and DMARC, accounts' two Elastic IPs in one A record set, a registry record for
+/// every set infra owns; someone else's record left alone; a second plan clean; the role's
+/// records and a removed host's value gone with them; destroy leaves only the zone's own SOA
+/// and NS and the other owner's record.
+#[test]
+fn records_of_every_type_are_written_owned_and_removed() {
+    let moto = Moto::start();
+    let site = site_copy();
+    let dir = site.path();
+    std::fs::write(dir.join("inventories/dnstest.yaml"), DNS_INVENTORY).unwrap();
+    boto3(
+        &moto,
+        "z = r53.create_hosted_zone(Name='webplatform.org', CallerReference='theirs')['HostedZone']['Id']\n\
+         r53.change_resource_record_sets(HostedZoneId=z, ChangeBatch={'Changes': [{'Action': 'CREATE', \
+         'ResourceRecordSet': {'Name': 'www.webplatform.org', 'Type': 'CNAME', 'TTL': 60, \
+         'ResourceRecords': [{'Value': 'cdn.example.net.'}]}}]})",
+    );
+    let spki = &dkim_key().1;
+    let env = moto.env();
+    let run = |args: &[&str]| infra_with(dir, args, &env);
+    // Without the key, apply refuses before it changes anything.
+    let refused = infra_with(
+        dir,
+        &["apply", "dnstest", "--cloud-only", "--yes"],
+        &aws_env(moto.port),
+    );
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("dkim_private_key"),
+        "{}",
+        refused.stderr
+    );
+    assert!(live(&moto.state("dnstest")).is_empty());
+    let plan = run(&["plan", "dnstest", "--cloud-only"]);
+    plan.assert_code(0);
+    let out = squeezed(&plan.stdout);
+    for line in [
+        "+ aws_route53_record.webplatform.org_MX",
+        "+ records = [\"10 mail.webplatform.org.\"]",
+        "+ owner = \"infra env=dnstest\"",
+        "+ records = [(known after apply), (known after apply)]",
+    ] {
+        assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
+    }
+    run(&["apply", "dnstest", "--cloud-only", "--yes"]).assert_code(0);
+
+    check_written(&moto.state("dnstest"), spki);
+    run(&["plan", "dnstest", "--cloud-only", "--detailed-exitcode"]).assert_code(0);
+
+    // The mail role's records go with its `dns:`; accounts2 goes, and with it its value.
+    let mail = std::fs::read_to_string(dir.join("roles/mail.yaml")).unwrap();
+    let cut = mail.find("\ndns:\n").expect("mail.yaml has dns:");
+    std::fs::write(dir.join("roles/mail.yaml"), &mail[..cut + 1]).unwrap();
+    edit(
+        dir,
+        "inventories/dnstest.yaml",
+        "  accounts2: {roles: [accounts], private_ip: 10.30.1.61}\n",
+        "",
+    );
+    let plan = run(&["plan", "dnstest", "--cloud-only"]);
+    plan.assert_code(0);
+    let out = squeezed(&plan.stdout);
+    for line in [
+        "- aws_route53_record.webplatform.org_MX",
+        "- aws_route53_record.infra._domainkey.webplatform.org_TXT",
+        "~ aws_route53_record.accounts.webplatform.org_A",
+        "- aws_route53_record.accounts2.dnstest.wpdn_A",
+    ] {
+        assert!(out.contains(line), "plan lacks {line:?}:\n{out}");
+    }
+    run(&["apply", "dnstest", "--cloud-only", "--yes"]).assert_code(0);
+    check_removed(&moto.state("dnstest"));
+
+    run(&["destroy", "dnstest", "--yes"]).assert_code(0);
+    let end = moto.state("dnstest");
+    let left: BTreeSet<String> = record_sets(&end, "webplatform.org").into_keys().collect();
+    assert_eq!(
+        left,
+        BTreeSet::from([
+            "webplatform.org NS".to_string(),
+            "webplatform.org SOA".to_string(),
+            "www.webplatform.org CNAME".to_string(),
+        ])
+    );
+    assert!(!end["zones"]
+        .as_object()
+        .unwrap()
+        .contains_key("dnstest.wpdn"));
+}
+
+/// The Elastic IP of `host`.
+fn eip_of(state: &Value, host: &str) -> String {
+    state["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["host"] == host)
+        .unwrap_or_else(|| panic!("{host} has no Elastic IP"))["public_ip"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The records of the first apply, as boto3 sees them.
+fn check_written(state: &Value, spki: &str) {
+    let sets = record_sets(state, "webplatform.org");
+    let eip = |host: &str| eip_of(state, host);
+    let set = |name: &str| -> &Value {
+        sets.get(name)
+            .unwrap_or_else(|| panic!("no record set {name}: {sets:#?}"))
+    };
+    assert_eq!(
+        set("webplatform.org MX")["values"],
+        serde_json::json!(["10 mail.webplatform.org."])
+    );
+    assert_eq!(set("webplatform.org MX")["ttl"], 300);
+    assert_eq!(
+        set("webplatform.org TXT")["values"],
+        serde_json::json!(["\"v=spf1 mx -all\""])
+    );
+    assert_eq!(
+        set("_dmarc.webplatform.org TXT")["values"],
+        serde_json::json!(["\"v=DMARC1; p=quarantine; rua=mailto:postmaster@webplatform.org\""])
+    );
+    // The DKIM value is split into quoted strings of at most 255 characters.
+    let dkim = set("infra._domainkey.webplatform.org TXT")["values"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let joined: String = dkim.split("\" \"").map(|p| p.trim_matches('"')).collect();
+    assert_eq!(joined, format!("v=DKIM1; k=rsa; p={spki}"));
+    assert!(dkim
+        .split("\" \"")
+        .all(|p| p.trim_matches('"').len() <= 255));
+    let mut both = vec![eip("accounts1"), eip("accounts2")];
+    both.sort();
+    assert_eq!(
+        set("accounts.webplatform.org A")["values"],
+        serde_json::json!(both)
+    );
+    assert_eq!(
+        set("mail.webplatform.org A")["values"],
+        serde_json::json!([eip("mail")])
+    );
+    // Each of them registered to the environment; the other owner's record untouched.
+    for owned in [
+        "webplatform.org MX",
+        "webplatform.org TXT",
+        "_dmarc.webplatform.org TXT",
+        "infra._domainkey.webplatform.org TXT",
+        "accounts.webplatform.org A",
+        "mail.webplatform.org A",
+    ] {
+        let (name, t) = owned.split_once(' ').unwrap();
+        let reg = format!("_infra-owner.{}.{name} TXT", t.to_lowercase());
+        assert_eq!(
+            set(&reg)["values"],
+            serde_json::json!(["\"infra env=dnstest\""]),
+            "{reg}"
+        );
+    }
+    assert_eq!(
+        set("www.webplatform.org CNAME")["values"],
+        serde_json::json!(["cdn.example.net."])
+    );
+    let internal = record_sets(state, "dnstest.wpdn");
+    assert_eq!(
+        internal["accounts2.dnstest.wpdn A"]["values"],
+        serde_json::json!(["10.30.1.61"])
+    );
+    assert!(!internal.keys().any(|k| k.starts_with("_infra-owner")));
+}
+
+/// The records once the mail role's `dns:` and accounts2 are gone.
+fn check_removed(after: &Value) {
+    let eip = |host: &str| eip_of(after, host);
+    let sets = record_sets(after, "webplatform.org");
+    for gone in [
+        "webplatform.org MX",
+        "webplatform.org TXT",
+        "_dmarc.webplatform.org TXT",
+        "infra._domainkey.webplatform.org TXT",
+        "_infra-owner.mx.webplatform.org TXT",
+        "_infra-owner.txt.infra._domainkey.webplatform.org TXT",
+    ] {
+        assert!(!sets.contains_key(gone), "{gone} is still there");
+    }
+    assert_eq!(
+        sets["accounts.webplatform.org A"]["values"],
+        serde_json::json!([eip("accounts1")])
+    );
 }

@@ -356,7 +356,7 @@ fn undefined_variable_in_a_template_is_reported_once_with_its_hosts() {
     );
     // One diagnostic for every host of both environments that renders the template.
     assert!(
-        err.contains("= note: environment `production`, hosts accounts1, app1, app2,"),
+        err.contains("= note: environment `production`, hosts accounts1, accounts2, app1, app2,"),
         "{err}"
     );
     assert!(
@@ -413,7 +413,7 @@ fn two_files_for_one_destination() {
         "{err}"
     );
     assert!(
-        err.contains("= note: environment `production`, hosts accounts1, app1, app2,"),
+        err.contains("= note: environment `production`, hosts accounts1, accounts2, app1, app2,"),
         "{err}"
     );
 }
@@ -502,7 +502,7 @@ fn roles_list_matches_salt_layout() {
     let run = infra(&repo(), &["roles", "list", "production"]);
     run.assert_code(0);
     let expected = "\
-accounts1:\n    - accounts\napp1:\n    - app\napp2:\n    - app\nblog1:\n    - blog\nbots1:\n    - bots\n\
+accounts1:\n    - accounts\naccounts2:\n    - accounts\napp1:\n    - app\napp2:\n    - app\nblog1:\n    - blog\nbots1:\n    - bots\n\
 db1:\n    - db\n    - masterdb\ndb2:\n    - db\nelastic1:\n    - elastic\njobrunner1:\n    - jobrunner\n\
 mail:\n    - mail\nmemcache1:\n    - memcache\nnotes1:\n    - notes\npg1:\n    - postgres\n\
 project1:\n    - project\nqueue1:\n    - queue\nsalt:\n    - salt\nsessions1:\n    - sessions\nsource:\n    - source\n";
@@ -513,7 +513,7 @@ project1:\n    - project\nqueue1:\n    - queue\nsalt:\n    - salt\nsessions1:\n 
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "{\"accounts1\":[\"accounts\"],\"app1\":[\"app\"],\"app2\":[\"app\"],\"blog1\":[\"blog\"],\"bots1\":[\"bots\"],\
+        "{\"accounts1\":[\"accounts\"],\"accounts2\":[\"accounts\"],\"app1\":[\"app\"],\"app2\":[\"app\"],\"blog1\":[\"blog\"],\"bots1\":[\"bots\"],\
 \"db1\":[\"db\",\"masterdb\"],\"db2\":[\"db\"],\"elastic1\":[\"elastic\"],\"jobrunner1\":[\"jobrunner\"],\"mail\":[\"mail\"],\
 \"memcache1\":[\"memcache\"],\"notes1\":[\"notes\"],\"pg1\":[\"postgres\"],\"project1\":[\"project\"],\"queue1\":[\"queue\"],\
 \"salt\":[\"salt\"],\"sessions1\":[\"sessions\"],\"source\":[\"source\"]}\n"
@@ -522,8 +522,9 @@ project1:\n    - project\nqueue1:\n    - queue\nsalt:\n    - salt\nsessions1:\n 
     let run = infra(&repo(), &["roles", "list", "production", "--by-role"]);
     run.assert_code(0);
     assert!(
-        run.stdout
-            .starts_with("accounts:\n    - accounts1\napp:\n    - app1\n    - app2\nblog:\n"),
+        run.stdout.starts_with(
+            "accounts:\n    - accounts1\n    - accounts2\napp:\n    - app1\n    - app2\nblog:\n"
+        ),
         "{}",
         run.stdout
     );

@@ -1,5 +1,6 @@
-//! Every config rendered for the production inventory passes the real program's own check
-//! (nginx -t, postgres, postfix check, gdnsd checkconf, supervisor's parser, ...), run by
+//! Every config rendered for the production inventory of the repo's site and of every
+//! `examples/*` site passes the real program's own check (nginx -t, postgres, postfix check,
+//! gdnsd checkconf, supervisor's parser, Python's compiler, gunicorn's validators, ...), run by
 //! tests/config-checks/check.sh. Needs root and the packages .ci/run installs; without them the
 //! checker fails with a message naming what is missing.
 
@@ -96,31 +97,143 @@ fn check(dir: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-#[test]
-fn production_configs_pass_the_real_programs_checks() {
+/// Every site whose production configs are checked, with the checks that must pass on them (a
+/// prefix of check.sh's check name). Every `examples/*` site must be here: a new example, or a
+/// config kind whose checker check.sh lacks, fails with a message saying so.
+const SITES: &[(&str, &[&str])] = &[
+    (
+        ".",
+        &[
+            "nginx -t",
+            "postgres",
+            "postfix",
+            "gdnsd checkconf",
+            "supervisor",
+            "mariadbd",
+            "redis-server",
+            "opendkim",
+            "sshd -t",
+        ],
+    ),
+    (
+        "examples/cts",
+        &[
+            "nginx -t",
+            "postgres config",
+            "postgres pg_hba",
+            "supervisor parse",
+            "rabbitmq cuttlefish",
+            "gunicorn config",
+        ],
+    ),
+    (
+        "examples/gwm",
+        &[
+            "nginx -t",
+            "postgres config",
+            "postgres pg_hba",
+            "supervisor parse",
+            "rabbitmq cuttlefish",
+            "gunicorn config",
+            "keystone",
+            "slapd -Tt",
+        ],
+    ),
+    (
+        "examples/synnefo",
+        &[
+            "nginx -t",
+            "postgres config",
+            "postgres pg_hba",
+            "rabbitmq cuttlefish",
+            "supervisor parse",
+            "sshd -t",
+            "python3 -m py_compile",
+            "gunicorn config",
+        ],
+    ),
+];
+
+/// Renders `site`'s production inventory, runs check.sh on it and asserts: no check failed,
+/// none was skipped (a skip means the checker's program is missing here), and each of the
+/// site's required checks passed at least once.
+fn check_site(site: &str) {
+    let required = SITES
+        .iter()
+        .find(|(s, _)| *s == site)
+        .unwrap_or_else(|| panic!("{site} is not in SITES of tests/config_checks.rs"))
+        .1;
+    let dir = repo().join(site);
     let out = tempfile::tempdir().unwrap();
-    render_all(&repo(), "production", out.path());
+    render_all(&dir, "production", out.path());
     let (ok, text) = check(out.path());
-    println!("{text}");
-    assert!(ok, "config checks failed:\n{text}");
-    // Each kind of check really ran on what we rendered.
-    for checker in [
-        "nginx -t",
-        "postgres",
-        "postfix",
-        "gdnsd checkconf",
-        "supervisor",
-        "mariadbd",
-        "redis-server",
-        "opendkim",
-        "sshd -t",
-    ] {
+    println!("{site}:\n{text}");
+    assert!(ok, "config checks of {site} (production) failed:\n{text}");
+    let skipped: Vec<&str> = text.lines().filter(|l| l.starts_with("skip")).collect();
+    assert!(
+        skipped.is_empty(),
+        "{site}: a checker was skipped, its program is missing on this machine (install what \
+         .ci/run installs):\n{}\n\n{text}",
+        skipped.join("\n")
+    );
+    for checker in required {
         assert!(
             text.lines()
                 .any(|l| l.starts_with("ok") && l.contains(checker)),
-            "no passing `{checker}` check in:\n{text}"
+            "{site}: no passing `{checker}` check. check.sh has no checker of that name, or \
+             dispatched it on no rendered file (tests/config-checks/check.sh, main()). \
+             Output:\n{text}"
         );
     }
+}
+
+#[test]
+fn production_configs_pass_the_real_programs_checks() {
+    check_site(".");
+}
+
+#[test]
+fn cts_production_configs_pass_the_real_programs_checks() {
+    check_site("examples/cts");
+}
+
+#[test]
+fn gwm_production_configs_pass_the_real_programs_checks() {
+    check_site("examples/gwm");
+}
+
+#[test]
+fn synnefo_production_configs_pass_the_real_programs_checks() {
+    check_site("examples/synnefo");
+}
+
+/// Every example site (a folder of examples/ with `roles/` or `inventories/`; examples/ci holds
+/// CI definitions, not a site) is in SITES, so a test above renders and checks it, and has a
+/// production inventory.
+#[test]
+fn every_example_site_is_checked() {
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.join("roles").is_dir() && !path.join("inventories").is_dir() {
+            continue;
+        }
+        let name = format!("examples/{}", path.file_name().unwrap().to_string_lossy());
+        assert!(
+            path.join("inventories/production.yaml").is_file(),
+            "{name} has no inventories/production.yaml: every example site has one, and it is \
+             what the config checks render"
+        );
+        if !SITES.iter().any(|(s, _)| *s == name) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in SITES of tests/config_checks.rs (add each, with the checks its production \
+         configs must pass, and a test calling check_site): {}",
+        missing.join(", ")
+    );
 }
 
 #[test]

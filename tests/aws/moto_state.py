@@ -9,7 +9,9 @@ AWS_ENDPOINT_URL, which boto3 honours)
 Prints one JSON object (sorted keys, indent 1) with everything tagged infra:env=ENV: instances
 (terminated ones included), security_groups (by name, rules as "22/tcp from 0.0.0.0/0" or
 "3306/tcp from <group name>"), volumes, addresses (with their PTR record), vpcs and subnets;
-plus every Route 53 hosted zone in the account with its tags and A records. Any API error
+plus every Route 53 hosted zone in the account with its tags, its A records (`a_records`: name ->
+value, or sorted values) and every record set (`records`: "NAME TYPE" -> ttl, sorted values, alias
+target). Any API error
 exits non-zero with the error on stderr and nothing on stdout.
 
 moto_state.py --bucket NAME prints the S3 bucket instead: {"exists": false}, or its tags,
@@ -56,18 +58,26 @@ def zone(route53, z):
     zone_id = z["Id"].split("/")[-1]
     tag_set = route53.list_tags_for_resource(ResourceType="hostedzone", ResourceId=zone_id)
     a_records = {}
+    record_sets = {}
     for rrset in paginate(route53, "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone_id):
+        values = [r["Value"] for r in rrset.get("ResourceRecords", [])]
+        name = rrset["Name"].rstrip(".")
+        record_sets[f"{name} {rrset['Type']}"] = {
+            "ttl": rrset.get("TTL"),
+            "values": sorted(values),
+            "alias": rrset["AliasTarget"]["DNSName"].rstrip(".") if "AliasTarget" in rrset else None,
+        }
         if rrset["Type"] != "A":
             continue
-        values = [r["Value"] for r in rrset.get("ResourceRecords", [])]
         if "AliasTarget" in rrset:
             values.append(rrset["AliasTarget"]["DNSName"])
-        a_records.setdefault(rrset["Name"].rstrip("."), []).extend(values)
+        a_records.setdefault(name, []).extend(values)
     return {
         "private": z["Config"]["PrivateZone"],
         "id": zone_id,
         "tags": tags(tag_set["ResourceTagSet"]),
         "a_records": {name: v[0] if len(v) == 1 else sorted(v) for name, v in a_records.items()},
+        "records": record_sets,
     }
 
 

@@ -15,14 +15,16 @@
 # (unshare -m) in which the host's fake root is laid over this machine's root with overlayfs:
 #   /etc            = host's etc/ on top of this machine's /etc (a stock Debian 12 with the
 #                     packages installed), writable, changes thrown away
+#   /var            = the same, writable (host's var/ if any, over this machine's /var)
 #   /srv, /opt, ... = same, read-only, for any other top-level folder the host has
 #   /run, /var/log  = private empty copies of the folder skeletons (pid files and logs written
 #                     by the checkers never reach the machine)
 # So the rendered files are read at their real absolute paths: includes, include_dir, hba_file,
 # key tables, ... resolve exactly as on the target host, with no text rewriting.
 # The namespace also has its own, empty network stack (unshare -n): only a loopback interface,
-# on which every private IPv4 address (10/8, 172.16/12, 192.168/16, 100.64/10) written anywhere
-# in the host's tree is added. Servers can therefore bind the host's listen addresses exactly as
+# on which every private IPv4 address (10/8, 172.16/12, 192.168/16, 100.64/10) and every
+# documentation address (192.0.2/24, 198.51.100/24, 203.0.113/24: example inventories use them)
+# written anywhere in the host's tree is added. Servers can therefore bind the host's listen addresses exactly as
 # configured (nginx -t binds its listen sockets, postfix refuses non-local inet_interfaces), and
 # no packet can leave the namespace: nothing is ever sent to those addresses on a real network.
 # Only what a check must change to run here (data directories, queues, sockets to talk to the
@@ -84,11 +86,18 @@ in_ns() {
   fi || { echo "cannot mount overlay on /etc"; exit 1; }
   for d in "$hostroot"/*/; do
     name=$(basename "$d")
-    case $name in etc | proc | sys | dev | run | tmp | boot | lost+found) continue ;; esac
+    case $name in etc | var | proc | sys | dev | run | tmp | boot | lost+found) continue ;; esac
     [ -d "/$name" ] || continue
     mount -t overlay overlay -o "lowerdir=$hostroot/$name:/$name" "/$name" ||
       { echo "cannot mount overlay on /$name"; exit 1; }
   done
+  # /var is writable like /etc (the host's var/ over this machine's, changes thrown away): a
+  # check may have to make a directory that a role's `dirs:` makes on the host (see mkdir_note).
+  mkdir -p "$cw/ovl/var-upper" "$cw/ovl/var-work"
+  local lower=/var
+  [ -d "$hostroot/var" ] && lower="$hostroot/var:/var"
+  mount -t overlay overlay -o "lowerdir=$lower,upperdir=$cw/ovl/var-upper,workdir=$cw/ovl/var-work" /var ||
+    { echo "cannot mount overlay on /var"; exit 1; }
   mount --bind "$cw/run" /run || exit 1
   mount --bind "$cw/varlog" /var/log || exit 1
   # Private network stack: loopback up, plus the host's private IPv4 addresses.
@@ -98,12 +107,13 @@ in_ns() {
   "$@"
 }
 
-# Private-range IPv4 literals found in the host's files (other hosts' addresses included: they
+# Private-range and documentation-range IPv4 literals found in the host's files (other hosts' addresses included: they
 # are harmless here, nothing connects to them).
 host_addresses() {
   grep -rahoE '[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}' "$1" 2>/dev/null |
     awk -F. '$1<=255 && $2<=255 && $3<=255 && $4<=255 &&
-      ($1==10 || ($1==172 && $2>=16 && $2<=31) || ($1==192 && $2==168) || ($1==100 && $2>=64 && $2<=127))' |
+      ($1==10 || ($1==172 && $2>=16 && $2<=31) || ($1==192 && $2==168) || ($1==100 && $2>=64 && $2<=127) ||
+       ($1==192 && $2==0 && $3==2) || ($1==198 && $2==51 && $3==100) || ($1==203 && $2==0 && $3==113))' |
     sort -u -t. -k1,1n -k2,2n -k3,3n -k4,4n | tr '\n' ' '
 }
 
@@ -167,6 +177,17 @@ place_tls() {
   echo "note: $path is not in the rendered tree: a throwaway $kind was put there"
 }
 
+# mkdir_note DIR WHAT: inside the namespace, make DIR (under the writable /var or /etc overlay)
+# when it is missing: a directory that a role's `dirs:` makes on the host, which the rendered
+# tree (files only) cannot show. Prints a note. Refused outside /var and /etc.
+mkdir_note() {
+  local dir=$1 what=$2
+  [ -d "$dir" ] && return 0
+  case $dir in /var/* | /etc/*) ;; *) return 1 ;; esac
+  mkdir -p "$dir" || return 1
+  echo "note: $dir ($what) is not in the rendered tree (a role's dirs: makes it): made here"
+}
+
 # stop_pid PID [SIGNAL]: signal a server we started, wait up to 10 s, then SIGKILL it.
 stop_pid() {
   local pid=$1 sig=${2:-TERM}
@@ -198,6 +219,11 @@ ns_nginx() {
   fi
   ns_note
   mkdir -p /var/log/nginx
+  grep -rhoE '^[[:space:]]*(access_log|error_log)[[:space:]]+[^;[:space:]]+' /etc/nginx 2>/dev/null |
+    awk '{print $2}' | sort -u | while read -r p; do
+    case $p in off | syslog:* | stderr | memory:* | *'$'*) continue ;; esac
+    mkdir_note "$(dirname "$p")" "directory of a log file" || true
+  done
   grep -rhoE '^[[:space:]]*(ssl_certificate|ssl_certificate_key|ssl_trusted_certificate|ssl_client_certificate|ssl_dhparam)[[:space:]]+[^;]+' \
     /etc/nginx 2>/dev/null | sort -u | while read -r d p; do
     p=${p//\"/}; p=${p//\'/}
@@ -890,6 +916,54 @@ for k in ("cluster.name", "node.name"):
 }
 
 # ---------------------------------------------------------------------------------------------
+# Python settings (Synnefo's /etc/synnefo/*.conf, read in name order by synnefo.settings with
+# exec): `python3 -m py_compile` on each, i.e. Python's own parser and compiler (syntax only: the
+# files import Synnefo's modules, which are not installed here). The byte code goes to a private
+# cache directory, never beside the rendered files.
+# ---------------------------------------------------------------------------------------------
+check_python_settings() {
+  local host=$1 root=$2 cw=$3 files f rc=0
+  files=$(cd "$root" && find etc/synnefo -maxdepth 1 -type f -name '*.conf' 2>/dev/null | sort | tr '\n' ' ')
+  mkdir -p "$cw"
+  : > "$cw.out"
+  for f in $files; do
+    PYTHONPYCACHEPREFIX="$cw/pycache" "$PYTHON" -m py_compile "$root/$f" >> "$cw.out" 2>&1 || rc=1
+  done
+  sed -i "s#$root/##g" "$cw.out"
+  if [ $rc -eq 0 ]; then
+    result ok "$host" "python3 -m py_compile" "${files% }" "$cw.out"
+  else
+    result FAIL "$host" "python3 -m py_compile" "${files% }" "$cw.out"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# gunicorn: every rendered gunicorn.conf.py is executed as `gunicorn --config` does and each
+# setting goes through gunicorn's own validators (Config.set); names gunicorn does not know
+# fail (it ignores them). Run in the namespace, so paths resolve as on the host. See
+# lib/gunicorn_check.py for what is relaxed (chdir, user, group that the target host makes).
+# ---------------------------------------------------------------------------------------------
+ns_gunicorn() {
+  "$PYTHON" "$LIB/gunicorn_check.py" "$@" 2>&1
+}
+
+check_gunicorn() {
+  local host=$1 root=$2 cw=$3 files
+  files=$(cd "$root" && find etc -type f -name 'gunicorn.conf.py' 2>/dev/null | sort | tr '\n' ' ')
+  if ! "$PYTHON" -c 'import gunicorn.config' > /dev/null 2>&1; then
+    echo "gunicorn is not installed here (Debian's gunicorn, which .ci/run installs)" > "$cw.out"
+    result skip "$host" "gunicorn config" "${files% }" "$cw.out"
+    return
+  fi
+  # shellcheck disable=SC2086 # paths made by find under etc/: no spaces
+  if ns_run "$root" "$cw" ns_gunicorn $(printf '/%s ' $files) > "$cw.out" 2>&1; then
+    result ok "$host" "gunicorn config" "${files% }" "$cw.out"
+  else
+    result FAIL "$host" "gunicorn config" "${files% }" "$cw.out"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 main() {
@@ -934,6 +1008,9 @@ main() {
     [ -f "$root/etc/keystone/keystone.conf" ] && check_keystone "$host" "$root" "$cw-keystone"
     [ -f "$root/etc/ldap/slapd.conf" ] && check_slapd "$host" "$root" "$cw-slapd"
     check_js_json "$host" "$root" "$cw-js"
+    compgen -G "$root/etc/synnefo/*.conf" > /dev/null && check_python_settings "$host" "$root" "$cw-python"
+    [ -n "$(find "$root/etc" -type f -name gunicorn.conf.py 2>/dev/null | head -n1)" ] &&
+      check_gunicorn "$host" "$root" "$cw-gunicorn"
   done
 
   if [ $((passed + failed)) -eq 0 ]; then

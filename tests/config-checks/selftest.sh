@@ -39,6 +39,8 @@ declare -A expect=(
   [rabbitmq-key]="rabbitmq cuttlefish"
   [keystone-option]="keystone (oslo-config-validator + loader)"
   [slapd-directive]="slapd -Tt"
+  [python-syntax]="python3 -m py_compile"
+  [gunicorn-setting]="gunicorn config"
 )
 for d in "$fx"/bad/*/; do
   name=$(basename "$d")

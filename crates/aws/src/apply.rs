@@ -1,7 +1,7 @@
 //! Apply: executes a cloud plan's operations in order, resolving what earlier operations created,
 //! waiting where AWS is eventually consistent, and reporting each step as a JSON line.
 
-use crate::discover::{a_records, zone_id};
+use crate::discover::zone_id;
 use crate::{emit, sdk, AwsError, Clients};
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types::{
@@ -10,12 +10,11 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_route53::client::Waiters as _;
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, HostedZoneConfig, ResourceRecord, ResourceRecordSet, RrType,
-    TagResourceType, Vpc, VpcRegion,
+    Change, ChangeBatch, HostedZoneConfig, TagResourceType, Vpc, VpcRegion,
 };
 use infra_protocol::{
-    describe, ApplyRequest, CloudOp, Port, Proto, ProviderEvent, RecordAction, RecordChange,
-    RecordValue, Ref, Scope, Source, SourceFact, RECORD_TTL, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE,
+    describe, AliasTarget, ApplyRequest, CloudOp, Port, Proto, ProviderEvent, RecordChange,
+    RecordValue, Ref, Scope, Source, SourceFact, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -145,9 +144,20 @@ impl State<'_> {
         }
     }
 
+    /// An alias target's DNS name and hosted zone: known, or a load balancer this apply made.
+    fn alias(&self, a: &AliasTarget) -> Result<(String, String), AwsError> {
+        match crate::records::alias_name(a) {
+            Some(known) => Ok(known),
+            None => Err(AwsError::new(
+                "resolve an alias record",
+                format!("{a:?}: no load balancer was created earlier in this apply"),
+            )),
+        }
+    }
+
     fn value(&self, v: &RecordValue) -> Result<String, AwsError> {
         let (map, host, what) = match v {
-            RecordValue::Ip(ip) => return Ok(ip.clone()),
+            RecordValue::Ip(ip) | RecordValue::Text(ip) => return Ok(ip.clone()),
             RecordValue::PublicIpOf(h) => (&self.public_ips, h, "Elastic IP"),
             RecordValue::PrivateIpOf(h) => (&self.private_ips, h, "private IP"),
         };
@@ -845,48 +855,28 @@ impl State<'_> {
         changes: &[RecordChange],
     ) -> Created {
         let zone = self.resolve(zone)?;
-        let existing = a_records(self.c, &zone).await?;
-        let mut batch = Vec::new();
-        for ch in changes {
-            match ch.action {
-                RecordAction::Upsert => {
-                    batch.push(record_change(
-                        ChangeAction::Upsert,
-                        &ch.name,
-                        &[self.value(&ch.value)?],
-                        RECORD_TTL,
-                    )?);
-                }
-                RecordAction::Delete => {
-                    // A delete must name the record exactly as it is now.
-                    let now: Vec<_> = existing.iter().filter(|(n, _, _)| n == &ch.name).collect();
-                    if let Some((_, _, ttl)) = now.first() {
-                        let values: Vec<String> = now.iter().map(|(_, v, _)| v.clone()).collect();
-                        batch.push(record_change(
-                            ChangeAction::Delete,
-                            &ch.name,
-                            &values,
-                            *ttl,
-                        )?);
-                    }
-                }
-            }
-        }
+        // A delete must name the set exactly as it is now.
+        let current = crate::records::record_sets(self.c, &zone).await?;
+        let resolve = |ch: &RecordChange| -> Result<crate::records::Resolved, AwsError> {
+            let values = ch
+                .values
+                .iter()
+                .map(|v| self.value(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            let alias = match &ch.alias {
+                None => None,
+                Some(a) => Some(self.alias(a)?),
+            };
+            Ok((values, alias))
+        };
+        let batch = crate::records::batch(&current, changes, &resolve)?;
         self.change_batch(index, &zone, zone_name, batch).await?;
         Ok(None)
     }
 
     async fn delete_zone(&self, index: usize, id: &str) -> Created {
-        let existing = a_records(self.c, id).await?;
-        let mut by_name: BTreeMap<&str, (Vec<String>, i64)> = BTreeMap::new();
-        for (n, v, ttl) in &existing {
-            let e = by_name.entry(n).or_insert((Vec::new(), *ttl));
-            e.0.push(v.clone());
-        }
-        let batch = by_name
-            .iter()
-            .map(|(n, (values, ttl))| record_change(ChangeAction::Delete, n, values, *ttl))
-            .collect::<Result<Vec<_>, _>>()?;
+        let current = crate::records::record_sets(self.c, id).await?;
+        let batch = crate::records::delete_all(&current)?;
         self.change_batch(index, id, id, batch).await?;
         self.c
             .r53
@@ -1016,26 +1006,4 @@ impl State<'_> {
         }
         Ok(())
     }
-}
-
-fn record_change(
-    action: ChangeAction,
-    name: &str,
-    values: &[String],
-    ttl: i64,
-) -> Result<Change, AwsError> {
-    let bad =
-        |e: aws_sdk_route53::error::BuildError| AwsError::new("build a record", e.to_string());
-    let mut set = ResourceRecordSet::builder()
-        .name(name)
-        .r#type(RrType::A)
-        .ttl(ttl);
-    for v in values {
-        set = set.resource_records(ResourceRecord::builder().value(v).build().map_err(bad)?);
-    }
-    Change::builder()
-        .action(action)
-        .resource_record_set(set.build().map_err(bad)?)
-        .build()
-        .map_err(bad)
 }

@@ -3,11 +3,10 @@
 
 use crate::{sdk, AwsError, Clients};
 use aws_sdk_ec2::types::{Filter, Tag};
-use aws_sdk_route53::types::{RrType, TagResourceType};
+use aws_sdk_route53::types::TagResourceType;
 use infra_protocol::{
-    AddressFact, CloudFacts, GroupFact, InstanceFact, Port, Proto, RecordFact, RuleFact, Scope,
-    SourceFact, SubnetFact, VolumeFact, VpcFact, ZoneFact, RECORD_TTL, TAG_ENV, TAG_HOST, TAG_KEEP,
-    TAG_ROLE, TAG_ROLES,
+    AddressFact, CloudFacts, GroupFact, InstanceFact, Port, Proto, RuleFact, Scope, SourceFact,
+    SubnetFact, VolumeFact, VpcFact, ZoneFact, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE, TAG_ROLES,
 };
 
 pub fn env_filter(scope: &Scope) -> Filter {
@@ -358,11 +357,7 @@ async fn zones(c: &Clients, scope: &Scope) -> Result<Vec<ZoneFact>, AwsError> {
         if private && !owned {
             continue;
         }
-        let records = a_records(c, &id)
-            .await?
-            .into_iter()
-            .map(|(name, value, _)| RecordFact { name, value })
-            .collect();
+        let records = crate::records::facts(c, &id, &name).await?;
         zones.push(ZoneFact {
             id,
             name,
@@ -374,42 +369,4 @@ async fn zones(c: &Clients, scope: &Scope) -> Result<Vec<ZoneFact>, AwsError> {
     // Ours first, so that the planner picks the owned zone when there are two.
     zones.sort_by(|a, b| (b.owned, &a.name).cmp(&(a.owned, &b.name)));
     Ok(zones)
-}
-
-/// Every single-value A record of a zone: (name, value, ttl).
-pub async fn a_records(c: &Clients, id: &str) -> Result<Vec<(String, String, i64)>, AwsError> {
-    let mut out = Vec::new();
-    let mut start: Option<(String, RrType)> = None;
-    loop {
-        let mut req = c.r53.list_resource_record_sets().hosted_zone_id(id);
-        if let Some((name, ty)) = &start {
-            req = req.start_record_name(name).start_record_type(ty.clone());
-        }
-        let page = req
-            .send()
-            .await
-            .map_err(|e| sdk(format!("list the records of zone {id}"), e))?;
-        for r in page.resource_record_sets() {
-            if r.r#type() != &RrType::A {
-                continue;
-            }
-            for v in r.resource_records() {
-                out.push((
-                    r.name().trim_end_matches('.').to_string(),
-                    v.value().to_string(),
-                    r.ttl().unwrap_or(RECORD_TTL),
-                ));
-            }
-        }
-        match (
-            page.is_truncated(),
-            page.next_record_name(),
-            page.next_record_type(),
-        ) {
-            (true, Some(n), Some(t)) => start = Some((n.to_string(), t.clone())),
-            _ => break,
-        }
-    }
-    out.sort();
-    Ok(out)
 }

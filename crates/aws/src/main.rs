@@ -15,6 +15,7 @@ mod apply;
 mod discover;
 mod hostkeys;
 mod lock;
+mod records;
 mod s3;
 
 use infra_protocol::{ApplyRequest, HostKeysRequest, LockRequest, ProviderEvent, Scope};

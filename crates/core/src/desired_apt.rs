@@ -40,16 +40,15 @@ impl DesiredAptSource {
         format!("{KEYRING_DIR}/infra-{}.{ext}", self.name)
     }
 
-    /// The deb822 `.sources` file.
+    /// The deb822 `.sources` file (no `Components:` for a flat repository).
     pub fn sources_text(&self) -> String {
         let mut t = format!(
-            "# Managed by infra (role {}): apt source {}.\nTypes: deb\nURIs: {}\nSuites: {}\nComponents: {}\n",
-            self.role,
-            self.name,
-            self.uri,
-            self.suite,
-            self.components.join(" ")
+            "# Managed by infra (role {}): apt source {}.\nTypes: deb\nURIs: {}\nSuites: {}\n",
+            self.role, self.name, self.uri, self.suite,
         );
+        if !self.components.is_empty() {
+            t.push_str(&format!("Components: {}\n", self.components.join(" ")));
+        }
         if !self.architectures.is_empty() {
             t.push_str(&format!(
                 "Architectures: {}\n",
@@ -71,8 +70,9 @@ pub fn sources_path(name: &str) -> String {
 }
 
 /// The start of the list files apt writes for `uri` and `suite` (apt's `URItoFileName` of
-/// `URI/dists/SUITE/`): the scheme and any user and password dropped, characters outside
-/// apt's set %-escaped, `/` made `_`. E.g. `deb.debian.org_debian_dists_bookworm_`.
+/// `URI/dists/SUITE/`, or of `URI/SUITE` for a flat repository, whose suite ends with `/`):
+/// the scheme and any user and password dropped, characters outside apt's set %-escaped, `/`
+/// made `_`. E.g. `deb.debian.org_debian_dists_bookworm_`, flat `apt.example.org_jessie_`.
 pub fn list_prefix(uri: &str, suite: &str) -> String {
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
     let rest = match rest.split_once('/') {
@@ -82,7 +82,11 @@ pub fn list_prefix(uri: &str, suite: &str) -> String {
         }
         None => rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_string(),
     };
-    let full = format!("{}/dists/{}/", rest.trim_end_matches('/'), suite);
+    let full = if is_flat(suite) {
+        format!("{}/{}", rest.trim_end_matches('/'), suite)
+    } else {
+        format!("{}/dists/{}/", rest.trim_end_matches('/'), suite)
+    };
     let mut out = String::new();
     for b in full.bytes() {
         if b <= 0x20 || b >= 0x7f || b"\\|{}[]<>\"^~_=!@#$%&*".contains(&b) {
@@ -167,12 +171,20 @@ pub fn uri_problem(uri: &str) -> Option<&'static str> {
     }
 }
 
-/// Why a rendered `suite` cannot be one, if it cannot.
+/// Whether `suite` names a flat repository (`deb URI jessie/`): it ends with `/`, its index
+/// is at `URI/SUITE` rather than under `dists/`, and it has no components.
+pub fn is_flat(suite: &str) -> bool {
+    suite.ends_with('/')
+}
+
+/// Why a rendered `suite` cannot be one, if it cannot. One trailing `/` is allowed: a flat
+/// repository.
 pub fn suite_problem(suite: &str) -> Option<&'static str> {
-    let ok = !suite.is_empty()
-        && !suite.starts_with(['-', '/'])
-        && !suite.ends_with('/')
-        && !suite.split('/').any(|p| p == ".." || p == ".")
+    let path = suite.strip_suffix('/').unwrap_or(suite);
+    let ok = !path.is_empty()
+        && !path.starts_with(['-', '/'])
+        && !path.ends_with('/')
+        && !path.split('/').any(|p| p == ".." || p == ".")
         && suite
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '+' | '~'));
@@ -197,6 +209,45 @@ mod tests {
             list_prefix("http://u:p@10.0.0.1:8080/my_repo", "a/b"),
             "10.0.0.1:8080_my%5frepo_dists_a_b_"
         );
+        // A flat repository: apt fetches URI/SUITE/InRelease.
+        assert_eq!(
+            list_prefix("http://apt.dev.grnet.gr", "jessie/"),
+            "apt.dev.grnet.gr_jessie_"
+        );
+    }
+
+    #[test]
+    fn a_flat_repository_has_no_components_line() {
+        let a = DesiredAptSource {
+            name: "synnefo".into(),
+            role: "synnefo-apt".into(),
+            uri: "http://apt.dev.grnet.gr".into(),
+            suite: "jessie/".into(),
+            components: vec![],
+            architectures: vec![],
+            key_origin: "keys/k.asc".into(),
+            key: vec![],
+            key_sha256: String::new(),
+            armored: true,
+        };
+        assert_eq!(
+            a.sources_text(),
+            "# Managed by infra (role synnefo-apt): apt source synnefo.\nTypes: deb\n\
+             URIs: http://apt.dev.grnet.gr\nSuites: jessie/\n\
+             Signed-By: /etc/apt/keyrings/infra-synnefo.asc\n"
+        );
+        assert_eq!(a.list_prefix(), "apt.dev.grnet.gr_jessie_");
+    }
+
+    #[test]
+    fn a_flat_suite_ends_with_one_slash() {
+        assert_eq!(suite_problem("jessie/"), None);
+        assert_eq!(suite_problem("a/b/"), None);
+        assert!(suite_problem("/").is_some());
+        assert!(suite_problem("jessie//").is_some());
+        assert!(suite_problem("../").is_some());
+        assert!(suite_problem("./").is_some());
+        assert!(is_flat("jessie/") && !is_flat("bookworm"));
     }
 
     #[test]
@@ -234,7 +285,8 @@ mod tests {
         }
         assert_eq!(suite_problem("bookworm-backports"), None);
         assert_eq!(suite_problem("a/b"), None);
-        for bad in ["", "-x", "a b", "../x", "a/", "x$(id)", "x\ny"] {
+        // "a/" is a flat repository's suite (a_flat_suite_ends_with_one_slash).
+        for bad in ["", "-x", "a b", "../x", "a//", "/", "x$(id)", "x\ny"] {
             assert!(suite_problem(bad).is_some(), "{bad:?}");
         }
     }

@@ -83,6 +83,9 @@ pub struct Role {
     /// Objects this role's hosts publish to the environment's bucket (`provider.bucket`).
     #[serde(default)]
     pub publish: Vec<Sp<PublishEntry>>,
+    /// DNS record sets this role's hosts want (Route53, aws inventories).
+    #[serde(default)]
+    pub dns: Vec<Sp<DnsEntry>>,
 }
 
 /// `apt_sources:` of a role: a deb822 `.sources` file signed by a key from the site.
@@ -128,6 +131,27 @@ pub struct PublishEntry {
     pub vars: Vars,
     #[serde(default)]
     pub content_type: Option<Sp<String>>,
+}
+
+/// One entry of a role's `dns:`: a record set's name and type, and its values (`value`,
+/// `values`, or `dkim`: the public key derived from a secret of the role holding the private
+/// key). `name`, `value` and `values` are Tera, rendered per host of the role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsEntry {
+    #[serde(rename = "type")]
+    pub record_type: Sp<infra_protocol::RecordType>,
+    pub name: Sp<String>,
+    #[serde(default)]
+    pub value: Option<Sp<String>>,
+    #[serde(default)]
+    pub values: Vec<Sp<String>>,
+    /// Seconds; default 300.
+    #[serde(default)]
+    pub ttl: Option<Sp<u32>>,
+    /// The name of a secret of the role holding a PEM RSA private key (TXT only).
+    #[serde(default)]
+    pub dkim: Option<Sp<String>>,
 }
 
 /// `release:` of a role: an application deployed from git into `PATH/releases/<commit>`,

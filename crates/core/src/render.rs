@@ -177,6 +177,26 @@ pub(crate) fn release_fields(r: &Release) -> [(&'static str, Option<&Sp<String>>
     ]
 }
 
+fn field_template_name(role_file: &Path, field: &str) -> String {
+    format!("{DEST_PREFIX}{}#{field}", role_file.display())
+}
+
+/// The Tera strings of a role's `dns:` entries, by field (`dns[0].name`, `dns[1].values[0]`).
+pub fn dns_fields(role: &crate::model::Role) -> Vec<(String, &Sp<String>)> {
+    let mut out = Vec::new();
+    for (i, e) in role.dns.iter().enumerate() {
+        let e = &e.value;
+        out.push((format!("dns[{i}].name"), &e.name));
+        if let Some(v) = &e.value {
+            out.push((format!("dns[{i}].value"), v));
+        }
+        for (j, v) in e.values.iter().enumerate() {
+            out.push((format!("dns[{i}].values[{j}]"), v));
+        }
+    }
+    out
+}
+
 /// Whether a Tera string names the `secrets` context (validation refuses it where the text
 /// is shown in the plan).
 pub(crate) fn mentions_secrets(s: &str) -> bool {
@@ -244,6 +264,15 @@ impl Renderer {
                     }
                 }
             }
+            for (field, text) in dns_fields(&role.value) {
+                if is_templated(&text.value) {
+                    let name = field_template_name(&role.file, &field);
+                    if let Err(e) = tera.add_raw_template(&name, &text.value) {
+                        let at = site.loc(&role.file, text, text.value.chars().count());
+                        diags.push(tera_diagnostic(site, &e, Some(at)));
+                    }
+                }
+            }
             let Some(release) = &role.value.release else {
                 continue;
             };
@@ -273,6 +302,60 @@ impl Renderer {
 
     pub fn has_template(&self, name: &str) -> bool {
         self.tera.contains_template(name)
+    }
+
+    /// Renders Tera fields of a role (its `dns:` strings, from [`dns_fields`]) for `host`, with
+    /// the context a file's `dest` sees (`host`, `hosts`, `by_role`, `env`, `vars`; no
+    /// `secrets`), within the same limits as a template.
+    pub fn render_role_fields(
+        &self,
+        env: &Environment,
+        shared: &SharedContext,
+        host: &ResolvedHost,
+        role_file: &Path,
+        fields: &[(String, &Sp<String>)],
+    ) -> Result<Vec<String>, Box<Diagnostic>> {
+        let site = env.site;
+        let mut ctx = Context::new();
+        ctx.insert_value("env", shared.env.clone());
+        ctx.insert_value("hosts", shared.hosts.clone());
+        ctx.insert_value("by_role", shared.by_role.clone());
+        ctx.insert_value("host", Value::from_serializable(&host.view));
+        ctx.insert_value(
+            "vars",
+            Value::from_serializable(&env.file_vars(host, &Default::default())),
+        );
+        let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
+        let mut job = Job {
+            worker: &mut worker,
+            ctx,
+            host: &host.view.name,
+        };
+        let mut out = Vec::new();
+        for (field, text) in fields {
+            if !is_templated(&text.value) {
+                out.push(text.value.clone());
+                continue;
+            }
+            let name = field_template_name(role_file, field);
+            if !self.tera.contains_template(&name) {
+                // A syntax error: reported by Renderer::new.
+                return Err(Box::new(
+                    Diagnostic::error(format!("`{field}` does not parse")).at(site.loc(
+                        role_file,
+                        *text,
+                        text.value.chars().count(),
+                    )),
+                ));
+            }
+            let at = site.loc(role_file, *text, text.value.chars().count());
+            let what = format!("`{field}` of this role");
+            let bytes = self
+                .render_bounded(&name, &mut job)
+                .map_err(|f| f.diagnostic(site, &what, job.host, Some(at.clone()), at))?;
+            out.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(out)
     }
 }
 
@@ -565,6 +648,9 @@ impl Renderer {
             Some("holds a secret's value (the plan shows this field)")
         } else if field == "uri" {
             crate::desired_apt::uri_problem(&value)
+        } else if is_templated(&text.value) && crate::desired_apt::is_flat(&value) {
+            // Whether components are wanted is checked on the role as written (validate.rs).
+            Some("ends with `/` (a flat repository): write a flat suite as it is, not templated")
         } else {
             crate::desired_apt::suite_problem(&value)
         };

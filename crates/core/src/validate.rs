@@ -24,9 +24,87 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         diags.extend(rollout_fields(site, stem, role));
         diags.extend(apt_source_problems(site, stem, role));
         diags.extend(tls_problems(site, stem, role));
+        diags.extend(dns_problems(site, stem, role));
     }
     diags.extend(duplicate_apt_sources(site));
     diags.extend(include_cycles(site));
+    diags
+}
+
+/// The problems of a role's `dns:` entries that need no host: exactly one of `value`, `values`
+/// and `dkim`; `dkim` on a TXT record and naming a secret of the role; no secrets in the Tera
+/// strings (the plan shows them).
+fn dns_problems(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    use infra_protocol::RecordType;
+    let file = &role.file;
+    let mut diags = Vec::new();
+    for (i, entry) in role.value.dns.iter().enumerate() {
+        let e = &entry.value;
+        let given = usize::from(e.value.is_some())
+            + usize::from(!e.values.is_empty())
+            + usize::from(e.dkim.is_some());
+        let at = site.loc(file, entry, 1);
+        if given != 1 {
+            diags.push(
+                Diagnostic::error(format!(
+                    "`dns[{i}]` of role `{stem}` needs exactly one of `value`, `values` and `dkim`"
+                ))
+                .at(at.clone())
+                .hint("e.g. `value: \"10 mail.{{ env.domain }}.\"`, or `values: [..]` for several, or `dkim: <secret>` for a DKIM key's TXT record"),
+            );
+        }
+        if let Some(k) = &e.dkim {
+            if e.record_type.value != RecordType::Txt {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "`dns[{i}].dkim` of role `{stem}` is on a {} record; a DKIM key is a TXT record",
+                        e.record_type.value
+                    ))
+                    .at(site.loc(file, &e.record_type, 1))
+                    .hint("write `type: TXT`"),
+                );
+            }
+            let names: Vec<&str> = role
+                .value
+                .secrets
+                .iter()
+                .map(|s| s.value.as_str())
+                .collect();
+            if !names.contains(&k.value.as_str()) {
+                let mut d = Diagnostic::error(format!(
+                    "`dns[{i}].dkim` of role `{stem}` names `{}`, which is not a secret of the role",
+                    k.value
+                ))
+                .at(site.loc(file, k, k.value.chars().count()));
+                d = match did_you_mean(&k.value, names.iter().copied()) {
+                    Some(s) => d.hint(format!(
+                        "{s} (the role's secrets; add `{}` under `secrets:` if it is a new one)",
+                        k.value
+                    )),
+                    None => d.hint(format!(
+                        "add `{}` under the role's `secrets:` (its value: the PEM RSA private key)",
+                        k.value
+                    )),
+                };
+                diags.push(d);
+            }
+        }
+        for (field, text) in crate::render::dns_fields(&role.value) {
+            if field.starts_with(&format!("dns[{i}]."))
+                && crate::render::mentions_secrets(&text.value)
+            {
+                diags.push(
+                    Diagnostic::error(format!("`{field}` of role `{stem}` uses a secret"))
+                        .at(site.loc(file, text, text.value.chars().count()))
+                        .hint("DNS records are public and the plan shows them; a DKIM key's record comes from `dkim: <secret>`"),
+                );
+            }
+        }
+    }
     diags
 }
 
@@ -381,8 +459,43 @@ fn notify_naming_no_service(
         .collect()
 }
 
-/// A role's `apt_sources:`: each names at least one component, and its `key` is a file under
-/// templates/ holding an OpenPGP public key (armored or binary).
+/// Components against the suite: none for a flat repository (`suite: jessie/`), at least one
+/// otherwise. A templated suite is not flat (its value is only known per host).
+fn apt_components_problem(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+    a: &Sp<crate::model::AptSource>,
+) -> Option<Diagnostic> {
+    let src = &a.value;
+    let templated = src.suite.value.contains("{{") || src.suite.value.contains("{%");
+    let flat = !templated && crate::desired_apt::is_flat(&src.suite.value);
+    if flat && !src.components.is_empty() {
+        return Some(
+            Diagnostic::error(format!(
+                "apt source `{}` of role `{stem}` is a flat repository (suite `{}`) with components",
+                src.name.value, src.suite.value
+            ))
+            .at(site.loc(&role.file, &src.suite, src.suite.value.chars().count()))
+            .hint("a flat repository has none: write `components: []`, or a suite without the trailing `/`"),
+        );
+    }
+    if !flat && src.components.is_empty() {
+        return Some(
+            Diagnostic::error(format!(
+                "apt source `{}` of role `{stem}` names no component",
+                src.name.value
+            ))
+            .at(site.loc(&role.file, a, 1))
+            .hint("add `components: [main]` (the repository's documentation names them); a flat repository's suite ends with `/` (`suite: jessie/`)"),
+        );
+    }
+    None
+}
+
+/// A role's `apt_sources:`: each names at least one component, except a flat repository (a
+/// suite ending with `/`, written as it is, not templated), which names none; and its `key` is
+/// a file under templates/ holding an OpenPGP public key (armored or binary).
 fn apt_source_problems(
     site: &Site,
     stem: &str,
@@ -391,16 +504,7 @@ fn apt_source_problems(
     let mut diags = Vec::new();
     for a in &role.value.apt_sources {
         let src = &a.value;
-        if src.components.is_empty() {
-            diags.push(
-                Diagnostic::error(format!(
-                    "apt source `{}` of role `{stem}` names no component",
-                    src.name.value
-                ))
-                .at(site.loc(&role.file, a, 1))
-                .hint("add `components: [main]` (the repository's documentation names them)"),
-            );
-        }
+        diags.extend(apt_components_problem(site, stem, role, a));
         let key = &src.key;
         let at = site.loc(&role.file, key, key.value.chars().count());
         match site.templates.get(&key.value) {
@@ -1426,6 +1530,13 @@ pub fn check_rendering(env: &Environment, renderer: &Renderer, secrets: &Secrets
             if hosts.len() == 1 { "" } else { "s" },
             hosts.join(", ")
         )));
+    }
+    if env.inventory.provider.value.kind == ProviderKind::Aws {
+        if let Err(d) = crate::cloud::records::check(env, renderer) {
+            check
+                .diagnostics
+                .push(d.note(format!("environment `{}`", env.name)));
+        }
     }
     check
 }

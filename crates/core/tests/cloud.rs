@@ -35,12 +35,22 @@ fn instance(host: &str, id: &str, ami: &str, ip: &str, ty: &str) -> InstanceFact
     }
 }
 
+fn a_record(name: &str, ip: &str) -> RecordFact {
+    RecordFact {
+        name: name.into(),
+        value: ip.into(),
+        record_type: RecordType::A,
+        ttl: 300,
+        alias: None,
+    }
+}
+
 #[test]
 fn from_nothing_everything_is_created_in_dependency_order() {
     let site = site();
     let env = Environment::resolve(&site, "production", &[]).unwrap();
     let p = plan(&env, &CloudFacts::default(), Mode::Converge).unwrap();
-    assert_eq!(p.new_hosts.len(), 18);
+    assert_eq!(p.new_hosts.len(), 19);
     assert!(p.changes.iter().all(|c| c.action == CloudAction::Create));
     let ops = p.ops();
     let first = |pred: &dyn Fn(&CloudOp) -> bool| ops.iter().position(|o| pred(&o.op)).unwrap();
@@ -72,7 +82,7 @@ fn from_nothing_everything_is_created_in_dependency_order() {
     let mut unique = tokens(&p);
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), 18);
+    assert_eq!(unique.len(), 19);
 }
 
 #[test]
@@ -215,15 +225,9 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
             private: false,
             owned: false,
             records: vec![
-                RecordFact {
-                    name: "salt.webplatform.org".into(),
-                    value: "198.51.100.7".into(),
-                },
+                a_record("salt.webplatform.org", "198.51.100.7"),
                 // Not ours: it points at no address of the environment.
-                RecordFact {
-                    name: "www.webplatform.org".into(),
-                    value: "203.0.113.1".into(),
-                },
+                a_record("www.webplatform.org", "203.0.113.1"),
             ],
         }],
         bucket: None,

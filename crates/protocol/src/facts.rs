@@ -1,5 +1,6 @@
 //! What a provider found: `CloudFacts`, everything an environment owns in the cloud, by tag.
 
+use crate::op::RecordType;
 use crate::port::Port;
 use serde::{Deserialize, Serialize};
 
@@ -103,11 +104,28 @@ pub struct ZoneFact {
     pub records: Vec<RecordFact>,
 }
 
+/// One value of a record set (a set of several values is several facts), or an alias record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RecordFact {
-    /// Without the trailing dot.
+    /// Without the trailing dot, lowercase.
     pub name: String,
+    /// As Route53 stores it (a TXT value quoted); empty for an alias.
     pub value: String,
+    #[serde(rename = "type", default = "record_type_a")]
+    pub record_type: RecordType,
+    #[serde(default = "record_ttl")]
+    pub ttl: i64,
+    /// An alias record's target: its DNS name (without the trailing dot) and hosted zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<(String, String)>,
+}
+
+fn record_type_a() -> RecordType {
+    RecordType::A
+}
+
+fn record_ttl() -> i64 {
+    crate::RECORD_TTL
 }
 
 /// The environment's S3 bucket.

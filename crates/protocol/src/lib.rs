@@ -22,7 +22,10 @@ pub use facts::{
 pub use hostkeys::{host_keys_in_console, HOST_KEYS_BEGIN, HOST_KEYS_END};
 pub use lock::{lock_key, LockAction, LockHolder, LockReply, LockRequest, DEFAULT_LOCK_TABLE};
 pub use message::{ApplyRequest, HostKeysRequest, ProviderEvent, Scope};
-pub use op::{describe, CloudOp, Op, RecordAction, RecordChange, RecordValue, Ref, Source};
+pub use op::{
+    describe, AliasTarget, CloudOp, Op, RecordAction, RecordChange, RecordType, RecordValue, Ref,
+    Source,
+};
 pub use port::{Port, Proto};
 
 /// Tag keys every resource infra creates carries; discovery filters on `infra:env`.
@@ -34,8 +37,11 @@ pub const TAG_KEEP: &str = "infra:keep";
 /// Metadata of the objects infra uploads (S3 sends them as `x-amz-meta-*`).
 pub const META_ENV: &str = "infra-environment";
 pub const META_SHA256: &str = "infra-sha256";
-/// TTL of the records infra writes.
+/// TTL of the records infra writes unless a role's `dns:` entry says otherwise.
 pub const RECORD_TTL: i64 = 300;
+/// The registry records that say which environment owns a public record set:
+/// `_infra-owner.<type, lowercase>.<name>` TXT `"infra env=<environment>"` (external-dns' way).
+pub const OWNER_PREFIX: &str = "_infra-owner";
 
 /// How a value the cloud assigns during an apply (an id, an address) reads before it exists.
 pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";

@@ -34,7 +34,7 @@ pub enum Source {
     Group(Ref),
 }
 
-/// The value of an A record.
+/// One value of a record set.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordValue {
@@ -43,13 +43,92 @@ pub enum RecordValue {
     PublicIpOf(String),
     /// The private IP of a host, launched in this apply.
     PrivateIpOf(String),
+    /// A value as Route53 stores it: `10 mail.example.org.` (MX), `"v=spf1 mx -all"` (TXT,
+    /// quoted), `www.example.org.` (CNAME), `0 5 5060 sip.example.org.` (SRV).
+    Text(String),
 }
 
 impl fmt::Display for RecordValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecordValue::Ip(ip) => f.write_str(ip),
+            RecordValue::Ip(v) | RecordValue::Text(v) => f.write_str(v),
             _ => f.write_str(KNOWN_AFTER_APPLY),
+        }
+    }
+}
+
+/// The record types infra writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "SRV")]
+    Srv,
+}
+
+impl RecordType {
+    pub const ALL: [RecordType; 6] = [
+        RecordType::A,
+        RecordType::Aaaa,
+        RecordType::Cname,
+        RecordType::Mx,
+        RecordType::Txt,
+        RecordType::Srv,
+    ];
+
+    /// As DNS writes it: `A`, `AAAA`, `CNAME`, `MX`, `TXT`, `SRV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+            RecordType::Mx => "MX",
+            RecordType::Txt => "TXT",
+            RecordType::Srv => "SRV",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RecordType> {
+        RecordType::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn record_type_a() -> RecordType {
+    RecordType::A
+}
+
+fn record_ttl() -> i64 {
+    crate::RECORD_TTL
+}
+
+/// Where an alias record points: a load balancer (its DNS name and its canonical hosted zone).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AliasTarget {
+    /// Known: `dns_name` in the hosted zone `zone_id` (the load balancer's own zone).
+    Name { dns_name: String, zone_id: String },
+    /// The load balancer created earlier in this apply, by its change's address.
+    LoadBalancer(String),
+}
+
+impl fmt::Display for AliasTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AliasTarget::Name { dns_name, .. } => f.write_str(dns_name),
+            AliasTarget::LoadBalancer(_) => f.write_str(KNOWN_AFTER_APPLY),
         }
     }
 }
@@ -61,11 +140,20 @@ pub enum RecordAction {
     Delete,
 }
 
+/// One record set written or deleted: its name and type, and for a write its TTL and values
+/// (or the alias target that replaces them). A delete names the set as the plan found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordChange {
     pub action: RecordAction,
     pub name: String,
-    pub value: RecordValue,
+    #[serde(rename = "type", default = "record_type_a")]
+    pub record_type: RecordType,
+    #[serde(default = "record_ttl")]
+    pub ttl: i64,
+    #[serde(default)]
+    pub values: Vec<RecordValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<AliasTarget>,
 }
 
 /// One call (or short sequence of calls) to the cloud.

@@ -33,7 +33,7 @@ const OPS: &[&str] = &[
     r#"{"phase":31,"resource":"r22","op":"release_address","allocation_id":"eipalloc-1","association_id":"eipassoc-1"}"#,
     r#"{"phase":60,"resource":"r23","op":"create_zone","name":"example.org","vpc":null}"#,
     r#"{"phase":60,"resource":"r24","op":"create_zone","name":"prod.internal","vpc":{"new":"aws_vpc.main"}}"#,
-    r#"{"phase":30,"resource":"r25","op":"change_records","zone":{"id":"Z1"},"zone_name":"example.org","changes":[{"action":"UPSERT","name":"a.example.org","value":{"ip":"1.2.3.4"}},{"action":"UPSERT","name":"b.example.org","value":{"public_ip_of":"mail"}},{"action":"DELETE","name":"c.example.org","value":{"private_ip_of":"db1"}}]}"#,
+    r#"{"phase":30,"resource":"r25","op":"change_records","zone":{"id":"Z1"},"zone_name":"example.org","changes":[{"action":"UPSERT","name":"a.example.org","type":"A","ttl":300,"values":[{"ip":"1.2.3.4"},{"public_ip_of":"mail"}]},{"action":"UPSERT","name":"b.example.org","type":"MX","ttl":60,"values":[{"text":"10 mail.example.org."}]},{"action":"UPSERT","name":"www.example.org","type":"A","ttl":300,"values":[],"alias":{"name":{"dns_name":"lb-1.elb.amazonaws.com","zone_id":"Z35SXDOTRQ7X7K"}}},{"action":"DELETE","name":"c.example.org","type":"TXT","ttl":300,"values":[{"private_ip_of":"db1"}]}]}"#,
     r#"{"phase":75,"resource":"r26","op":"delete_zone","id":"Z1"}"#,
     r#"{"phase":80,"resource":"r27","op":"delete_subnet","id":"subnet-1"}"#,
     r#"{"phase":81,"resource":"r28","op":"delete_vpc","id":"vpc-1","internet_gateway":"igw-1"}"#,
@@ -50,7 +50,7 @@ const EVENTS: &[&str] = &[
     r#"{"event":"waiting","index":1,"text":"waiting"}"#,
     r#"{"event":"done","index":2,"id":"vpc-1"}"#,
     r#"{"event":"done","index":3,"id":null}"#,
-    r#"{"event":"facts","facts":{"vpc":{"id":"vpc-1","cidr":"10.0.0.0/16","owned":true,"internet_gateway":"igw-1"},"subnet":{"id":"subnet-1","cidr":"10.0.1.0/24","availability_zone":"us-east-1a","owned":false},"security_groups":[{"id":"sg-1","name":"prod-app","role":"app","rules":[{"port":"25/tcp","source":{"cidr":"0.0.0.0/0"}},{"port":"53/udp","source":{"group":"sg-2"}}]}],"instances":[{"id":"i-1","host":"app1","state":"running","ami":"ami-1","instance_type":"t3.small","private_ip":"10.0.1.5","public_ip":null,"security_groups":["sg-1"],"roles":"app","launch_time":"2026-01-01T00:00:00Z"}],"volumes":[{"id":"vol-1","host":"db1","role":"db","size_gb":20,"attached_to":null,"device":"/dev/xvdf","keep":true}],"addresses":[{"allocation_id":"eipalloc-1","public_ip":"127.0.0.5","host":"mail","instance":"i-1","association_id":null,"reverse_dns":"mail.example.org"}],"zones":[{"id":"Z1","name":"example.org","private":false,"owned":true,"records":[{"name":"a.example.org","value":"1.2.3.4"}]}]}}"#,
+    r#"{"event":"facts","facts":{"vpc":{"id":"vpc-1","cidr":"10.0.0.0/16","owned":true,"internet_gateway":"igw-1"},"subnet":{"id":"subnet-1","cidr":"10.0.1.0/24","availability_zone":"us-east-1a","owned":false},"security_groups":[{"id":"sg-1","name":"prod-app","role":"app","rules":[{"port":"25/tcp","source":{"cidr":"0.0.0.0/0"}},{"port":"53/udp","source":{"group":"sg-2"}}]}],"instances":[{"id":"i-1","host":"app1","state":"running","ami":"ami-1","instance_type":"t3.small","private_ip":"10.0.1.5","public_ip":null,"security_groups":["sg-1"],"roles":"app","launch_time":"2026-01-01T00:00:00Z"}],"volumes":[{"id":"vol-1","host":"db1","role":"db","size_gb":20,"attached_to":null,"device":"/dev/xvdf","keep":true}],"addresses":[{"allocation_id":"eipalloc-1","public_ip":"127.0.0.5","host":"mail","instance":"i-1","association_id":null,"reverse_dns":"mail.example.org"}],"zones":[{"id":"Z1","name":"example.org","private":false,"owned":true,"records":[{"name":"a.example.org","value":"1.2.3.4","type":"A","ttl":300},{"name":"www.example.org","value":"","type":"A","ttl":0,"alias":["lb-1.elb.amazonaws.com","Z35SXDOTRQ7X7K"]}]}]}}"#,
     r#"{"event":"facts","facts":{"vpc":null,"subnet":null,"security_groups":[],"instances":[],"volumes":[],"addresses":[],"zones":[]}}"#,
     r#"{"event":"facts","facts":{"vpc":null,"subnet":null,"security_groups":[],"instances":[],"volumes":[],"addresses":[],"zones":[],"bucket":{"name":"b-1","environment":"prod","public_access_blocked":true,"encrypted":true,"objects":[{"key":"config/a.json","environment":"prod","sha256":"ab12"}]}}}"#,
     r#"{"event":"error","index":null,"message":"boom"}"#,
@@ -134,11 +134,14 @@ fn values_built_in_code_write_the_pinned_lines() {
     let change = RecordChange {
         action: RecordAction::Upsert,
         name: "b.example.org".into(),
-        value: RecordValue::PublicIpOf("mail".into()),
+        record_type: RecordType::Mx,
+        ttl: 60,
+        values: vec![RecordValue::Text("10 mail.example.org.".into())],
+        alias: None,
     };
     assert_eq!(
         serde_json::to_string(&change).unwrap(),
-        r#"{"action":"UPSERT","name":"b.example.org","value":{"public_ip_of":"mail"}}"#
+        r#"{"action":"UPSERT","name":"b.example.org","type":"MX","ttl":60,"values":[{"text":"10 mail.example.org."}]}"#
     );
     let done = ProviderEvent::Done { index: 3, id: None };
     assert_eq!(serde_json::to_string(&done).unwrap(), EVENTS[3]);
@@ -169,7 +172,7 @@ fn descriptions_name_what_changes() {
     assert_eq!(text[6], "close 25/tcp on sg-1");
     assert_eq!(text[9], "launch app1 (t3.small) and wait until it runs");
     assert_eq!(text[24], "create the private zone prod.internal");
-    assert_eq!(text[25], "write 3 records in example.org");
+    assert_eq!(text[25], "write 4 records in example.org");
 }
 
 const SCOPE: &str = r#"{"environment":"prod","region":"us-east-1","vpc_id":null,"subnet_id":null,"domain":"example.org","internal_domain":"prod.internal"}"#;

@@ -3,14 +3,18 @@
 //! (`infra-aws`) gathers the facts and executes the operations; the types they travel in are
 //! `infra_protocol`'s.
 
+mod dkim;
 pub mod objects;
+pub mod records;
 
 use crate::diagnostic::Diagnostic;
 use crate::environment::Environment;
 use crate::model::ProviderKind;
+use crate::render::Renderer;
+use crate::secrets::Secrets;
 use infra_protocol::{
-    CloudFacts, GroupFact, InstanceFact, Port, RecordAction, RecordChange, RecordValue, RuleFact,
-    Scope, Source, SourceFact, VolumeFact, KNOWN_AFTER_APPLY, TAG_ENV, TAG_HOST, TAG_ROLES,
+    CloudFacts, GroupFact, InstanceFact, Port, RecordAction, RecordChange, RuleFact, Scope, Source,
+    SourceFact, VolumeFact, KNOWN_AFTER_APPLY, TAG_ENV, TAG_HOST, TAG_ROLES,
 };
 // `pub(crate)`: the core's other modules (plan.rs's tests) name these as `crate::cloud::...`.
 pub(crate) use infra_protocol::{CloudOp, Op, Ref};
@@ -112,6 +116,10 @@ pub struct CloudPlan {
     /// operations, never shown nor saved with the plan (it may hold secrets).
     #[serde(skip)]
     pub object_contents: BTreeMap<String, Vec<u8>>,
+    /// Secrets the cloud side needs that are not set (a DKIM key): placeholders were planned,
+    /// and apply refuses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_secrets: Vec<String>,
 }
 
 /// `add`, `change`, `destroy` counts, as Terraform prints them (a replace is one add and one
@@ -203,12 +211,33 @@ pub fn client_token(env: &str, host: &str, ami: &str, generation: usize) -> Stri
     format!("infra-{}", &crate::state::hex(&digest)[..32])
 }
 
-/// The plan of the cloud side of `env` against what the provider found.
-/// An inventory whose AWS settings cannot work with what exists is an error at its `provider`.
+/// [`plan_with`] with the site's templates and no secrets set (a DKIM record gets a
+/// placeholder, listed in `missing_secrets`).
 pub fn plan(
     env: &Environment,
     facts: &CloudFacts,
     mode: Mode,
+) -> Result<CloudPlan, Box<Diagnostic>> {
+    let (renderer, _) = Renderer::new(env.site);
+    plan_with(
+        env,
+        facts,
+        mode,
+        &renderer,
+        &Secrets::from_values(BTreeMap::new()),
+    )
+}
+
+/// The plan of the cloud side of `env` against what the provider found. The roles' `dns:`
+/// entries are rendered with `renderer`; a DKIM record's key comes from `secrets`.
+/// An inventory whose AWS settings cannot work with what exists is an error at its `provider`;
+/// a `dns:` entry that cannot be written, at the entry.
+pub fn plan_with(
+    env: &Environment,
+    facts: &CloudFacts,
+    mode: Mode,
+    renderer: &Renderer,
+    secrets: &Secrets,
 ) -> Result<CloudPlan, Box<Diagnostic>> {
     let inv = env.inventory;
     let prov = &inv.provider.value;
@@ -229,17 +258,20 @@ pub fn plan(
         kept: Vec::new(),
         new_instances: BTreeSet::new(),
     };
-    let instances = if mode == Mode::Converge {
-        desired_instances(env).map_err(err)?
+    let (instances, roles) = if mode == Mode::Converge {
+        (
+            desired_instances(env).map_err(err)?,
+            records::role_records(env, renderer, secrets)?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), records::RoleRecords::default())
     };
     let (vpc, subnet) = p.network(env, mode).map_err(err)?;
     let groups = p.security_groups(env, &vpc, mode);
     p.instances(&instances, &subnet, &groups);
     p.volumes(env, &instances, &subnet);
     p.addresses(&instances);
-    p.zones(env, &instances, &vpc, mode);
+    p.zones(env, &instances, &roles, &vpc, mode)?;
     p.network_teardown(mode);
     if mode == Mode::Destroy {
         // Converge: the objects are planned once rendered (`objects::plan`, by the caller).
@@ -256,6 +288,7 @@ pub fn plan(
         kept: p.kept,
         new_hosts,
         object_contents: BTreeMap::new(),
+        missing_secrets: roles.missing_secrets.into_iter().collect(),
     })
 }
 
@@ -1093,234 +1126,6 @@ impl Planner<'_> {
                     association_id: a.association_id.clone(),
                 }],
             );
-        }
-    }
-
-    /// The public zone (the roles' hostnames) and the private internal zone (every host).
-    fn zones(&mut self, env: &Environment, wanted: &[DesiredInstance], vpc: &Ref, mode: Mode) {
-        let inv = env.inventory;
-        for (private, zone_name) in [(false, &inv.domain), (true, &inv.internal_domain)] {
-            let zone_name = zone_name.trim_end_matches('.');
-            let records = if private {
-                self.private_records(wanted, zone_name)
-            } else {
-                self.public_records(wanted, zone_name)
-            };
-            self.zone(zone_name, private, &records, vpc, mode);
-        }
-    }
-
-    /// The internal zone's records, name -> value: every host at its private IP.
-    fn private_records(
-        &self,
-        wanted: &[DesiredInstance],
-        zone_name: &str,
-    ) -> BTreeMap<String, RecordValue> {
-        let f = self.facts;
-        let mut records = BTreeMap::new();
-        for d in wanted {
-            let value = match (&d.private_ip, f.instance(&d.host)) {
-                (Some(ip), _) => RecordValue::Ip(ip.clone()),
-                (None, Some(i)) if !self.new_instances.contains(&d.host) => i
-                    .private_ip
-                    .clone()
-                    .map(RecordValue::Ip)
-                    .unwrap_or(RecordValue::PrivateIpOf(d.host.clone())),
-                _ => RecordValue::PrivateIpOf(d.host.clone()),
-            };
-            records.insert(format!("{}.{zone_name}", d.host), value);
-        }
-        records
-    }
-
-    /// The public zone's records, name -> value: public hosts' hostnames in it, at their EIP.
-    fn public_records(
-        &self,
-        wanted: &[DesiredInstance],
-        zone_name: &str,
-    ) -> BTreeMap<String, RecordValue> {
-        let f = self.facts;
-        let mut records = BTreeMap::new();
-        for d in wanted.iter().filter(|d| d.public_ip) {
-            let value = match f.address(&d.host) {
-                Some(a) => RecordValue::Ip(a.public_ip.clone()),
-                None => RecordValue::PublicIpOf(d.host.clone()),
-            };
-            for name in &d.public_hostnames {
-                let name = name.trim_end_matches('.');
-                if name == zone_name || name.ends_with(&format!(".{zone_name}")) {
-                    records.insert(name.to_string(), value.clone());
-                }
-            }
-        }
-        records
-    }
-
-    /// One zone: created if needed, its records changed, deleted (if owned) on destroy.
-    fn zone(
-        &mut self,
-        zone_name: &str,
-        private: bool,
-        records: &BTreeMap<String, RecordValue>,
-        vpc: &Ref,
-        mode: Mode,
-    ) {
-        let f = self.facts;
-        let kind = if private { "internal" } else { "public" };
-        let have = f
-            .zones
-            .iter()
-            .find(|z| z.name == zone_name && z.private == private);
-        let zone_address = format!("aws_route53_zone.{kind}");
-        let zone_ref = match have {
-            Some(z) => Ref::Id(z.id.clone()),
-            None => Ref::New(zone_address.clone()),
-        };
-        if have.is_none() && !records.is_empty() {
-            let mut attrs = vec![added("name", q(zone_name))];
-            if private {
-                attrs.push(added("vpc_id", vpc.to_string()));
-            }
-            self.push(
-                zone_address.clone(),
-                CloudAction::Create,
-                attrs,
-                vec![CloudOp::CreateZone {
-                    name: zone_name.to_string(),
-                    vpc: private.then(|| vpc.clone()),
-                }],
-            );
-        }
-        let have_records: BTreeMap<&str, &str> = have
-            .map(|z| {
-                z.records
-                    .iter()
-                    .map(|r| (r.name.as_str(), r.value.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut changes = self.upsert_records(records, &have_records);
-        changes.extend(self.delete_records(records, &have_records, private));
-        self.record_changes(&zone_address, zone_ref, zone_name, changes);
-        if mode == Mode::Destroy {
-            if let Some(z) = have.filter(|z| z.owned) {
-                self.push(
-                    zone_address,
-                    CloudAction::Delete,
-                    vec![removed("name", q(&z.name))],
-                    vec![CloudOp::DeleteZone { id: z.id.clone() }],
-                );
-            }
-        }
-    }
-
-    /// A change and an upsert for each wanted record that is missing or points elsewhere.
-    fn upsert_records(
-        &mut self,
-        records: &BTreeMap<String, RecordValue>,
-        have_records: &BTreeMap<&str, &str>,
-    ) -> Vec<RecordChange> {
-        let mut changes = Vec::new();
-        for (name, value) in records {
-            let same = matches!(value, RecordValue::Ip(ip) if have_records.get(name.as_str()) == Some(&ip.as_str()));
-            if same {
-                continue;
-            }
-            let before = have_records.get(name.as_str()).map(|v| q(v));
-            let attrs = vec![Attr {
-                name: "A".into(),
-                before: before.clone(),
-                after: Some(match value {
-                    RecordValue::Ip(ip) => q(ip),
-                    _ => KNOWN_AFTER_APPLY.to_string(),
-                }),
-                forces_replacement: false,
-            }];
-            let action = if before.is_some() {
-                CloudAction::Update
-            } else {
-                CloudAction::Create
-            };
-            self.changes.push(CloudChange {
-                address: format!("aws_route53_record.{name}"),
-                action,
-                attrs,
-                ops: Vec::new(),
-            });
-            changes.push(RecordChange {
-                action: RecordAction::Upsert,
-                name: name.clone(),
-                value: value.clone(),
-            });
-        }
-        changes
-    }
-
-    /// A change and a delete for each found record of ours that is no longer wanted.
-    fn delete_records(
-        &mut self,
-        records: &BTreeMap<String, RecordValue>,
-        have_records: &BTreeMap<&str, &str>,
-        private: bool,
-    ) -> Vec<RecordChange> {
-        let f = self.facts;
-        let public_ips: BTreeSet<&str> = f.addresses.iter().map(|a| a.public_ip.as_str()).collect();
-        let mut changes = Vec::new();
-        // Ours to delete: every record of the internal zone; in the public zone, those
-        // that point at one of the environment's Elastic IPs.
-        for (name, value) in have_records {
-            if records.contains_key(*name) {
-                continue;
-            }
-            if !private && !public_ips.contains(value) {
-                continue;
-            }
-            self.changes.push(CloudChange {
-                address: format!("aws_route53_record.{name}"),
-                action: CloudAction::Delete,
-                attrs: vec![removed("A", q(value))],
-                ops: Vec::new(),
-            });
-            changes.push(RecordChange {
-                action: RecordAction::Delete,
-                name: name.to_string(),
-                value: RecordValue::Ip(value.to_string()),
-            });
-        }
-        changes
-    }
-
-    /// The record changes of one zone as one `ChangeRecords` batch, hung on the zone.
-    fn record_changes(
-        &mut self,
-        zone_address: &str,
-        zone_ref: Ref,
-        zone_name: &str,
-        changes: Vec<RecordChange>,
-    ) {
-        if changes.is_empty() {
-            return;
-        }
-        let phase = record_phase(&changes, &zone_ref);
-        let op = Op {
-            phase,
-            resource: zone_address.to_string(),
-            op: CloudOp::ChangeRecords {
-                zone: zone_ref,
-                zone_name: zone_name.to_string(),
-                changes,
-            },
-        };
-        // The ops hang on the zone's change, or else on the last record change.
-        if let Some(c) = self.changes.iter_mut().find(|c| c.address == zone_address) {
-            c.ops.push(op);
-        } else if let Some(c) = self
-            .changes
-            .iter_mut()
-            .rev()
-            .find(|c| c.address.starts_with("aws_route53_record."))
-        {
-            c.ops.push(op);
         }
     }
 

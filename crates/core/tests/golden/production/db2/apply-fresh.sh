@@ -117,6 +117,7 @@ ff02::2	ip6-allrouters
 
 # production hosts (production.wpdn)
 10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.64	accounts2.production.wpdn accounts2
 10.10.1.50	app1.production.wpdn app1
 10.10.1.51	app2.production.wpdn app2
 10.10.1.61	blog1.production.wpdn blog1

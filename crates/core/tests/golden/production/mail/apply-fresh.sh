@@ -104,6 +104,7 @@ ff02::2	ip6-allrouters
 
 # production hosts (production.wpdn)
 10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.64	accounts2.production.wpdn accounts2
 10.10.1.50	app1.production.wpdn app1
 10.10.1.51	app2.production.wpdn app2
 10.10.1.61	blog1.production.wpdn blog1
@@ -192,7 +193,7 @@ relayhost =
 inet_interfaces = all
 inet_protocols = ipv4
 
-mynetworks = 127.0.0.0/8 10.10.1.60/32 10.10.1.50/32 10.10.1.51/32 10.10.1.61/32 10.10.1.70/32 10.10.1.20/32 10.10.1.21/32 10.10.1.40/32 10.10.1.71/32 10.10.1.12/32 10.10.1.31/32 10.10.1.62/32 10.10.1.25/32 10.10.1.63/32 10.10.1.35/32 10.10.1.10/32 10.10.1.30/32 10.10.1.11/32
+mynetworks = 127.0.0.0/8 10.10.1.60/32 10.10.1.64/32 10.10.1.50/32 10.10.1.51/32 10.10.1.61/32 10.10.1.70/32 10.10.1.20/32 10.10.1.21/32 10.10.1.40/32 10.10.1.71/32 10.10.1.12/32 10.10.1.31/32 10.10.1.62/32 10.10.1.25/32 10.10.1.63/32 10.10.1.35/32 10.10.1.10/32 10.10.1.30/32 10.10.1.11/32
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_helo_required = yes
@@ -234,7 +235,8 @@ printf %s '# Managed by infra (role mail) for mail.production.wpdn: OpenDKIM 2.1
 # production (InternalHosts), verifies the rest.
 # The key and signing tables and the host lists are inline data sets (comma-separated,
 # key=value), computed from the inventory, so there are no separate table files to keep in step.
-# DNS: infra._domainkey.webplatform.org TXT "v=DKIM1; k=rsa; p=<public key>"
+# DNS: infra._domainkey.webplatform.org TXT "v=DKIM1; k=rsa; p=<public key>",
+# written by infra from the same key (roles/mail.yaml `dns:`).
 Syslog			yes
 SyslogSuccess		yes
 Canonicalization	relaxed/simple
@@ -248,8 +250,8 @@ TrustAnchorFile		/usr/share/dns/root.key
 
 KeyTable		csl:infra._domainkey.webplatform.org=webplatform.org:infra:/etc/dkimkeys/webplatform.org.private
 SigningTable		csl:webplatform.org=infra._domainkey.webplatform.org
-InternalHosts		csl:127.0.0.1,10.10.1.60,10.10.1.50,10.10.1.51,10.10.1.61,10.10.1.70,10.10.1.20,10.10.1.21,10.10.1.40,10.10.1.71,10.10.1.12,10.10.1.31,10.10.1.62,10.10.1.25,10.10.1.63,10.10.1.35,10.10.1.10,10.10.1.30,10.10.1.11
-ExternalIgnoreList	csl:127.0.0.1,10.10.1.60,10.10.1.50,10.10.1.51,10.10.1.61,10.10.1.70,10.10.1.20,10.10.1.21,10.10.1.40,10.10.1.71,10.10.1.12,10.10.1.31,10.10.1.62,10.10.1.25,10.10.1.63,10.10.1.35,10.10.1.10,10.10.1.30,10.10.1.11
+InternalHosts		csl:127.0.0.1,10.10.1.60,10.10.1.64,10.10.1.50,10.10.1.51,10.10.1.61,10.10.1.70,10.10.1.20,10.10.1.21,10.10.1.40,10.10.1.71,10.10.1.12,10.10.1.31,10.10.1.62,10.10.1.25,10.10.1.63,10.10.1.35,10.10.1.10,10.10.1.30,10.10.1.11
+ExternalIgnoreList	csl:127.0.0.1,10.10.1.60,10.10.1.64,10.10.1.50,10.10.1.51,10.10.1.61,10.10.1.70,10.10.1.20,10.10.1.21,10.10.1.40,10.10.1.71,10.10.1.12,10.10.1.31,10.10.1.62,10.10.1.25,10.10.1.63,10.10.1.35,10.10.1.10,10.10.1.30,10.10.1.11
 ' | put_file "$f" 'root' 'root' 0644 2>"$log" || fail 8
 sh -c 'opendkim -n' > "$log" 2>&1 < /dev/null || { r=$?; restore 8 '/etc/opendkim.conf'; pending_done 'opendkim'; (exit $r) || fail 8; }
 say 8 changed

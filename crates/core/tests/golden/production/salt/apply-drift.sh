@@ -104,6 +104,7 @@ ff02::2	ip6-allrouters
 
 # production hosts (production.wpdn)
 10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.64	accounts2.production.wpdn accounts2
 10.10.1.50	app1.production.wpdn app1
 10.10.1.51	app2.production.wpdn app2
 10.10.1.61	blog1.production.wpdn blog1
@@ -144,7 +145,7 @@ max connections = 8
 timeout = 300
 reverse lookup = no
 log file = /var/log/rsyncd.log
-hosts allow = 127.0.0.1 10.10.1.60 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
+hosts allow = 127.0.0.1 10.10.1.60 10.10.1.64 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
 hosts deny = *
 
 [backups]

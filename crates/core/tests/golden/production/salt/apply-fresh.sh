@@ -117,6 +117,7 @@ ff02::2	ip6-allrouters
 
 # production hosts (production.wpdn)
 10.10.1.60	accounts1.production.wpdn accounts1
+10.10.1.64	accounts2.production.wpdn accounts2
 10.10.1.50	app1.production.wpdn app1
 10.10.1.51	app2.production.wpdn app2
 10.10.1.61	blog1.production.wpdn blog1
@@ -272,6 +273,7 @@ $TTL 300
 
 ; hosts
 accounts1	A	10.10.1.60
+accounts2	A	10.10.1.64
 app1	A	10.10.1.50
 app2	A	10.10.1.51
 blog1	A	10.10.1.61
@@ -291,7 +293,6 @@ sessions1	A	10.10.1.30
 source	A	10.10.1.11
 
 ; roles held by exactly one host
-accounts	CNAME	accounts1
 blog	CNAME	blog1
 bots	CNAME	bots1
 elastic	CNAME	elastic1
@@ -335,6 +336,7 @@ printf %s '
   PRODUCTION -- salt.production.wpdn (jump box of production)
   Hosts of production.wpdn:
     accounts1	10.10.1.60	accounts
+    accounts2	10.10.1.64	accounts
     app1	10.10.1.50	app
     app2	10.10.1.51	app
     blog1	10.10.1.61	blog
@@ -382,7 +384,7 @@ service rsync
 	user		= root
 	server		= /usr/bin/rsync
 	server_args	= --daemon --config=/etc/rsyncd.conf
-	only_from	= 127.0.0.1 10.10.1.60 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
+	only_from	= 127.0.0.1 10.10.1.60 10.10.1.64 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
 	per_source	= 8
 	log_on_failure	+= USERID
 }
@@ -400,7 +402,7 @@ max connections = 8
 timeout = 300
 reverse lookup = no
 log file = /var/log/rsyncd.log
-hosts allow = 127.0.0.1 10.10.1.60 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
+hosts allow = 127.0.0.1 10.10.1.60 10.10.1.64 10.10.1.50 10.10.1.51 10.10.1.61 10.10.1.70 10.10.1.20 10.10.1.21 10.10.1.40 10.10.1.71 10.10.1.12 10.10.1.31 10.10.1.62 10.10.1.25 10.10.1.63 10.10.1.35 10.10.1.10 10.10.1.30 10.10.1.11
 hosts deny = *
 
 [backups]

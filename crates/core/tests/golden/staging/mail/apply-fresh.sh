@@ -223,7 +223,8 @@ printf %s '# Managed by infra (role mail) for mail.staging.wpdn: OpenDKIM 2.11 m
 # staging (InternalHosts), verifies the rest.
 # The key and signing tables and the host lists are inline data sets (comma-separated,
 # key=value), computed from the inventory, so there are no separate table files to keep in step.
-# DNS: infra._domainkey.webplatformstaging.org TXT "v=DKIM1; k=rsa; p=<public key>"
+# DNS: infra._domainkey.webplatformstaging.org TXT "v=DKIM1; k=rsa; p=<public key>",
+# written by infra from the same key (roles/mail.yaml `dns:`).
 Syslog			yes
 SyslogSuccess		yes
 Canonicalization	relaxed/simple
