@@ -127,6 +127,17 @@ const SITES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        // checked by egf2_production_configs_pass_the_real_checks (file by file)
+        "examples/egf2",
+        &[
+            "nginx -t",
+            "supervisor parse",
+            "node --check",
+            "json.tool",
+            "yaml (elasticsearch)",
+        ],
+    ),
+    (
         "examples/gwm",
         &[
             "nginx -t",
