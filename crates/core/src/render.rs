@@ -5,7 +5,7 @@ use crate::desired_release::{DesiredRelease, SecretText};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{Environment, ResolvedHost};
 use crate::model::{FileEntry, Mode, Release, Sp, UnsafeParent};
-use crate::secrets::Secrets;
+use crate::secrets::{Scanner, Secrets};
 use crate::site::Site;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -504,6 +504,7 @@ impl Renderer {
         let site = env.site;
         let mut out = HostRender::default();
         let (base, secret_values) = host_context(env, shared, host, secrets);
+        let unset = Scanner::unset(secrets, &secret_values);
         let plain_vars = Value::from_serializable(&env.file_vars(host, &Default::default()));
         let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
 
@@ -542,7 +543,7 @@ impl Renderer {
                     Ok(Some(rendered)) => {
                         let at = site.loc(&role.file, entry, 1);
                         let file = rendered_file(rendered, &entry.value, role_name, at);
-                        out.files.push(file.with_secrets(secrets, &secret_values));
+                        out.files.push(file.with_secrets(secrets, &unset));
                     }
                     Err(d) => out.diagnostics.push(*d),
                 }
@@ -872,22 +873,13 @@ fn rendered_file(
 }
 
 impl RenderedFile {
-    /// The file with the secrets its content holds, the ones it needed that are not set
-    /// (`values` are the host's secrets or their placeholders), and its digest (keyed when it
-    /// holds a secret).
-    fn with_secrets(mut self, secrets: &Secrets, values: &BTreeMap<String, String>) -> Self {
+    /// The file with the secrets its content holds, the ones it needed that are not set, and
+    /// its digest (keyed when it holds a secret).
+    /// `unset` finds the placeholders of the host's secrets that are not set (quoted or
+    /// percent-encoded by a filter, a placeholder is still found: [`Scanner::unset`]).
+    fn with_secrets(mut self, secrets: &Secrets, unset: &Scanner) -> Self {
         let text = String::from_utf8_lossy(&self.content);
-        self.missing_secrets = values
-            .iter()
-            .filter(|(k, v)| {
-                // Quoted or percent-encoded by a filter, the placeholder is still found.
-                secrets.get(k).is_none()
-                    && crate::secrets::needles(v)
-                        .iter()
-                        .any(|n| text.contains(n.as_str()))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        self.missing_secrets = unset.names_in(&text);
         self.secrets = secrets.found_in(&text);
         let hash = crate::state::sha256(&self.content);
         self.digest = if self.secrets.is_empty() {

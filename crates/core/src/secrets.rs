@@ -15,7 +15,60 @@ pub struct Secrets {
     values: BTreeMap<String, String>,
     /// What redaction looks for, longest first: (text, secret name). See [`needles`].
     needles: Vec<(String, String)>,
+    /// The same needles, found in one pass ([`Secrets::found_in`]).
+    scanner: Scanner,
     digest_key: DigestKey,
+}
+
+/// Many needles looked for in one pass over a text (Aho-Corasick): which names' needles a text
+/// holds. A file is scanned once, not once per needle of every secret.
+#[derive(Debug, Clone, Default)]
+pub struct Scanner {
+    automaton: Option<aho_corasick::AhoCorasick>,
+    /// The name of each needle, by pattern index.
+    names: Vec<String>,
+}
+
+impl Scanner {
+    /// A scanner for (needle, name) pairs; empty needles are ignored.
+    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Scanner {
+        let (patterns, names): (Vec<String>, Vec<String>) =
+            pairs.into_iter().filter(|(n, _)| !n.is_empty()).unzip();
+        if patterns.is_empty() {
+            return Scanner::default();
+        }
+        // Needles come from the environment's own secrets: a handful per value. Building can
+        // only fail past aho-corasick's size limits, far beyond any secrets file.
+        let automaton = aho_corasick::AhoCorasick::new(&patterns)
+            .expect("the secrets' needles fit an Aho-Corasick automaton");
+        Scanner {
+            automaton: Some(automaton),
+            names,
+        }
+    }
+
+    /// The placeholders of the secrets in `values` (name -> value or placeholder, as a host's
+    /// templates saw them) that `secrets` does not set, and their encodings ([`needles`]).
+    pub fn unset(secrets: &Secrets, values: &BTreeMap<String, String>) -> Scanner {
+        Scanner::new(
+            values
+                .iter()
+                .filter(|(name, _)| secrets.get(name).is_none())
+                .flat_map(|(name, v)| needles(v).into_iter().map(|n| (n, name.clone()))),
+        )
+    }
+
+    /// The names whose needles appear in `text`, sorted, each once.
+    pub fn names_in(&self, text: &str) -> Vec<String> {
+        let Some(automaton) = &self.automaton else {
+            return Vec::new();
+        };
+        let found: std::collections::BTreeSet<&String> = automaton
+            .find_overlapping_iter(text)
+            .map(|m| &self.names[m.pattern().as_usize()])
+            .collect();
+        found.into_iter().cloned().collect()
+    }
 }
 
 /// The key of the digests a plan shows for a file holding a secret (see [`DigestKey::keyed`]).
@@ -146,9 +199,11 @@ impl Secrets {
         let mut needles: Vec<(String, String)> = found.into_iter().collect();
         needles.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         let digest_key = DigestKey::derive(&values);
+        let scanner = Scanner::new(needles.iter().cloned());
         Secrets {
             values,
             needles,
+            scanner,
             digest_key,
         }
     }
@@ -180,13 +235,7 @@ impl Secrets {
     /// The names of the secrets whose values (or a line or an encoding of one, see
     /// [`needles`]) appear in `text`, sorted.
     pub fn found_in(&self, text: &str) -> Vec<String> {
-        let names: std::collections::BTreeSet<&String> = self
-            .needles
-            .iter()
-            .filter(|(needle, _)| text.contains(needle.as_str()))
-            .map(|(_, name)| name)
-            .collect();
-        names.into_iter().cloned().collect()
+        self.scanner.names_in(text)
     }
 
     /// `text` with every secret value, every line of a multi-line one and their common
@@ -315,6 +364,35 @@ mod tests {
             "a=<secret: long> b=<secret: short>"
         );
         assert_eq!(s.found_in("has abc"), vec!["short".to_string()]);
+    }
+
+    #[test]
+    fn one_pass_finds_every_secret_even_inside_another() {
+        let s = secrets(&[("short", "abc"), ("long", "xxabcxx"), ("other", "zzz")]);
+        assert_eq!(s.found_in("a=xxabcxx"), vec!["long", "short"]);
+        assert_eq!(s.found_in("nothing here"), Vec::<String>::new());
+        assert_eq!(s.found_in("zzz then abc"), vec!["other", "short"]);
+        assert_eq!(secrets(&[]).found_in("abc"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unset_secrets_placeholders_are_found_quoted_or_encoded() {
+        let s = secrets(&[("set", "value1")]);
+        let values: BTreeMap<String, String> = [
+            ("set".to_string(), "value1".to_string()),
+            ("gone".to_string(), Secrets::placeholder("gone")),
+            ("idle".to_string(), Secrets::placeholder("idle")),
+        ]
+        .into();
+        let unset = Scanner::unset(&s, &values);
+        let quoted = quoting::sh_body(&Secrets::placeholder("gone"));
+        assert_eq!(
+            unset.names_in(&format!("a='{quoted}' value1")),
+            vec!["gone"]
+        );
+        let encoded = quoting::percent(&Secrets::placeholder("idle"), true);
+        assert_eq!(unset.names_in(&format!("u={encoded}")), vec!["idle"]);
+        assert_eq!(unset.names_in("value1"), Vec::<String>::new());
     }
 
     #[test]
