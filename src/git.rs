@@ -173,20 +173,15 @@ impl Mirrors {
     }
 }
 
-/// Fills each host's release commit from its ref, resolved on this machine (each repository
-/// fetched once, each (url, ref) resolved once per run: an aws apply, which renders the hosts
-/// again after the cloud phase, deploys the commits its plan showed). A ref that does not
-/// resolve stops the run before any host is reached, naming the role file and line of the ref.
+/// Fills each host's release commit from its ref, resolved on this machine with `mirrors`
+/// (each repository fetched once, each (url, ref) resolved once: an aws apply, which renders
+/// the hosts again after the cloud phase with the plan's mirrors, deploys the commits its plan
+/// showed). A ref that does not resolve stops the run before any host is reached, naming the
+/// role file and line of the ref.
 pub fn resolve_releases(
-    site_root: &Path,
+    mirrors: &mut Mirrors,
     hosts: &mut [(infra_core::desired::DesiredHost, String)],
-) -> Result<Mirrors, RefError> {
-    static RUN: std::sync::Mutex<Option<Mirrors>> = std::sync::Mutex::new(None);
-    let mut run = RUN.lock().unwrap_or_else(|e| e.into_inner());
-    if run.as_ref().is_some_and(|m| m.site_root != site_root) {
-        *run = None;
-    }
-    let mirrors = run.get_or_insert_with(|| Mirrors::new(site_root));
+) -> Result<(), RefError> {
     for (d, _) in hosts.iter_mut() {
         let Some(rel) = d.release.as_mut() else {
             continue;
@@ -203,7 +198,7 @@ pub fn resolve_releases(
             }
         }
     }
-    Ok(mirrors.clone())
+    Ok(())
 }
 
 /// Sets how many commits lie between the host's live release (`current`, from its facts) and
@@ -451,8 +446,8 @@ mod tests {
         .with_release(Some(release))
     }
 
-    /// An aws apply renders its hosts twice (before and after the cloud phase): the second time
-    /// gets the commit the plan showed, even if the branch moved in between.
+    /// An aws apply renders its hosts twice (before and after the cloud phase) with the same
+    /// mirrors: the second time gets the commit the plan showed, even if the branch moved.
     #[test]
     fn a_run_resolves_each_ref_once_even_when_the_hosts_are_rendered_again() {
         let tmp = tempfile::tempdir().unwrap();
@@ -460,8 +455,9 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         let (_, second) = repo(&src);
         let url = format!("file://{}", src.display());
+        let mut mirrors = Mirrors::new(tmp.path());
         let mut hosts = vec![(host_with_release(&url, "master"), String::new())];
-        resolve_releases(tmp.path(), &mut hosts).unwrap();
+        resolve_releases(&mut mirrors, &mut hosts).unwrap();
         assert_eq!(
             hosts[0].0.release.as_ref().unwrap().commit,
             Some(second.clone())
@@ -483,11 +479,11 @@ mod tests {
             .unwrap();
         assert!(out.status.success());
         let mut again = vec![(host_with_release(&url, "master"), String::new())];
-        resolve_releases(tmp.path(), &mut again).unwrap();
+        resolve_releases(&mut mirrors, &mut again).unwrap();
         assert_eq!(again[0].0.release.as_ref().unwrap().commit, Some(second));
         // A ref that does not resolve names the role file and line.
         let mut bad = vec![(host_with_release(&url, "v9"), String::new())];
-        let e = resolve_releases(tmp.path(), &mut bad).unwrap_err();
+        let e = resolve_releases(&mut mirrors, &mut bad).unwrap_err();
         assert!(e.to_string().starts_with("roles/app.yaml:7: the release of role app: `v9` is not a branch, tag or commit of file://"), "{e}");
     }
 }

@@ -50,9 +50,10 @@ pub(crate) struct Prepared {
 pub(crate) enum CloudStage {
     /// Ask the provider what exists and plan the cloud (plan, apply).
     Plan,
-    /// The cloud was just applied: these are the facts after it, and the hosts whose machines
-    /// it launched; plan only the hosts.
-    Known(Box<CloudFacts>, Vec<String>),
+    /// The cloud was just applied: these are the facts after it, the hosts whose machines it
+    /// launched, and the release refs the plan resolved (the hosts get the commits it showed,
+    /// even if a branch moved since); plan only the hosts.
+    Known(Box<CloudFacts>, Vec<String>, Arc<crate::git::Mirrors>),
 }
 
 pub(crate) fn prepare(
@@ -70,9 +71,9 @@ pub(crate) fn prepare(
         return Ok(None);
     };
     let selected_names = selected_names(&env, flags)?;
-    let launched = match &stage {
-        CloudStage::Known(_, launched) => launched.clone(),
-        CloudStage::Plan => Vec::new(),
+    let (launched, mut mirrors) = match &stage {
+        CloudStage::Known(_, launched, m) => (launched.clone(), (**m).clone()),
+        CloudStage::Plan => (Vec::new(), crate::git::Mirrors::new(&site.root)),
     };
     let (renderer, diags) = Renderer::new(&site);
     if report(style, diags) {
@@ -102,12 +103,9 @@ pub(crate) fn prepare(
     let Some(mut desired) = desired_hosts(style, &env, &renderer, &secrets, &selected) else {
         return Ok(None);
     };
-    for name in objects_missing {
-        if !desired.missing_secrets.contains(&name) {
-            desired.missing_secrets.push(name);
-        }
-    }
-    let mirrors = crate::git::resolve_releases(&site.root, &mut desired.hosts)?;
+    // Sorted and deduplicated with the cloud's own in `with_cloud_secrets`.
+    desired.missing_secrets.extend(objects_missing);
+    crate::git::resolve_releases(&mut mirrors, &mut desired.hosts)?;
     let rollout = Rollout::new(
         &env,
         &desired.hosts.iter().map(|(d, _)| d).collect::<Vec<_>>(),
@@ -247,7 +245,7 @@ fn cloud_section(
             view::print_note(style, &what);
             provider::discover(&scope)?
         }
-        CloudStage::Known(f, _) => {
+        CloudStage::Known(f, _, _) => {
             env.set_cloud_facts(&f);
             return Ok(Some((None, Some(f))));
         }
@@ -472,6 +470,7 @@ struct Planned {
     secrets: Arc<Secrets>,
     scope: Option<Scope>,
     rollout: Rollout,
+    mirrors: Arc<crate::git::Mirrors>,
 }
 
 impl Planned {
@@ -530,6 +529,7 @@ fn plan_hosts(
         secrets,
         scope,
         rollout: p.rollout,
+        mirrors: p.mirrors,
     };
     if !errors.is_empty() {
         for e in &errors {
@@ -884,6 +884,7 @@ fn apply_cloud_then_hosts(
     // machines get their real facts, templates their real addresses).
     let cloud_plan = planned.plan.cloud.clone().unwrap_or_default();
     let scope = planned.scope.clone();
+    let mirrors = planned.mirrors.clone();
     planned.close();
     let Some(scope) = scope else {
         return Err(CliError::Var(
@@ -895,7 +896,7 @@ fn apply_cloud_then_hosts(
     if flags.cloud_only {
         return Ok(Outcome::Success);
     }
-    let stage = CloudStage::Known(Box::new(facts), cloud_plan.new_hosts.clone());
+    let stage = CloudStage::Known(Box::new(facts), cloud_plan.new_hosts.clone(), mirrors);
     let Some(p) = prepare(cli, style, env, flags, stage)? else {
         return Ok(Outcome::Failed);
     };
