@@ -10,7 +10,7 @@ use crate::transport::ssh::{SshConfig, SshError};
 use infra_core::cloud;
 use infra_core::environment::Environment;
 use infra_core::model::{Connection, ProviderKind};
-use infra_protocol::{LockAction, LockHolder, LockReply, LockRequest, Scope, DEFAULT_LOCK_TABLE};
+use infra_protocol::{LockAction, LockHolder, LockReply, LockRequest, DEFAULT_LOCK_TABLE};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,11 +179,8 @@ fn random_id() -> String {
 
 /// Where an environment's lock lives.
 enum Place {
-    Aws {
-        scope: Scope,
-        table: String,
-        create_table: bool,
-    },
+    /// The DynamoDB table's request, its action to be set by each use.
+    Aws(Box<LockRequest>),
     Host {
         host: String,
         local: bool,
@@ -194,11 +191,12 @@ fn place(env: &Environment) -> Place {
     let inv = env.inventory;
     if inv.provider.value.kind == ProviderKind::Aws {
         let named = inv.lock.dynamodb_table.as_ref().map(|t| t.value.clone());
-        return Place::Aws {
+        return Place::Aws(Box::new(LockRequest {
             scope: cloud::scope(env),
             create_table: named.is_none(),
             table: named.unwrap_or_else(|| DEFAULT_LOCK_TABLE.to_string()),
-        };
+            action: LockAction::Inspect,
+        }));
     }
     let host = inv
         .lock
@@ -251,18 +249,12 @@ impl EnvLock {
         };
         let holding = Arc::new(AtomicBool::new(true));
         let held = match place(env) {
-            Place::Aws {
-                scope,
-                table,
-                create_table,
-            } => {
+            Place::Aws(req) => {
                 let req = LockRequest {
-                    scope,
-                    table,
-                    create_table,
                     action: LockAction::Acquire {
                         holder: holder.clone(),
                     },
+                    ..*req
                 };
                 match provider::lock(&req)? {
                     LockReply::Acquired => {
@@ -530,17 +522,8 @@ fn host_acquire(
 /// Who holds the lock of `env`, if anyone.
 pub fn inspect(env: &Environment) -> Result<Option<LockHolder>, LockError> {
     match place(env) {
-        Place::Aws {
-            scope,
-            table,
-            create_table,
-        } => {
-            let req = LockRequest {
-                scope,
-                table,
-                create_table,
-                action: LockAction::Inspect,
-            };
+        Place::Aws(req) => {
+            // `place` made it an inspection.
             match provider::lock(&req)? {
                 LockReply::Held { holder } => Ok(Some(holder)),
                 _ => Ok(None),
@@ -591,16 +574,10 @@ pub fn force_unlock(env: &Environment, id: &str) -> Result<LockHolder, LockError
         return Err(not_holder(inspect(env)?));
     };
     match place(env) {
-        Place::Aws {
-            scope,
-            table,
-            create_table,
-        } => {
+        Place::Aws(req) => {
             let req = LockRequest {
-                scope,
-                table,
-                create_table,
                 action: LockAction::Release { id: id.to_string() },
+                ..*req
             };
             match provider::lock(&req)? {
                 LockReply::Released => Ok(holder),
