@@ -116,11 +116,7 @@ pub(crate) fn probe_releases(
     let (probed, errors): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
     let probed: Vec<Probed> = probed.into_iter().filter_map(Result::ok).collect();
     if !errors.is_empty() {
-        rt.block_on(async {
-            for h in probed {
-                h.conn.close().await;
-            }
-        });
+        close_all(&rt, probed);
         for e in errors.into_iter().filter_map(Result::err) {
             let e = crate::engine::HostError {
                 host: String::new(),
@@ -163,13 +159,7 @@ pub fn rollback_cmd(
         secrets,
         rollout,
     } = probe;
-    let close = |hosts: Vec<Probed>| {
-        rt.block_on(async {
-            for h in hosts {
-                h.conn.close().await;
-            }
-        })
-    };
+    let close = |hosts: Vec<Probed>| close_all(&rt, hosts);
     let mut moves = Vec::new();
     let mut refused = Vec::new();
     for h in &hosts {
@@ -270,13 +260,18 @@ pub fn releases_cmd(
         })
         .collect();
     let shown = view::print_releases(&rows, json);
-    probe.rt.block_on(async {
+    close_all(&probe.rt, hosts);
+    shown.map_err(CliError::Stdout)?;
+    Ok(Outcome::Success)
+}
+
+/// Closes the probed hosts' connections.
+fn close_all(rt: &tokio::runtime::Runtime, hosts: Vec<Probed>) {
+    rt.block_on(async {
         for h in hosts {
             h.conn.close().await;
         }
     });
-    shown.map_err(CliError::Stdout)?;
-    Ok(Outcome::Success)
 }
 
 /// Reads the releases a host keeps (for `probe_releases`); the connection is closed on error.
