@@ -84,6 +84,38 @@ impl Moto {
         crate::common::infra_with(dir, args, &self.env())
     }
 
+    /// Everything tagged with `env` (and every hosted zone), as boto3 sees it
+    /// (`moto_state.py ENV`).
+    pub fn state(&self, env: &str) -> Value {
+        let out = Command::new(moto_python())
+            .arg(repo().join("tests/aws/moto_state.py"))
+            .arg(env)
+            .envs(self.env())
+            .output()
+            .expect("run moto_state.py");
+        assert!(
+            out.status.success(),
+            "moto_state.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("moto_state.py prints JSON")
+    }
+
+    /// Runs a boto3 snippet against this server (test set-up, not a check); its stdout.
+    pub fn boto3(&self, code: &str) -> String {
+        let out = Command::new(moto_python())
+            .args(["-c", &format!("import boto3\n{code}")])
+            .envs(self.env())
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The bucket `name` as boto3 sees it (`moto_state.py --bucket NAME`).
     pub fn bucket(&self, name: &str) -> Value {
         let out = Command::new(moto_python())

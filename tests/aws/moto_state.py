@@ -11,7 +11,10 @@ Prints one JSON object (sorted keys, indent 1) with everything tagged infra:env=
 "3306/tcp from <group name>"), volumes, addresses (with their PTR record), vpcs and subnets;
 plus every Route 53 hosted zone in the account with its tags, its A records (`a_records`: name ->
 value, or sorted values) and every record set (`records`: "NAME TYPE" -> ttl, sorted values, alias
-target). Any API error
+target); load_balancers (by name: type, scheme, DNS name, canonical zone, security group names,
+subnets with their zones, listeners by port with protocol, certificates and default action) and
+target_groups (by name: port, protocol, health check, registered targets by host, role tag) of
+the environment. Any API error
 exits non-zero with the error on stderr and nothing on stdout.
 
 moto_state.py --bucket NAME prints the S3 bucket instead: {"exists": false}, or its tags,
@@ -79,6 +82,86 @@ def zone(route53, z):
         "a_records": {name: v[0] if len(v) == 1 else sorted(v) for name, v in a_records.items()},
         "records": record_sets,
     }
+
+
+def balancers(env, group_names, host_of):
+    """The environment's ELBv2 load balancers and target groups (found by their tags)."""
+    elb = boto3.client("elbv2", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    ec2 = boto3.client("ec2", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+    def tagged(arns):
+        out = {}
+        for i in range(0, len(arns), 20):
+            for d in elb.describe_tags(ResourceArns=arns[i:i + 20])["TagDescriptions"]:
+                out[d["ResourceArn"]] = tags(d)
+        return out
+
+    all_tgs = list(paginate(elb, "describe_target_groups", "TargetGroups"))
+    tg_names = {t["TargetGroupArn"]: t["TargetGroupName"] for t in all_tgs}
+
+    def action(a):
+        if a["Type"] == "forward":
+            return {"type": "forward", "target_group": tg_names.get(a.get("TargetGroupArn"), a.get("TargetGroupArn"))}
+        if a["Type"] == "redirect":
+            r = a["RedirectConfig"]
+            return {"type": "redirect", "protocol": r.get("Protocol"), "port": r.get("Port"), "status": r.get("StatusCode")}
+        return {"type": a["Type"]}
+
+    lbs = list(paginate(elb, "describe_load_balancers", "LoadBalancers"))
+    lb_tags = tagged([l["LoadBalancerArn"] for l in lbs])
+    load_balancers = {}
+    for l in lbs:
+        t = lb_tags.get(l["LoadBalancerArn"], {})
+        if t.get("infra:env") != env:
+            continue
+        listeners = {}
+        for li in paginate(elb, "describe_listeners", "Listeners", LoadBalancerArn=l["LoadBalancerArn"]):
+            listeners[str(li["Port"])] = {
+                "protocol": li["Protocol"],
+                "certificates": sorted(c["CertificateArn"] for c in li.get("Certificates", [])),
+                "actions": [action(a) for a in li["DefaultActions"]],
+            }
+        subnets = [a["SubnetId"] for a in l.get("AvailabilityZones", [])]
+        zones = {}
+        if subnets:
+            for s in ec2.describe_subnets(SubnetIds=subnets)["Subnets"]:
+                zones[s["SubnetId"]] = s["AvailabilityZone"]
+        load_balancers[l["LoadBalancerName"]] = {
+            "type": l["Type"],
+            "scheme": l["Scheme"],
+            "dns_name": l["DNSName"],
+            "zone_id": l["CanonicalHostedZoneId"],
+            "security_groups": sorted(group_names.get(g, g) for g in l.get("SecurityGroups", [])),
+            "subnet_zones": sorted(zones.values()),
+            "listeners": listeners,
+            "tags": t,
+        }
+    tg_tags = tagged([t["TargetGroupArn"] for t in all_tgs])
+    target_groups = {}
+    for t in all_tgs:
+        tt = tg_tags.get(t["TargetGroupArn"], {})
+        if tt.get("infra:env") != env:
+            continue
+        health = elb.describe_target_health(TargetGroupArn=t["TargetGroupArn"])["TargetHealthDescriptions"]
+        target_groups[t["TargetGroupName"]] = {
+            "arn": t["TargetGroupArn"],
+            "port": t["Port"],
+            "protocol": t["Protocol"],
+            "health": {
+                "path": t.get("HealthCheckPath"),
+                "matcher": t.get("Matcher", {}).get("HttpCode"),
+                "interval": t.get("HealthCheckIntervalSeconds"),
+                "healthy": t.get("HealthyThresholdCount"),
+                "unhealthy": t.get("UnhealthyThresholdCount"),
+            },
+            "targets": sorted(
+                f"{host_of.get(h['Target']['Id'], h['Target']['Id'])}:{h['Target'].get('Port')}"
+                for h in health
+                if h.get("TargetHealth", {}).get("State") != "draining"
+            ),
+            "tags": tt,
+        }
+    return load_balancers, target_groups
 
 
 def inspect(env):
@@ -164,8 +247,12 @@ def inspect(env):
         for s in paginate(ec2, "describe_subnets", "Subnets", Filters=env_filter)
     ]
 
+    load_balancers, target_groups = balancers(env, group_names, host_of)
+
     key = lambda *fields: lambda d: tuple(d[f] or "" for f in fields)  # noqa: E731
     return {
+        "load_balancers": load_balancers,
+        "target_groups": target_groups,
         "instances": sorted(instances, key=key("host", "id")),
         "security_groups": security_groups,
         "volumes": sorted(volumes, key=key("host", "role", "id")),

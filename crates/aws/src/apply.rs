@@ -13,8 +13,9 @@ use aws_sdk_route53::types::{
     Change, ChangeBatch, HostedZoneConfig, TagResourceType, Vpc, VpcRegion,
 };
 use infra_protocol::{
-    describe, AliasTarget, ApplyRequest, CloudOp, Port, Proto, ProviderEvent, RecordChange,
-    RecordValue, Ref, Scope, Source, SourceFact, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE,
+    describe, AliasTarget, ApplyRequest, CloudOp, ListenerAction, Port, Proto, ProviderEvent,
+    RecordChange, RecordValue, Ref, Scope, Source, SourceFact, TAG_ENV, TAG_HOST, TAG_KEEP,
+    TAG_ROLE, TAG_SUBNET,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,6 +61,10 @@ struct State<'a> {
     private_ips: BTreeMap<String, String>,
     public_ips: BTreeMap<String, String>,
     subnets_az: BTreeMap<String, String>,
+    /// The load balancers created so far, by change address: (DNS name, hosted zone).
+    load_balancers: BTreeMap<String, (String, String)>,
+    /// The address of the change whose operation runs.
+    current: String,
 }
 
 pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
@@ -74,6 +79,8 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
         private_ips: BTreeMap::new(),
         public_ips: BTreeMap::new(),
         subnets_az: BTreeMap::new(),
+        load_balancers: BTreeMap::new(),
+        current: String::new(),
     };
     for (index, op) in req.ops.iter().enumerate() {
         emit(&ProviderEvent::Start {
@@ -81,6 +88,7 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
             address: op.resource.clone(),
             text: describe(&op.op),
         });
+        st.current = op.resource.clone();
         let id = st.run(index, &op.op).await.map_err(|error| Failure {
             index: Some(index),
             error: AwsError::new(
@@ -98,6 +106,41 @@ pub async fn apply(c: &Clients, req: &ApplyRequest) -> Result<(), Failure> {
         facts: Box::new(facts),
     });
     Ok(())
+}
+
+/// How long a group or subnet may stay in use after what used it was deleted (a deleted load
+/// balancer's network interfaces linger for a while on AWS).
+const IN_USE_WAIT: Duration = Duration::from_secs(300);
+
+/// Runs `call` again while AWS answers `DependencyViolation`, with a growing pause, for at
+/// most [`IN_USE_WAIT`]; any other answer (or the last one) is returned.
+async fn retry_in_use<F, Fut, E>(index: usize, what: &str, mut call: F) -> Result<(), E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata,
+{
+    let deadline = std::time::Instant::now() + IN_USE_WAIT;
+    let mut pause = Duration::from_secs(2);
+    loop {
+        match call().await {
+            Err(e)
+                if e.code() == Some("DependencyViolation")
+                    && std::time::Instant::now() + pause < deadline =>
+            {
+                emit(&ProviderEvent::Waiting {
+                    index,
+                    text: format!(
+                        "{what} is still in use; trying again in {} s",
+                        pause.as_secs()
+                    ),
+                });
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn tags(scope: &Scope, name: &str, extra: &[(&str, &str)]) -> Vec<Tag> {
@@ -146,12 +189,16 @@ impl State<'_> {
 
     /// An alias target's DNS name and hosted zone: known, or a load balancer this apply made.
     fn alias(&self, a: &AliasTarget) -> Result<(String, String), AwsError> {
-        match crate::records::alias_name(a) {
-            Some(known) => Ok(known),
-            None => Err(AwsError::new(
-                "resolve an alias record",
-                format!("{a:?}: no load balancer was created earlier in this apply"),
-            )),
+        match a {
+            AliasTarget::Name { dns_name, zone_id } => Ok((dns_name.clone(), zone_id.clone())),
+            AliasTarget::LoadBalancer(address) => {
+                self.load_balancers.get(address).cloned().ok_or_else(|| {
+                    AwsError::new(
+                        "resolve an alias record",
+                        format!("{address}: no load balancer was created earlier in this apply"),
+                    )
+                })
+            }
         }
     }
 
@@ -178,7 +225,7 @@ impl State<'_> {
                 cidr,
                 availability_zone,
             } => self.create_subnet(vpc, cidr, availability_zone).await,
-            DeleteSubnet { id } => self.delete_subnet(id).await,
+            DeleteSubnet { id } => self.delete_subnet(index, id).await,
             DeleteVpc {
                 id,
                 internet_gateway,
@@ -196,7 +243,7 @@ impl State<'_> {
                 port,
                 source,
             } => self.revoke_ingress(group, *port, source).await,
-            DeleteSecurityGroup { id } => self.delete_security_group(id).await,
+            DeleteSecurityGroup { id } => self.delete_security_group(index, id).await,
             RunInstance {
                 host,
                 ami,
@@ -261,12 +308,131 @@ impl State<'_> {
                 changes,
             } => self.change_records(index, zone, zone_name, changes).await,
             DeleteZone { id } => self.delete_zone(index, id).await,
+            _ => self.others(index, op).await,
+        }
+    }
+
+    /// The bucket and its objects, and the load balancers.
+    async fn others(&mut self, index: usize, op: &CloudOp) -> Created {
+        use CloudOp::*;
+        match op {
             CreateBucket { .. }
             | SecureBucket { .. }
             | PutObject { .. }
             | DeleteObject { .. }
             | DeleteBucket { .. } => self.objects(op).await.map(|()| None),
+            _ => self.balancers(index, op).await,
         }
+    }
+
+    /// Load balancers, target groups, listeners, registrations (`elb.rs`).
+    async fn balancers(&mut self, index: usize, op: &CloudOp) -> Created {
+        use crate::elb;
+        let c = self.c;
+        match op {
+            CloudOp::CreateLbSubnet {
+                vpc,
+                cidr,
+                availability_zone,
+            } => self.create_lb_subnet(vpc, cidr, availability_zone).await,
+            CloudOp::CreateLoadBalancer {
+                role,
+                name,
+                subnets,
+                group,
+            } => {
+                let subnets = subnets
+                    .iter()
+                    .map(|s| self.resolve(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let group = self.resolve(group)?;
+                let lb =
+                    elb::create_load_balancer(c, self.scope, role, name, subnets, group).await?;
+                self.load_balancers
+                    .insert(self.current.clone(), (lb.dns_name, lb.zone_id));
+                Ok(Some(lb.arn))
+            }
+            CloudOp::DeleteLoadBalancer { arn } => elb::delete_load_balancer(c, index, arn)
+                .await
+                .map(|()| None),
+            CloudOp::CreateTargetGroup {
+                role,
+                name,
+                vpc,
+                port,
+                health,
+            } => {
+                let t = elb::NewTargetGroup {
+                    role,
+                    name,
+                    vpc: self.resolve(vpc)?,
+                    port: *port,
+                    health,
+                };
+                elb::create_target_group(c, self.scope, t).await.map(Some)
+            }
+            CloudOp::ModifyTargetGroup { arn, health } => elb::modify_target_group(c, arn, health)
+                .await
+                .map(|()| None),
+            CloudOp::DeleteTargetGroup { arn } => {
+                elb::delete_target_group(c, arn).await.map(|()| None)
+            }
+            CloudOp::CreateListener {
+                load_balancer,
+                port,
+                certificate,
+                action,
+            } => {
+                let l = self.listener(*port, certificate.as_deref(), action)?;
+                elb::create_listener(c, &self.resolve(load_balancer)?, l)
+                    .await
+                    .map(Some)
+            }
+            CloudOp::ModifyListener {
+                arn,
+                port,
+                certificate,
+                action,
+            } => {
+                let l = self.listener(*port, certificate.as_deref(), action)?;
+                elb::modify_listener(c, arn, l).await.map(|()| None)
+            }
+            CloudOp::DeleteListener { arn } => elb::delete_listener(c, arn).await.map(|()| None),
+            CloudOp::RegisterTarget {
+                target_group,
+                instance,
+                port,
+            } => {
+                let (tg, instance) = (self.resolve(target_group)?, self.resolve(instance)?);
+                elb::register(c, &tg, &instance, *port).await.map(|()| None)
+            }
+            CloudOp::DeregisterTarget {
+                target_group,
+                instance,
+            } => elb::deregister(c, target_group, instance)
+                .await
+                .map(|()| None),
+            other => Err(AwsError::new(
+                "apply",
+                format!("{} is not a load balancer operation", describe(other)),
+            )),
+        }
+    }
+
+    fn listener<'l>(
+        &self,
+        port: u16,
+        certificate: Option<&'l str>,
+        action: &ListenerAction,
+    ) -> Result<crate::elb::Listener<'l>, AwsError> {
+        Ok(crate::elb::Listener {
+            port,
+            certificate,
+            forward: match action {
+                ListenerAction::Forward(tg) => Some(self.resolve(tg)?),
+                ListenerAction::RedirectHttps => None,
+            },
+        })
     }
 
     /// The bucket and its objects (`s3.rs`).
@@ -376,14 +542,40 @@ impl State<'_> {
         Ok(Some(id))
     }
 
-    async fn delete_subnet(&self, id: &str) -> Created {
-        self.c
+    /// The load balancers' subnet: tagged `infra:subnet=lb`, no public IPs on launch (no
+    /// instance goes in it).
+    async fn create_lb_subnet(
+        &mut self,
+        vpc: &Ref,
+        cidr: &str,
+        availability_zone: &Option<String>,
+    ) -> Created {
+        let scope = self.scope;
+        let name = format!("{}-lb", scope.environment);
+        let out = self
+            .c
             .ec2
-            .delete_subnet()
-            .subnet_id(id)
+            .create_subnet()
+            .vpc_id(self.resolve(vpc)?)
+            .cidr_block(cidr)
+            .set_availability_zone(availability_zone.clone())
+            .tag_specifications(spec(
+                ResourceType::Subnet,
+                tags(scope, &name, &[(TAG_SUBNET, "lb")]),
+            ))
             .send()
             .await
-            .map_err(|e| sdk("DeleteSubnet", e))?;
+            .map_err(|e| sdk("CreateSubnet", e))?;
+        Ok(out.subnet().and_then(|s| s.subnet_id()).map(str::to_string))
+    }
+
+    async fn delete_subnet(&self, index: usize, id: &str) -> Created {
+        let ec2 = &self.c.ec2;
+        retry_in_use(index, id, || async {
+            ec2.delete_subnet().subnet_id(id).send().await.map(|_| ())
+        })
+        .await
+        .map_err(|e| sdk("DeleteSubnet", e))?;
         Ok(None)
     }
 
@@ -475,14 +667,17 @@ impl State<'_> {
         Ok(None)
     }
 
-    async fn delete_security_group(&self, id: &str) -> Created {
-        self.c
-            .ec2
-            .delete_security_group()
-            .group_id(id)
-            .send()
-            .await
-            .map_err(|e| sdk("DeleteSecurityGroup", e))?;
+    async fn delete_security_group(&self, index: usize, id: &str) -> Created {
+        let ec2 = &self.c.ec2;
+        retry_in_use(index, id, || async {
+            ec2.delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| sdk("DeleteSecurityGroup", e))?;
         Ok(None)
     }
 

@@ -7,6 +7,7 @@ use aws_sdk_route53::types::TagResourceType;
 use infra_protocol::{
     AddressFact, CloudFacts, GroupFact, InstanceFact, Port, Proto, RuleFact, Scope, SourceFact,
     SubnetFact, VolumeFact, VpcFact, ZoneFact, TAG_ENV, TAG_HOST, TAG_KEEP, TAG_ROLE, TAG_ROLES,
+    TAG_SUBNET,
 };
 
 pub fn env_filter(scope: &Scope) -> Filter {
@@ -42,7 +43,12 @@ pub async fn discover(c: &Clients, scope: &Scope) -> Result<CloudFacts, AwsError
         addresses(c, scope),
         zones(c, scope),
     )?;
+    let (lb_subnet, (load_balancers, target_groups)) =
+        tokio::try_join!(lb_subnet(c, scope), crate::elb::discover(c, scope))?;
     Ok(CloudFacts {
+        lb_subnet,
+        load_balancers,
+        target_groups,
         vpc,
         subnet,
         security_groups,
@@ -96,12 +102,41 @@ async fn subnet(c: &Clients, scope: &Scope) -> Result<Option<SubnetFact>, AwsErr
         None => req.filters(env_filter(scope)),
     };
     let out = req.send().await.map_err(|e| sdk("describe subnets", e))?;
-    Ok(out.subnets().first().map(|s| SubnetFact {
+    // The load balancers' subnet is not the instances'.
+    Ok(out
+        .subnets()
+        .iter()
+        .find(|s| scope.subnet_id.is_some() || tag(s.tags(), TAG_SUBNET) != Some("lb"))
+        .map(|s| subnet_fact(s, scope)))
+}
+
+fn subnet_fact(s: &aws_sdk_ec2::types::Subnet, scope: &Scope) -> SubnetFact {
+    SubnetFact {
         id: s.subnet_id().unwrap_or_default().to_string(),
         cidr: s.cidr_block().unwrap_or_default().to_string(),
         availability_zone: s.availability_zone().unwrap_or_default().to_string(),
         owned: tag(s.tags(), TAG_ENV) == Some(scope.environment.as_str()),
-    }))
+    }
+}
+
+/// The load balancers' second subnet: `provider.lb_subnet_id`, or the one infra created
+/// (tagged `infra:subnet=lb`).
+async fn lb_subnet(c: &Clients, scope: &Scope) -> Result<Option<SubnetFact>, AwsError> {
+    let req = c.ec2.describe_subnets();
+    let req = match &scope.lb_subnet_id {
+        Some(id) => req.filters(Filter::builder().name("subnet-id").values(id).build()),
+        None => req.filters(env_filter(scope)).filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_SUBNET}"))
+                .values("lb")
+                .build(),
+        ),
+    };
+    let out = req
+        .send()
+        .await
+        .map_err(|e| sdk("describe the load balancers' subnet", e))?;
+    Ok(out.subnets().first().map(|s| subnet_fact(s, scope)))
 }
 
 async fn groups(c: &Clients, scope: &Scope) -> Result<Vec<GroupFact>, AwsError> {

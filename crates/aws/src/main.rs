@@ -13,6 +13,7 @@
 
 mod apply;
 mod discover;
+mod elb;
 mod hostkeys;
 mod lock;
 mod records;
@@ -66,6 +67,7 @@ pub struct Clients {
     pub ddb: aws_sdk_dynamodb::Client,
     pub region: String,
     pub s3: aws_sdk_s3::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl Clients {
@@ -96,6 +98,7 @@ impl Clients {
             ddb: aws_sdk_dynamodb::Client::new(&conf),
             region,
             s3: s3::client(&conf),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::{sdk, AwsError, Clients};
 use aws_sdk_route53::types::{
     AliasTarget as R53Alias, Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType,
 };
-use infra_protocol::{AliasTarget, RecordAction, RecordChange, RecordFact, RecordType};
+use infra_protocol::{RecordAction, RecordChange, RecordFact, RecordType};
 
 fn rr_type(t: RecordType) -> RrType {
     RrType::from(t.as_str())
@@ -204,12 +204,4 @@ pub fn delete_all(sets: &[ResourceRecordSet]) -> Result<Vec<Change>, AwsError> {
                 .map_err(bad)
         })
         .collect()
-}
-
-/// An alias target as the provider resolves it: known, or a load balancer of this apply.
-pub fn alias_name(a: &AliasTarget) -> Option<(String, String)> {
-    match a {
-        AliasTarget::Name { dns_name, zone_id } => Some((dns_name.clone(), zone_id.clone())),
-        AliasTarget::LoadBalancer(_) => None,
-    }
 }

@@ -98,6 +98,7 @@ fn scope() -> Scope {
         internal_domain: "t.internal".into(),
         bucket: None,
         objects_only: false,
+        lb_subnet_id: None,
     }
 }
 

@@ -86,6 +86,47 @@ pub struct Role {
     /// DNS record sets this role's hosts want (Route53, aws inventories).
     #[serde(default)]
     pub dns: Vec<Sp<DnsEntry>>,
+    /// An application load balancer in front of this role's hosts (aws inventories).
+    #[serde(default)]
+    pub load_balancer: Option<Sp<LoadBalancer>>,
+}
+
+/// `load_balancer:` of a role: an internet-facing ALB forwarding to the role's hosts on
+/// `port`, with listeners on 80 and/or 443 (HTTPS with `certificate`, an ACM ARN), a health
+/// check, and `hostname` (default: the role's `hostname:`) as an alias record to it.
+/// `certificate` and `hostname` are Tera, rendered once per role (with its first host).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancer {
+    pub port: Sp<u16>,
+    /// 80 and/or 443; default `[80]`.
+    #[serde(default)]
+    pub listeners: Vec<Sp<u16>>,
+    #[serde(default)]
+    pub certificate: Option<Sp<String>>,
+    /// With 443: the 80 listener answers 301 to https (default true).
+    #[serde(default)]
+    pub redirect_http: Option<bool>,
+    #[serde(default)]
+    pub health: Option<Sp<LbHealth>>,
+    #[serde(default)]
+    pub hostname: Option<Sp<String>>,
+}
+
+/// The health check of a load balancer's target group; AWS's defaults where left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LbHealth {
+    #[serde(default)]
+    pub path: Option<Sp<String>>,
+    #[serde(default)]
+    pub matcher: Option<Sp<String>>,
+    #[serde(default)]
+    pub interval: Option<Sp<u16>>,
+    #[serde(default)]
+    pub healthy: Option<Sp<u8>>,
+    #[serde(default)]
+    pub unhealthy: Option<Sp<u8>>,
 }
 
 /// `apt_sources:` of a role: a deb822 `.sources` file signed by a key from the site.
@@ -576,6 +617,14 @@ pub struct Provider {
     /// an S3-compatible store).
     #[serde(default)]
     pub s3_url: Option<String>,
+    /// The load balancers' second subnet (AWS wants an ALB in two availability zones): an
+    /// existing one by id, or one infra creates with this CIDR in `lb_availability_zone`.
+    #[serde(default)]
+    pub lb_subnet_id: Option<String>,
+    #[serde(default)]
+    pub lb_subnet_cidr: Option<String>,
+    #[serde(default)]
+    pub lb_availability_zone: Option<String>,
 }
 
 /// How to reach the environment's hosts over SSH.

@@ -197,6 +197,21 @@ pub fn dns_fields(role: &crate::model::Role) -> Vec<(String, &Sp<String>)> {
     out
 }
 
+/// The Tera strings of a role's `load_balancer:` (`certificate`, `hostname`), rendered once
+/// per role like its `dns:` strings.
+pub fn lb_fields(role: &crate::model::Role) -> Vec<(String, &Sp<String>)> {
+    let mut out = Vec::new();
+    if let Some(lb) = &role.load_balancer {
+        if let Some(c) = &lb.value.certificate {
+            out.push(("load_balancer.certificate".to_string(), c));
+        }
+        if let Some(h) = &lb.value.hostname {
+            out.push(("load_balancer.hostname".to_string(), h));
+        }
+    }
+    out
+}
+
 /// Whether a Tera string names the `secrets` context (validation refuses it where the text
 /// is shown in the plan).
 pub(crate) fn mentions_secrets(s: &str) -> bool {
@@ -264,7 +279,10 @@ impl Renderer {
                     }
                 }
             }
-            for (field, text) in dns_fields(&role.value) {
+            for (field, text) in dns_fields(&role.value)
+                .into_iter()
+                .chain(lb_fields(&role.value))
+            {
                 if is_templated(&text.value) {
                     let name = field_template_name(&role.file, &field);
                     if let Err(e) = tera.add_raw_template(&name, &text.value) {

@@ -25,6 +25,7 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         diags.extend(apt_source_problems(site, stem, role));
         diags.extend(tls_problems(site, stem, role));
         diags.extend(dns_problems(site, stem, role));
+        diags.extend(lb_problems(site, stem, role));
     }
     diags.extend(duplicate_apt_sources(site));
     diags.extend(include_cycles(site));
@@ -106,6 +107,144 @@ fn dns_problems(
         }
     }
     diags
+}
+
+/// The problems of a role's `load_balancer:` that need no host: listeners only 80 and 443,
+/// 443 with a certificate (and a certificate only with 443), a port, the port not also in
+/// `ports:` (behind a load balancer it is open to the load balancer only), a health check AWS
+/// accepts, no secrets in its Tera strings.
+fn lb_problems(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Vec<Diagnostic> {
+    let Some(lb) = &role.value.load_balancer else {
+        return Vec::new();
+    };
+    let file = &role.file;
+    let mut diags = Vec::new();
+    let mut err = |at: crate::diagnostic::SourceLocation, message: String, hint: &str| {
+        diags.push(
+            Diagnostic::error(format!("`load_balancer` of role `{stem}`: {message}"))
+                .at(at)
+                .hint(hint.to_string()),
+        );
+    };
+    let l = &lb.value;
+    if l.port.value == 0 {
+        err(
+            site.loc(file, &l.port, 1),
+            "port 0 is not a port".into(),
+            "give the port the role's hosts serve on, e.g. `port: 8000`",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for p in &l.listeners {
+        if !crate::cloud::lb::LISTENER_PORTS.contains(&p.value) || !seen.insert(p.value) {
+            err(
+                site.loc(file, p, p.value.to_string().len()),
+                format!("listener {} is not allowed (or given twice)", p.value),
+                "listeners are 80 (HTTP) and 443 (HTTPS, with `certificate`), each at most once",
+            );
+        }
+    }
+    let has_443 = l.listeners.iter().any(|p| p.value == 443);
+    match (&l.certificate, has_443) {
+        (None, true) => err(
+            site.loc(file, lb, 1),
+            "listener 443 needs a `certificate`".into(),
+            "add `certificate:` with the ARN of an ACM certificate, or drop 443",
+        ),
+        (Some(c), false) => err(
+            site.loc(file, c, c.value.chars().count()),
+            "a `certificate` without listener 443".into(),
+            "add 443 to `listeners:`, or remove the certificate",
+        ),
+        _ => {}
+    }
+    if let Some(p) = role
+        .value
+        .ports
+        .iter()
+        .find(|p| p.number == l.port.value && p.proto == infra_protocol::Proto::Tcp)
+    {
+        err(
+            site.loc(file, &l.port, l.port.value.to_string().len()),
+            format!("port {} is also in `ports:` (open to the world)", p.number),
+            "behind a load balancer the port is opened to the load balancer only: remove it from `ports:`",
+        );
+    }
+    if let Some(h) = &l.health {
+        for (at, message) in lb_health_problems(site, file, &h.value) {
+            err(at, message, "path: /health, matcher: \"200\" (or 200-299, 200,302), interval: 6-300 seconds, healthy and unhealthy: 2-10");
+        }
+    }
+    for (field, text) in crate::render::lb_fields(&role.value) {
+        if crate::render::mentions_secrets(&text.value) {
+            err(
+                site.loc(file, text, text.value.chars().count()),
+                format!("`{field}` uses a secret"),
+                "the plan shows it: a certificate is named by its ARN",
+            );
+        }
+    }
+    diags
+}
+
+/// The values of a load balancer's health check AWS refuses: where, and what.
+fn lb_health_problems(
+    site: &Site,
+    file: &std::path::Path,
+    h: &crate::model::LbHealth,
+) -> Vec<(crate::diagnostic::SourceLocation, String)> {
+    let mut out = Vec::new();
+    if let Some(p) = &h.path {
+        let v = &p.value;
+        if !v.starts_with('/')
+            || v.len() > 1024
+            || v.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            out.push((
+                site.loc(file, p, v.chars().count()),
+                format!("health path {v:?} is not a URL path"),
+            ));
+        }
+    }
+    if let Some(m) = &h.matcher {
+        let code = |c: Option<&str>| {
+            c.and_then(|c| c.parse::<u16>().ok())
+                .is_some_and(|c| (200..=499).contains(&c))
+        };
+        let ok = !m.value.is_empty()
+            && m.value.split(',').all(|part| {
+                let mut ends = part.split('-');
+                let (a, b, rest) = (ends.next(), ends.next(), ends.next());
+                code(a) && (b.is_none() || code(b)) && rest.is_none()
+            });
+        if !ok {
+            out.push((
+                site.loc(file, m, m.value.chars().count()),
+                format!("health matcher {:?} is not a list of HTTP codes", m.value),
+            ));
+        }
+    }
+    if let Some(i) = &h.interval {
+        if !(6..=300).contains(&i.value) {
+            out.push((
+                site.loc(file, i, i.value.to_string().len()),
+                format!("health interval {} is out of 6-300 seconds", i.value),
+            ));
+        }
+    }
+    for c in [&h.healthy, &h.unhealthy].into_iter().flatten() {
+        if !(2..=10).contains(&c.value) {
+            out.push((
+                site.loc(file, c, c.value.to_string().len()),
+                format!("health threshold {} is out of 2-10", c.value),
+            ));
+        }
+    }
+    out
 }
 
 /// A role's `name` that differs from its file's stem.

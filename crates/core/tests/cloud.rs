@@ -231,6 +231,7 @@ fn destroy_goes_in_reverse_and_keeps_what_roles_keep() {
             ],
         }],
         bucket: None,
+        ..CloudFacts::default()
     };
     let p = plan(&env, &facts, Mode::Destroy).unwrap();
     let order: Vec<&str> = p

@@ -1,6 +1,6 @@
 //! What a provider found: `CloudFacts`, everything an environment owns in the cloud, by tag.
 
-use crate::op::RecordType;
+use crate::op::{HealthCheck, RecordType};
 use crate::port::Port;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,16 @@ pub struct CloudFacts {
     /// The bucket named by `provider.bucket`, if it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<BucketFact>,
+    /// The second subnet of the environment's load balancers (`aws_subnet.lb`): tagged
+    /// `infra:subnet=lb`, or named by `provider.lb_subnet_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_subnet: Option<SubnetFact>,
+    /// The roles' application load balancers, found by their `infra:env` and `infra:role` tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<LoadBalancerFact>,
+    /// The roles' target groups, found by the same tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<TargetGroupFact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,4 +174,44 @@ impl CloudFacts {
     pub fn address(&self, host: &str) -> Option<&AddressFact> {
         self.addresses.iter().find(|a| a.host == host)
     }
+}
+
+/// An application load balancer of a role, with its listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerFact {
+    pub arn: String,
+    pub name: String,
+    pub role: String,
+    /// Without the trailing dot.
+    pub dns_name: String,
+    /// Its canonical hosted zone (an alias record's target zone).
+    pub zone_id: String,
+    pub listeners: Vec<ListenerFact>,
+}
+
+/// One listener of a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerFact {
+    pub arn: String,
+    pub port: u16,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: String,
+    /// The default certificate (HTTPS).
+    pub certificate: Option<String>,
+    /// The target group its default action forwards to.
+    pub forward: Option<String>,
+    /// Its default action redirects to https (port 443, 301).
+    pub redirect_https: bool,
+}
+
+/// A target group of a role, with the instances registered in it (draining ones left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroupFact {
+    pub arn: String,
+    pub name: String,
+    pub role: String,
+    pub port: u16,
+    pub health: HealthCheck,
+    /// Instance ids, sorted.
+    pub targets: Vec<String>,
 }

@@ -16,15 +16,16 @@ mod op;
 mod port;
 
 pub use facts::{
-    AddressFact, BucketFact, CloudFacts, GroupFact, InstanceFact, ObjectFact, RecordFact, RuleFact,
-    SourceFact, SubnetFact, VolumeFact, VpcFact, ZoneFact,
+    AddressFact, BucketFact, CloudFacts, GroupFact, InstanceFact, ListenerFact, LoadBalancerFact,
+    ObjectFact, RecordFact, RuleFact, SourceFact, SubnetFact, TargetGroupFact, VolumeFact, VpcFact,
+    ZoneFact,
 };
 pub use hostkeys::{host_keys_in_console, HOST_KEYS_BEGIN, HOST_KEYS_END};
 pub use lock::{lock_key, LockAction, LockHolder, LockReply, LockRequest, DEFAULT_LOCK_TABLE};
 pub use message::{ApplyRequest, HostKeysRequest, ProviderEvent, Scope};
 pub use op::{
-    describe, AliasTarget, CloudOp, Op, RecordAction, RecordChange, RecordType, RecordValue, Ref,
-    Source,
+    describe, AliasTarget, CloudOp, HealthCheck, ListenerAction, Op, RecordAction, RecordChange,
+    RecordType, RecordValue, Ref, Source,
 };
 pub use port::{Port, Proto};
 
@@ -34,6 +35,8 @@ pub const TAG_HOST: &str = "infra:host";
 pub const TAG_ROLE: &str = "infra:role";
 pub const TAG_ROLES: &str = "infra:roles";
 pub const TAG_KEEP: &str = "infra:keep";
+/// On the load balancers' subnet infra creates: `lb` (the instances' subnet has no such tag).
+pub const TAG_SUBNET: &str = "infra:subnet";
 /// Metadata of the objects infra uploads (S3 sends them as `x-amz-meta-*`).
 pub const META_ENV: &str = "infra-environment";
 pub const META_SHA256: &str = "infra-sha256";

@@ -82,6 +82,7 @@ mod tests {
             internal_domain: "p.i".into(),
             bucket: None,
             objects_only: false,
+            lb_subnet_id: None,
         }
     }
 

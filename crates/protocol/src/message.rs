@@ -22,6 +22,9 @@ pub struct Scope {
     /// A static inventory with a bucket: only the bucket is looked at (no EC2, no Route53).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub objects_only: bool,
+    /// `provider.lb_subnet_id`: an existing subnet for the load balancers' second zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_subnet_id: Option<String>,
 }
 
 /// `infra-aws discover` reads a `Scope`; `infra-aws apply` reads this.

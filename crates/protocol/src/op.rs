@@ -156,6 +156,29 @@ pub struct RecordChange {
     pub alias: Option<AliasTarget>,
 }
 
+/// A target group's health check (HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub path: String,
+    /// HTTP codes: `200`, `200-299`, `200,302`.
+    pub matcher: String,
+    /// Seconds between checks.
+    pub interval: u16,
+    /// Consecutive successes before a target is healthy, failures before it is not.
+    pub healthy: u8,
+    pub unhealthy: u8,
+}
+
+/// What a listener does with a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerAction {
+    /// Forward to this target group.
+    Forward(Ref),
+    /// Answer 301 to the same URL over https (port 443).
+    RedirectHttps,
+}
+
 /// One call (or short sequence of calls) to the cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -307,6 +330,64 @@ pub enum CloudOp {
     DeleteBucket {
         name: String,
     },
+    /// The second subnet load balancers need (another availability zone), tagged
+    /// `infra:subnet=lb`; instances are not launched in it.
+    CreateLbSubnet {
+        vpc: Ref,
+        cidr: String,
+        availability_zone: Option<String>,
+    },
+    /// An internet-facing application load balancer in `subnets`, tagged with the role.
+    CreateLoadBalancer {
+        role: String,
+        name: String,
+        subnets: Vec<Ref>,
+        group: Ref,
+    },
+    /// Deletes it and waits until it is gone.
+    DeleteLoadBalancer {
+        arn: String,
+    },
+    /// An HTTP target group of instances on `port`, tagged with the role.
+    CreateTargetGroup {
+        role: String,
+        name: String,
+        vpc: Ref,
+        port: u16,
+        health: HealthCheck,
+    },
+    ModifyTargetGroup {
+        arn: String,
+        health: HealthCheck,
+    },
+    DeleteTargetGroup {
+        arn: String,
+    },
+    /// HTTPS when `certificate` is given, else HTTP.
+    CreateListener {
+        load_balancer: Ref,
+        port: u16,
+        certificate: Option<String>,
+        action: ListenerAction,
+    },
+    ModifyListener {
+        arn: String,
+        port: u16,
+        certificate: Option<String>,
+        action: ListenerAction,
+    },
+    DeleteListener {
+        arn: String,
+    },
+    RegisterTarget {
+        target_group: Ref,
+        instance: Ref,
+        port: u16,
+    },
+    DeregisterTarget {
+        target_group: String,
+        instance: String,
+    },
 }
 
 impl CloudOp {
@@ -344,6 +425,16 @@ impl CloudOp {
             PutObject { .. } => 67,
             DeleteObject { .. } => 68,
             DeleteBucket { .. } => 85,
+            CreateLbSubnet { .. } => 12,
+            // Load balancers: registrations and listeners go before what they point at.
+            DeregisterTarget { .. } => 23,
+            DeleteListener { .. } => 24,
+            DeleteLoadBalancer { .. } => 25,
+            CreateLoadBalancer { .. } => 26,
+            CreateTargetGroup { .. } | ModifyTargetGroup { .. } => 27,
+            CreateListener { .. } | ModifyListener { .. } => 28,
+            DeleteTargetGroup { .. } => 29,
+            RegisterTarget { .. } => 54,
         }
     }
 }
@@ -409,5 +500,18 @@ pub fn describe(op: &CloudOp) -> String {
         PutObject { bucket, key, .. } => format!("upload s3://{bucket}/{key}"),
         DeleteObject { bucket, key } => format!("delete s3://{bucket}/{key}"),
         DeleteBucket { name } => format!("delete bucket {name}"),
+        CreateLbSubnet { cidr, .. } => format!("create the load balancers' subnet {cidr}"),
+        CreateLoadBalancer { name, .. } => format!("create load balancer {name}"),
+        DeleteLoadBalancer { arn } => {
+            format!("delete load balancer {arn} and wait until it is gone")
+        }
+        CreateTargetGroup { name, port, .. } => format!("create target group {name} (port {port})"),
+        ModifyTargetGroup { arn, .. } => format!("change the health check of {arn}"),
+        DeleteTargetGroup { arn } => format!("delete target group {arn}"),
+        CreateListener { port, .. } => format!("create the listener on {port}"),
+        ModifyListener { port, .. } => format!("change the listener on {port}"),
+        DeleteListener { arn } => format!("delete listener {arn}"),
+        RegisterTarget { port, .. } => format!("register the instance on port {port}"),
+        DeregisterTarget { instance, .. } => format!("deregister {instance}"),
     }
 }

@@ -4,6 +4,7 @@
 //! `infra_protocol`'s.
 
 mod dkim;
+pub mod lb;
 pub mod objects;
 pub mod records;
 
@@ -41,6 +42,7 @@ pub fn scope(env: &Environment) -> Scope {
         internal_domain: inv.internal_domain.trim_end_matches('.').to_string(),
         bucket: prov.bucket.as_ref().map(|b| b.value.clone()),
         objects_only: prov.kind != ProviderKind::Aws,
+        lb_subnet_id: prov.lb_subnet_id.clone(),
     }
 }
 
@@ -199,9 +201,13 @@ pub enum Mode {
     Destroy,
 }
 
-/// The security group name of a role.
+/// The security group name of a role (`<env>-<role>`), or of a role's load balancer
+/// (key `<role>_lb`: `<env>-<role>-lb`).
 pub fn group_name(env: &str, role: &str) -> String {
-    format!("{env}-{role}")
+    match role.strip_suffix(lb::GROUP_SUFFIX) {
+        Some(base) => format!("{env}-{base}-lb"),
+        None => format!("{env}-{role}"),
+    }
 }
 
 /// A ClientToken that is the same for the same launch (AWS returns the first instance when the
@@ -258,20 +264,24 @@ pub fn plan_with(
         kept: Vec::new(),
         new_instances: BTreeSet::new(),
     };
-    let (instances, roles) = if mode == Mode::Converge {
+    let (instances, roles, lbs) = if mode == Mode::Converge {
         (
             desired_instances(env).map_err(err)?,
             records::role_records(env, renderer, secrets)?,
+            lb::desired(env, renderer)?,
         )
     } else {
-        (Vec::new(), records::RoleRecords::default())
+        (Vec::new(), records::RoleRecords::default(), Vec::new())
     };
     let (vpc, subnet) = p.network(env, mode).map_err(err)?;
+    let lb_subnet = p.lb_subnet(env, &vpc, !lbs.is_empty()).map_err(err)?;
     let groups = p.security_groups(env, &vpc, mode);
     p.instances(&instances, &subnet, &groups);
     p.volumes(env, &instances, &subnet);
     p.addresses(&instances);
-    p.zones(env, &instances, &roles, &vpc, mode)?;
+    let subnets: Vec<Ref> = [subnet.clone()].into_iter().chain(lb_subnet).collect();
+    let aliases = p.load_balancers(&lbs, &vpc, &subnets, &groups);
+    p.zones(env, &instances, &roles, &aliases, &vpc, mode)?;
     p.network_teardown(mode);
     if mode == Mode::Destroy {
         // Converge: the objects are planned once rendered (`objects::plan`, by the caller).
@@ -1183,7 +1193,10 @@ fn roles_with_groups<'e>(env: &'e Environment, held: &BTreeSet<&'e str>) -> BTre
         .copied()
         .filter(|role| {
             site.roles.get(*role).is_some_and(|l| {
-                !l.value.ports.is_empty() || !l.value.exposes.is_empty() || named.contains(role)
+                !l.value.ports.is_empty()
+                    || !l.value.exposes.is_empty()
+                    || l.value.load_balancer.is_some()
+                    || named.contains(role)
             })
         })
         .collect()
@@ -1206,6 +1219,23 @@ fn wanted_rules(env: &Environment) -> BTreeMap<String, Rules> {
                 if held.contains(to.value.as_str()) {
                     rules.insert((e.port, RuleSource::Role(to.value.clone())));
                 }
+            }
+        }
+        // Behind a load balancer: the role's port from the load balancer's group only, and
+        // the listeners from the world.
+        if let Some(balancer) = &r.load_balancer {
+            let key = lb::group_key(role);
+            let tcp = |number| Port {
+                number,
+                proto: infra_protocol::Proto::Tcp,
+            };
+            rules.insert((
+                tcp(balancer.value.port.value),
+                RuleSource::Role(key.clone()),
+            ));
+            let lb_rules = wanted.entry(key).or_default();
+            for number in lb::listener_ports(&balancer.value) {
+                lb_rules.insert((tcp(number), RuleSource::World));
             }
         }
     }

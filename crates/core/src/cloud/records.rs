@@ -4,6 +4,7 @@
 //! only the record sets its ownership registry (`_infra-owner.<type>.<name>` TXT) gives to the
 //! environment; the internal zone is wholly the environment's.
 
+use super::lb::LbAlias;
 use super::{added, changed, q, removed, CloudAction, CloudChange, DesiredInstance, Mode};
 use super::{record_phase, Planner};
 use crate::diagnostic::{Diagnostic, SourceLocation};
@@ -256,6 +257,17 @@ fn merge(
             alias: None,
             origin: origin.clone(),
         });
+    if set.alias.is_some() {
+        let first = &set.origin;
+        return Err(Box::new(
+            Diagnostic::error(format!(
+                "record set {name} {t} is the alias of role `{}`'s load balancer; host `{}` (role `{}`) wants values in it",
+                first.role, origin.host, origin.role
+            ))
+            .at_opt(origin.at.clone().or_else(|| first.at.clone()))
+            .hint("give the load balancer another `hostname:`, or give the `dns:` entry another name"),
+        ));
+    }
     if set.ttl != ttl {
         let first = &set.origin;
         return Err(Box::new(
@@ -319,7 +331,41 @@ fn place(
 /// derived at plan time, where a bad key is an error.)
 pub fn check(env: &Environment, renderer: &Renderer) -> Result<(), Box<Diagnostic>> {
     let roles = role_records(env, renderer, &Secrets::from_values(BTreeMap::new()))?;
-    place(env, &roles, &mut Wanted::new(), &mut Wanted::new())
+    let lbs = super::lb::desired(env, renderer)?;
+    let mut public_sets = Wanted::new();
+    add_aliases(&mut public_sets, &super::lb::new_aliases(&lbs))?;
+    place(env, &roles, &mut public_sets, &mut Wanted::new())
+}
+
+/// The load balancers' alias A records; two load balancers with one hostname are an error.
+fn add_aliases(sets: &mut Wanted, aliases: &[LbAlias]) -> Result<(), Box<Diagnostic>> {
+    for a in aliases {
+        let key = (a.name.clone(), RecordType::A);
+        if let Some(other) = sets.get(&key) {
+            return Err(Box::new(
+                Diagnostic::error(format!(
+                    "the load balancers of roles `{}` and `{}` both want the hostname {}",
+                    other.origin.role, a.role, a.name
+                ))
+                .at(a.at.clone())
+                .hint("give each load balancer its own `hostname:`"),
+            ));
+        }
+        sets.insert(
+            key,
+            RecordSet {
+                ttl: RECORD_TTL,
+                values: BTreeSet::new(),
+                alias: Some(a.target.clone()),
+                origin: Origin {
+                    host: "(load balancer)".into(),
+                    role: a.role.clone(),
+                    at: Some(a.at.clone()),
+                },
+            },
+        );
+    }
+    Ok(())
 }
 
 impl Planner<'_> {
@@ -330,11 +376,14 @@ impl Planner<'_> {
         env: &Environment,
         wanted: &[DesiredInstance],
         roles: &RoleRecords,
+        aliases: &[LbAlias],
         vpc: &Ref,
         mode: Mode,
     ) -> Result<(), Box<Diagnostic>> {
         let (public, internal) = zone_names(env);
-        let mut public_sets = self.public_records(wanted, &public)?;
+        let behind_lb: BTreeSet<&str> = aliases.iter().map(|a| a.name.as_str()).collect();
+        let mut public_sets = self.public_records(wanted, &public, &behind_lb)?;
+        add_aliases(&mut public_sets, aliases)?;
         let mut internal_sets = self.private_records(wanted, &internal)?;
         place(env, roles, &mut public_sets, &mut internal_sets)?;
         self.zone(&public, false, &public_sets, vpc, mode)?;
@@ -371,11 +420,13 @@ impl Planner<'_> {
     }
 
     /// The public zone's hostnames at their Elastic IPs: several hosts with one hostname give
-    /// one record set with several values (round robin).
+    /// one record set with several values (round robin). A name behind a load balancer
+    /// (`behind_lb`) is its alias instead.
     fn public_records(
         &self,
         wanted: &[DesiredInstance],
         zone_name: &str,
+        behind_lb: &BTreeSet<&str>,
     ) -> Result<Wanted, Box<Diagnostic>> {
         let f = self.facts;
         let mut sets = Wanted::new();
@@ -386,7 +437,7 @@ impl Planner<'_> {
             };
             for name in &d.public_hostnames {
                 let name = normal(name);
-                if in_zone(&name, zone_name) {
+                if in_zone(&name, zone_name) && !behind_lb.contains(name.as_str()) {
                     let origin = Origin {
                         host: d.host.clone(),
                         role: "hostname".into(),
