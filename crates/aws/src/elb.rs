@@ -227,9 +227,9 @@ async fn targets(c: &Clients, tg: &str) -> Result<Vec<String>, AwsError> {
         .target_health_descriptions()
         .iter()
         .filter(|d| {
-            !d.target_health()
+            d.target_health()
                 .and_then(|h| h.state())
-                .is_some_and(|s| s == &TargetHealthStateEnum::Draining)
+                .is_none_or(|s| s != &TargetHealthStateEnum::Draining)
         })
         .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
         .collect();

@@ -192,39 +192,8 @@ fn converged() -> CloudFacts {
                 rules: vec![rule(80, world()), rule(443, world())],
             },
         ],
-        load_balancers: vec![LoadBalancerFact {
-            arn: "arn:lb".into(),
-            name: "test-api".into(),
-            role: "api".into(),
-            dns_name: DNS.into(),
-            zone_id: "Z35SXDOTRQ7X7K".into(),
-            listeners: vec![
-                ListenerFact {
-                    arn: "arn:l80".into(),
-                    port: 80,
-                    protocol: "HTTP".into(),
-                    certificate: None,
-                    forward: None,
-                    redirect_https: true,
-                },
-                ListenerFact {
-                    arn: "arn:l443".into(),
-                    port: 443,
-                    protocol: "HTTPS".into(),
-                    certificate: Some(CERT.into()),
-                    forward: Some("arn:tg".into()),
-                    redirect_https: false,
-                },
-            ],
-        }],
-        target_groups: vec![TargetGroupFact {
-            arn: "arn:tg".into(),
-            name: "test-api-8000".into(),
-            role: "api".into(),
-            port: 8000,
-            health: health("/health"),
-            targets: vec!["i-0".into(), "i-1".into()],
-        }],
+        load_balancers: vec![balancer()],
+        target_groups: vec![target_group()],
         ..CloudFacts::default()
     };
     for (i, (host, ip, roles)) in [
@@ -247,6 +216,53 @@ fn converged() -> CloudFacts {
             launch_time: "2026-12-01T00:00:00Z".into(),
         });
     }
+    f.zones = zones();
+    f
+}
+
+/// The load balancer of the test site as found, with its listeners.
+fn balancer() -> LoadBalancerFact {
+    LoadBalancerFact {
+        arn: "arn:lb".into(),
+        name: "test-api".into(),
+        role: "api".into(),
+        dns_name: DNS.into(),
+        zone_id: "Z35SXDOTRQ7X7K".into(),
+        listeners: vec![
+            ListenerFact {
+                arn: "arn:l80".into(),
+                port: 80,
+                protocol: "HTTP".into(),
+                certificate: None,
+                forward: None,
+                redirect_https: true,
+            },
+            ListenerFact {
+                arn: "arn:l443".into(),
+                port: 443,
+                protocol: "HTTPS".into(),
+                certificate: Some(CERT.into()),
+                forward: Some("arn:tg".into()),
+                redirect_https: false,
+            },
+        ],
+    }
+}
+
+/// The target group of the test site as found, both hosts registered.
+fn target_group() -> TargetGroupFact {
+    TargetGroupFact {
+        arn: "arn:tg".into(),
+        name: "test-api-8000".into(),
+        role: "api".into(),
+        port: 8000,
+        health: health("/health"),
+        targets: vec!["i-0".into(), "i-1".into()],
+    }
+}
+
+/// The zones as found: the hostname an alias to the load balancer, the hosts' internal names.
+fn zones() -> Vec<ZoneFact> {
     let record = |name: &str, t: RecordType, value: &str| RecordFact {
         name: name.into(),
         value: value.into(),
@@ -254,7 +270,7 @@ fn converged() -> CloudFacts {
         ttl: 300,
         alias: None,
     };
-    f.zones = vec![
+    vec![
         ZoneFact {
             id: "Z1".into(),
             name: "example.org".into(),
@@ -285,8 +301,7 @@ fn converged() -> CloudFacts {
                 record("api2.test.internal", RecordType::A, "10.40.1.11"),
             ],
         },
-    ];
-    f
+    ]
 }
 
 #[test]
