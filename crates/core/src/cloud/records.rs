@@ -538,11 +538,14 @@ impl Planner<'_> {
             match have {
                 None => {
                     attrs.push(added("type", q(t.as_str())));
-                    attrs.push(added("ttl", set.ttl.to_string()));
+                    // An alias record has no TTL of its own.
+                    if set.alias.is_none() {
+                        attrs.push(added("ttl", set.ttl.to_string()));
+                    }
                     attrs.push(added(value_attr(set), show_wanted(set)));
                 }
                 Some(h) => {
-                    if h.ttl != set.ttl {
+                    if h.ttl != set.ttl && set.alias.is_none() {
                         attrs.push(changed("ttl", h.ttl.to_string(), set.ttl.to_string()));
                     }
                     if !same_values(h, set) {
