@@ -5,7 +5,7 @@
 //! with the ACM certificate (made in moto) forwarding to a target group with the health check,
 //! 80 redirecting 301 to https, both instances registered, and the hostname an alias record to
 //! the ALB's DNS name. A second plan is clean; a new health path changes the target group in
-//! place; a host leaving the role is deregistered; removing `load_balancer:` removes all of it;
+//! place, a renewed certificate the listener; a host leaving the role is deregistered; removing `load_balancer:` removes all of it;
 //! destroy leaves nothing.
 
 mod common;
@@ -126,23 +126,7 @@ fn a_load_balancer_is_built_changed_and_removed() {
     check_built(&state, &cert);
     clean(&moto, dir);
 
-    // A new health path: the same target group, changed in place.
-    let arn = state["target_groups"]["lbtest-api-8000"]["arn"].clone();
-    edit(dir, "roles/api.yaml", "path: /health", "path: /ready");
-    plan_has(
-        &moto,
-        dir,
-        &[
-            "~ aws_lb_target_group.api",
-            "~ health_check.path = \"/health\" -> \"/ready\"",
-        ],
-    );
-    apply(&moto, dir);
-    let state = moto.state("lbtest");
-    let tg = &state["target_groups"]["lbtest-api-8000"];
-    assert_eq!(tg["arn"], arn);
-    assert_eq!(tg["health"]["path"], "/ready");
-    clean(&moto, dir);
+    changes_in_place(&moto, dir, &state, &cert);
 
     // api2 leaves the role: deregistered, its instance stays.
     edit(
@@ -199,6 +183,46 @@ fn a_load_balancer_is_built_changed_and_removed() {
     assert_eq!(end["subnets"], json!([]));
 }
 
+/// A new health path changes the same target group, a renewed certificate the same listener.
+fn changes_in_place(moto: &Moto, dir: &Path, state: &Value, cert: &str) {
+    // A new health path: the same target group, changed in place.
+    let arn = state["target_groups"]["lbtest-api-8000"]["arn"].clone();
+    edit(dir, "roles/api.yaml", "path: /health", "path: /ready");
+    plan_has(
+        moto,
+        dir,
+        &[
+            "~ aws_lb_target_group.api",
+            "~ health_check.path = \"/health\" -> \"/ready\"",
+        ],
+    );
+    apply(moto, dir);
+    let state = moto.state("lbtest");
+    let tg = &state["target_groups"]["lbtest-api-8000"];
+    assert_eq!(tg["arn"], arn);
+    assert_eq!(tg["health"]["path"], "/ready");
+    clean(moto, dir);
+
+    // A renewed certificate: the same listener, changed in place.
+    let renewed = moto.boto3(
+        "acm = boto3.client('acm')\n\
+         print(acm.request_certificate(DomainName='api.example.org')['CertificateArn'])",
+    );
+    let listener = state["load_balancers"]["lbtest-api"]["listeners"]["443"]["arn"].clone();
+    edit(dir, "inventories/lbtest.yaml", cert, &renewed);
+    plan_has(
+        moto,
+        dir,
+        &[&format!("~ certificate_arn = \"{cert}\" -> \"{renewed}\"")],
+    );
+    apply(moto, dir);
+    let state = moto.state("lbtest");
+    let l443 = &state["load_balancers"]["lbtest-api"]["listeners"]["443"];
+    assert_eq!(l443["certificates"], json!([renewed]));
+    assert_eq!(l443["arn"], listener);
+    clean(moto, dir);
+}
+
 /// The first apply as boto3 sees it.
 fn check_built(state: &Value, cert: &str) {
     let lbs = state["load_balancers"].as_object().unwrap();
@@ -209,13 +233,18 @@ fn check_built(state: &Value, cert: &str) {
     assert_eq!(lb["security_groups"], json!(["lbtest-api-lb"]));
     assert_eq!(lb["subnet_zones"], json!(["us-east-1a", "us-east-1b"]));
     assert_eq!(lb["tags"]["infra:role"], "api");
+    let listener = |port: &str| {
+        let mut l = lb["listeners"][port].clone();
+        l.as_object_mut().unwrap().remove("arn");
+        l
+    };
     assert_eq!(
-        lb["listeners"]["443"],
+        listener("443"),
         json!({"protocol": "HTTPS", "certificates": [cert],
                "actions": [{"type": "forward", "target_group": "lbtest-api-8000"}]})
     );
     assert_eq!(
-        lb["listeners"]["80"],
+        listener("80"),
         json!({"protocol": "HTTP", "certificates": [],
                "actions": [{"type": "redirect", "protocol": "HTTPS", "port": "443", "status": "HTTP_301"}]})
     );

@@ -117,6 +117,7 @@ def balancers(env, group_names, host_of):
         listeners = {}
         for li in paginate(elb, "describe_listeners", "Listeners", LoadBalancerArn=l["LoadBalancerArn"]):
             listeners[str(li["Port"])] = {
+                "arn": li["ListenerArn"],
                 "protocol": li["Protocol"],
                 "certificates": sorted(c["CertificateArn"] for c in li.get("Certificates", [])),
                 "actions": [action(a) for a in li["DefaultActions"]],

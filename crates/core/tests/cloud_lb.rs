@@ -752,3 +752,28 @@ fn names_fit_aws() {
     assert!(odd.starts_with("env-1-api-v2-"), "{odd}");
     assert!(odd.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
 }
+
+#[test]
+fn an_existing_subnet_named_by_id_is_used() {
+    let named = [(
+        "inventories/test.yaml",
+        "  lb_subnet_cidr: 10.40.2.0/24\n",
+        "  lb_subnet_id: subnet-2\n",
+    )];
+    let dir = site_with(&named);
+    let mut facts = converged();
+    facts.lb_subnet.as_mut().unwrap().owned = false;
+    let p = plan_in(dir.path(), &facts, Mode::Converge).unwrap();
+    assert!(p.changes.is_empty(), "{:#?}", p.changes);
+    // Not there: an error naming the setting; and a subnet infra did not make is never deleted.
+    facts.lb_subnet = None;
+    let missing = plan_in(dir.path(), &facts, Mode::Converge).unwrap_err();
+    assert!(
+        missing.contains("provider.lb_subnet_id subnet-2 was not found"),
+        "{missing}"
+    );
+    let mut facts = converged();
+    facts.lb_subnet.as_mut().unwrap().owned = false;
+    let p = plan_in(dir.path(), &facts, Mode::Destroy).unwrap();
+    assert!(!addresses(&p).contains(&"- aws_subnet.lb".to_string()));
+}
