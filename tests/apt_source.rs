@@ -17,17 +17,6 @@ const SUBNET: &str = "10.213.180";
 const PACKAGE: &str = "infra-aptsrc-probe";
 const SECOND: &str = "infra-aptsrc-second";
 
-fn sh(script: &str) -> String {
-    let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn need(tool: &str, package: &str) {
     let ok = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -140,16 +129,9 @@ fn serve(root: PathBuf, addr: &str) -> u16 {
     port
 }
 
-fn write(dir: &Path, path: &str, text: &str) {
-    let p = dir.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// The site: role `repo` with the source and `packages`, role `base` with one file.
-fn site(dir: &Path, key: &str, packages: &[&str], roles: &str, port: u16, state: &Path) {
-    write(
-        dir,
+fn site(dir: &SiteDir, sb: &Sandbox, key: &str, packages: &[&str], roles: &str, port: u16) {
+    dir.write(
         "roles/repo.yaml",
         &format!(
             "name: repo\napt_sources:\n  - name: probe\n    uri: \"http://{{{{ vars.repo_host }}}}:{port}/\"\n    \
@@ -157,24 +139,18 @@ fn site(dir: &Path, key: &str, packages: &[&str], roles: &str, port: u16, state:
              packages: [{}]\n",
             packages.join(", ")
         ),
-    );
-    write(
-        dir,
+    )
+    .write(
         "roles/base.yaml",
         "name: base\nfiles:\n  - {template: motd.j2, dest: /etc/motd.infra}\n",
+    )
+    .write("templates/motd.j2", "{{ host.name }}\n");
+    let text = format!(
+        "{}vars: {{repo_host: {SUBNET}.1}}\n{}",
+        sb.inventory("lab", "lab.test"),
+        hosts_yaml(SUBNET, &[("web", roles, 11)])
     );
-    write(dir, "templates/motd.j2", "{{ host.name }}\n");
-    write(
-        dir,
-        "inventories/lab.yaml",
-        &format!(
-            "environment: lab\ndomain: lab.test\ninternal_domain: lab.internal\nprovider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {}/id_ed25519\n\
-             vars: {{repo_host: {SUBNET}.1}}\n\
-             hosts:\n  web: {{roles: [{roles}], address: {SUBNET}.11}}\n",
-            state.display()
-        ),
-    );
+    dir.write("inventories/lab.yaml", &text);
 }
 
 fn installed(sb: &Sandbox, pkg: &str) -> bool {
@@ -196,8 +172,7 @@ const KEY: &str = "/etc/apt/keyrings/infra-probe.asc";
 /// The sandbox host, the site and the served repository.
 struct Lab {
     sb: Sandbox,
-    dir: tempfile::TempDir,
-    state: PathBuf,
+    dir: SiteDir,
     port: u16,
     good: String,
     homes: Vec<PathBuf>,
@@ -213,21 +188,14 @@ impl Lab {
         let (home, good) = gpg_key(work.path(), "good");
         let (home2, wrong) = gpg_key(work.path(), "wrong");
         let repo = build_repo(work.path(), &home);
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "templates/keys/good.asc", &good);
-        write(dir.path(), "templates/keys/wrong.asc", &wrong);
-        let state = dir.path().join(".infra/sandbox");
-        std::fs::create_dir_all(&state).unwrap();
-        let sb = Sandbox::up(
-            &state,
-            &format!("{SUBNET}.0/24"),
-            &[("web".into(), format!("{SUBNET}.11"))],
-        );
+        let dir = SiteDir::new();
+        dir.write("templates/keys/good.asc", &good)
+            .write("templates/keys/wrong.asc", &wrong);
+        let sb = dir.up(SUBNET, &[("web", 11)]);
         let port = serve(repo, &format!("{SUBNET}.1"));
         Lab {
             sb,
             dir,
-            state,
             port,
             good,
             homes: vec![home, home2],
@@ -236,18 +204,11 @@ impl Lab {
     }
 
     fn infra(&self, args: &[&str]) -> Run {
-        infra(self.dir.path(), args)
+        self.dir.infra(args)
     }
 
     fn site(&self, key: &str, packages: &[&str], roles: &str) {
-        site(
-            self.dir.path(),
-            key,
-            packages,
-            roles,
-            self.port,
-            &self.state,
-        );
+        site(&self.dir, &self.sb, key, packages, roles, self.port);
     }
 
     /// The start of the names of the source's lists on the host.

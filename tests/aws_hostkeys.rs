@@ -59,7 +59,7 @@ struct Lab {
     // Dropped in order: moto, then the sandbox while its state (in the site) still exists.
     moto: Moto,
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
 }
 
 impl Lab {
@@ -113,32 +113,11 @@ impl Lab {
 
 fn setup() -> Lab {
     require_root();
-    let site = tempfile::tempdir().unwrap();
-    for d in ["roles", "inventories", "templates", "console"] {
-        std::fs::create_dir_all(site.path().join(d)).unwrap();
-    }
-    std::fs::write(
-        site.path().join("roles/motd.yaml"),
-        "name: motd\ndescription: one file, to have something to apply\n\
-         files:\n  - {template: motd.j2, dest: /etc/motd.infra, mode: \"0644\"}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        site.path().join("templates/motd.j2"),
-        "{{ host.name }} of keys\n",
-    )
-    .unwrap();
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sandbox = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[
-            ("gw".into(), format!("{SUBNET}.10")),
-            ("web".into(), format!("{SUBNET}.11")),
-            ("web2".into(), format!("{SUBNET}.12")),
-        ],
-    );
+    let site = SiteDir::new();
+    site.write("roles/motd.yaml", MOTD_ROLE)
+        .write("templates/motd.j2", "{{ host.name }} of keys\n");
+    std::fs::create_dir_all(site.path().join("console")).unwrap();
+    let sandbox = site.up(SUBNET, &[("gw", 10), ("web", 11), ("web2", 12)]);
     let moto = start_moto(&site.path().join("console"));
     Lab {
         moto,

@@ -16,52 +16,34 @@ const SUBNET: &str = "10.213.220";
 const CANARY: &str = "c4n4ry-t0k3n";
 
 struct Lab {
-    _sandbox: Sandbox,
-    site: tempfile::TempDir,
+    sandbox: Sandbox,
+    site: SiteDir,
     /// The last byte of the jump host's address; the web host has the next one.
     first: u8,
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let path = dir.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
 }
 
 /// Two hosts at SUBNET.first and SUBNET.first+1 (each test its own pair).
 fn setup(first: u8) -> Lab {
     require_root();
-    let site = tempfile::tempdir().unwrap();
-    let dir = site.path();
-    write(
-        dir,
+    let site = SiteDir::new();
+    site.write(
         "roles/motd.yaml",
         "name: motd\nsecrets: [token]\nfiles:\n  - {template: motd.j2, dest: /etc/motd.infra, mode: \"0644\"}\n  - {template: token.j2, dest: /etc/token.infra, mode: \"0600\"}\n",
-    );
-    write(
-        dir,
+    )
+    .write(
         "templates/motd.j2",
         "{{ host.name }} round {{ vars.round }}\n",
-    );
-    write(dir, "templates/token.j2", "token={{ secrets.token }}\n");
-    std::fs::create_dir_all(dir.join("ci")).unwrap();
+    )
+    .write("templates/token.j2", "token={{ secrets.token }}\n");
+    std::fs::create_dir_all(site.path().join("ci")).unwrap();
     std::fs::copy(
         repo().join("examples/ci/infra-ci.sh"),
-        dir.join("ci/infra-ci.sh"),
+        site.path().join("ci/infra-ci.sh"),
     )
     .unwrap();
-    let state = dir.join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sandbox = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[
-            ("gw".into(), format!("{SUBNET}.{first}")),
-            ("web".into(), format!("{SUBNET}.{}", first + 1)),
-        ],
-    );
+    let sandbox = site.up(SUBNET, &[("gw", first), ("web", first + 1)]);
     let lab = Lab {
-        _sandbox: sandbox,
+        sandbox,
         site,
         first,
     };
@@ -75,19 +57,15 @@ impl Lab {
     }
 
     fn round(&self, round: u32) {
-        let state = self.dir().join(".infra/sandbox");
         let text = format!(
-            "environment: production\ndomain: lab.test\ninternal_domain: lab.internal\n\
-             provider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {}/id_ed25519\n  jump_host: gw\n\
-             vars: {{round: {round}}}\n\
-             hosts:\n  gw: {{roles: [motd], address: {SUBNET}.{}}}\n  \
-             web: {{roles: [motd], address: {SUBNET}.{}}}\n",
-            state.display(),
-            self.first,
-            self.first + 1
+            "{}  jump_host: gw\nvars: {{round: {round}}}\n{}",
+            self.sandbox.inventory("production", "lab.test"),
+            hosts_yaml(
+                SUBNET,
+                &[("gw", "motd", self.first), ("web", "motd", self.first + 1)]
+            )
         );
-        write(self.dir(), "inventories/production.yaml", &text);
+        self.site.write("inventories/production.yaml", &text);
     }
 
     /// Runs `script` with bash -e in the site, with infra on PATH and `env` set.

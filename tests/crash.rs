@@ -11,7 +11,6 @@
 mod common;
 use common::*;
 use std::fs::File;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,10 +18,10 @@ use std::time::{Duration, Instant};
 const SUBNET: &str = "10.213.110";
 
 /// The hosts and their roles: every host has every service but postgres, which one has.
-const HOSTS: [(&str, &str, &[&str]); 3] = [
-    ("c1", "11", &["blob", "big", "web", "kv", "mc", "sup"]),
-    ("c2", "12", &["blob", "web", "kv", "mc", "sup"]),
-    ("c3", "13", &["blob", "web", "kv", "mc", "sup", "pg"]),
+const HOSTS: [(&str, u8, &[&str]); 3] = [
+    ("c1", 11, &["blob", "big", "web", "kv", "mc", "sup"]),
+    ("c2", 12, &["blob", "web", "kv", "mc", "sup"]),
+    ("c3", 13, &["blob", "web", "kv", "mc", "sup", "pg"]),
 ];
 
 /// Each role: its one file, and its definition after the name.
@@ -149,14 +148,8 @@ impl Rng {
 /// Fields drop in order: the hosts go down while the site (which holds their state) exists.
 struct Crash {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
     seed: u64,
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let path = dir.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
 }
 
 fn inventory(gen: u32) -> String {
@@ -180,24 +173,18 @@ fn inventory(gen: u32) -> String {
 impl Crash {
     fn setup(seed: u64) -> Crash {
         require_root();
-        let site = tempfile::tempdir().expect("temp dir");
+        let site = SiteDir::new();
         for (role, _, rest) in ROLES {
-            write(
-                site.path(),
+            site.write(
                 &format!("roles/{role}.yaml"),
                 &format!("name: {role}\n{rest}"),
             );
         }
         for (name, text) in TEMPLATES {
-            write(site.path(), &format!("templates/crash/{name}"), text);
+            site.write(&format!("templates/crash/{name}"), text);
         }
-        let state = site.path().join(".infra/sandbox");
-        std::fs::create_dir_all(&state).unwrap();
-        let hosts: Vec<(String, String)> = HOSTS
-            .iter()
-            .map(|(n, last, _)| (n.to_string(), format!("{SUBNET}.{last}")))
-            .collect();
-        let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &hosts);
+        let hosts: Vec<(&str, u8)> = HOSTS.iter().map(|(n, last, _)| (*n, *last)).collect();
+        let sandbox = site.up(SUBNET, &hosts);
         let c = Crash {
             sandbox,
             site,
@@ -208,10 +195,10 @@ impl Crash {
     }
 
     fn set_gen(&self, gen: u32) {
-        write(self.site.path(), "inventories/crash.yaml", &inventory(gen));
+        self.site.write("inventories/crash.yaml", &inventory(gen));
         let line = "a line that stays the same in every generation of the big file\n";
         let big = format!("generation {gen}\n{}", line.repeat(64_000));
-        write(self.site.path(), "templates/crash/big.txt", &big);
+        self.site.write("templates/crash/big.txt", &big);
     }
 
     /// `infra ARGS` in the site, bounded by [`RUN_LIMIT`]; output goes to files (a kept ssh

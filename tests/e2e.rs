@@ -14,7 +14,7 @@ const SUBNET: &str = "10.213.40";
 /// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Env {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
     ips: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
 }
@@ -52,31 +52,10 @@ fn phase(name: &str) {
 
 fn setup() -> Env {
     require_root();
-    let site = site_copy();
-    let inv_path = site.path().join("inventories/sandbox.yaml");
-    let inv = std::fs::read_to_string(&inv_path)
-        .unwrap()
-        .replace("10.213.0.", &format!("{SUBNET}."));
-    std::fs::write(&inv_path, inv).unwrap();
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let out = Command::new(repo().join("tests/sandbox/make-secrets.sh"))
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "make-secrets: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(state.join("secrets.yaml"), &out.stdout).unwrap();
-    // infra refuses a secrets file other users can read.
-    std::fs::set_permissions(
-        state.join("secrets.yaml"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let secrets = String::from_utf8_lossy(&out.stdout)
+    let site = SiteDir::sandbox_copy(SUBNET);
+    let made = make_secrets(&site.state());
+    site.secrets(&made);
+    let secrets = made
         .lines()
         .filter_map(|l| {
             l.split_once(": ")
@@ -84,21 +63,9 @@ fn setup() -> Env {
                 .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
         })
         .collect();
-    let hosts = infra(site.path(), &["hosts", "sandbox", "--out", "json"]);
-    hosts.assert_code(0);
-    let list: Vec<serde_json::Value> = serde_json::from_str(&hosts.stdout).unwrap();
-    let ips: BTreeMap<String, String> = list
-        .iter()
-        .map(|h| {
-            (
-                h["name"].as_str().unwrap().to_string(),
-                h["address"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let pairs: Vec<(String, String)> = ips.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    let ips = site.hosts("sandbox", SUBNET);
     demo_repo();
-    let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
+    let sandbox = site.up_at(SUBNET, &ips);
     Env {
         sandbox,
         site,

@@ -38,19 +38,6 @@ fn require_tools() {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// Polls `url` from `host` (curl on the host) until it answers 200 with `needle` in the body.
 fn wait_for(sb: &Sandbox, host: &str, url: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -89,39 +76,20 @@ fn sha256(bytes: &[u8]) -> String {
 struct Egf2 {
     moto: Moto,
     sb: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
 }
 
 fn setup() -> Egf2 {
     require_tools();
-    let site = tempfile::tempdir().unwrap();
-    let example = repo().join("examples/egf2");
-    for sub in ["roles", "templates", "inventories"] {
-        copy_tree(&example.join(sub), &site.path().join(sub));
-    }
-    let dir = site.path();
-    let state = dir.join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let secrets = state.join("secrets.yaml");
-    std::fs::write(
-        &secrets,
+    let site = SiteDir::from_example("examples/egf2");
+    site.secrets(
         "s3_access_key_id: test\ns3_secret_access_key: test\nauth_token_secret: \"t0ken-s3cret-5e1f\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &secrets,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let hosts = [
-        ("gw".to_string(), format!("{SUBNET}.10")),
-        ("svc".to_string(), format!("{SUBNET}.20")),
-    ];
-    let sb = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &hosts);
+    );
+    let sb = site.up(SUBNET, &[("gw", 10), ("svc", 20)]);
     // moto on the bridge: reachable from the hosts and from here, nowhere else.
     let moto = Moto::start_on(BRIDGE);
     edit(
-        dir,
+        site.path(),
         "inventories/sandbox.yaml",
         "http://10.213.210.1:4566",
         &moto.url(),

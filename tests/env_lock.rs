@@ -13,38 +13,20 @@ use std::process::{Child, Command, Stdio};
 
 const SUBNET: &str = "10.213.100";
 
+/// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Lab {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
 }
 
 fn setup() -> Lab {
     require_root();
-    let site = tempfile::tempdir().unwrap();
-    for d in ["roles", "inventories", "templates"] {
-        std::fs::create_dir_all(site.path().join(d)).unwrap();
-    }
-    std::fs::write(
-        site.path().join("roles/motd.yaml"),
-        "name: motd\ndescription: one file, to have something to apply\n\
-         files:\n  - {template: motd.j2, dest: /etc/motd.infra, mode: \"0644\"}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        site.path().join("templates/motd.j2"),
+    let site = SiteDir::new();
+    site.write("roles/motd.yaml", MOTD_ROLE).write(
+        "templates/motd.j2",
         "{{ host.name }} of lab {{ vars.round }}\n",
-    )
-    .unwrap();
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sandbox = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[
-            ("gw".into(), format!("{SUBNET}.10")),
-            ("web".into(), format!("{SUBNET}.11")),
-        ],
     );
+    let sandbox = site.up(SUBNET, &[("gw", 10), ("web", 11)]);
     let lab = Lab { sandbox, site };
     lab.round(1);
     lab
@@ -52,21 +34,17 @@ fn setup() -> Lab {
 
 impl Lab {
     fn infra(&self, args: &[&str]) -> Run {
-        infra(self.site.path(), args)
+        self.site.infra(args)
     }
 
     /// The inventory, with `round` in every host's file (so each round has changes).
     fn round(&self, round: u32) {
-        let state = self.sandbox.state.display();
         let text = format!(
-            "environment: lab\ndomain: lab.test\ninternal_domain: lab.internal\n\
-             provider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  jump_host: gw\n\
-             vars: {{round: {round}}}\n\
-             hosts:\n  gw: {{roles: [motd], address: {SUBNET}.10}}\n  \
-             web: {{roles: [motd], address: {SUBNET}.11}}\n"
+            "{}  jump_host: gw\nvars: {{round: {round}}}\n{}",
+            self.sandbox.inventory("lab", "lab.test"),
+            hosts_yaml(SUBNET, &[("gw", "motd", 10), ("web", "motd", 11)])
         );
-        std::fs::write(self.site.path().join("inventories/lab.yaml"), text).unwrap();
+        self.site.write("inventories/lab.yaml", &text);
     }
 
     /// `infra apply lab` on a pseudo-terminal, left waiting at its confirmation prompt once it

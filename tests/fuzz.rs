@@ -605,27 +605,12 @@ commands:
   - {name: seed, run: \"echo seeded > /srv/app/seeded\", creates: /srv/app/seeded}
 ";
 
-const INVENTORY: &str = "\
-environment: lab
-domain: example.org
-internal_domain: lab.internal
-provider: {type: static}
-connection: local
-hosts:
-  self: {roles: [web]}
-";
-
 /// A site of one `connection: local` host, its template path returned.
-fn one_host_site() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |path: &str, text: &str| {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    write("roles/web.yaml", ROLE);
-    write("templates/app/config.ini.j2", "name = {{ host.name }}\n");
-    write("inventories/lab.yaml", INVENTORY);
+fn one_host_site() -> (SiteDir, PathBuf) {
+    let dir = SiteDir::new();
+    dir.write("roles/web.yaml", ROLE)
+        .write("templates/app/config.ini.j2", "name = {{ host.name }}\n")
+        .write("inventories/lab.yaml", LOCAL_INVENTORY);
     let t = dir.path().join("templates/app/config.ini.j2");
     (dir, t)
 }

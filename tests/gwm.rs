@@ -22,53 +22,22 @@ const APPS: [&str; 2] = ["app1", "app2"];
 /// The one requirement of examples/gwm/app that Debian does not ship.
 const WHEEL_PREFIX: &str = "python_dotenv-1.0.1-";
 
-/// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
+/// The example's lab, the passwords of its secrets, and master's commit.
 struct Env {
-    sandbox: Sandbox,
-    site: tempfile::TempDir,
-    work: tempfile::TempDir,
-    ips: BTreeMap<String, String>,
+    lab: AppLab,
     secrets: BTreeMap<&'static str, String>,
-    /// master's commit.
     commit: String,
-    /// How the controller reaches gitolite (the admin key).
-    git_ssh: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = AppLab;
+
+    fn deref(&self) -> &AppLab {
+        &self.lab
+    }
 }
 
 impl Env {
-    fn infra(&self, args: &[&str]) -> Run {
-        infra_env(
-            self.site.path(),
-            args,
-            &[("GIT_SSH_COMMAND", self.git_ssh.as_str())],
-        )
-    }
-
-    fn ip(&self, host: &str) -> &str {
-        &self.ips[host]
-    }
-
-    fn exec(&self, host: &str, script: &str) -> Run {
-        self.sandbox.exec(host, script)
-    }
-
-    /// One value from the API's database, as postgres on the db host.
-    fn sql(&self, query: &str) -> String {
-        let r = self.exec(
-            "db",
-            &format!(
-                "runuser -u postgres -- psql -X -q -t -A -d gwm -c {}",
-                q(query)
-            ),
-        );
-        assert_eq!(r.code, 0, "psql {query}: {}", r.stderr);
-        r.stdout.trim().to_string()
-    }
-
-    fn supervisor(&self, host: &str) -> String {
-        self.exec(host, "supervisorctl status").stdout
-    }
-
     /// The last lines of the logs that explain a failure on an app host and on auth.
     fn logs(&self) -> String {
         let app = self.exec(
@@ -80,40 +49,16 @@ impl Env {
     }
 }
 
-/// `'text'` for sh (the test's own scripts on the hosts).
-fn q(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
-}
-
 fn phase(name: &str) {
     eprintln!("\n=== gwm: {name}");
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What the test needs on this machine; each missing piece is named with what installs it.
 fn require_tools() -> PathBuf {
     require_root();
-    let python = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import django, celery, psycopg2, gunicorn, keystone, ldap",
-        ])
-        .output()
-        .expect("run /usr/bin/python3");
-    assert!(
-        python.status.success(),
-        "python3-django, python3-celery, python3-psycopg2, gunicorn, keystone or python3-ldap is not installed (the sandbox hosts share this machine's packages): run .ci/run\n{}",
-        String::from_utf8_lossy(&python.stderr)
+    require_python(
+        "django, celery, psycopg2, gunicorn, keystone, ldap",
+        "python3-django, python3-celery, python3-psycopg2, gunicorn, keystone or python3-ldap",
     );
     for tool in [
         "/usr/sbin/slapd",
@@ -125,52 +70,7 @@ fn require_tools() -> PathBuf {
             "{tool} is missing: run .ci/run (it installs keystone, slapd and ldap-utils)"
         );
     }
-    let wheelhouse = PathBuf::from(
-        std::env::var("INFRA_CI_WHEELHOUSE").unwrap_or_else(|_| "/opt/infra-ci/wheelhouse".into()),
-    );
-    let has_wheel = std::fs::read_dir(&wheelhouse)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(WHEEL_PREFIX))
-        })
-        .unwrap_or(false);
-    assert!(
-        has_wheel,
-        "the wheelhouse {} has no {WHEEL_PREFIX}*.whl: run .ci/run (its wheelhouse step downloads it)",
-        wheelhouse.display()
-    );
-    wheelhouse
-}
-
-fn keygen(path: &Path, comment: &str) {
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path));
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" || name == "venv" || name == "public" {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(&name));
-        } else {
-            std::fs::copy(&path, to.join(&name)).unwrap();
-        }
-    }
+    wheelhouse(WHEEL_PREFIX)
 }
 
 const PASSWORDS: [&str; 7] = [
@@ -184,106 +84,41 @@ const PASSWORDS: [&str; 7] = [
 ];
 
 /// Writes the sandbox's secrets file; returns the passwords by name.
-fn write_secrets(state: &Path, work: &Path) -> BTreeMap<&'static str, String> {
-    let admin = work.join("admin");
-    let deploy = work.join("deploy");
-    keygen(&admin, "gitolite-admin");
-    keygen(&deploy, "gwm-deploy");
-    let pubkey = std::fs::read_to_string(admin.with_extension("pub")).unwrap();
-    let deploy_key = std::fs::read_to_string(&deploy).unwrap();
+fn write_secrets(site: &SiteDir, gitolite: &Gitolite) -> BTreeMap<&'static str, String> {
     let secrets: BTreeMap<&str, String> = PASSWORDS.iter().map(|n| (*n, random_hex())).collect();
     let mut yaml = String::new();
     for (name, value) in &secrets {
         yaml.push_str(&format!("{name}: \"{value}\"\n"));
     }
-    yaml.push_str(&format!("gitolite_admin_pubkey: \"{}\"\n", pubkey.trim()));
-    yaml.push_str("deploy_key: |\n");
-    for line in deploy_key.lines() {
-        yaml.push_str(&format!("  {line}\n"));
-    }
-    let file = state.join("secrets.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    site.secrets(&(yaml + &gitolite.secrets_yaml()));
     secrets
 }
 
 fn setup() -> Env {
     let wheelhouse = require_tools();
-    let site = tempfile::tempdir().unwrap();
-    let example = repo().join("examples/gwm");
-    for sub in ["roles", "templates", "inventories"] {
-        copy_tree(&example.join(sub), &site.path().join(sub));
-    }
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let secrets = write_secrets(&state, work.path());
-    let commit = make_repository(work.path(), &wheelhouse);
-    let hosts = infra(site.path(), &["hosts", "sandbox", "--out", "json"]);
-    hosts.assert_code(0);
-    let list: Vec<serde_json::Value> = serde_json::from_str(&hosts.stdout).unwrap();
-    let ips: BTreeMap<String, String> = list
-        .iter()
-        .map(|h| {
-            let name = h["name"].as_str().unwrap().to_string();
-            let ip = h["address"].as_str().unwrap().to_string();
-            assert!(ip.starts_with(&format!("{SUBNET}.")), "{name} at {ip}");
-            (name, ip)
-        })
-        .collect();
-    let pairs: Vec<(String, String)> = ips.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-    let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
-    let git_ssh = run(Command::new(gitolite_sh())
-        .arg("ssh-command")
-        .arg(work.path().join("admin")))
-    .trim()
-    .to_string();
+    let site = SiteDir::from_example("examples/gwm");
+    let gitolite = Gitolite::new("gwm");
+    let secrets = write_secrets(&site, &gitolite);
+    let commit = make_repository(&gitolite.tree(), &wheelhouse);
     Env {
-        sandbox,
-        site,
-        work,
-        ips,
+        lab: AppLab::up(site, gitolite, SUBNET),
         secrets,
         commit,
-        git_ssh,
     }
-}
-
-fn gitolite_sh() -> PathBuf {
-    repo().join("tests/sandbox/gitolite.sh")
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    run(Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "GWM developer")
-        .env("GIT_AUTHOR_EMAIL", "dev@gwm.test")
-        .env("GIT_COMMITTER_NAME", "GWM developer")
-        .env("GIT_COMMITTER_EMAIL", "dev@gwm.test")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null"))
+    git_as(("GWM developer", "dev@gwm.test"), dir, args)
 }
 
-/// The application's repository: examples/gwm/app with the wheelhouse, one commit on master.
-fn make_repository(work: &Path, wheelhouse: &Path) -> String {
-    let dir = work.join("gwm");
-    copy_tree(&repo().join("examples/gwm/app"), &dir);
-    let wheels = dir.join("wheelhouse");
-    std::fs::create_dir_all(&wheels).unwrap();
-    for entry in std::fs::read_dir(wheelhouse).unwrap().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(WHEEL_PREFIX)
-        {
-            std::fs::copy(entry.path(), wheels.join(entry.file_name())).unwrap();
-        }
-    }
-    git(&dir, &["init", "-q", "-b", "master"]);
-    git(&dir, &["add", "-A"]);
-    git(&dir, &["commit", "-q", "-m", "GWM API v1.0"]);
-    git(&dir, &["rev-parse", "HEAD"]).trim().to_string()
+/// The application's repository at `dir`: examples/gwm/app with the wheelhouse, one commit on
+/// master.
+fn make_repository(dir: &Path, wheelhouse: &Path) -> String {
+    app_tree("examples/gwm/app", dir, wheelhouse, WHEEL_PREFIX);
+    git(dir, &["init", "-q", "-b", "master"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "GWM API v1.0"]);
+    git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
 /// What an HTTP/1.0 exchange gave: status, headers (lowercased names), body.
@@ -414,20 +249,7 @@ fn gwm_runs_on_the_sandbox() {
 
 fn source_host_serves_the_repository(env: &Env) {
     phase("gitolite on the source host; the API's repository pushed, the deploy key a reader");
-    env.infra(&["apply", "sandbox", "--yes", "--limit", "source"])
-        .assert_code(0);
-    let admin = env.work.path().join("admin");
-    let source = env.ip("source");
-    run(Command::new(gitolite_sh())
-        .arg("repo")
-        .arg(&admin)
-        .args([source, "gwm", "deploy"])
-        .arg(env.work.path().join("deploy.pub")));
-    run(Command::new(gitolite_sh())
-        .arg("push")
-        .arg(&admin)
-        .args([source, "gwm"])
-        .arg(env.work.path().join("gwm")));
+    env.serve_repository();
 }
 
 fn the_site_is_applied(env: &Env) {

@@ -32,17 +32,12 @@ hosts:
   web1: {roles: [web], address: 10.213.90.11}
 ";
 
-fn site() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let write = |path: &str, text: &str| {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    write("roles/web.yaml", ROLE);
-    write("templates/app/config.ini.j2", "name = {{ host.name }}\n");
-    write("templates/app/motd", "managed by infra\n");
-    write("inventories/lab.yaml", INVENTORY);
+fn site() -> SiteDir {
+    let dir = SiteDir::new();
+    dir.write("roles/web.yaml", ROLE)
+        .write("templates/app/config.ini.j2", "name = {{ host.name }}\n")
+        .write("templates/app/motd", "managed by infra\n")
+        .write("inventories/lab.yaml", INVENTORY);
     dir
 }
 

@@ -25,32 +25,17 @@ commands:
   - {name: env, run: \"env | cut -d= -f1 | sort > /srv/app/env\", creates: /srv/app/env}
 ";
 
-const LOCAL_INVENTORY: &str = "\
-environment: lab
-domain: example.org
-internal_domain: lab.internal
-provider: {type: static}
-connection: local
-hosts:
-  self: {roles: [web]}
-";
-
 /// A site with one role (a dir, two files, a link, a command) and the given inventories.
-fn site(inventories: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let write = |path: &str, text: &str| {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    write("roles/web.yaml", ROLE);
-    write(
-        "templates/app/config.ini.j2",
-        "name = {{ host.name }}\nconnection = {{ host.connection }}\n",
-    );
-    write("templates/app/motd", "managed by infra\n");
+fn site(inventories: &[(&str, &str)]) -> SiteDir {
+    let dir = SiteDir::new();
+    dir.write("roles/web.yaml", ROLE)
+        .write(
+            "templates/app/config.ini.j2",
+            "name = {{ host.name }}\nconnection = {{ host.connection }}\n",
+        )
+        .write("templates/app/motd", "managed by infra\n");
     for (name, text) in inventories {
-        write(&format!("inventories/{name}.yaml"), text);
+        dir.write(&format!("inventories/{name}.yaml"), text);
     }
     dir
 }
@@ -155,7 +140,7 @@ fn hosts_shows_a_local_host() {
 }
 
 /// `validate` on a site with `inventory`; exit 1 and its stderr.
-fn invalid(inventory: &str) -> (tempfile::TempDir, String) {
+fn invalid(inventory: &str) -> (SiteDir, String) {
     let dir = site(&[("lab", inventory)]);
     let run = infra(dir.path(), &["validate"]);
     run.assert_code(1);

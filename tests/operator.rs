@@ -223,36 +223,21 @@ commands:
   - {name: seed, run: \"echo seeded > /srv/app/seeded\", creates: /srv/app/seeded}
 ";
 
-const INVENTORY: &str = "\
-environment: lab
-domain: example.org
-internal_domain: lab.internal
-provider: {type: static}
-connection: local
-hosts:
-  self: {roles: [web]}
-";
-
 const CANARY: &str = "c4n4ry-s3cr3t";
 
-fn site() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let write = |path: &str, text: &str| {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    write("roles/web.yaml", ROLE);
-    write(
-        "templates/app/config.ini.j2",
-        "name = {{ host.name }}\nlines = ```\n",
-    );
-    write(
-        "templates/app/secret.ini.j2",
-        "token = {{ secrets.token }}\n",
-    );
-    write("templates/app/motd", "managed by infra\n");
-    write("inventories/lab.yaml", INVENTORY);
+fn site() -> SiteDir {
+    let dir = SiteDir::new();
+    dir.write("roles/web.yaml", ROLE)
+        .write(
+            "templates/app/config.ini.j2",
+            "name = {{ host.name }}\nlines = ```\n",
+        )
+        .write(
+            "templates/app/secret.ini.j2",
+            "token = {{ secrets.token }}\n",
+        )
+        .write("templates/app/motd", "managed by infra\n")
+        .write("inventories/lab.yaml", LOCAL_INVENTORY);
     dir
 }
 

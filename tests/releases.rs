@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,50 +24,23 @@ const WHEEL_PREFIX: &str = "python_dotenv-1.0.1-";
 /// Upper bound of the load loop, per thread.
 const MAX_REQUESTS: u32 = 20_000;
 
-/// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
+/// The example's lab and the app's commits by tag.
 struct Env {
-    sandbox: Sandbox,
-    site: tempfile::TempDir,
-    work: tempfile::TempDir,
-    ips: BTreeMap<String, String>,
-    /// Tag -> full commit.
+    lab: AppLab,
     commits: BTreeMap<String, String>,
-    /// How the controller reaches gitolite (the admin key).
-    git_ssh: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = AppLab;
+
+    fn deref(&self) -> &AppLab {
+        &self.lab
+    }
 }
 
 impl Env {
-    fn infra(&self, args: &[&str]) -> Run {
-        infra_env(
-            self.site.path(),
-            args,
-            &[("GIT_SSH_COMMAND", self.git_ssh.as_str())],
-        )
-    }
-
-    fn ip(&self, host: &str) -> &str {
-        &self.ips[host]
-    }
-
     fn commit(&self, tag: &str) -> &str {
         &self.commits[tag]
-    }
-
-    fn exec(&self, host: &str, script: &str) -> Run {
-        self.sandbox.exec(host, script)
-    }
-
-    /// One value from the app's database, as postgres on the db host.
-    fn sql(&self, query: &str) -> String {
-        let r = self.exec(
-            "db",
-            &format!(
-                "runuser -u postgres -- psql -X -q -t -A -d cts -c {}",
-                q(query)
-            ),
-        );
-        assert_eq!(r.code, 0, "psql {query}: {}", r.stderr);
-        r.stdout.trim().to_string()
     }
 
     /// The commit `current` points to on `host`.
@@ -87,104 +59,29 @@ impl Env {
             .collect()
     }
 
-    fn supervisor(&self, host: &str) -> String {
-        self.exec(host, "supervisorctl status").stdout
-    }
-
     fn pid(&self, host: &str, program: &str) -> String {
         let r = self.exec(host, &format!("supervisorctl pid {program}"));
         r.stdout.trim().to_string()
     }
 }
 
-/// `'text'` for sh (the test's own scripts on the hosts).
-fn q(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
-}
-
 fn phase(name: &str) {
     eprintln!("\n=== releases: {name}");
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What the test needs on this machine; each missing piece is named with what installs it.
 fn require_tools() -> PathBuf {
     require_root();
-    let django = Command::new("/usr/bin/python3")
-        .args(["-c", "import django, celery, psycopg2, gunicorn"])
-        .output()
-        .expect("run /usr/bin/python3");
-    assert!(
-        django.status.success(),
-        "python3-django, python3-celery, python3-psycopg2 or gunicorn is not installed (the sandbox hosts share this machine's packages): run .ci/run, or apt-get install python3-django python3-celery python3-psycopg2 gunicorn\n{}",
-        String::from_utf8_lossy(&django.stderr)
+    require_python(
+        "django, celery, psycopg2, gunicorn",
+        "python3-django, python3-celery, python3-psycopg2 or gunicorn",
     );
-    let wheelhouse = PathBuf::from(
-        std::env::var("INFRA_CI_WHEELHOUSE").unwrap_or_else(|_| "/opt/infra-ci/wheelhouse".into()),
-    );
-    let has_wheel = std::fs::read_dir(&wheelhouse)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(WHEEL_PREFIX))
-        })
-        .unwrap_or(false);
-    assert!(
-        has_wheel,
-        "the wheelhouse {} has no {WHEEL_PREFIX}*.whl: run .ci/run (its wheelhouse step runs `pip download --only-binary=:all: -d {} python-dotenv==1.0.1`)",
-        wheelhouse.display(),
-        wheelhouse.display()
-    );
-    wheelhouse
-}
-
-fn keygen(path: &Path, comment: &str) {
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path));
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "__pycache__" || name == "venv" || name == "public" {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            copy_tree(&path, &to.join(&name));
-        } else {
-            std::fs::copy(&path, to.join(&name)).unwrap();
-        }
-    }
+    wheelhouse(WHEEL_PREFIX)
 }
 
 fn setup() -> Env {
     let wheelhouse = require_tools();
-    let site = tempfile::tempdir().unwrap();
-    let example = repo().join("examples/cts");
-    for sub in ["roles", "templates", "inventories"] {
-        copy_tree(&example.join(sub), &site.path().join(sub));
-    }
+    let site = SiteDir::from_example("examples/cts");
     // The first wave (db, queue) outlasts an idle SSH master's 30 s: the app hosts, planned
     // first and applied after it, must still be reachable.
     edit(
@@ -193,101 +90,37 @@ fn setup() -> Env {
         "commands:\n",
         "commands:\n  - {name: a slow first wave, run: \"sleep 35 && touch /var/lib/slow-wave\", creates: /var/lib/slow-wave}\n",
     );
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let admin = work.path().join("admin");
-    let deploy = work.path().join("deploy");
-    keygen(&admin, "gitolite-admin");
-    keygen(&deploy, "cts-deploy");
-    let pubkey = std::fs::read_to_string(admin.with_extension("pub")).unwrap();
-    let deploy_key = std::fs::read_to_string(&deploy).unwrap();
+    let gitolite = Gitolite::new("cts");
     let mut yaml = String::new();
     for name in ["app_secret_key", "app_db_password", "rabbitmq_app_password"] {
         yaml.push_str(&format!("{name}: \"{}\"\n", random_hex()));
     }
-    yaml.push_str(&format!("gitolite_admin_pubkey: \"{}\"\n", pubkey.trim()));
-    yaml.push_str("deploy_key: |\n");
-    for line in deploy_key.lines() {
-        yaml.push_str(&format!("  {line}\n"));
-    }
-    let secrets = state.join("secrets.yaml");
-    std::fs::write(&secrets, yaml).unwrap();
-    std::fs::set_permissions(
-        &secrets,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let commits = make_repository(work.path(), &wheelhouse);
-    let hosts = infra(site.path(), &["hosts", "sandbox", "--out", "json"]);
-    hosts.assert_code(0);
-    let list: Vec<serde_json::Value> = serde_json::from_str(&hosts.stdout).unwrap();
-    let ips: BTreeMap<String, String> = list
-        .iter()
-        .map(|h| {
-            let name = h["name"].as_str().unwrap().to_string();
-            let ip = h["address"].as_str().unwrap().to_string();
-            assert!(ip.starts_with(&format!("{SUBNET}.")), "{name} at {ip}");
-            (name, ip)
-        })
-        .collect();
-    let pairs: Vec<(String, String)> = ips.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-    let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
-    let git_ssh = run(Command::new(gitolite_sh()).arg("ssh-command").arg(&admin))
-        .trim()
-        .to_string();
+    site.secrets(&(yaml + &gitolite.secrets_yaml()));
+    let commits = make_repository(&gitolite.tree(), &wheelhouse);
     Env {
-        sandbox,
-        site,
-        work,
-        ips,
+        lab: AppLab::up(site, gitolite, SUBNET),
         commits,
-        git_ssh,
     }
-}
-
-fn gitolite_sh() -> PathBuf {
-    repo().join("tests/sandbox/gitolite.sh")
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    run(Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "CTS developer")
-        .env("GIT_AUTHOR_EMAIL", "dev@cts.test")
-        .env("GIT_COMMITTER_NAME", "CTS developer")
-        .env("GIT_COMMITTER_EMAIL", "dev@cts.test")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null"))
+    git_as(("CTS developer", "dev@cts.test"), dir, args)
 }
 
-/// The application's repository: v1 is examples/cts/app with the wheelhouse, v2 and v3 are
-/// tests/cts-releases/{v2,v3} copied over it. Returns tag -> commit.
-fn make_repository(work: &Path, wheelhouse: &Path) -> BTreeMap<String, String> {
-    let dir = work.join("cts");
-    copy_tree(&repo().join("examples/cts/app"), &dir);
-    let wheels = dir.join("wheelhouse");
-    std::fs::create_dir_all(&wheels).unwrap();
-    for entry in std::fs::read_dir(wheelhouse).unwrap().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(WHEEL_PREFIX)
-        {
-            std::fs::copy(entry.path(), wheels.join(entry.file_name())).unwrap();
-        }
-    }
-    git(&dir, &["init", "-q", "-b", "master"]);
+/// The application's repository at `dir`: v1 is examples/cts/app with the wheelhouse, v2 and
+/// v3 are tests/cts-releases/{v2,v3} copied over it. Returns tag -> commit.
+fn make_repository(dir: &Path, wheelhouse: &Path) -> BTreeMap<String, String> {
+    app_tree("examples/cts/app", dir, wheelhouse, WHEEL_PREFIX);
+    git(dir, &["init", "-q", "-b", "master"]);
     let mut commits = BTreeMap::new();
     for tag in ["v1", "v2", "v3"] {
         if tag != "v1" {
-            copy_tree(&repo().join("tests/cts-releases").join(tag), &dir);
+            copy_tree(&repo().join("tests/cts-releases").join(tag), dir);
         }
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", &format!("CTS {tag}")]);
-        git(&dir, &["tag", tag]);
-        let commit = git(&dir, &["rev-parse", "HEAD"]).trim().to_string();
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", &format!("CTS {tag}")]);
+        git(dir, &["tag", tag]);
+        let commit = git(dir, &["rev-parse", "HEAD"]).trim().to_string();
         commits.insert(tag.to_string(), commit);
     }
     commits
@@ -312,20 +145,7 @@ fn a_django_project_rolls_through_releases() {
 
 fn source_host_serves_the_repository(env: &Env) {
     phase("gitolite on the source host; the app's repository pushed, the deploy key a reader");
-    env.infra(&["apply", "sandbox", "--yes", "--limit", "source"])
-        .assert_code(0);
-    let admin = env.work.path().join("admin");
-    let source = env.ip("source");
-    run(Command::new(gitolite_sh())
-        .arg("repo")
-        .arg(&admin)
-        .args([source, "cts", "deploy"])
-        .arg(env.work.path().join("deploy.pub")));
-    run(Command::new(gitolite_sh())
-        .arg("push")
-        .arg(&admin)
-        .args([source, "cts"])
-        .arg(env.work.path().join("cts")));
+    env.serve_repository();
 }
 
 fn v1_is_deployed(env: &Env) {

@@ -13,7 +13,7 @@ const SUBNET: &str = "10.213.170";
 /// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Lab {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
     /// The application's repository, where the hosts see it too (not under /tmp, which is
     /// private to each host).
     _repo: tempfile::TempDir,
@@ -21,7 +21,7 @@ struct Lab {
 
 impl Lab {
     fn infra(&self, args: &[&str]) -> Run {
-        infra(self.site.path(), args)
+        self.site.infra(args)
     }
 
     fn sh(&self, host: &str, script: &str) -> String {
@@ -89,15 +89,12 @@ fn setup() -> (Lab, [String; 3]) {
         .tempdir_in("/var/tmp")
         .unwrap();
     let commits = repository(repo.path());
-    let site = tempfile::tempdir().unwrap();
-    for d in ["roles", "inventories", "templates"] {
-        std::fs::create_dir_all(site.path().join(d)).unwrap();
-    }
+    let site = SiteDir::new();
     // A file:// URL: git does not try to hardlink objects across the hosts' overlay layers.
     let url = format!("file://{}", repo.path().join("app.git").display());
-    std::fs::write(
-        site.path().join("roles/app.yaml"),
-        format!(
+    site.write(
+        "roles/app.yaml",
+        &format!(
             "name: app\n\
              description: a tiny release, a file the health check reads\n\
              after: [db]\n\
@@ -110,50 +107,35 @@ fn setup() -> (Lab, [String; 3]) {
              keep: 5\n"
         ),
     )
-    .unwrap();
-    std::fs::write(
-        site.path().join("roles/db.yaml"),
+    .write(
+        "roles/db.yaml",
         "name: db\nfiles:\n  - {template: db.j2, dest: /srv/db.txt}\n\
          commands:\n  - {name: gate, run: \"false\", unless: \"test ! -e /srv/db-fail\"}\n",
     )
-    .unwrap();
-    std::fs::write(site.path().join("templates/db.j2"), "db\n").unwrap();
+    .write("templates/db.j2", "db\n")
     // A host nobody waits for: its failure stops nothing else.
-    std::fs::write(
-        site.path().join("roles/misc.yaml"),
+    .write(
+        "roles/misc.yaml",
         "name: misc\ncommands:\n  - {name: gate, run: \"false\", unless: \"test ! -e /srv/misc-fail\"}\n",
-    )
-    .unwrap();
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sandbox = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[
-            ("app1".into(), format!("{SUBNET}.11")),
-            ("app2".into(), format!("{SUBNET}.12")),
-            ("db1".into(), format!("{SUBNET}.13")),
-            ("misc1".into(), format!("{SUBNET}.14")),
-        ],
     );
-    let state = state.display();
-    std::fs::write(
-        site.path().join("inventories/lab.yaml"),
-        format!(
-            "environment: lab\n\
-             domain: lab.test\n\
-             internal_domain: lab.internal\n\
-             provider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  \
-             known_hosts_file: .infra/known_hosts/lab\n\
-             vars:\n  app: {{ref: v1}}\n\
-             hosts:\n  app1: {{roles: [app], address: {SUBNET}.11}}\n  \
-             app2: {{roles: [app], address: {SUBNET}.12}}\n  \
-             db1: {{roles: [db], address: {SUBNET}.13}}\n  \
-             misc1: {{roles: [misc], address: {SUBNET}.14}}\n"
-        ),
-    )
-    .unwrap();
+    let sandbox = site.up(
+        SUBNET,
+        &[("app1", 11), ("app2", 12), ("db1", 13), ("misc1", 14)],
+    );
+    let inventory = format!(
+        "{}  known_hosts_file: .infra/known_hosts/lab\nvars:\n  app: {{ref: v1}}\n{}",
+        sandbox.inventory("lab", "lab.test"),
+        hosts_yaml(
+            SUBNET,
+            &[
+                ("app1", "app", 11),
+                ("app2", "app", 12),
+                ("db1", "db", 13),
+                ("misc1", "misc", 14)
+            ]
+        )
+    );
+    site.write("inventories/lab.yaml", &inventory);
     let lab = Lab {
         sandbox,
         site,

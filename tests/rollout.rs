@@ -56,54 +56,33 @@ esac
 /// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Lab {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
 }
 
 impl Lab {
     fn setup() -> Lab {
         require_root();
-        let site = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = site.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        write("roles/beat.yaml", ROLE);
-        write("roles/queue.yaml", QUEUE);
-        write("templates/beatsvc.init", INIT);
-        write("templates/beat.conf.j2", "host={{ host.name }}\n");
-        std::fs::create_dir_all(site.path().join("inventories")).unwrap();
-        let state = site.path().join(".infra/sandbox");
-        std::fs::create_dir_all(&state).unwrap();
-        let sandbox = Sandbox::up(
-            &state,
-            &format!("{SUBNET}.0/24"),
-            &[
-                ("one".into(), format!("{SUBNET}.11")),
-                ("two".into(), format!("{SUBNET}.12")),
-                ("three".into(), format!("{SUBNET}.13")),
-            ],
-        );
+        let site = SiteDir::new();
+        site.write("roles/beat.yaml", ROLE)
+            .write("roles/queue.yaml", QUEUE)
+            .write("templates/beatsvc.init", INIT)
+            .write("templates/beat.conf.j2", "host={{ host.name }}\n");
+        let sandbox = site.up(SUBNET, &[("one", 11), ("two", 12), ("three", 13)]);
         Lab { sandbox, site }
     }
 
     /// The inventory: the queue host `q` (three), and `hosts` of role beat as (name, last byte
     /// of the address).
     fn inventory(&self, hosts: &[(&str, u8)]) {
-        let state = self.sandbox.state.display();
-        let mut text = format!(
-            "environment: lab\ndomain: lab.test\ninternal_domain: lab.internal\n\
-             provider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  \
-             known_hosts_file: {state}/known_hosts\nhosts:\n  \
-             q: {{roles: [queue], address: {SUBNET}.13}}\n"
+        let mut all = vec![("q", "queue", 13)];
+        all.extend(hosts.iter().map(|(name, last)| (*name, "beat", *last)));
+        let text = format!(
+            "{}  known_hosts_file: {}/known_hosts\n{}",
+            self.sandbox.inventory("lab", "lab.test"),
+            self.sandbox.state.display(),
+            hosts_yaml(SUBNET, &all)
         );
-        for (name, ip) in hosts {
-            text.push_str(&format!(
-                "  {name}: {{roles: [beat], address: {SUBNET}.{ip}}}\n"
-            ));
-        }
-        std::fs::write(self.site.path().join("inventories/lab.yaml"), text).unwrap();
+        self.site.write("inventories/lab.yaml", &text);
     }
 
     fn apply(&self) -> Run {

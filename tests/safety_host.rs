@@ -17,7 +17,7 @@ const SUBNET: &str = "10.213.70";
 /// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Lab {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
 }
 
 const APP: &str = "\
@@ -55,30 +55,21 @@ files:
 
 impl Lab {
     fn infra(&self, args: &[&str]) -> Run {
-        infra(self.site.path(), args)
+        self.site.infra(args)
     }
 
     /// Writes inventory `env` (its own known_hosts file) with host `web` holding `roles`.
     fn inventory(&self, env: &str, roles: &str) {
-        let state = self.sandbox.state.display();
         let text = format!(
-            "environment: {env}\n\
-             domain: lab.test\n\
-             internal_domain: lab.internal\n\
-             provider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  \
-             known_hosts_file: .infra/known_hosts/{env}\n\
-             hosts:\n  web: {{roles: [{roles}], address: {SUBNET}.11}}\n"
+            "{}  known_hosts_file: .infra/known_hosts/{env}\n{}",
+            self.sandbox.inventory(env, "lab.test"),
+            hosts_yaml(SUBNET, &[("web", roles, 11)])
         );
-        std::fs::write(
-            self.site.path().join(format!("inventories/{env}.yaml")),
-            text,
-        )
-        .unwrap();
+        self.site.write(&format!("inventories/{env}.yaml"), &text);
     }
 
     fn template(&self, name: &str, text: &str) {
-        std::fs::write(self.site.path().join("templates").join(name), text).unwrap();
+        self.site.write(&format!("templates/{name}"), text);
     }
 
     fn sh(&self, script: &str) -> String {
@@ -159,25 +150,16 @@ impl Lab {
 
 fn setup() -> Lab {
     require_root();
-    let site = tempfile::tempdir().unwrap();
-    for d in ["roles", "inventories", "templates"] {
-        std::fs::create_dir_all(site.path().join(d)).unwrap();
-    }
+    let site = SiteDir::new();
     for (name, text) in [
         ("app", APP),
         ("nap", NAP),
         ("drop", DROP),
         ("dropdir", DROPDIR),
     ] {
-        std::fs::write(site.path().join(format!("roles/{name}.yaml")), text).unwrap();
+        site.write(&format!("roles/{name}.yaml"), text);
     }
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sandbox = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[("web".into(), format!("{SUBNET}.11"))],
-    );
+    let sandbox = site.up(SUBNET, &[("web", 11)]);
     let lab = Lab { sandbox, site };
     lab.template("one.conf.j2", "one 1\n");
     lab.template("two.conf.j2", "two 1\n");

@@ -25,27 +25,12 @@ commands:
   - {name: seed, run: \"echo seeded > /srv/app/seeded\", creates: /srv/app/seeded}
 ";
 
-const INVENTORY: &str = "\
-environment: lab
-domain: example.org
-internal_domain: lab.internal
-provider: {type: static}
-connection: local
-hosts:
-  self: {roles: [web]}
-";
-
-fn site() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let write = |path: &str, text: &str| {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    write("roles/web.yaml", ROLE);
-    write("templates/app/config.ini.j2", "name = {{ host.name }}\n");
-    write("templates/app/motd", "managed by infra\n");
-    write("inventories/lab.yaml", INVENTORY);
+fn site() -> SiteDir {
+    let dir = SiteDir::new();
+    dir.write("roles/web.yaml", ROLE)
+        .write("templates/app/config.ini.j2", "name = {{ host.name }}\n")
+        .write("templates/app/motd", "managed by infra\n")
+        .write("inventories/lab.yaml", LOCAL_INVENTORY);
     dir
 }
 

@@ -31,7 +31,7 @@ fn hostile_one_line(name: &str) -> String {
 
 struct Env {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
     control: tempfile::TempDir,
     secrets: BTreeMap<String, String>,
     /// Set through the environment (INFRA_SECRET_APP_SECRET_KEY), not the file.
@@ -95,42 +95,22 @@ impl Env {
     }
 }
 
-/// `'text'` for sh (the test's own scripts run on the hosts).
-fn q(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
-}
-
 fn phase(name: &str) {
     eprintln!("\n=== secrets_sandbox: {name}");
 }
 
 fn setup() -> Env {
     require_root();
-    let site = site_copy();
-    let inv_path = site.path().join("inventories/sandbox.yaml");
-    let inv = std::fs::read_to_string(&inv_path)
-        .unwrap()
-        .replace("10.213.0.", &format!("{SUBNET}."))
-        // Kept masters: their environment is scenario (d).
-        .replace(
-            "  jump_host: salt\n",
-            "  jump_host: salt\n  control_persist: 5m\n",
-        );
-    assert!(inv.contains("control_persist: 5m"), "{inv}");
-    std::fs::write(&inv_path, inv).unwrap();
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let out = Command::new(repo().join("tests/sandbox/make-secrets.sh"))
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "make-secrets: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let site = SiteDir::sandbox_copy(SUBNET);
+    // Kept masters: their environment is scenario (d).
+    edit(
+        site.path(),
+        "inventories/sandbox.yaml",
+        "  jump_host: salt\n",
+        "  jump_host: salt\n  control_persist: 5m\n",
     );
-    let made: BTreeMap<String, serde_json::Value> =
-        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let out = make_secrets(&site.state());
+    let made: BTreeMap<String, serde_json::Value> = serde_saphyr::from_str(&out).unwrap();
     let mut secrets: BTreeMap<String, String> = made
         .into_iter()
         .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
@@ -153,16 +133,11 @@ fn setup() -> Env {
         .iter()
         .map(|(k, v)| format!("{k}: {}\n", serde_json::to_string(v).unwrap()))
         .collect();
-    let file = state.join("secrets.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let pairs: Vec<(String, String)> = [("salt", 10), ("db1", 20), ("queue1", 35), ("app1", 50)]
-        .iter()
-        .map(|(h, n)| (h.to_string(), format!("{SUBNET}.{n}")))
-        .collect();
-    assert_eq!(pairs.len(), HOSTS.len());
+    site.secrets(&yaml);
+    let hosts = [("salt", 10), ("db1", 20), ("queue1", 35), ("app1", 50)];
+    assert_eq!(hosts.len(), HOSTS.len());
     demo_repo();
-    let sandbox = Sandbox::up(&state, &format!("{SUBNET}.0/24"), &pairs);
+    let sandbox = site.up(SUBNET, &hosts);
     Env {
         sandbox,
         site,

@@ -13,7 +13,7 @@ const SUBNET: &str = "10.213.60";
 /// Fields drop in order: the sandbox goes down while its state (inside the site) still exists.
 struct Lab {
     sandbox: Sandbox,
-    site: tempfile::TempDir,
+    site: SiteDir,
     control: tempfile::TempDir,
 }
 
@@ -28,18 +28,12 @@ impl Lab {
     }
 
     fn inventory(&self, ssh_extra: &str) {
-        let state = self.sandbox.state.display();
         let text = format!(
-            "environment: lab\n\
-             domain: lab.test\n\
-             internal_domain: lab.internal\n\
-             provider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {state}/id_ed25519\n  \
-             known_hosts_file: .infra/known_hosts/lab\n  jump_host: gw\n{ssh_extra}\
-             hosts:\n  gw: {{roles: [motd], address: {SUBNET}.10}}\n  \
-             web: {{roles: [motd], address: {SUBNET}.11}}\n"
+            "{}  known_hosts_file: .infra/known_hosts/lab\n  jump_host: gw\n{ssh_extra}{}",
+            self.sandbox.inventory("lab", "lab.test"),
+            hosts_yaml(SUBNET, &[("gw", "motd", 10), ("web", "motd", 11)])
         );
-        std::fs::write(self.site.path().join("inventories/lab.yaml"), text).unwrap();
+        self.site.write("inventories/lab.yaml", &text);
     }
 
     /// Where the kept sockets go: a directory infra makes itself (mode 0700).
@@ -93,31 +87,10 @@ fn note(run: &Run) -> String {
 
 fn setup() -> Lab {
     require_root();
-    let site = tempfile::tempdir().unwrap();
-    for d in ["roles", "inventories", "templates"] {
-        std::fs::create_dir_all(site.path().join(d)).unwrap();
-    }
-    std::fs::write(
-        site.path().join("roles/motd.yaml"),
-        "name: motd\ndescription: one file, to have something to plan\n\
-         files:\n  - {template: motd.j2, dest: /etc/motd.infra, mode: \"0644\"}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        site.path().join("templates/motd.j2"),
-        "{{ host.name }} of lab\n",
-    )
-    .unwrap();
-    let state = site.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
-    let sandbox = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[
-            ("gw".into(), format!("{SUBNET}.10")),
-            ("web".into(), format!("{SUBNET}.11")),
-        ],
-    );
+    let site = SiteDir::new();
+    site.write("roles/motd.yaml", MOTD_ROLE)
+        .write("templates/motd.j2", "{{ host.name }} of lab\n");
+    let sandbox = site.up(SUBNET, &[("gw", 10), ("web", 11)]);
     let control = tempfile::tempdir().unwrap();
     let lab = Lab {
         sandbox,

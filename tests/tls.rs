@@ -12,23 +12,6 @@ use std::process::Command;
 const SUBNET: &str = "10.213.190";
 const NAME: &str = "web.tls.test";
 
-fn sh(script: &str) -> String {
-    let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let p = dir.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 /// A CA in `dir` (once), and a server certificate for NAME signed by it, as `name`.pem and
 /// `name`.key.
 fn certificate(dir: &Path, name: &str) -> (String, String) {
@@ -45,9 +28,9 @@ fn certificate(dir: &Path, name: &str) -> (String, String) {
     )
 }
 
-fn site(dir: &Path, state: &Path) {
-    write(
-        dir,
+/// The site: role `web` (nginx with `tls:`) on sandbox host `web`.
+fn site(dir: &SiteDir, sb: &Sandbox) {
+    dir.write(
         "roles/web.yaml",
         "name: web\npackages: [nginx]\n\
          tls: {cert: web_cert, key: web_key, notify: [nginx]}\n\
@@ -55,8 +38,7 @@ fn site(dir: &Path, state: &Path) {
          files:\n  - template: site.conf.j2\n    dest: /etc/nginx/sites-enabled/web.conf\n    notify: [nginx]\n    check: \"nginx -t\"\n\
          services:\n  - {name: nginx, enable: true, on_change: reload, check: \"nginx -t\"}\n",
     );
-    write(
-        dir,
+    dir.write(
         "templates/site.conf.j2",
         &format!(
             "server {{\n    listen 80;\n    server_name {NAME};\n    return 301 https://$host$request_uri;\n}}\n\n\
@@ -65,29 +47,21 @@ fn site(dir: &Path, state: &Path) {
              \x20   location / {{\n        default_type text/plain;\n        return 200 \"hello over tls\\n\";\n    }}\n}}\n"
         ),
     );
-    write(
-        dir,
-        "inventories/lab.yaml",
-        &format!(
-            "environment: lab\ndomain: tls.test\ninternal_domain: lab.internal\nprovider: {{type: static}}\n\
-             ssh:\n  user: root\n  identity_file: {}/id_ed25519\n\
-             secrets:\n  file: {}/secrets.yaml\n\
-             hosts:\n  web: {{roles: [web], address: {SUBNET}.11}}\n",
-            state.display(),
-            state.display()
-        ),
+    let text = format!(
+        "{}secrets:\n  file: {}/secrets.yaml\n{}",
+        sb.inventory("lab", "tls.test"),
+        sb.state.display(),
+        hosts_yaml(SUBNET, &[("web", "web", 11)])
     );
+    dir.write("inventories/lab.yaml", &text);
 }
 
-fn secrets(state: &Path, cert: &str, key: &str) {
-    let file = state.join("secrets.yaml");
-    let text = format!(
+fn secrets(dir: &SiteDir, cert: &str, key: &str) {
+    dir.secrets(&format!(
         "web_cert: {}\nweb_key: {}\n",
         serde_json::to_string(cert).unwrap(),
         serde_json::to_string(key).unwrap()
-    );
-    std::fs::write(&file, text).unwrap();
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    ));
 }
 
 /// No line of the key (its BEGIN/END lines aside) in `text`.
@@ -123,18 +97,12 @@ fn curl(args: &[&str]) -> String {
 #[test]
 fn nginx_serves_https_with_the_certificate_from_secrets() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = SiteDir::new();
     let pki = tempfile::tempdir().unwrap();
-    let state = dir.path().join(".infra/sandbox");
-    std::fs::create_dir_all(&state).unwrap();
     let (cert, key) = certificate(pki.path(), "server");
-    site(dir.path(), &state);
-    secrets(&state, &cert, &key);
-    let sb = Sandbox::up(
-        &state,
-        &format!("{SUBNET}.0/24"),
-        &[("web".into(), format!("{SUBNET}.11"))],
-    );
+    let sb = dir.up(SUBNET, &[("web", 11)]);
+    site(&dir, &sb);
+    secrets(&dir, &cert, &key);
     let ca = pki.path().join("ca.pem");
     let infra = |args: &[&str]| infra(dir.path(), args);
 
@@ -209,15 +177,15 @@ fn nginx_serves_https_with_the_certificate_from_secrets() {
     );
     infra(&["plan", "lab", "--detailed-exitcode"]).assert_code(0);
 
-    renewed_certificate_reloads_nginx(dir.path(), &state, pki.path(), &key, &first);
+    renewed_certificate_reloads_nginx(&dir, pki.path(), &key, &first);
 }
 
-fn renewed_certificate_reloads_nginx(dir: &Path, state: &Path, pki: &Path, key: &str, first: &str) {
-    let infra = |args: &[&str]| infra(dir, args);
+fn renewed_certificate_reloads_nginx(dir: &SiteDir, pki: &Path, key: &str, first: &str) {
+    let infra = |args: &[&str]| dir.infra(args);
     let ca = pki.join("ca.pem");
     eprintln!("=== a renewed certificate: digests only in the plan, nginx reloads and serves it");
     let (cert2, key2) = certificate(pki, "renewed");
-    secrets(state, &cert2, &key2);
+    secrets(dir, &cert2, &key2);
     let plan = infra(&["plan", "lab"]);
     plan.assert_code(0);
     assert!(
