@@ -896,9 +896,9 @@ impl RenderedFile {
     /// `unset` finds the placeholders of the host's secrets that are not set (quoted or
     /// percent-encoded by a filter, a placeholder is still found: [`Scanner::unset`]).
     fn with_secrets(mut self, secrets: &Secrets, unset: &Scanner) -> Self {
-        let text = String::from_utf8_lossy(&self.content);
-        self.missing_secrets = unset.names_in(&text);
-        self.secrets = secrets.found_in(&text);
+        // The bytes as they are: a needle is UTF-8, so it is found where it is whole.
+        self.missing_secrets = unset.names_in(&self.content);
+        self.secrets = secrets.scanner().names_in(&self.content);
         let hash = crate::state::sha256(&self.content);
         self.digest = if self.secrets.is_empty() {
             hash

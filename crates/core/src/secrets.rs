@@ -37,9 +37,13 @@ impl Scanner {
         if patterns.is_empty() {
             return Scanner::default();
         }
-        // Needles come from the environment's own secrets: a handful per value. Building can
-        // only fail past aho-corasick's size limits, far beyond any secrets file.
-        let automaton = aho_corasick::AhoCorasick::new(&patterns)
+        // A contiguous NFA: built in microseconds (a scanner is built per rendered host; a DFA's
+        // construction cost more than the scans it saves). Needles come from the environment's
+        // own secrets, a handful per value: building fails only past aho-corasick's size
+        // limits, far beyond any secrets file.
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(&patterns)
             .expect("the secrets' needles fit an Aho-Corasick automaton");
         Scanner {
             automaton: Some(automaton),
@@ -58,13 +62,13 @@ impl Scanner {
         )
     }
 
-    /// The names whose needles appear in `text`, sorted, each once.
-    pub fn names_in(&self, text: &str) -> Vec<String> {
+    /// The names whose needles appear in `text` (a string or bytes), sorted, each once.
+    pub fn names_in(&self, text: impl AsRef<[u8]>) -> Vec<String> {
         let Some(automaton) = &self.automaton else {
             return Vec::new();
         };
         let found: std::collections::BTreeSet<&String> = automaton
-            .find_overlapping_iter(text)
+            .find_overlapping_iter(text.as_ref())
             .map(|m| &self.names[m.pattern().as_usize()])
             .collect();
         found.into_iter().cloned().collect()
@@ -206,6 +210,11 @@ impl Secrets {
             scanner,
             digest_key,
         }
+    }
+
+    /// The scanner of every secret's needles ([`Secrets::found_in`] over bytes).
+    pub fn scanner(&self) -> &Scanner {
+        &self.scanner
     }
 
     /// The key of the digests plans show for files holding a secret.
@@ -386,12 +395,9 @@ mod tests {
         .into();
         let unset = Scanner::unset(&s, &values);
         let quoted = quoting::sh_body(&Secrets::placeholder("gone"));
-        assert_eq!(
-            unset.names_in(&format!("a='{quoted}' value1")),
-            vec!["gone"]
-        );
+        assert_eq!(unset.names_in(format!("a='{quoted}' value1")), vec!["gone"]);
         let encoded = quoting::percent(&Secrets::placeholder("idle"), true);
-        assert_eq!(unset.names_in(&format!("u={encoded}")), vec!["idle"]);
+        assert_eq!(unset.names_in(format!("u={encoded}")), vec!["idle"]);
         assert_eq!(unset.names_in("value1"), Vec::<String>::new());
     }
 
