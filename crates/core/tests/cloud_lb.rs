@@ -654,6 +654,22 @@ fn plan_mistakes_name_their_line() {
         &CloudFacts::default(),
     );
     assert!(clash.starts_with("roles/web.yaml:3: record set api.example.org A is the alias of role `api`'s load balancer; host `api2` (role `web`) wants values in it"), "{clash}");
+    let other_holder = plan_error(
+        &[
+            (
+                "roles/web.yaml",
+                "",
+                "public_ip: true\nhostname: \"api.{{ env.domain }}\"\n",
+            ),
+            (
+                "inventories/test.yaml",
+                "",
+                "  web1: {roles: [web], private_ip: 10.40.1.12}\n",
+            ),
+        ],
+        &CloudFacts::default(),
+    );
+    assert!(other_holder.starts_with("roles/api.yaml:5: host `web1` has the hostname api.example.org, which is the alias of role `api`'s load balancer, but does not hold role `api`"), "{other_holder}");
     let no_subnet = plan_error(
         &[(
             "inventories/test.yaml",

@@ -183,6 +183,8 @@ struct DesiredInstance {
     public_ip: bool,
     reverse_dns: Option<String>,
     public_hostnames: Vec<String>,
+    /// Every role the host holds, included ones too.
+    all_roles: BTreeSet<String>,
     volumes: Vec<DesiredVolume>,
 }
 
@@ -358,6 +360,7 @@ fn desired_instances(env: &Environment) -> Result<Vec<DesiredInstance>, String> 
             public_ip,
             reverse_dns,
             public_hostnames: h.view.public_hostnames.clone(),
+            all_roles: h.view.all_roles.iter().cloned().collect(),
             volumes,
         });
     }

@@ -338,6 +338,26 @@ pub fn check(env: &Environment, renderer: &Renderer) -> Result<(), Box<Diagnosti
 }
 
 /// The load balancers' alias A records; two load balancers with one hostname are an error.
+/// `d` has the hostname `name` of `lb`'s role: it must hold that role.
+fn lb_hostname_holder(
+    d: &DesiredInstance,
+    name: &str,
+    lb: &LbAlias,
+) -> Result<(), Box<Diagnostic>> {
+    if d.all_roles.contains(&lb.role) {
+        return Ok(());
+    }
+    Err(Box::new(
+        Diagnostic::error(format!(
+            "host `{}` has the hostname {name}, which is the alias of role `{}`'s load balancer, \
+             but does not hold role `{}`: its address would not be published",
+            d.host, lb.role, lb.role
+        ))
+        .at(lb.at.clone())
+        .hint("give the host's role another `hostname:`, or the load balancer another `hostname:`"),
+    ))
+}
+
 fn add_aliases(sets: &mut Wanted, aliases: &[LbAlias]) -> Result<(), Box<Diagnostic>> {
     for a in aliases {
         let key = (a.name.clone(), RecordType::A);
@@ -381,7 +401,8 @@ impl Planner<'_> {
         mode: Mode,
     ) -> Result<(), Box<Diagnostic>> {
         let (public, internal) = zone_names(env);
-        let behind_lb: BTreeSet<&str> = aliases.iter().map(|a| a.name.as_str()).collect();
+        let behind_lb: BTreeMap<&str, &LbAlias> =
+            aliases.iter().map(|a| (a.name.as_str(), a)).collect();
         let mut public_sets = self.public_records(wanted, &public, &behind_lb)?;
         add_aliases(&mut public_sets, aliases)?;
         let mut internal_sets = self.private_records(wanted, &internal)?;
@@ -421,12 +442,13 @@ impl Planner<'_> {
 
     /// The public zone's hostnames at their Elastic IPs: several hosts with one hostname give
     /// one record set with several values (round robin). A name behind a load balancer
-    /// (`behind_lb`) is its alias instead.
+    /// (`behind_lb`) is its alias instead; a host of another role with that hostname is an
+    /// error (its A record would silently go).
     fn public_records(
         &self,
         wanted: &[DesiredInstance],
         zone_name: &str,
-        behind_lb: &BTreeSet<&str>,
+        behind_lb: &BTreeMap<&str, &LbAlias>,
     ) -> Result<Wanted, Box<Diagnostic>> {
         let f = self.facts;
         let mut sets = Wanted::new();
@@ -437,7 +459,11 @@ impl Planner<'_> {
             };
             for name in &d.public_hostnames {
                 let name = normal(name);
-                if in_zone(&name, zone_name) && !behind_lb.contains(name.as_str()) {
+                if let Some(lb) = behind_lb.get(name.as_str()) {
+                    lb_hostname_holder(d, &name, lb)?;
+                    continue;
+                }
+                if in_zone(&name, zone_name) {
                     let origin = Origin {
                         host: d.host.clone(),
                         role: "hostname".into(),
