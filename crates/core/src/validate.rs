@@ -14,6 +14,7 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for (stem, role) in &site.roles {
         diags.extend(role_name_mismatch(site, stem, role));
+        diags.extend(reserved_role_name(site, role));
         diags.extend(unknown_role_references(site, stem, role));
         diags.extend(count_min_above_max(site, stem, role));
         diags.extend(reverse_dns_without_name(site, stem, role));
@@ -265,6 +266,27 @@ fn role_name_mismatch(
         .at(site.loc(file, &r.name, r.name.value.chars().count()))
         .hint(format!("set `name: {stem}` or rename the file"))
     })
+}
+
+/// A role named `<x>_lb` or `<x>-lb`: its security group would be the one of role `<x>`'s
+/// load balancer (`<env>-<x>-lb`), open to the world on the listeners.
+fn reserved_role_name(
+    site: &Site,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Option<Diagnostic> {
+    let name = &role.value.name;
+    let base = name
+        .value
+        .strip_suffix("_lb")
+        .or_else(|| name.value.strip_suffix("-lb"))?;
+    Some(
+        Diagnostic::error(format!(
+            "role name `{}` ends in `_lb`/`-lb`, which names the security group of role `{base}`'s load balancer",
+            name.value
+        ))
+        .at(site.loc(&role.file, name, name.value.chars().count()))
+        .hint("rename the role (and its file), e.g. `{base}-balanced`".replace("{base}", base)),
+    )
 }
 
 /// Unknown roles in `includes`, `requires_on_same_host` and `exposes.to`, with a did-you-mean.

@@ -725,6 +725,7 @@ fn role_mistakes_name_their_line() {
             "",
             "load_balancer:\n  port: 0\n  listeners: [443]\n",
         ),
+        ("roles/api_lb.yaml", "", "name: api_lb\n"),
     ]);
     let site = load(dir.path());
     let text: Vec<String> = infra_core::validate::check_roles(&site)
@@ -741,6 +742,7 @@ fn role_mistakes_name_their_line() {
         "roles/api.yaml:8 `load_balancer` of role `api`: health interval 5 is out of 6-300 seconds",
         "roles/web.yaml:3 `load_balancer` of role `web`: port 0 is not a port",
         "roles/web.yaml:3 `load_balancer` of role `web`: listener 443 needs a `certificate`",
+        "roles/api_lb.yaml:1 role name `api_lb` ends in `_lb`/`-lb`, which names the security group of role `api`'s load balancer",
     ] {
         assert!(text.contains(want), "lacks {want:?}:\n{text}");
     }
