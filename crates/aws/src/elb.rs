@@ -272,8 +272,11 @@ pub async fn create_load_balancer(
         .load_balancers()
         .first()
         .ok_or_else(|| AwsError::new("CreateLoadBalancer", "no load balancer in the answer"))?;
+    let arn = lb
+        .load_balancer_arn()
+        .ok_or_else(|| AwsError::new("CreateLoadBalancer", "no ARN in the answer"))?;
     Ok(Created {
-        arn: lb.load_balancer_arn().unwrap_or_default().to_string(),
+        arn: arn.to_string(),
         dns_name: lb
             .dns_name()
             .unwrap_or_default()
@@ -432,12 +435,12 @@ pub async fn create_listener(
         .send()
         .await
         .map_err(|e| sdk("CreateListener", e))?;
-    Ok(answer
+    answer
         .listeners()
         .first()
         .and_then(|l| l.listener_arn())
-        .unwrap_or_default()
-        .to_string())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::new("CreateListener", "no listener ARN in the answer"))
 }
 
 pub async fn modify_listener(c: &Clients, arn: &str, l: Listener<'_>) -> Result<(), AwsError> {
