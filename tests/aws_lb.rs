@@ -268,6 +268,7 @@ fn check_built(state: &Value, cert: &str) {
     // The hostname: an alias to the load balancer, owned by the environment.
     let records = &state["zones"]["example.org"]["records"];
     assert_eq!(records["api.example.org A"]["alias"], lb["dns_name"]);
+    assert_eq!(records["api.example.org A"]["alias_zone"], lb["zone_id"]);
     assert_eq!(records["api.example.org A"]["values"], json!([]));
     assert_eq!(
         records["_infra-owner.a.api.example.org TXT"]["values"],

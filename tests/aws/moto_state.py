@@ -11,7 +11,7 @@ Prints one JSON object (sorted keys, indent 1) with everything tagged infra:env=
 "3306/tcp from <group name>"), volumes, addresses (with their PTR record), vpcs and subnets;
 plus every Route 53 hosted zone in the account with its tags, its A records (`a_records`: name ->
 value, or sorted values) and every record set (`records`: "NAME TYPE" -> ttl, sorted values, alias
-target); load_balancers (by name: type, scheme, DNS name, canonical zone, security group names,
+target and its hosted zone); load_balancers (by name: type, scheme, DNS name, canonical zone, security group names,
 subnets with their zones, listeners by port with protocol, certificates and default action) and
 target_groups (by name: port, protocol, health check, registered targets by host, role tag) of
 the environment. Any API error
@@ -69,6 +69,7 @@ def zone(route53, z):
             "ttl": rrset.get("TTL"),
             "values": sorted(values),
             "alias": rrset["AliasTarget"]["DNSName"].rstrip(".") if "AliasTarget" in rrset else None,
+            "alias_zone": rrset["AliasTarget"]["HostedZoneId"] if "AliasTarget" in rrset else None,
         }
         if rrset["Type"] != "A":
             continue
