@@ -898,7 +898,7 @@ impl RenderedFile {
     fn with_secrets(mut self, secrets: &Secrets, unset: &Scanner) -> Self {
         // The bytes as they are: a needle is UTF-8, so it is found where it is whole.
         self.missing_secrets = unset.names_in(&self.content);
-        self.secrets = secrets.scanner().names_in(&self.content);
+        self.secrets = secrets.found_in(&self.content);
         let hash = crate::state::sha256(&self.content);
         self.digest = if self.secrets.is_empty() {
             hash

@@ -212,11 +212,6 @@ impl Secrets {
         }
     }
 
-    /// The scanner of every secret's needles ([`Secrets::found_in`] over bytes).
-    pub fn scanner(&self) -> &Scanner {
-        &self.scanner
-    }
-
     /// The key of the digests plans show for files holding a secret.
     pub fn digest_key(&self) -> &DigestKey {
         &self.digest_key
@@ -242,8 +237,8 @@ impl Secrets {
     }
 
     /// The names of the secrets whose values (or a line or an encoding of one, see
-    /// [`needles`]) appear in `text`, sorted.
-    pub fn found_in(&self, text: &str) -> Vec<String> {
+    /// [`needles`]) appear in `text` (a string or a file's bytes), sorted.
+    pub fn found_in(&self, text: impl AsRef<[u8]>) -> Vec<String> {
         self.scanner.names_in(text)
     }
 

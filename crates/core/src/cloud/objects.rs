@@ -262,7 +262,7 @@ fn render_entry(
     }
     let content = content.unwrap_or_else(|| rendered.next().unwrap_or_default());
     let sha256 = crate::state::sha256(&content);
-    let found = secrets.found_in(&String::from_utf8_lossy(&content));
+    let found = secrets.found_in(&content);
     let digest = if found.is_empty() {
         sha256.clone()
     } else {
