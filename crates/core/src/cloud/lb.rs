@@ -220,15 +220,18 @@ fn normal(name: &str) -> String {
 /// The alias records of `lbs`, each to a load balancer made in this apply.
 pub(crate) fn new_aliases(lbs: &[DesiredLb]) -> Vec<LbAlias> {
     lbs.iter()
-        .filter_map(|d| {
-            Some(LbAlias {
-                name: d.hostname.clone()?,
-                target: AliasTarget::LoadBalancer(lb_address(&d.role)),
-                role: d.role.clone(),
-                at: d.at.clone(),
-            })
-        })
+        .filter_map(|d| alias_of(d, AliasTarget::LoadBalancer(lb_address(&d.role))))
         .collect()
+}
+
+/// The alias record of `d`'s hostname, if it has one, to `target`.
+fn alias_of(d: &DesiredLb, target: AliasTarget) -> Option<LbAlias> {
+    Some(LbAlias {
+        name: d.hostname.clone()?,
+        target,
+        role: d.role.clone(),
+        at: d.at.clone(),
+    })
 }
 
 /// What a listener on `port` of `d` is: its certificate (443) and its action.
@@ -393,21 +396,14 @@ impl<'f> Planner<'f> {
             let (tg, kept) = self.target_group(d, vpc);
             self.listeners(d, lb, &lb_ref, &tg);
             self.targets(d, kept, &tg);
-            if let Some(name) = &d.hostname {
-                let target = match lb {
-                    Some(l) => AliasTarget::Name {
-                        dns_name: l.dns_name.clone(),
-                        zone_id: l.zone_id.clone(),
-                    },
-                    None => AliasTarget::LoadBalancer(lb_address(&d.role)),
-                };
-                aliases.push(LbAlias {
-                    name: name.clone(),
-                    target,
-                    role: d.role.clone(),
-                    at: d.at.clone(),
-                });
-            }
+            let target = match lb {
+                Some(l) => AliasTarget::Name {
+                    dns_name: l.dns_name.clone(),
+                    zone_id: l.zone_id.clone(),
+                },
+                None => AliasTarget::LoadBalancer(lb_address(&d.role)),
+            };
+            aliases.extend(alias_of(d, target));
         }
         let wanted: BTreeSet<&str> = lbs.iter().map(|d| d.role.as_str()).collect();
         for l in f
