@@ -4,16 +4,18 @@ use crate::desired_apt::DesiredAptSource;
 use crate::desired_release::{DesiredRelease, SecretText};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{Environment, ResolvedHost};
-use crate::model::{FileEntry, Mode, Release, Sp, UnsafeParent};
+use crate::model::{FileEntry, Mode, Release, Role, Sp, UnsafeParent};
 use crate::secrets::{Scanner, Secrets};
-use crate::site::Site;
+use crate::site::{Loaded, Site};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::Arc;
 use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
+
+mod bounded;
+pub use bounded::Limits;
+use bounded::{Batch, Field, Results};
 
 /// Where a rendered file's content came from.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -63,22 +65,6 @@ pub struct RenderedFile {
 pub struct Renderer {
     tera: Arc<Tera>,
     limits: Limits,
-}
-
-/// How much one rendered template may write, and for how long it may run.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_bytes: usize,
-    pub max_time: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_bytes: 16 << 20,
-            max_time: Duration::from_secs(5),
-        }
-    }
 }
 
 /// A file entry's destination, content and origin.
@@ -343,16 +329,11 @@ impl Renderer {
             "vars",
             Value::from_serializable(&env.file_vars(host, &Default::default())),
         );
-        let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
-        let mut job = Job {
-            worker: &mut worker,
-            ctx,
-            host: &host.view.name,
-        };
-        let mut out = Vec::new();
+        let mut batch = Batch::default();
+        let mut queued = Vec::new();
         for (field, text) in fields {
             if !is_templated(&text.value) {
-                out.push(text.value.clone());
+                queued.push(Field::Text(text.value.clone()));
                 continue;
             }
             let name = field_template_name(role_file, field);
@@ -366,14 +347,24 @@ impl Renderer {
                     )),
                 ));
             }
+            queued.push(Field::Job(batch.add(name, ctx.clone())));
+        }
+        let mut results = self.run(batch);
+        let mut out = Vec::new();
+        for ((field, text), queued) in fields.iter().zip(queued) {
             let at = site.loc(role_file, *text, text.value.chars().count());
             let what = format!("`{field}` of this role");
-            let bytes = self
-                .render_bounded(&name, &mut job)
-                .map_err(|f| f.diagnostic(site, &what, job.host, Some(at.clone()), at))?;
-            out.push(String::from_utf8_lossy(&bytes).into_owned());
+            let value = results
+                .text(queued)
+                .map_err(|f| f.diagnostic(site, &what, &host.view.name, Some(at.clone()), at))?;
+            out.push(value);
         }
         Ok(out)
+    }
+
+    /// Runs a host's queued renders within the limits.
+    fn run(&self, batch: Batch) -> Results {
+        bounded::run(&self.tera, self.limits, batch)
     }
 }
 
@@ -480,8 +471,8 @@ pub(crate) fn host_context(
 }
 
 impl Renderer {
-    /// Renders the Tera templates `names` (in turn) for `host`, with its context and `vars`
-    /// merged as a file entry's: what `publish:` uploads. `what` names each for messages.
+    /// Renders the Tera templates `names` for `host`, with its context and `vars` merged as a
+    /// file entry's: what `publish:` uploads. `what` names each for messages.
     pub(crate) fn render_for_host(
         &self,
         env: &Environment,
@@ -494,24 +485,25 @@ impl Renderer {
         let (mut ctx, _) = host_context(env, shared, host, secrets);
         let vars = env.file_vars(host, entry_vars);
         ctx.insert_value("vars", Value::from_serializable(&vars));
-        let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
-        let mut job = Job {
-            worker: &mut worker,
-            ctx,
-            host: &host.view.name,
-        };
-        let mut out = Vec::new();
+        let mut batch = Batch::default();
         for n in names {
-            let bytes = self.render_bounded(&n.name, &mut job).map_err(|f| {
-                f.diagnostic(env.site, &n.what, job.host, n.tera_at.clone(), n.at.clone())
-            })?;
-            out.push(bytes);
+            batch.add(n.name.clone(), ctx.clone());
         }
-        Ok(out)
+        let mut results = self.run(batch);
+        let host = &host.view.name;
+        (0..names.len())
+            .zip(names)
+            .map(|(i, n)| {
+                results.take(i).map_err(|f| {
+                    f.diagnostic(env.site, &n.what, host, n.tera_at.clone(), n.at.clone())
+                })
+            })
+            .collect()
     }
 
-    /// Renders every file `host` gets, in role apply order. Errors are collected per file, so
-    /// one broken template does not hide the others.
+    /// Renders every file `host` gets, in role apply order. Every Tera render the host needs
+    /// is queued first and run as one batch; errors are collected per file, so one broken
+    /// template does not hide the others.
     pub fn render_host(
         &self,
         env: &Environment,
@@ -520,95 +512,247 @@ impl Renderer {
         secrets: &Secrets,
     ) -> HostRender {
         let site = env.site;
-        let mut out = HostRender::default();
-        let (base, secret_values) = host_context(env, shared, host, secrets);
+        let (mut plain, secret_values) = host_context(env, shared, host, secrets);
         let unset = Scanner::unset(secrets, &secret_values);
-        let plain_vars = Value::from_serializable(&env.file_vars(host, &Default::default()));
-        let mut worker = Worker::new(&self.tera, self.limits.max_bytes);
-
-        for role_name in &host.view.all_roles {
-            let Some(role) = site.roles.get(role_name) else {
-                continue;
-            };
-            let tls = role.value.tls.as_ref().map(|_| {
-                let (cert, key) = tls_paths(role_name);
-                Value::from_serializable(&serde_json::json!({"cert_path": cert, "key_path": key}))
-            });
-            // Before the role's own files: a config naming them is checked (`nginx -t`) as
-            // it is written.
-            if let Some(tls) = &role.value.tls {
-                tls_files(site, role, role_name, tls, secrets, &mut out);
-            }
-            for (i, entry) in role.value.files.iter().enumerate() {
-                let mut ctx = base.clone();
-                if let Some(t) = &tls {
-                    ctx.insert_value("tls", t.clone());
-                }
-                if entry.value.vars.is_empty() {
-                    ctx.insert_value("vars", plain_vars.clone());
-                } else {
-                    let vars = env.file_vars(host, &entry.value.vars);
-                    ctx.insert_value("vars", Value::from_serializable(&vars));
-                }
-                let mut job = Job {
-                    worker: &mut worker,
-                    ctx,
-                    host: &host.view.name,
-                };
-                match self.render_entry(site, &role.file, i, entry, &mut job) {
-                    // A missing template or source: validation reports it once.
-                    Ok(None) => {}
-                    Ok(Some(rendered)) => {
-                        let at = site.loc(&role.file, entry, 1);
-                        let file = rendered_file(rendered, &entry.value, role_name, at);
-                        out.files.push(file.with_secrets(secrets, &unset));
-                    }
-                    Err(d) => out.diagnostics.push(*d),
-                }
-            }
-            let mut job = Job {
-                worker: &mut worker,
-                ctx: {
-                    let mut ctx = base.clone();
-                    ctx.insert_value("vars", plain_vars.clone());
-                    ctx
-                },
-                host: &host.view.name,
-            };
-            self.render_apt_sources(site, role, role_name, secrets, &mut job, &mut out);
+        let vars = env.file_vars(host, &Default::default());
+        plain.insert_value("vars", Value::from_serializable(&vars));
+        let mut batch = Batch::default();
+        let roles: Vec<QueuedRole> = host
+            .view
+            .all_roles
+            .iter()
+            .filter_map(|name| {
+                let role = site.roles.get(name)?;
+                Some(self.queue_role(env, host, name, role, &plain, &mut batch))
+            })
+            .collect();
+        let release = queue_release(site, host, &plain, &mut batch);
+        let mut finish = Finish {
+            site,
+            results: self.run(batch),
+            host: &host.view.name,
+            secrets,
+            unset: &unset,
+        };
+        let mut out = HostRender::default();
+        for role in roles {
+            finish.role(role, &mut out);
         }
         out.diagnostics.extend(duplicate_destinations(&out.files));
-        let mut ctx = base;
-        ctx.insert_value("vars", plain_vars);
-        let mut job = Job {
-            worker: &mut worker,
-            ctx,
-            host: &host.view.name,
-        };
-        match self.render_release(site, host, secrets, &mut job) {
+        match release.map(|r| finish.release(r)).transpose() {
             Ok(release) => out.release = release,
             Err(diags) => out.diagnostics.extend(diags),
         }
         out
     }
 
+    /// Queues the renders of a role's files (each with its `vars` and the role's `tls`) and
+    /// of its apt sources' fields.
+    fn queue_role<'a>(
+        &self,
+        env: &Environment,
+        host: &ResolvedHost,
+        name: &'a str,
+        role: &'a Loaded<Role>,
+        plain: &Context,
+        batch: &mut Batch,
+    ) -> QueuedRole<'a> {
+        let tls = role.value.tls.as_ref().map(|_| {
+            let (cert, key) = tls_paths(name);
+            Value::from_serializable(&serde_json::json!({"cert_path": cert, "key_path": key}))
+        });
+        let mut entries = Vec::new();
+        for (i, entry) in role.value.files.iter().enumerate() {
+            let e = &entry.value;
+            let mut ctx = plain.clone();
+            if let Some(t) = &tls {
+                ctx.insert_value("tls", t.clone());
+            }
+            if !e.vars.is_empty() {
+                let vars = env.file_vars(host, &e.vars);
+                ctx.insert_value("vars", Value::from_serializable(&vars));
+            }
+            let dest = queue(batch, &e.dest.value, &ctx, || {
+                dest_template_name(&role.file, i)
+            });
+            // A missing template (or one that does not parse) is reported by validation.
+            let content = (e.template.as_ref())
+                .filter(|t| self.tera.contains_template(&t.value))
+                .map(|t| batch.add(t.value.clone(), ctx));
+            entries.push((dest, content));
+        }
+        let apt = (role.value.apt_sources.iter().enumerate())
+            .map(|(i, a)| {
+                apt_fields(&a.value).map(|(field, text)| {
+                    queue(batch, &text.value, plain, || {
+                        apt_template_name(&role.file, i, field)
+                    })
+                })
+            })
+            .collect();
+        QueuedRole {
+            name,
+            role,
+            entries,
+            apt,
+        }
+    }
+}
+
+/// A Tera string of a role file queued for rendering with `ctx` under `name()` when it is
+/// templated, else kept as written.
+fn queue(batch: &mut Batch, text: &str, ctx: &Context, name: impl FnOnce() -> String) -> Field {
+    if is_templated(text) {
+        Field::Job(batch.add(name(), ctx.clone()))
+    } else {
+        Field::Text(text.to_string())
+    }
+}
+
+/// A role's renders queued for one host: per file entry its destination and its template's
+/// render (none for a `source:`), per apt source its `uri` and `suite`.
+struct QueuedRole<'a> {
+    name: &'a str,
+    role: &'a Loaded<Role>,
+    entries: Vec<(Field, Option<usize>)>,
+    apt: Vec<[Field; 2]>,
+}
+
+/// The host's release queued: the first role in apply order with a `release:`, and its Tera
+/// fields (rendered with the context a file's `dest` sees).
+struct QueuedRelease<'a> {
+    role_name: &'a str,
+    role: &'a Loaded<Role>,
+    release: &'a Release,
+    fields: Vec<(&'static str, &'a Sp<String>, Field)>,
+}
+
+fn queue_release<'a>(
+    site: &'a Site,
+    host: &'a ResolvedHost,
+    plain: &Context,
+    batch: &mut Batch,
+) -> Option<QueuedRelease<'a>> {
+    let (role_name, role, release) = host.view.all_roles.iter().find_map(|r| {
+        let role = site.roles.get(r)?;
+        Some((r, role, role.value.release.as_ref()?))
+    })?;
+    let fields = release_fields(&release.value)
+        .into_iter()
+        .filter_map(|(field, text)| {
+            let text = text?;
+            let queued = queue(batch, &text.value, plain, || {
+                release_template_name(&role.file, field)
+            });
+            Some((field, text, queued))
+        })
+        .collect();
+    Some(QueuedRelease {
+        role_name,
+        role,
+        release: &release.value,
+        fields,
+    })
+}
+
+/// What turns a host's rendered batch into its files, apt sources and release: the results,
+/// the host (for messages) and the secrets to look for.
+struct Finish<'a> {
+    site: &'a Site,
+    results: Results,
+    host: &'a str,
+    secrets: &'a Secrets,
+    unset: &'a Scanner,
+}
+
+impl Finish<'_> {
+    /// A role's files (its `tls:` ones first: a config naming them is checked as it is
+    /// written) and apt sources.
+    fn role(&mut self, q: QueuedRole, out: &mut HostRender) {
+        let site = self.site;
+        let QueuedRole {
+            name,
+            role,
+            entries,
+            apt,
+        } = q;
+        if let Some(tls) = &role.value.tls {
+            tls_files(site, role, name, tls, self.secrets, out);
+        }
+        for (entry, (dest, content)) in role.value.files.iter().zip(entries) {
+            match self.entry(&role.file, entry, dest, content) {
+                // A missing template or source: validation reports it once.
+                Ok(None) => {}
+                Ok(Some(rendered)) => {
+                    let at = site.loc(&role.file, entry, 1);
+                    let file = rendered_file(rendered, &entry.value, name, at);
+                    out.files.push(file.with_secrets(self.secrets, self.unset));
+                }
+                Err(d) => out.diagnostics.push(*d),
+            }
+        }
+        self.apt_sources(role, name, apt, out);
+    }
+
+    fn entry(
+        &mut self,
+        role_file: &Path,
+        entry: &Sp<FileEntry>,
+        dest: Field,
+        content: Option<usize>,
+    ) -> Result<Option<Rendered>, Box<Diagnostic>> {
+        let (site, host) = (self.site, self.host);
+        let e = &entry.value;
+        let dest = self.results.text(dest).map_err(|f| {
+            let at = site.loc(role_file, &e.dest, e.dest.value.chars().count());
+            f.diagnostic(site, "the `dest` of this file", host, Some(at.clone()), at)
+        })?;
+        if let Some(problem) = crate::names::dest_problem(&dest) {
+            return Err(Box::new(
+                Diagnostic::error(format!("destination `{dest}` {problem}"))
+                    .at(site.loc(role_file, entry, 1))
+                    .hint(
+                        "`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf",
+                    ),
+            ));
+        }
+        if let Some(t) = &e.template {
+            let Some(job) = content else {
+                // Missing, or a syntax error: reported by validation and Renderer::new.
+                return Ok(None);
+            };
+            let content = self.results.take(job).map_err(|f| {
+                let what = format!("template `{}`", t.value);
+                f.diagnostic(site, &what, host, None, site.loc(role_file, entry, 1))
+            })?;
+            Ok(Some((dest, content, Origin::Template(t.value.clone()))))
+        } else if let Some(s) = &e.source {
+            // A missing source is reported by validation.
+            Ok(site
+                .templates
+                .get(&s.value)
+                .map(|f| (dest, f.bytes.clone(), Origin::Source(s.value.clone()))))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A role's `apt_sources:` for this host: `uri` and `suite` rendered and checked (the plan
     /// shows them: a secret's value is refused), the key read from the site. A key that is
     /// missing or not an OpenPGP public key is reported by validation, once.
-    fn render_apt_sources(
-        &self,
-        site: &Site,
-        role: &crate::site::Loaded<crate::model::Role>,
+    fn apt_sources(
+        &mut self,
+        role: &Loaded<Role>,
         role_name: &str,
-        secrets: &Secrets,
-        job: &mut Job,
+        queued: Vec<[Field; 2]>,
         out: &mut HostRender,
     ) {
-        for (i, a) in role.value.apt_sources.iter().enumerate() {
+        let site = self.site;
+        for (i, (a, fields)) in role.value.apt_sources.iter().zip(queued).enumerate() {
             let a = &a.value;
             let mut rendered = Vec::new();
-            for (field, text) in apt_fields(a) {
-                match self.render_apt_field(site, &role.file, i, field, text, secrets, job) {
+            for ((field, text), queued) in apt_fields(a).into_iter().zip(fields) {
+                match self.apt_field(&role.file, i, field, text, queued) {
                     Ok(v) => rendered.push(v),
                     Err(d) => out.diagnostics.push(*d),
                 }
@@ -641,29 +785,21 @@ impl Renderer {
     }
 
     /// One Tera field of an `apt_sources:` entry, rendered and checked.
-    #[allow(clippy::too_many_arguments)]
-    fn render_apt_field(
-        &self,
-        site: &Site,
+    fn apt_field(
+        &mut self,
         role_file: &Path,
         index: usize,
         field: &str,
         text: &Sp<String>,
-        secrets: &Secrets,
-        job: &mut Job,
+        queued: Field,
     ) -> Result<String, Box<Diagnostic>> {
+        let (site, host) = (self.site, self.host);
         let at = site.loc(role_file, text, text.value.chars().count());
-        let value = if is_templated(&text.value) {
-            let name = apt_template_name(role_file, index, field);
+        let value = self.results.text(queued).map_err(|f| {
             let what = format!("the `apt_sources[{index}].{field}` of this role");
-            let bytes = self
-                .render_bounded(&name, job)
-                .map_err(|f| f.diagnostic(site, &what, job.host, Some(at.clone()), at.clone()))?;
-            String::from_utf8_lossy(&bytes).into_owned()
-        } else {
-            text.value.clone()
-        };
-        let problem = if !secrets.found_in(&value).is_empty() {
+            f.diagnostic(site, &what, host, Some(at.clone()), at.clone())
+        })?;
+        let problem = if !self.secrets.found_in(&value).is_empty() {
             Some("holds a secret's value (the plan shows this field)")
         } else if field == "uri" {
             crate::desired_apt::uri_problem(&value)
@@ -677,8 +813,7 @@ impl Renderer {
             None => Ok(value),
             Some(p) => Err(Box::new(
                 Diagnostic::error(format!(
-                    "`apt_sources[{index}].{field}` on host `{}`: `{value}` {p}",
-                    job.host
+                    "`apt_sources[{index}].{field}` on host `{host}`: `{value}` {p}"
                 ))
                 .at(at)
                 .hint(if field == "uri" {
@@ -690,29 +825,14 @@ impl Renderer {
         }
     }
 
-    /// The host's release: the first role in apply order with a `release:`, its Tera fields
-    /// rendered with the context a file's `dest` sees. A field that renders a secret's value
-    /// is refused (the plan shows these fields), as is a `path` or `env_file` that is not a
-    /// clean absolute path.
-    fn render_release(
-        &self,
-        site: &Site,
-        host: &ResolvedHost,
-        secrets: &Secrets,
-        job: &mut Job,
-    ) -> Result<Option<DesiredRelease>, Vec<Diagnostic>> {
-        let Some((role_name, role, release)) = host.view.all_roles.iter().find_map(|r| {
-            let role = site.roles.get(r)?;
-            Some((r, role, role.value.release.as_ref()?))
-        }) else {
-            return Ok(None);
-        };
-        let r = &release.value;
+    /// The host's release with its fields rendered. A field that renders a secret's value is
+    /// refused (the plan shows these fields), as is a `path` or `env_file` that is not a clean
+    /// absolute path.
+    fn release(&mut self, q: QueuedRelease) -> Result<DesiredRelease, Vec<Diagnostic>> {
         let mut diags = Vec::new();
         let mut rendered = BTreeMap::new();
-        for (field, text) in release_fields(r) {
-            let Some(text) = text else { continue };
-            match self.render_release_field(site, &role.file, field, text, secrets, job) {
+        for (field, text, queued) in q.fields {
+            match self.release_field(&q.role.file, field, text, queued) {
                 Ok(value) => {
                     rendered.insert(field, value);
                 }
@@ -722,11 +842,12 @@ impl Renderer {
         if !diags.is_empty() {
             return Err(diags);
         }
+        let r = q.release;
         let mut take = |field| rendered.remove(field).unwrap_or_default();
         let ssh_key = r.ssh_key.as_ref().map(|k| k.value.clone());
         let ref_ = take("ref");
-        Ok(Some(DesiredRelease {
-            role: role_name.clone(),
+        Ok(DesiredRelease {
+            role: q.role_name.to_string(),
             path: take("path"),
             repo: take("repo"),
             controller_repo: Some(take("controller_repo")).filter(|c| !c.is_empty()),
@@ -736,7 +857,7 @@ impl Renderer {
             commits: None,
             ssh_key_value: ssh_key
                 .as_deref()
-                .and_then(|k| secrets.get(k))
+                .and_then(|k| self.secrets.get(k))
                 .map(|v| SecretText(v.to_string())),
             ssh_key,
             user: r.user.value.to_string(),
@@ -748,34 +869,29 @@ impl Renderer {
             once: r.once.iter().map(|c| c.value.clone()).collect(),
             reload: r.reload.iter().map(|c| c.value.clone()).collect(),
             keep: r.keep(),
-            ref_at: site.loc(&role.file, &r.ref_, r.ref_.value.chars().count()),
-        }))
+            ref_at: self
+                .site
+                .loc(&q.role.file, &r.ref_, r.ref_.value.chars().count()),
+        })
     }
 
     /// One Tera field of a `release:`, rendered and checked.
-    fn render_release_field(
-        &self,
-        site: &Site,
+    fn release_field(
+        &mut self,
         role_file: &Path,
         field: &str,
         text: &Sp<String>,
-        secrets: &Secrets,
-        job: &mut Job,
+        queued: Field,
     ) -> Result<String, Box<Diagnostic>> {
+        let (site, host) = (self.site, self.host);
         let at = site.loc(role_file, text, text.value.chars().count());
-        let value = if is_templated(&text.value) {
-            let name = release_template_name(role_file, field);
+        let value = self.results.text(queued).map_err(|f| {
             let what = format!("the `release.{field}` of this role");
-            let bytes = self
-                .render_bounded(&name, job)
-                .map_err(|f| f.diagnostic(site, &what, job.host, Some(at.clone()), at.clone()))?;
-            String::from_utf8_lossy(&bytes).into_owned()
-        } else {
-            text.value.clone()
-        };
-        let host = job.host;
+            f.diagnostic(site, &what, host, Some(at.clone()), at.clone())
+        })?;
         // A field naming `secrets` is reported by validation, once.
-        let problem = if !mentions_secrets(&text.value) && !secrets.found_in(&value).is_empty() {
+        let problem = if !mentions_secrets(&text.value) && !self.secrets.found_in(&value).is_empty()
+        {
             Some((
                 "holds a secret's value".to_string(),
                 "the plan shows this field: fetch with `ssh_key:` instead of a password in the URL",
@@ -803,62 +919,6 @@ impl Renderer {
                     .at(at)
                     .hint(hint),
             )),
-        }
-    }
-
-    fn render_entry(
-        &self,
-        site: &Site,
-        role_file: &Path,
-        index: usize,
-        entry: &Sp<FileEntry>,
-        job: &mut Job,
-    ) -> Result<Option<Rendered>, Box<Diagnostic>> {
-        let e = &entry.value;
-        let dest = if is_templated(&e.dest.value) {
-            let at = site.loc(role_file, &e.dest, e.dest.value.chars().count());
-            let name = dest_template_name(role_file, index);
-            let bytes = self.render_bounded(&name, job).map_err(|f| {
-                f.diagnostic(
-                    site,
-                    "the `dest` of this file",
-                    job.host,
-                    Some(at.clone()),
-                    at,
-                )
-            })?;
-            String::from_utf8_lossy(&bytes).into_owned()
-        } else {
-            e.dest.value.clone()
-        };
-        if let Some(problem) = crate::names::dest_problem(&dest) {
-            return Err(Box::new(
-                Diagnostic::error(format!("destination `{dest}` {problem}"))
-                    .at(site.loc(role_file, entry, 1))
-                    .hint(
-                        "`dest` must render to a clean absolute path, e.g. /etc/nginx/nginx.conf",
-                    ),
-            ));
-        }
-        if let Some(t) = &e.template {
-            if !self.tera.contains_template(&t.value) {
-                // Missing, or a syntax error: reported by validation and Renderer::new.
-                return Ok(None);
-            }
-            let what = format!("template `{}`", t.value);
-            let content = self.render_bounded(&t.value, job).map_err(|f| {
-                let at = site.loc(role_file, entry, 1);
-                f.diagnostic(site, &what, job.host, None, at)
-            })?;
-            Ok(Some((dest, content, Origin::Template(t.value.clone()))))
-        } else if let Some(s) = &e.source {
-            // A missing source is reported by validation.
-            Ok(site
-                .templates
-                .get(&s.value)
-                .map(|f| (dest, f.bytes.clone(), Origin::Source(s.value.clone()))))
-        } else {
-            Ok(None)
         }
     }
 }
@@ -975,133 +1035,6 @@ fn tls_files(
             once: false,
             entry: site.loc(&role.file, tls, 1),
         });
-    }
-}
-
-/// One render on a host's worker: its context and the host, for messages.
-struct Job<'a> {
-    worker: &'a mut Worker,
-    ctx: Context,
-    host: &'a str,
-}
-
-impl Renderer {
-    /// Renders `name` on the job's worker thread, within the limits.
-    fn render_bounded(&self, name: &str, job: &mut Job) -> Result<Vec<u8>, Failure> {
-        let ctx = std::mem::take(&mut job.ctx);
-        let reply = job.worker.start(name, ctx.clone());
-        job.ctx = ctx;
-        let failure = match reply.recv_timeout(self.limits.max_time) {
-            Ok(result) => return result,
-            // Tera cannot be interrupted: the runaway render is left to its thread (it ends
-            // with the process, as the run now fails).
-            Err(mpsc::RecvTimeoutError::Timeout) => Failure::TooSlow(self.limits.max_time),
-            // The worker panicked inside the template engine.
-            Err(mpsc::RecvTimeoutError::Disconnected) => Failure::Crashed,
-        };
-        *job.worker = Worker::new(&self.tera, self.limits.max_bytes);
-        Err(failure)
-    }
-}
-
-/// A thread rendering one host's templates in turn, so a render that never ends can be waited
-/// for with a deadline.
-struct Worker {
-    jobs: mpsc::Sender<WorkerJob>,
-}
-
-/// A template name, its context, and where the result goes.
-type WorkerJob = (String, Context, mpsc::Sender<Result<Vec<u8>, Failure>>);
-
-impl Worker {
-    fn new(tera: &Arc<Tera>, max_bytes: usize) -> Worker {
-        let (jobs, rx) = mpsc::channel::<WorkerJob>();
-        let tera = tera.clone();
-        std::thread::spawn(move || {
-            for (name, ctx, reply) in rx {
-                let mut out = Bounded {
-                    bytes: Vec::new(),
-                    max: max_bytes,
-                };
-                let result = match tera.render_to(&name, &ctx, &mut out) {
-                    Ok(()) => Ok(out.bytes),
-                    Err(_) if out.bytes.len() >= out.max => Err(Failure::TooBig(out.max)),
-                    Err(e) => Err(Failure::Tera(e)),
-                };
-                let _ = reply.send(result);
-            }
-        });
-        Worker { jobs }
-    }
-
-    /// Hands a render to the thread; the answer comes on the returned channel.
-    fn start(&self, name: &str, ctx: Context) -> mpsc::Receiver<Result<Vec<u8>, Failure>> {
-        let (tx, rx) = mpsc::channel();
-        // A worker whose thread is gone (it panicked) answers nothing: recv sees a closed
-        // channel at once.
-        let _ = self.jobs.send((name.to_string(), ctx, tx));
-        rx
-    }
-}
-
-/// A writer that refuses to grow past `max` bytes.
-struct Bounded {
-    bytes: Vec<u8>,
-    max: usize,
-}
-
-impl Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + buf.len() > self.max {
-            self.bytes.resize(self.max, 0);
-            return Err(std::io::Error::other("output limit"));
-        }
-        self.bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Why a bounded render gave no output.
-#[derive(Debug)]
-enum Failure {
-    Tera(tera::Error),
-    TooBig(usize),
-    TooSlow(Duration),
-    Crashed,
-}
-
-impl Failure {
-    fn diagnostic(
-        self,
-        site: &Site,
-        what: &str,
-        host: &str,
-        tera_at: Option<SourceLocation>,
-        at: SourceLocation,
-    ) -> Box<Diagnostic> {
-        Box::new(match self {
-            Failure::Tera(e) => tera_diagnostic(site, &e, tera_at),
-            Failure::TooBig(max) => Diagnostic::error(format!(
-                "{what} on host `{host}` renders more than {} MiB",
-                max >> 20
-            ))
-            .at(at)
-            .hint("a loop that never stops growing the output? files infra manages are config, not data"),
-            Failure::TooSlow(t) => Diagnostic::error(format!(
-                "{what} on host `{host}` took over {t:?} to render"
-            ))
-            .at(at)
-            .hint("look for nested loops over large ranges"),
-            Failure::Crashed => Diagnostic::error(format!(
-                "{what} on host `{host}` made the template engine fail (a bug in it)"
-            ))
-            .at(at)
-            .hint("simplify the template around its last change, and report the bug"),
-        })
     }
 }
 
@@ -1351,6 +1284,7 @@ pub fn render_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// A site with one role whose file renders `template`, and a host `h1` holding it.
     fn one_template(template: &str) -> (tempfile::TempDir, Site) {
