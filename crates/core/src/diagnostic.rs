@@ -87,16 +87,35 @@ impl Diagnostic {
 /// The text of every file read from the site, so diagnostics can quote the offending line.
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
-    files: BTreeMap<PathBuf, String>,
+    files: BTreeMap<PathBuf, Source>,
+}
+
+/// A file's text and where each of its lines starts (a location is made for every file of
+/// every host: finding its line must not read the file from the top).
+#[derive(Debug, Default, Clone)]
+struct Source {
+    text: String,
+    line_starts: Vec<usize>,
 }
 
 impl SourceMap {
     pub fn insert(&mut self, file: PathBuf, text: String) {
-        self.files.insert(file, text);
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        self.files.insert(file, Source { text, line_starts });
     }
 
     pub fn text(&self, file: &Path) -> Option<&str> {
-        self.files.get(file).map(String::as_str)
+        self.files.get(file).map(|s| s.text.as_str())
+    }
+
+    /// Line `line` (1-based) of `file`, without its line ending.
+    fn line(&self, file: &Path, line: usize) -> Option<&str> {
+        let source = self.files.get(file)?;
+        let start = *source.line_starts.get(line.checked_sub(1)?)?;
+        let rest = source.text.get(start..)?;
+        (!rest.is_empty()).then(|| rest.lines().next().unwrap_or_default())
     }
 
     /// A location in `file` at 1-based `line` and `column`, underlining `width` characters.
@@ -108,8 +127,7 @@ impl SourceMap {
         width: usize,
     ) -> SourceLocation {
         let snippet = self
-            .text(file)
-            .and_then(|text| text.lines().nth(line.saturating_sub(1)))
+            .line(file, line.max(1))
             .map(|l| l.trim_end().to_string());
         SourceLocation {
             file: file.to_path_buf(),
@@ -136,5 +154,27 @@ impl SourceMap {
                 )
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SourceMap;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn a_location_quotes_its_line() {
+        let mut map = SourceMap::default();
+        map.insert(PathBuf::from("r.yaml"), "a: 1\r\n\nc: 3  \nd".into());
+        let snippet = |line| map.location(Path::new("r.yaml"), line, 1, 1).snippet;
+        assert_eq!(snippet(0).as_deref(), Some("a: 1"));
+        assert_eq!(snippet(1).as_deref(), Some("a: 1"));
+        assert_eq!(snippet(2).as_deref(), Some(""));
+        assert_eq!(snippet(3).as_deref(), Some("c: 3"));
+        assert_eq!(snippet(4).as_deref(), Some("d"));
+        assert_eq!(snippet(5), None);
+        map.insert(PathBuf::from("e.yaml"), "x\n".into());
+        assert_eq!(map.location(Path::new("e.yaml"), 2, 1, 1).snippet, None);
+        assert_eq!(map.location(Path::new("none"), 1, 1, 1).snippet, None);
     }
 }

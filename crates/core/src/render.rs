@@ -8,9 +8,9 @@ use crate::model::{FileEntry, Mode, Release, Role, Sp, UnsafeParent};
 use crate::secrets::{Scanner, Secrets};
 use crate::site::{Loaded, Site};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tera::{Context, Kwargs, State, Tera, TeraResult, Value};
 
 mod bounded;
@@ -368,11 +368,13 @@ impl Renderer {
     }
 }
 
-/// The parts of the template context shared by every host of an environment.
+/// The parts of the template context shared by every host of an environment, and the
+/// scanners for unset secrets' placeholders, one per set of names (hosts share role sets).
 pub struct SharedContext {
     env: Value,
     hosts: Value,
     by_role: Value,
+    unset: Mutex<HashMap<Vec<String>, Arc<Scanner>>>,
 }
 
 impl SharedContext {
@@ -401,7 +403,22 @@ impl SharedContext {
             env: Value::from_serializable(&env_value),
             hosts: Value::from_serializable(&views),
             by_role: Value::from_serializable(&by_role),
+            unset: Mutex::default(),
         }
+    }
+
+    /// The scanner for the placeholders of the secrets in `values` (as a host's templates saw
+    /// them) that `secrets` does not set: [`Scanner::unset`], built once per set of names.
+    fn unset(&self, secrets: &Secrets, values: &BTreeMap<String, String>) -> Arc<Scanner> {
+        let names: Vec<String> = (values.keys())
+            .filter(|name| secrets.get(name).is_none())
+            .cloned()
+            .collect();
+        let mut cache = self.unset.lock().unwrap_or_else(PoisonError::into_inner);
+        let scanner = cache
+            .entry(names)
+            .or_insert_with(|| Arc::new(Scanner::unset(secrets, values)));
+        scanner.clone()
     }
 }
 
@@ -513,7 +530,7 @@ impl Renderer {
     ) -> HostRender {
         let site = env.site;
         let (mut plain, secret_values) = host_context(env, shared, host, secrets);
-        let unset = Scanner::unset(secrets, &secret_values);
+        let unset = shared.unset(secrets, &secret_values);
         let vars = env.file_vars(host, &Default::default());
         plain.insert_value("vars", Value::from_serializable(&vars));
         let mut batch = Batch::default();
