@@ -1379,6 +1379,62 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_template_is_reported_and_the_files_around_it_still_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "roles/r.yaml",
+            "name: r\nfiles:\n  - {template: a.j2, dest: /etc/a}\n  - {template: slow.j2, dest: /etc/slow}\n  - {template: b.j2, dest: '/etc/{{ host.name }}'}\n",
+        );
+        write("templates/a.j2", "a on {{ host.name }}");
+        write(
+            "templates/slow.j2",
+            "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
+        );
+        write("templates/b.j2", "b");
+        write(
+            "inventories/e.yaml",
+            "environment: e\ndomain: example.org\ninternal_domain: e.internal\nprovider: {type: static}\nhosts:\n  h1: {roles: [r], address: 10.0.0.1}\n  h2: {roles: [r], address: 10.0.0.2}\n",
+        );
+        let (site, diags) = Site::load(dir.path()).unwrap();
+        assert!(diags.is_empty(), "{diags:?}");
+        let env = Environment::resolve(&site, "e", &[]).unwrap();
+        let (renderer, _) = Renderer::new(&site);
+        let renderer = renderer.with_limits(Limits {
+            max_bytes: 1 << 20,
+            max_time: Duration::from_millis(200),
+        });
+        let hosts: Vec<_> = env.hosts.values().collect();
+        for (out, name) in render_hosts(&env, &renderer, &Secrets::default(), &hosts)
+            .into_iter()
+            .zip(["h1", "h2"])
+        {
+            let files: Vec<_> = out
+                .files
+                .iter()
+                .map(|f| (f.dest.as_str(), String::from_utf8_lossy(&f.content)))
+                .collect();
+            let b_dest = format!("/etc/{name}");
+            assert_eq!(
+                files,
+                [
+                    ("/etc/a", format!("a on {name}").into()),
+                    (b_dest.as_str(), "b".into())
+                ]
+            );
+            let messages: Vec<_> = out.diagnostics.iter().map(|d| &d.message).collect();
+            assert_eq!(
+                messages,
+                [&format!("template `slow.j2` on host `{name}` took over 200ms to render")]
+            );
+        }
+    }
+
+    #[test]
     fn quoting_filters_are_registered() {
         let mut tera = Tera::default();
         tera.autoescape_on(Vec::<&str>::new());

@@ -5,6 +5,7 @@
 use super::tera_diagnostic;
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::site::Site;
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -76,8 +77,8 @@ fn lossy(bytes: &[u8]) -> String {
 /// What a worker has finished, in order; `None` once the batch gave up on it.
 type Done = Arc<Mutex<Option<Vec<Result<Vec<u8>, Failure>>>>>;
 
-/// Runs every render of `batch`, in order, within `limits`. One worker thread renders them
-/// all (one wake-up per host, not per template); when a render runs past the time limit or
+/// Runs every render of `batch`, in order, within `limits`. The calling thread's worker renders
+/// them all (one wake-up per host, not per template); when a render runs past the time limit or
 /// crashes the engine, it is reported and a fresh worker goes on with the next one.
 pub(crate) fn run(tera: &Arc<Tera>, limits: Limits, batch: Batch) -> Results {
     let jobs = Arc::new(batch.jobs);
@@ -90,8 +91,9 @@ pub(crate) fn run(tera: &Arc<Tera>, limits: Limits, batch: Batch) -> Results {
     Results(out)
 }
 
-/// Renders `jobs` from `out.len()` on, on a new worker thread, appending the results to
-/// `out`; the failure of the render the worker stopped at, when it did not finish.
+/// Renders `jobs` from `out.len()` on, on this thread's worker, appending the results to
+/// `out`; the failure of the render the worker stopped at, when it did not finish (the worker
+/// is then dropped: the next batch gets a fresh one).
 fn watch(
     tera: &Arc<Tera>,
     limits: Limits,
@@ -100,20 +102,14 @@ fn watch(
 ) -> Option<Failure> {
     let done: Done = Arc::new(Mutex::new(Some(Vec::new())));
     let (finished, wait) = mpsc::channel::<()>();
-    let start = out.len();
-    {
-        let (tera, jobs, done) = (tera.clone(), jobs.clone(), done.clone());
-        std::thread::spawn(move || {
-            for (name, ctx) in &jobs[start..] {
-                let result = render_one(&tera, name, ctx, limits.max_bytes);
-                match done.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-                    Some(results) => results.push(result),
-                    None => return, // given up on: nobody reads on
-                }
-            }
-            let _ = finished.send(());
-        });
-    }
+    Worker::assign(Assignment {
+        tera: tera.clone(),
+        jobs: jobs.clone(),
+        start: out.len(),
+        max_bytes: limits.max_bytes,
+        done: done.clone(),
+        finished,
+    });
     let mut seen = 0;
     let failure = loop {
         match wait.recv_timeout(limits.max_time) {
@@ -136,9 +132,86 @@ fn watch(
             }
         }
     };
+    if failure.is_some() {
+        Worker::drop_current();
+    }
     let results = done.lock().unwrap_or_else(PoisonError::into_inner).take();
     out.extend(results.unwrap_or_default().into_iter().map(Some));
     failure
+}
+
+/// A batch (from `start` on) handed to a worker: where its results go and whom to tell.
+struct Assignment {
+    tera: Arc<Tera>,
+    jobs: Arc<Vec<(String, Context)>>,
+    start: usize,
+    max_bytes: usize,
+    done: Done,
+    finished: mpsc::Sender<()>,
+}
+
+/// A thread that renders the batches of the thread that made it, one after the other (kept
+/// from one host to the next: a thread per host cost more than its renders).
+struct Worker {
+    assignments: mpsc::Sender<Assignment>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+impl Worker {
+    fn spawn() -> Worker {
+        let (assignments, rx) = mpsc::channel::<Assignment>();
+        std::thread::spawn(move || {
+            // Ends when its owner drops it (the sender), or after a batch given up on.
+            for a in rx {
+                if !a.run() {
+                    return;
+                }
+            }
+        });
+        Worker { assignments }
+    }
+
+    /// Hands `a` to this thread's worker, starting one if there is none (or it is gone).
+    fn assign(a: Assignment) {
+        WORKER.with(|w| {
+            let mut w = w.borrow_mut();
+            let worker = w.get_or_insert_with(Worker::spawn);
+            if let Err(mpsc::SendError(a)) = worker.assignments.send(a) {
+                // Its thread panicked earlier: a fresh one.
+                let fresh = w.insert(Worker::spawn());
+                let _ = fresh.assignments.send(a);
+            }
+        });
+    }
+
+    /// Forgets this thread's worker (it is stuck in a render, or gone).
+    fn drop_current() {
+        WORKER.with(|w| w.borrow_mut().take());
+    }
+}
+
+impl Assignment {
+    /// Renders the batch, each result appended to `done`; false when the batch was given
+    /// up on while a render ran (the worker is not wanted any more).
+    fn run(self) -> bool {
+        for (name, ctx) in &self.jobs[self.start..] {
+            let result = render_one(&self.tera, name, ctx, self.max_bytes);
+            match self
+                .done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                Some(results) => results.push(result),
+                None => return false,
+            }
+        }
+        let _ = self.finished.send(());
+        true
+    }
 }
 
 fn render_one(tera: &Tera, name: &str, ctx: &Context, max: usize) -> Result<Vec<u8>, Failure> {
