@@ -163,6 +163,7 @@ mod tests {
         RenderedFile {
             dest: dest.into(),
             digest: sha256(content.as_bytes()),
+            sha256: sha256(content.as_bytes()),
             content: content.as_bytes().to_vec(),
             owner: "root".into(),
             group: "root".into(),
@@ -391,6 +392,7 @@ mod tests {
         d.roles[1].files[1].content = content.to_vec();
         d.roles[1].files[1].secrets = vec!["pw".into()];
         d.roles[1].files[1].digest = key.keyed(&sha256(content));
+        d.roles[1].files[1].sha256 = sha256(content);
         let facts = converged();
         let host_hash = facts.file.sha256[&d.roles[1].files[1].dest].clone();
         assert!(

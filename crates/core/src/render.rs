@@ -53,6 +53,10 @@ pub struct RenderedFile {
     /// a secret.
     #[serde(skip)]
     pub digest: String,
+    /// The content's plain sha256, compared with the host's (never shown or saved: `digest`
+    /// is what a plan records).
+    #[serde(skip)]
+    pub sha256: String,
     /// Names of the secrets this file needed that are not set (placeholders were rendered).
     pub missing_secrets: Vec<String>,
     /// The role file and the position of the entry, for diagnostics.
@@ -952,6 +956,7 @@ fn rendered_file(
         dest,
         secrets: Vec::new(),
         digest: String::new(),
+        sha256: String::new(),
         missing_secrets: Vec::new(),
         content,
         owner: e.owner.to_string(),
@@ -976,11 +981,11 @@ impl RenderedFile {
         // The bytes as they are: a needle is UTF-8, so it is found where it is whole.
         self.missing_secrets = unset.names_in(&self.content);
         self.secrets = secrets.found_in(&self.content);
-        let hash = crate::state::sha256(&self.content);
+        self.sha256 = crate::state::sha256(&self.content);
         self.digest = if self.secrets.is_empty() {
-            hash
+            self.sha256.clone()
         } else {
-            secrets.digest_key().keyed(&hash)
+            secrets.digest_key().keyed(&self.sha256)
         };
         self
     }
@@ -1039,6 +1044,7 @@ fn tls_files(
             dest,
             secrets: vec![name.clone()],
             digest: secrets.digest_key().keyed(&hash),
+            sha256: hash,
             missing_secrets: missing,
             content,
             owner: "root".into(),
@@ -1133,7 +1139,8 @@ fn parse_report_text(text: &str) -> (String, Option<(String, usize, usize)>) {
     (message, loc)
 }
 
-fn role_list(kwargs: &Kwargs, state: &State, func: &str) -> TeraResult<(String, Vec<Value>)> {
+/// The `role` argument and the list of hosts holding it (`by_role[role]`, shared: no copy).
+fn role_list(kwargs: &Kwargs, state: &State, func: &str) -> TeraResult<(String, Value)> {
     let role: String = kwargs.must_get("role")?;
     let by_role: Value = state
         .get("by_role")?
@@ -1141,8 +1148,9 @@ fn role_list(kwargs: &Kwargs, state: &State, func: &str) -> TeraResult<(String, 
     let list = by_role
         .as_map()
         .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(role.as_str())))
-        .map(|(_, v)| v.clone());
-    match list.and_then(|v| v.as_array().map(<[Value]>::to_vec)) {
+        .map(|(_, v)| v.clone())
+        .filter(|v| v.as_array().is_some());
+    match list {
         Some(hosts) => Ok((role, hosts)),
         None => Err(tera::Error::message(format!(
             "{func}(role=\"{role}\"): there is no role `{role}` in roles/"
@@ -1165,13 +1173,13 @@ fn env_name(state: &State) -> String {
 /// `hosts(role="app")`: the hosts holding a role, sorted by name.
 fn fn_hosts(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
     let (_, hosts) = role_list(&kwargs, state, "hosts")?;
-    Ok(Value::from(hosts))
+    Ok(hosts)
 }
 
 /// `one(role="masterdb")`: the single host holding a role; an error unless exactly one.
 fn fn_one(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
     let (role, hosts) = role_list(&kwargs, state, "one")?;
-    match hosts.as_slice() {
+    match hosts.as_array().unwrap_or_default() {
         [one] => Ok(one.clone()),
         [] => Err(tera::Error::message(format!(
             "one(role=\"{role}\"): no host in environment `{}` holds role `{role}`",
@@ -1198,8 +1206,7 @@ fn fn_one(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
 fn fn_addrs(kwargs: Kwargs, state: &State) -> TeraResult<Value> {
     let (_, hosts) = role_list(&kwargs, state, "addrs")?;
     let port: Option<u64> = kwargs.get("port")?;
-    let addrs: Vec<Value> = hosts
-        .iter()
+    let addrs: Vec<Value> = (hosts.as_array().unwrap_or_default().iter())
         .filter_map(|h| {
             h.get_from_path("private_ip")
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -1429,7 +1436,9 @@ mod tests {
             let messages: Vec<_> = out.diagnostics.iter().map(|d| &d.message).collect();
             assert_eq!(
                 messages,
-                [&format!("template `slow.j2` on host `{name}` took over 200ms to render")]
+                [&format!(
+                    "template `slow.j2` on host `{name}` took over 200ms to render"
+                )]
             );
         }
     }

@@ -49,7 +49,7 @@ pub fn site_digest(hosts: &[HostInputs], secrets: &Secrets) -> String {
             .files()
             .map(|f| {
                 if f.secrets.is_empty() {
-                    sha256(&f.content)
+                    f.digest.clone()
                 } else {
                     let text = String::from_utf8_lossy(&f.content);
                     sha256(secrets.redact(&text).as_bytes())

@@ -26,6 +26,7 @@ fn file(root: &Path, name: &str, content: &str, check: Option<String>) -> Render
     RenderedFile {
         dest: root.join(name).to_str().unwrap().to_string(),
         digest: infra_core::state::sha256(content.as_bytes()),
+        sha256: infra_core::state::sha256(content.as_bytes()),
         content: content.as_bytes().to_vec(),
         owner: user,
         group,
@@ -271,6 +272,7 @@ fn every_kind_of_content_and_mode_lands_exactly() {
         let mut f = file(&root, name, "", None);
         f.content = content.clone();
         f.digest = infra_core::state::sha256(content);
+        f.sha256 = f.digest.clone();
         f.mode = Mode(*mode);
         if *name == "secret" {
             if let Some(g) = other_group {

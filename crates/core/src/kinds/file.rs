@@ -9,7 +9,7 @@ use super::{BadLine, Kind, Planner, ScriptError, Writer};
 use crate::desired::{AbsentFile, DesiredHost, RoleState};
 use crate::render::RenderedFile;
 use crate::shell::{n, w, Arg, Script};
-use crate::state::{sha256, Action, FileState, PathKind};
+use crate::state::{Action, FileState, PathKind};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ pub fn files_to_diff(desired: &DesiredHost, facts: &super::Facts) -> Vec<String>
                 .paths
                 .get(&f.dest)
                 .is_some_and(|p| p.kind == PathKind::File)
-                && facts.file.sha256.get(&f.dest) != Some(&sha256(&f.content))
+                && facts.file.sha256.get(&f.dest) != Some(&f.sha256)
         })
         .map(|f| f.dest.clone())
         .collect()
@@ -235,7 +235,8 @@ impl Step {
 /// Changes are found by plain sha256 (the host's and the content's); a file holding a secret
 /// records both as keyed digests (`RenderedFile::digest`), so the plan shows no plain hash of it.
 fn plan_file(role: &str, f: &RenderedFile, p: &mut Planner) -> Option<Step> {
-    let hash = sha256(&f.content);
+    debug_assert_eq!(f.sha256, crate::state::sha256(&f.content), "{}", f.dest);
+    let hash = f.sha256.clone();
     let mut after = FileState {
         owner: f.owner.clone(),
         group: f.group.clone(),

@@ -6,6 +6,7 @@ use super::tera_diagnostic;
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::site::Site;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -164,9 +165,10 @@ impl Worker {
     fn spawn() -> Worker {
         let (assignments, rx) = mpsc::channel::<Assignment>();
         std::thread::spawn(move || {
+            let mut sizes = Sizes::new();
             // Ends when its owner drops it (the sender), or after a batch given up on.
             for a in rx {
-                if !a.run() {
+                if !a.run(&mut sizes) {
                     return;
                 }
             }
@@ -196,9 +198,9 @@ impl Worker {
 impl Assignment {
     /// Renders the batch, each result appended to `done`; false when the batch was given
     /// up on while a render ran (the worker is not wanted any more).
-    fn run(self) -> bool {
+    fn run(self, sizes: &mut Sizes) -> bool {
         for (name, ctx) in &self.jobs[self.start..] {
-            let result = render_one(&self.tera, name, ctx, self.max_bytes);
+            let result = render_one(&self.tera, name, ctx, self.max_bytes, sizes);
             match self
                 .done
                 .lock()
@@ -214,13 +216,33 @@ impl Assignment {
     }
 }
 
-fn render_one(tera: &Tera, name: &str, ctx: &Context, max: usize) -> Result<Vec<u8>, Failure> {
+/// How long each template's last render was, by name: the next one starts with that room
+/// (the same template renders about as long on every host, and growing a buffer by halves
+/// cost more than the rendering of a long file).
+type Sizes = HashMap<String, usize>;
+
+fn render_one(
+    tera: &Tera,
+    name: &str,
+    ctx: &Context,
+    max: usize,
+    sizes: &mut Sizes,
+) -> Result<Vec<u8>, Failure> {
+    let room = sizes.get(name).copied().unwrap_or_default();
     let mut out = Bounded {
-        bytes: Vec::new(),
+        bytes: Vec::with_capacity(room.min(max)),
         max,
     };
     match tera.render_to(name, ctx, &mut out) {
-        Ok(()) => Ok(out.bytes),
+        Ok(()) => {
+            match sizes.get_mut(name) {
+                Some(size) => *size = out.bytes.len(),
+                None => {
+                    sizes.insert(name.to_string(), out.bytes.len());
+                }
+            }
+            Ok(out.bytes)
+        }
         Err(_) if out.bytes.len() >= out.max => Err(Failure::TooBig(out.max)),
         Err(e) => Err(Failure::Tera(e)),
     }
