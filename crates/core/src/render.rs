@@ -328,7 +328,7 @@ impl Renderer {
         ctx.insert_value("env", shared.env.clone());
         ctx.insert_value("hosts", shared.hosts.clone());
         ctx.insert_value("by_role", shared.by_role.clone());
-        ctx.insert_value("host", Value::from_serializable(&host.view));
+        ctx.insert_value("host", shared.view(host));
         ctx.insert_value(
             "vars",
             Value::from_serializable(&env.file_vars(host, &Default::default())),
@@ -378,21 +378,23 @@ pub struct SharedContext {
     env: Value,
     hosts: Value,
     by_role: Value,
+    views: HashMap<String, Value>,
     unset: Mutex<HashMap<Vec<String>, Arc<Scanner>>>,
 }
 
 impl SharedContext {
     pub fn new(env: &Environment) -> SharedContext {
-        let views: Vec<_> = env.hosts.values().map(|h| &h.view).collect();
-        let mut by_role: BTreeMap<&str, Vec<_>> = env
-            .site
-            .roles
-            .keys()
-            .map(|r| (r.as_str(), Vec::new()))
+        // Each host's view converted once: `hosts`, `by_role` and its own `host` share it.
+        let views: BTreeMap<&str, Value> = (env.hosts.iter())
+            .map(|(name, h)| (name.as_str(), Value::from_serializable(&h.view)))
             .collect();
-        for h in env.hosts.values() {
+        let mut by_role: BTreeMap<String, Vec<Value>> = (env.site.roles.keys())
+            .map(|r| (r.clone(), Vec::new()))
+            .collect();
+        for (name, h) in &env.hosts {
             for r in &h.view.all_roles {
-                by_role.entry(r.as_str()).or_default().push(&h.view);
+                let list = by_role.entry(r.clone()).or_default();
+                list.extend(views.get(name.as_str()).cloned());
             }
         }
         let inv = env.inventory;
@@ -405,10 +407,19 @@ impl SharedContext {
         let env_value = with_objects_url(env_value, &inv.provider.value);
         SharedContext {
             env: Value::from_serializable(&env_value),
-            hosts: Value::from_serializable(&views),
-            by_role: Value::from_serializable(&by_role),
+            hosts: Value::from(views.values().cloned().collect::<Vec<_>>()),
+            by_role: Value::from(by_role),
+            views: (views.into_iter())
+                .map(|(name, v)| (name.to_string(), v))
+                .collect(),
             unset: Mutex::default(),
         }
+    }
+
+    /// The `host` of `host`'s context: its view, converted once.
+    fn view(&self, host: &ResolvedHost) -> Value {
+        (self.views.get(&host.view.name).cloned())
+            .unwrap_or_else(|| Value::from_serializable(&host.view))
     }
 
     /// The scanner for the placeholders of the secrets in `values` (as a host's templates saw
@@ -486,7 +497,7 @@ pub(crate) fn host_context(
     base.insert_value("env", shared.env.clone());
     base.insert_value("hosts", shared.hosts.clone());
     base.insert_value("by_role", shared.by_role.clone());
-    base.insert_value("host", Value::from_serializable(&host.view));
+    base.insert_value("host", shared.view(host));
     base.insert_value("secrets", Value::from_serializable(&secret_values));
     (base, secret_values)
 }
