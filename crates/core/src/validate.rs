@@ -18,6 +18,7 @@ pub fn check_roles(site: &Site) -> Vec<Diagnostic> {
         diags.extend(unknown_role_references(site, stem, role));
         diags.extend(count_min_above_max(site, stem, role));
         diags.extend(reverse_dns_without_name(site, stem, role));
+        diags.extend(reverse_dns_behind_lb(site, stem, role));
         diags.extend(bad_secret_names(site, role));
         diags.extend(check_file_entries(site, stem, role));
         diags.extend(unguarded_commands(site, stem, role));
@@ -356,6 +357,34 @@ fn reverse_dns_without_name(
         ))
         .at(site.loc(&role.file, rdns, 4))
         .hint("reverse DNS maps the public IP to the role's hostname: set both `public_ip: true` and `hostname`")
+    })
+}
+
+/// `reverse_dns: true` on a role whose hostname its load balancer answers for: the name's A
+/// record is then the balancer's alias, not the instance's address, and AWS refuses a reverse
+/// record that does not point back at the same address.
+fn reverse_dns_behind_lb(
+    site: &Site,
+    stem: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+) -> Option<Diagnostic> {
+    let r = &role.value;
+    let rdns = r.reverse_dns.as_ref().filter(|v| v.value)?;
+    let lb = r.load_balancer.as_ref()?;
+    let role_name = r.hostname.as_ref()?;
+    let shared = match &lb.value.hostname {
+        None => true,
+        Some(h) => {
+            h.value.trim().trim_end_matches('.') == role_name.value.trim().trim_end_matches('.')
+        }
+    };
+    shared.then(|| {
+        Diagnostic::error(format!(
+            "role `{stem}` asks for reverse DNS of `{}`, which its load balancer answers for",
+            role_name.value
+        ))
+        .at(site.loc(&role.file, rdns, 4))
+        .hint("the name must resolve to the instance's own address: give `load_balancer.hostname` another name, or drop `reverse_dns`")
     })
 }
 
@@ -1344,22 +1373,34 @@ fn hostnames_that_do_not_render(env: &Environment) -> Vec<Diagnostic> {
             if let Err(e) =
                 crate::environment::render_hostname(&h.value, &host.view.name, env.inventory)
             {
-                let message = match e.kind() {
-                    tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
-                        r.message().to_string()
-                    }
-                    _ => e.to_string(),
-                };
-                diags.push(
-                    Diagnostic::error(format!("hostname of role `{role_name}` does not render: {message}"))
-                        .at(site.loc(&role.file, h, h.value.chars().count()))
-                        .hint("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`"),
-                );
+                diags.push(hostname_error(site, role_name, role, &e));
                 break;
             }
         }
     }
     diags
+}
+
+/// A role's `hostname:` that does not render, as an error at it.
+pub(crate) fn hostname_error(
+    site: &Site,
+    role_name: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+    e: &tera::Error,
+) -> Diagnostic {
+    let message = match e.kind() {
+        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
+            r.message().to_string()
+        }
+        _ => e.to_string(),
+    };
+    let at =
+        (role.value.hostname.as_ref()).map(|h| site.loc(&role.file, h, h.value.chars().count()));
+    Diagnostic::error(format!(
+        "hostname of role `{role_name}` does not render: {message}"
+    ))
+    .at_opt(at)
+    .hint("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`")
 }
 
 /// How many hosts hold each role with a `count`.

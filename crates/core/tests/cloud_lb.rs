@@ -645,6 +645,14 @@ fn plan_mistakes_name_their_line() {
         &CloudFacts::default(),
     );
     assert!(outside.starts_with("roles/api.yaml:6: `load_balancer` of role `api`: the hostname api.example.net is not in the public zone example.org"), "{outside}");
+    let unrendered = plan_error(
+        &[("roles/api.yaml", "{{ env.domain }}\"\n", "{{ nope }}\"\n")],
+        &CloudFacts::default(),
+    );
+    assert!(
+        unrendered.starts_with("roles/api.yaml:2: hostname of role `api` does not render"),
+        "{unrendered}"
+    );
     let clash = plan_error(
         &[(
             "roles/web.yaml",
@@ -726,6 +734,7 @@ fn role_mistakes_name_their_line() {
             "load_balancer:\n  port: 0\n  listeners: [443]\n",
         ),
         ("roles/api_lb.yaml", "", "name: api_lb\n"),
+        ("roles/api.yaml", "", "public_ip: true\nreverse_dns: true\n"),
     ]);
     let site = load(dir.path());
     let text: Vec<String> = infra_core::validate::check_roles(&site)
@@ -743,6 +752,7 @@ fn role_mistakes_name_their_line() {
         "roles/web.yaml:3 `load_balancer` of role `web`: port 0 is not a port",
         "roles/web.yaml:3 `load_balancer` of role `web`: listener 443 needs a `certificate`",
         "roles/api_lb.yaml:1 role name `api_lb` ends in `_lb`/`-lb`, which names the security group of role `api`'s load balancer",
+        "roles/api.yaml:10 role `api` asks for reverse DNS of `api.{{ env.domain }}`, which its load balancer answers for",
     ] {
         assert!(text.contains(want), "lacks {want:?}:\n{text}");
     }

@@ -9,6 +9,7 @@ use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{render_hostname, Environment, ResolvedHost};
 use crate::model::{LbHealth, LoadBalancer, Sp};
 use crate::render::{lb_fields, Renderer, SharedContext};
+use crate::validate::hostname_error;
 use infra_protocol::{
     AliasTarget, CloudOp, HealthCheck, ListenerAction, ListenerFact, LoadBalancerFact, Ref,
     TargetGroupFact,
@@ -178,9 +179,10 @@ pub(crate) fn desired(
         }
         let hostname = match (by.get("load_balancer.hostname"), &role.value.hostname) {
             (Some(h), _) => Some((normal(h), lb.value.hostname.as_ref())),
-            (None, Some(h)) => render_hostname(&h.value, &first.view.name, env.inventory)
-                .ok()
-                .map(|n| (normal(&n), Some(h))),
+            (None, Some(h)) => match render_hostname(&h.value, &first.view.name, env.inventory) {
+                Ok(n) => Some((normal(&n), Some(h))),
+                Err(e) => return Err(Box::new(hostname_error(site, name, role, &e))),
+            },
             (None, None) => None,
         };
         if let Some((h, sp)) = &hostname {
