@@ -662,22 +662,6 @@ fn plan_mistakes_name_their_line() {
         &CloudFacts::default(),
     );
     assert!(clash.starts_with("roles/web.yaml:3: record set api.example.org A is the alias of role `api`'s load balancer; host `api2` (role `web`) wants values in it"), "{clash}");
-    let other_holder = plan_error(
-        &[
-            (
-                "roles/web.yaml",
-                "",
-                "public_ip: true\nhostname: \"api.{{ env.domain }}\"\n",
-            ),
-            (
-                "inventories/test.yaml",
-                "",
-                "  web1: {roles: [web], private_ip: 10.40.1.12}\n",
-            ),
-        ],
-        &CloudFacts::default(),
-    );
-    assert!(other_holder.starts_with("roles/api.yaml:5: host `web1` has the hostname api.example.org, which is the alias of role `api`'s load balancer, but does not hold role `api`"), "{other_holder}");
     let no_subnet = plan_error(
         &[(
             "inventories/test.yaml",
@@ -804,4 +788,35 @@ fn an_existing_subnet_named_by_id_is_used() {
     facts.lb_subnet.as_mut().unwrap().owned = false;
     let p = plan_in(dir.path(), &facts, Mode::Destroy).unwrap();
     assert!(!addresses(&p).contains(&"- aws_subnet.lb".to_string()));
+}
+
+/// A host of another role whose `hostname:` is a load balancer's: refused by plan and by
+/// validate (its A record would silently give way to the alias).
+#[test]
+fn a_host_outside_the_role_with_the_balancers_hostname_is_refused() {
+    let edits = [
+        (
+            "roles/web.yaml",
+            "",
+            "public_ip: true\nhostname: \"api.{{ env.domain }}\"\n",
+        ),
+        (
+            "inventories/test.yaml",
+            "",
+            "  web1: {roles: [web], private_ip: 10.40.1.12}\n",
+        ),
+    ];
+    let other_holder = plan_error(&edits, &CloudFacts::default());
+    assert!(other_holder.starts_with("roles/api.yaml:5: host `web1` has the hostname api.example.org, which is the alias of role `api`'s load balancer, but does not hold role `api`"), "{other_holder}");
+    let dir = site_with(&edits);
+    let site = load(dir.path());
+    let env = Environment::resolve(&site, "test", &[]).unwrap();
+    let (renderer, _) = Renderer::new(&site);
+    let checked = infra_core::cloud::records::check(&env, &renderer).unwrap_err();
+    assert!(
+        checked
+            .message
+            .starts_with("host `web1` has the hostname api.example.org"),
+        "{checked:?}"
+    );
 }

@@ -332,32 +332,49 @@ fn place(
 pub fn check(env: &Environment, renderer: &Renderer) -> Result<(), Box<Diagnostic>> {
     let roles = role_records(env, renderer, &Secrets::from_values(BTreeMap::new()))?;
     let lbs = super::lb::desired(env, renderer)?;
+    let aliases = super::lb::new_aliases(&lbs);
     let mut public_sets = Wanted::new();
-    add_aliases(&mut public_sets, &super::lb::new_aliases(&lbs))?;
+    add_aliases(&mut public_sets, &aliases)?;
+    let behind_lb: BTreeMap<&str, &LbAlias> =
+        aliases.iter().map(|a| (a.name.as_str(), a)).collect();
+    let site = env.site;
+    for h in env.hosts.values() {
+        let roles = &h.view.all_roles;
+        let public_ip =
+            (roles.iter()).any(|r| site.roles.get(r).is_some_and(|l| l.value.public_ip));
+        for name in h.view.public_hostnames.iter().filter(|_| public_ip) {
+            let name = normal(name);
+            if let Some(lb) = behind_lb.get(name.as_str()) {
+                lb_hostname_holder(&h.view.name, roles.contains(&lb.role), &name, lb)?;
+            }
+        }
+    }
     place(env, &roles, &mut public_sets, &mut Wanted::new())
 }
 
-/// The load balancers' alias A records; two load balancers with one hostname are an error.
-/// `d` has the hostname `name` of `lb`'s role: it must hold that role.
+/// Host `host` (with a public address) has the hostname `name` of `lb`'s role: it must hold
+/// that role (`holds`), else its A record would silently give way to the alias.
 fn lb_hostname_holder(
-    d: &DesiredInstance,
+    host: &str,
+    holds: bool,
     name: &str,
     lb: &LbAlias,
 ) -> Result<(), Box<Diagnostic>> {
-    if d.all_roles.contains(&lb.role) {
+    if holds {
         return Ok(());
     }
     Err(Box::new(
         Diagnostic::error(format!(
-            "host `{}` has the hostname {name}, which is the alias of role `{}`'s load balancer, \
+            "host `{host}` has the hostname {name}, which is the alias of role `{}`'s load balancer, \
              but does not hold role `{}`: its address would not be published",
-            d.host, lb.role, lb.role
+            lb.role, lb.role
         ))
         .at(lb.at.clone())
         .hint("give the host's role another `hostname:`, or the load balancer another `hostname:`"),
     ))
 }
 
+/// The load balancers' alias A records; two load balancers with one hostname are an error.
 fn add_aliases(sets: &mut Wanted, aliases: &[LbAlias]) -> Result<(), Box<Diagnostic>> {
     for a in aliases {
         let key = (a.name.clone(), RecordType::A);
@@ -460,7 +477,7 @@ impl Planner<'_> {
             for name in &d.public_hostnames {
                 let name = normal(name);
                 if let Some(lb) = behind_lb.get(name.as_str()) {
-                    lb_hostname_holder(d, &name, lb)?;
+                    lb_hostname_holder(&d.host, d.all_roles.contains(&lb.role), &name, lb)?;
                     continue;
                 }
                 if in_zone(&name, zone_name) {
