@@ -5,8 +5,9 @@
 //! with the ACM certificate (made in moto) forwarding to a target group with the health check,
 //! 80 redirecting 301 to https, both instances registered, and the hostname an alias record to
 //! the ALB's DNS name. A second plan is clean; a new health path changes the target group in
-//! place, a renewed certificate the listener; a host leaving the role is deregistered; removing `load_balancer:` removes all of it;
-//! destroy leaves nothing.
+//! place, a renewed certificate the listener, a weighted forward made by hand is put back; a
+//! host leaving the role is deregistered; removing `load_balancer:` removes all of it; destroy
+//! leaves nothing.
 
 mod common;
 #[path = "aws/moto.rs"]
@@ -127,6 +128,7 @@ fn a_load_balancer_is_built_changed_and_removed() {
     clean(&moto, dir);
 
     changes_in_place(&moto, dir, &state, &cert);
+    weighted_forward_is_put_back(&moto, dir);
 
     // api2 leaves the role: deregistered, its instance stays.
     edit(
@@ -221,6 +223,42 @@ fn changes_in_place(moto: &Moto, dir: &Path, state: &Value, cert: &str) {
     assert_eq!(l443["certificates"], json!([renewed]));
     assert_eq!(l443["arn"], listener);
     clean(moto, dir);
+}
+
+/// A weighted forward made by hand (half to a second target group) is not read as converged:
+/// the plan puts the single forward to the role's target group back.
+fn weighted_forward_is_put_back(moto: &Moto, dir: &Path) {
+    let state = moto.state("lbtest");
+    let listener = &state["load_balancers"]["lbtest-api"]["listeners"]["443"]["arn"];
+    let ours = &state["target_groups"]["lbtest-api-8000"]["arn"];
+    let (listener, ours) = (listener.as_str().unwrap(), ours.as_str().unwrap());
+    moto.boto3(&format!(
+        "elb = boto3.client('elbv2')\n\
+         vpc = elb.describe_target_groups(TargetGroupArns=['{ours}'])['TargetGroups'][0]['VpcId']\n\
+         other = elb.create_target_group(Name='hand-made', Protocol='HTTP', Port=8000, VpcId=vpc)['TargetGroups'][0]['TargetGroupArn']\n\
+         groups = [{{'TargetGroupArn': '{ours}', 'Weight': 50}}, {{'TargetGroupArn': other, 'Weight': 50}}]\n\
+         elb.modify_listener(ListenerArn='{listener}', DefaultActions=[{{'Type': 'forward', 'ForwardConfig': {{'TargetGroups': groups}}}}])"
+    ));
+    plan_has(
+        moto,
+        dir,
+        &[
+            "~ aws_lb_listener.api_443",
+            "~ default_action = other -> forward to",
+        ],
+    );
+    apply(moto, dir);
+    let state = moto.state("lbtest");
+    assert_eq!(
+        state["load_balancers"]["lbtest-api"]["listeners"]["443"]["actions"],
+        json!([{"type": "forward", "target_group": "lbtest-api-8000"}])
+    );
+    clean(moto, dir);
+    moto.boto3(
+        "elb = boto3.client('elbv2')\n\
+         arn = elb.describe_target_groups(Names=['hand-made'])['TargetGroups'][0]['TargetGroupArn']\n\
+         elb.delete_target_group(TargetGroupArn=arn)",
+    );
 }
 
 /// The first apply as boto3 sees it.

@@ -134,10 +134,12 @@ async fn listeners(c: &Clients, lb: &str) -> Result<Vec<ListenerFact>, AwsError>
         let action = l.default_actions().first();
         let forward = action.and_then(|a| {
             a.target_group_arn().map(str::to_string).or_else(|| {
-                a.forward_config()
-                    .and_then(|f| f.target_groups().first())
-                    .and_then(|t| t.target_group_arn())
-                    .map(str::to_string)
+                // A weighted forward over several groups is not what infra makes: read as
+                // no forward, so the plan puts the single one back.
+                match a.forward_config()?.target_groups() {
+                    [one] => one.target_group_arn().map(str::to_string),
+                    _ => None,
+                }
             })
         });
         let redirect_https = action.is_some_and(|a| {
@@ -488,11 +490,30 @@ pub async fn register(c: &Clients, tg: &str, instance: &str, port: u16) -> Resul
     Ok(())
 }
 
+/// Deregisters `instance` from `tg` on each port it is registered on (a target registered on
+/// a port other than the group's is only removed when its port is given).
 pub async fn deregister(c: &Clients, tg: &str, instance: &str) -> Result<(), AwsError> {
+    let answer = c
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .map_err(|e| sdk(format!("describe the targets of {tg}"), e))?;
+    let registered: Vec<TargetDescription> = answer
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target())
+        .filter(|t| t.id() == Some(instance))
+        .map(|t| target(instance, t.port().and_then(|p| u16::try_from(p).ok())))
+        .collect();
+    if registered.is_empty() {
+        return Ok(());
+    }
     c.elb
         .deregister_targets()
         .target_group_arn(tg)
-        .targets(target(instance, None))
+        .set_targets(Some(registered))
         .send()
         .await
         .map_err(|e| sdk("DeregisterTargets", e))?;
