@@ -5,8 +5,9 @@
 //! with the ACM certificate (made in moto) forwarding to a target group with the health check,
 //! 80 redirecting 301 to https, both instances registered, and the hostname an alias record to
 //! the ALB's DNS name. A second plan is clean; a new health path changes the target group in
-//! place, a renewed certificate the listener, a weighted forward made by hand is put back; a
-//! host leaving the role is deregistered; removing `load_balancer:` removes all of it; destroy
+//! place, a renewed certificate the listener, a weighted forward made by hand is put back; the
+//! load balancer follows `lb_subnet_id` to another subnet (infra's goes) and back; a host
+//! leaving the role is deregistered; removing `load_balancer:` removes all of it; destroy
 //! leaves nothing.
 
 mod common;
@@ -129,6 +130,7 @@ fn a_load_balancer_is_built_changed_and_removed() {
 
     changes_in_place(&moto, dir, &state, &cert);
     weighted_forward_is_put_back(&moto, dir);
+    follows_its_subnet(&moto, dir);
 
     // api2 leaves the role: deregistered, its instance stays.
     edit(
@@ -259,6 +261,51 @@ fn weighted_forward_is_put_back(moto: &Moto, dir: &Path) {
          arn = elb.describe_target_groups(Names=['hand-made'])['TargetGroups'][0]['TargetGroupArn']\n\
          elb.delete_target_group(TargetGroupArn=arn)",
     );
+}
+
+/// `lb_subnet_id` naming a subnet made by hand: the load balancer moves to it and infra's lb
+/// subnet goes; back to `lb_subnet_cidr`: a new one is made and the load balancer moves back.
+fn follows_its_subnet(moto: &Moto, dir: &Path) {
+    let state = moto.state("lbtest");
+    let vpc = state["vpcs"][0]["id"].as_str().unwrap();
+    let other = moto.boto3(&format!(
+        "ec2 = boto3.client('ec2')\n\
+         print(ec2.create_subnet(VpcId='{vpc}', CidrBlock='10.41.3.0/24', AvailabilityZone='us-east-1c')['Subnet']['SubnetId'])"
+    ));
+    let (cidr, named) = (
+        "  lb_subnet_cidr: 10.41.2.0/24\n",
+        format!("  lb_subnet_id: {other}\n"),
+    );
+    edit(dir, "inventories/lbtest.yaml", cidr, &named);
+    plan_has(
+        moto,
+        dir,
+        &["~ aws_lb.api", "~ subnets = [", "- aws_subnet.lb"],
+    );
+    apply(moto, dir);
+    let state = moto.state("lbtest");
+    let zones = |state: &Value| state["load_balancers"]["lbtest-api"]["subnet_zones"].clone();
+    assert_eq!(zones(&state), json!(["us-east-1a", "us-east-1c"]));
+    let cidrs: Vec<&Value> = state["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["cidr"])
+        .collect();
+    assert_eq!(cidrs, [&json!("10.41.1.0/24")], "infra's lb subnet is gone");
+    clean(moto, dir);
+
+    edit(dir, "inventories/lbtest.yaml", &named, cidr);
+    plan_has(moto, dir, &["+ aws_subnet.lb", "~ aws_lb.api"]);
+    apply(moto, dir);
+    assert_eq!(
+        zones(&moto.state("lbtest")),
+        json!(["us-east-1a", "us-east-1b"])
+    );
+    clean(moto, dir);
+    moto.boto3(&format!(
+        "boto3.client('ec2').delete_subnet(SubnetId='{other}')"
+    ));
 }
 
 /// The first apply as boto3 sees it.

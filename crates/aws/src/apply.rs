@@ -187,6 +187,10 @@ impl State<'_> {
         }
     }
 
+    fn resolve_all(&self, refs: &[Ref]) -> Result<Vec<String>, AwsError> {
+        refs.iter().map(|r| self.resolve(r)).collect()
+    }
+
     /// An alias target's DNS name and hosted zone: known, or a load balancer this apply made.
     fn alias(&self, a: &AliasTarget) -> Result<(String, String), AwsError> {
         match a {
@@ -341,10 +345,7 @@ impl State<'_> {
                 subnets,
                 group,
             } => {
-                let subnets = subnets
-                    .iter()
-                    .map(|s| self.resolve(s))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let subnets = self.resolve_all(subnets)?;
                 let group = self.resolve(group)?;
                 let lb =
                     elb::create_load_balancer(c, self.scope, role, name, subnets, group).await?;
@@ -398,6 +399,14 @@ impl State<'_> {
                 elb::modify_listener(c, arn, l).await.map(|()| None)
             }
             CloudOp::DeleteListener { arn } => elb::delete_listener(c, arn).await.map(|()| None),
+            CloudOp::SetLbSubnets { arn, subnets } => {
+                let subnets = self.resolve_all(subnets)?;
+                elb::set_subnets(c, arn, subnets).await.map(|()| None)
+            }
+            CloudOp::SetLbGroups { arn, groups } => {
+                let groups = self.resolve_all(groups)?;
+                elb::set_groups(c, arn, groups).await.map(|()| None)
+            }
             CloudOp::RegisterTarget {
                 target_group,
                 instance,

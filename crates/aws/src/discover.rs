@@ -43,10 +43,11 @@ pub async fn discover(c: &Clients, scope: &Scope) -> Result<CloudFacts, AwsError
         addresses(c, scope),
         zones(c, scope),
     )?;
-    let (lb_subnet, (load_balancers, target_groups)) =
-        tokio::try_join!(lb_subnet(c, scope), crate::elb::discover(c, scope))?;
+    let ((lb_subnet, stale_lb_subnet), (load_balancers, target_groups)) =
+        tokio::try_join!(lb_subnets(c, scope), crate::elb::discover(c, scope))?;
     Ok(CloudFacts {
         lb_subnet,
+        stale_lb_subnet,
         load_balancers,
         target_groups,
         vpc,
@@ -120,19 +121,34 @@ fn subnet_fact(s: &aws_sdk_ec2::types::Subnet, scope: &Scope) -> SubnetFact {
 }
 
 /// The load balancers' second subnet: `provider.lb_subnet_id`, or the one infra created
-/// (tagged `infra:subnet=lb`).
-async fn lb_subnet(c: &Clients, scope: &Scope) -> Result<Option<SubnetFact>, AwsError> {
-    let req = c.ec2.describe_subnets();
-    let req = match &scope.lb_subnet_id {
-        Some(id) => req.filters(Filter::builder().name("subnet-id").values(id).build()),
-        None => req.filters(env_filter(scope)).filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_SUBNET}"))
-                .values("lb")
-                .build(),
-        ),
+/// (tagged `infra:subnet=lb`); and infra's one when `lb_subnet_id` names another (to delete
+/// once the load balancers have moved).
+async fn lb_subnets(
+    c: &Clients,
+    scope: &Scope,
+) -> Result<(Option<SubnetFact>, Option<SubnetFact>), AwsError> {
+    let tagged = Filter::builder()
+        .name(format!("tag:{TAG_SUBNET}"))
+        .values("lb")
+        .build();
+    let ours = first_subnet(c, scope, vec![env_filter(scope), tagged]).await?;
+    let Some(id) = &scope.lb_subnet_id else {
+        return Ok((ours, None));
     };
-    let out = req
+    let by_id = Filter::builder().name("subnet-id").values(id).build();
+    let named = first_subnet(c, scope, vec![by_id]).await?;
+    Ok((named, ours.filter(|s| &s.id != id)))
+}
+
+async fn first_subnet(
+    c: &Clients,
+    scope: &Scope,
+    filters: Vec<Filter>,
+) -> Result<Option<SubnetFact>, AwsError> {
+    let out = c
+        .ec2
+        .describe_subnets()
+        .set_filters(Some(filters))
         .send()
         .await
         .map_err(|e| sdk("describe the load balancers' subnet", e))?;

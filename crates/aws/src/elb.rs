@@ -60,6 +60,12 @@ async fn tags_of(c: &Clients, arns: &[String]) -> Result<BTreeMap<String, Tags>,
     Ok(out)
 }
 
+fn sorted(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v
+}
+
 /// The role of a resource tagged with this environment.
 fn ours(tags: Option<&Tags>, scope: &Scope) -> Option<String> {
     let tags = tags?;
@@ -112,6 +118,10 @@ async fn load_balancers(c: &Clients, scope: &Scope) -> Result<Vec<LoadBalancerFa
                 .trim_end_matches('.')
                 .to_string(),
             zone_id: l.canonical_hosted_zone_id().unwrap_or_default().to_string(),
+            subnets: sorted(
+                (l.availability_zones().iter()).filter_map(|z| z.subnet_id().map(str::to_string)),
+            ),
+            security_groups: sorted(l.security_groups().iter().cloned()),
             arn,
         });
     }
@@ -459,6 +469,29 @@ pub async fn modify_listener(c: &Clients, arn: &str, l: Listener<'_>) -> Result<
         .send()
         .await
         .map_err(|e| sdk("ModifyListener", e))?;
+    Ok(())
+}
+
+/// Moves load balancer `arn` to `subnets` (one per availability zone).
+pub async fn set_subnets(c: &Clients, arn: &str, subnets: Vec<String>) -> Result<(), AwsError> {
+    c.elb
+        .set_subnets()
+        .load_balancer_arn(arn)
+        .set_subnets(Some(subnets))
+        .send()
+        .await
+        .map_err(|e| sdk("SetSubnets", e))?;
+    Ok(())
+}
+
+pub async fn set_groups(c: &Clients, arn: &str, groups: Vec<String>) -> Result<(), AwsError> {
+    c.elb
+        .set_security_groups()
+        .load_balancer_arn(arn)
+        .set_security_groups(Some(groups))
+        .send()
+        .await
+        .map_err(|e| sdk("SetSecurityGroups", e))?;
     Ok(())
 }
 

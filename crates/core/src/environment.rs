@@ -274,6 +274,28 @@ pub fn expand_roles<'a>(site: &Site, roles: impl IntoIterator<Item = &'a str>) -
     out
 }
 
+/// A role's `hostname:` that does not render, as an error at it.
+pub(crate) fn hostname_error(
+    site: &crate::site::Site,
+    role_name: &str,
+    role: &crate::site::Loaded<crate::model::Role>,
+    e: &tera::Error,
+) -> crate::diagnostic::Diagnostic {
+    let message = match e.kind() {
+        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
+            r.message().to_string()
+        }
+        _ => e.to_string(),
+    };
+    let at =
+        (role.value.hostname.as_ref()).map(|h| site.loc(&role.file, h, h.value.chars().count()));
+    crate::diagnostic::Diagnostic::error(format!(
+        "hostname of role `{role_name}` does not render: {message}"
+    ))
+    .at_opt(at)
+    .hint("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`")
+}
+
 /// Renders a role's `hostname` (a Tera string) for one host of an inventory.
 pub fn render_hostname(template: &str, host: &str, inv: &Inventory) -> Result<String, tera::Error> {
     if !template.contains("{{") && !template.contains("{%") {

@@ -1373,34 +1373,14 @@ fn hostnames_that_do_not_render(env: &Environment) -> Vec<Diagnostic> {
             if let Err(e) =
                 crate::environment::render_hostname(&h.value, &host.view.name, env.inventory)
             {
-                diags.push(hostname_error(site, role_name, role, &e));
+                diags.push(crate::environment::hostname_error(
+                    site, role_name, role, &e,
+                ));
                 break;
             }
         }
     }
     diags
-}
-
-/// A role's `hostname:` that does not render, as an error at it.
-pub(crate) fn hostname_error(
-    site: &Site,
-    role_name: &str,
-    role: &crate::site::Loaded<crate::model::Role>,
-    e: &tera::Error,
-) -> Diagnostic {
-    let message = match e.kind() {
-        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
-            r.message().to_string()
-        }
-        _ => e.to_string(),
-    };
-    let at =
-        (role.value.hostname.as_ref()).map(|h| site.loc(&role.file, h, h.value.chars().count()));
-    Diagnostic::error(format!(
-        "hostname of role `{role_name}` does not render: {message}"
-    ))
-    .at_opt(at)
-    .hint("hostname can use `env.name`, `env.domain`, `env.internal_domain` and `host.name`")
 }
 
 /// How many hosts hold each role with a `count`.

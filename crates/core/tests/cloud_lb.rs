@@ -246,6 +246,8 @@ fn balancer() -> LoadBalancerFact {
                 redirect_https: false,
             },
         ],
+        subnets: vec!["subnet-1".into(), "subnet-2".into()],
+        security_groups: vec!["sg-lb".into()],
     }
 }
 
@@ -818,5 +820,55 @@ fn a_host_outside_the_role_with_the_balancers_hostname_is_refused() {
             .message
             .starts_with("host `web1` has the hostname api.example.org"),
         "{checked:?}"
+    );
+}
+
+/// `lb_subnet_id` naming another subnet than the one infra made: the load balancer moves to it
+/// (before anything is deleted) and infra's subnet goes; a group changed by hand is put back.
+#[test]
+fn a_load_balancer_follows_its_subnet_and_group() {
+    let named = [(
+        "inventories/test.yaml",
+        "  lb_subnet_cidr: 10.40.2.0/24\n",
+        "  lb_subnet_id: subnet-3\n",
+    )];
+    let dir = site_with(&named);
+    let mut facts = converged();
+    facts.stale_lb_subnet = facts.lb_subnet.take();
+    facts.lb_subnet = Some(SubnetFact {
+        id: "subnet-3".into(),
+        cidr: "10.40.3.0/24".into(),
+        availability_zone: "us-east-1c".into(),
+        owned: false,
+    });
+    let p = plan_in(dir.path(), &facts, Mode::Converge).unwrap();
+    assert_eq!(addresses(&p).len(), 2, "{:#?}", addresses(&p));
+    let moved = change(&p, "aws_lb.api");
+    assert_eq!(moved.action, CloudAction::Update);
+    let want = vec![Ref::Id("subnet-1".into()), Ref::Id("subnet-3".into())];
+    assert!(
+        matches!(&moved.ops[..], [o] if matches!(&o.op, CloudOp::SetLbSubnets { arn, subnets } if arn == "arn:lb" && subnets == &want)),
+        "{moved:#?}"
+    );
+    let gone = change(&p, "aws_subnet.lb");
+    assert_eq!(gone.action, CloudAction::Delete);
+    assert!(
+        matches!(&gone.ops[..], [o] if o.op == CloudOp::DeleteSubnet { id: "subnet-2".into() } && o.phase > moved.ops[0].phase)
+    );
+    // Moved: nothing more to do.
+    facts.stale_lb_subnet = None;
+    facts.load_balancers[0].subnets = vec!["subnet-1".into(), "subnet-3".into()];
+    let p = plan_in(dir.path(), &facts, Mode::Converge).unwrap();
+    assert!(p.changes.is_empty(), "{:#?}", addresses(&p));
+
+    let dir = site_with(&[]);
+    let mut facts = converged();
+    facts.load_balancers[0].security_groups = vec!["sg-other".into()];
+    let p = plan_in(dir.path(), &facts, Mode::Converge).unwrap();
+    assert_eq!(addresses(&p), ["~ aws_lb.api"]);
+    let put_back = change(&p, "aws_lb.api");
+    assert!(
+        matches!(&put_back.ops[..], [o] if matches!(&o.op, CloudOp::SetLbGroups { groups, .. } if groups == &[Ref::Id("sg-lb".into())])),
+        "{put_back:#?}"
     );
 }

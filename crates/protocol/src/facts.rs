@@ -21,6 +21,10 @@ pub struct CloudFacts {
     /// `infra:subnet=lb`, or named by `provider.lb_subnet_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lb_subnet: Option<SubnetFact>,
+    /// The second subnet infra made earlier, when `provider.lb_subnet_id` now names another:
+    /// deleted once the load balancers have moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_lb_subnet: Option<SubnetFact>,
     /// The roles' application load balancers, found by their `infra:env` and `infra:role` tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancers: Vec<LoadBalancerFact>,
@@ -187,6 +191,12 @@ pub struct LoadBalancerFact {
     /// Its canonical hosted zone (an alias record's target zone).
     pub zone_id: String,
     pub listeners: Vec<ListenerFact>,
+    /// Its subnets' ids, sorted.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Its security groups' ids, sorted.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 /// One listener of a load balancer.

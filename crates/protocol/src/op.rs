@@ -388,6 +388,15 @@ pub enum CloudOp {
         target_group: String,
         instance: String,
     },
+    /// Moves a load balancer to these subnets (one per availability zone).
+    SetLbSubnets {
+        arn: String,
+        subnets: Vec<Ref>,
+    },
+    SetLbGroups {
+        arn: String,
+        groups: Vec<Ref>,
+    },
 }
 
 impl CloudOp {
@@ -433,6 +442,8 @@ impl CloudOp {
             CreateLoadBalancer { .. } => 26,
             CreateTargetGroup { .. } | ModifyTargetGroup { .. } => 27,
             CreateListener { .. } | ModifyListener { .. } => 28,
+            // After the new subnet and group exist, before the old ones are deleted.
+            SetLbSubnets { .. } | SetLbGroups { .. } => 28,
             DeleteTargetGroup { .. } => 29,
             RegisterTarget { .. } => 54,
         }
@@ -513,5 +524,14 @@ pub fn describe(op: &CloudOp) -> String {
         DeleteListener { arn } => format!("delete listener {arn}"),
         RegisterTarget { port, .. } => format!("register the instance on port {port}"),
         DeregisterTarget { instance, .. } => format!("deregister {instance}"),
+        SetLbSubnets { subnets, .. } => format!("move the load balancer to {}", refs(subnets)),
+        SetLbGroups { groups, .. } => format!("give the load balancer group {}", refs(groups)),
     }
+}
+
+fn refs(refs: &[Ref]) -> String {
+    refs.iter()
+        .map(Ref::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -6,13 +6,12 @@
 
 use super::{added, changed, group_name, q, removed, CloudAction, Planner};
 use crate::diagnostic::{Diagnostic, SourceLocation};
-use crate::environment::{render_hostname, Environment, ResolvedHost};
+use crate::environment::{hostname_error, render_hostname, Environment, ResolvedHost};
 use crate::model::{LbHealth, LoadBalancer, Sp};
 use crate::render::{lb_fields, Renderer, SharedContext};
-use crate::validate::hostname_error;
 use infra_protocol::{
     AliasTarget, CloudOp, HealthCheck, ListenerAction, ListenerFact, LoadBalancerFact, Ref,
-    TargetGroupFact,
+    SubnetFact, TargetGroupFact,
 };
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,6 +214,35 @@ pub(crate) fn desired(
     Ok(out)
 }
 
+/// Whether the ids found are exactly the wanted references (a reference to something made
+/// in this apply is never among them).
+fn same_ids(have: &[String], want: &[Ref]) -> bool {
+    let want: Option<BTreeSet<&str>> = (want.iter())
+        .map(|r| match r {
+            Ref::Id(id) => Some(id.as_str()),
+            Ref::New(_) => None,
+        })
+        .collect();
+    want.is_some_and(|w| w == have.iter().map(String::as_str).collect())
+}
+
+fn ids(ids: &[String]) -> String {
+    format!(
+        "[{}]",
+        ids.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn refs(refs: &[Ref]) -> String {
+    format!(
+        "[{}]",
+        refs.iter()
+            .map(|r| q(&r.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn normal(name: &str) -> String {
     name.trim().trim_end_matches('.').to_ascii_lowercase()
 }
@@ -314,14 +342,14 @@ impl<'f> Planner<'f> {
     ) -> Result<Option<Ref>, String> {
         let prov = &env.inventory.provider.value;
         let f = self.facts;
+        // The one infra made before `lb_subnet_id` named another: gone once the load
+        // balancers have moved (deletions run last).
+        if let Some(s) = f.stale_lb_subnet.as_ref().filter(|s| s.owned) {
+            self.delete_lb_subnet(s);
+        }
         if !wanted {
             if let Some(s) = f.lb_subnet.as_ref().filter(|s| s.owned) {
-                self.push(
-                    "aws_subnet.lb".into(),
-                    CloudAction::Delete,
-                    vec![removed("cidr_block", q(&s.cidr))],
-                    vec![CloudOp::DeleteSubnet { id: s.id.clone() }],
-                );
+                self.delete_lb_subnet(s);
             }
             return Ok(None);
         }
@@ -374,6 +402,15 @@ impl<'f> Planner<'f> {
         Ok(Some(Ref::New("aws_subnet.lb".into())))
     }
 
+    fn delete_lb_subnet(&mut self, s: &SubnetFact) {
+        self.push(
+            "aws_subnet.lb".into(),
+            CloudAction::Delete,
+            vec![removed("cidr_block", q(&s.cidr))],
+            vec![CloudOp::DeleteSubnet { id: s.id.clone() }],
+        );
+    }
+
     /// Each wanted load balancer with its target group, listeners and registrations; the
     /// load balancers and target groups of roles that no longer want one deleted. Returns the
     /// alias records the hostnames want.
@@ -389,7 +426,10 @@ impl<'f> Planner<'f> {
         for d in lbs {
             let lb = f.load_balancers.iter().find(|l| l.role == d.role);
             let lb_ref = match lb {
-                Some(l) => Ref::Id(l.arn.clone()),
+                Some(l) => {
+                    self.move_lb(d, l, subnets, groups);
+                    Ref::Id(l.arn.clone())
+                }
                 None => {
                     self.create_lb(d, subnets, groups);
                     Ref::New(lb_address(&d.role))
@@ -425,13 +465,55 @@ impl<'f> Planner<'f> {
         aliases
     }
 
+    /// The security group of `d`'s load balancer: found, or made in this apply.
+    fn lb_group(&self, d: &DesiredLb, groups: &BTreeMap<String, Ref>) -> Ref {
+        let group_name = group_name(&self.env, &group_key(&d.role));
+        groups
+            .get(&group_name)
+            .cloned()
+            .unwrap_or_else(|| Ref::New(format!("aws_security_group.{}", group_key(&d.role))))
+    }
+
+    /// An existing load balancer in other subnets or groups than wanted (the load balancers'
+    /// subnet changed in the inventory, or a change by hand): moved back in place.
+    fn move_lb(
+        &mut self,
+        d: &DesiredLb,
+        l: &LoadBalancerFact,
+        subnets: &[Ref],
+        groups: &BTreeMap<String, Ref>,
+    ) {
+        let group = self.lb_group(d, groups);
+        let mut attrs = Vec::new();
+        let mut ops = Vec::new();
+        if !same_ids(&l.subnets, subnets) {
+            attrs.push(changed("subnets", ids(&l.subnets), refs(subnets)));
+            ops.push(CloudOp::SetLbSubnets {
+                arn: l.arn.clone(),
+                subnets: subnets.to_vec(),
+            });
+        }
+        let group = std::slice::from_ref(&group);
+        if !same_ids(&l.security_groups, group) {
+            attrs.push(changed(
+                "security_groups",
+                ids(&l.security_groups),
+                refs(group),
+            ));
+            ops.push(CloudOp::SetLbGroups {
+                arn: l.arn.clone(),
+                groups: group.to_vec(),
+            });
+        }
+        if !ops.is_empty() {
+            self.push(lb_address(&d.role), CloudAction::Update, attrs, ops);
+        }
+    }
+
     fn create_lb(&mut self, d: &DesiredLb, subnets: &[Ref], groups: &BTreeMap<String, Ref>) {
         let name = aws_name(&format!("{}-{}", self.env, d.role));
         let group_name = group_name(&self.env, &group_key(&d.role));
-        let group = groups
-            .get(&group_name)
-            .cloned()
-            .unwrap_or_else(|| Ref::New(format!("aws_security_group.{}", group_key(&d.role))));
+        let group = self.lb_group(d, groups);
         let subnet_list = subnets
             .iter()
             .map(|s| s.to_string())
