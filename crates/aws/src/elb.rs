@@ -325,6 +325,35 @@ fn matcher(h: &HealthCheck) -> Matcher {
     Matcher::builder().http_code(&h.matcher).build()
 }
 
+/// The health check's settings on a create or a modify target group request (the SDK's two
+/// builders are distinct types with the same setters).
+macro_rules! with_health {
+    ($request:expr, $h:expr) => {
+        $request
+            .health_check_protocol(ProtocolEnum::Http)
+            .health_check_path(&$h.path)
+            .health_check_interval_seconds(i32::from($h.interval))
+            .healthy_threshold_count(i32::from($h.healthy))
+            .unhealthy_threshold_count(i32::from($h.unhealthy))
+            .matcher(matcher($h))
+    };
+}
+
+/// A listener's port, protocol, certificate and default action on a create or a modify
+/// listener request (distinct builder types with the same setters).
+macro_rules! with_listener {
+    ($request:expr, $l:expr) => {
+        $request
+            .port(i32::from($l.port))
+            .protocol(protocol($l.certificate))
+            .set_certificates(
+                $l.certificate
+                    .map(|a| vec![Certificate::builder().certificate_arn(a).build()]),
+            )
+            .default_actions(action($l.forward.as_deref()))
+    };
+}
+
 /// A new target group of instances on `port` over HTTP, with the health check.
 pub struct NewTargetGroup<'a> {
     pub role: &'a str,
@@ -340,20 +369,15 @@ pub async fn create_target_group(
     t: NewTargetGroup<'_>,
 ) -> Result<String, AwsError> {
     let h = t.health;
-    let answer = c
+    let request = c
         .elb
         .create_target_group()
         .name(t.name)
         .protocol(ProtocolEnum::Http)
         .port(i32::from(t.port))
         .vpc_id(t.vpc)
-        .target_type(TargetTypeEnum::Instance)
-        .health_check_protocol(ProtocolEnum::Http)
-        .health_check_path(&h.path)
-        .health_check_interval_seconds(i32::from(h.interval))
-        .healthy_threshold_count(i32::from(h.healthy))
-        .unhealthy_threshold_count(i32::from(h.unhealthy))
-        .matcher(matcher(h))
+        .target_type(TargetTypeEnum::Instance);
+    let answer = with_health!(request, h)
         .set_tags(Some(tags(scope, t.name, t.role)))
         .send()
         .await
@@ -367,15 +391,8 @@ pub async fn create_target_group(
 }
 
 pub async fn modify_target_group(c: &Clients, arn: &str, h: &HealthCheck) -> Result<(), AwsError> {
-    c.elb
-        .modify_target_group()
-        .target_group_arn(arn)
-        .health_check_protocol(ProtocolEnum::Http)
-        .health_check_path(&h.path)
-        .health_check_interval_seconds(i32::from(h.interval))
-        .healthy_threshold_count(i32::from(h.healthy))
-        .unhealthy_threshold_count(i32::from(h.unhealthy))
-        .matcher(matcher(h))
+    let request = c.elb.modify_target_group().target_group_arn(arn);
+    with_health!(request, h)
         .send()
         .await
         .map_err(|e| sdk("ModifyTargetGroup", e))?;
@@ -433,17 +450,8 @@ pub async fn create_listener(
     load_balancer: &str,
     l: Listener<'_>,
 ) -> Result<String, AwsError> {
-    let answer = c
-        .elb
-        .create_listener()
-        .load_balancer_arn(load_balancer)
-        .port(i32::from(l.port))
-        .protocol(protocol(l.certificate))
-        .set_certificates(
-            l.certificate
-                .map(|a| vec![Certificate::builder().certificate_arn(a).build()]),
-        )
-        .default_actions(action(l.forward.as_deref()))
+    let request = c.elb.create_listener().load_balancer_arn(load_balancer);
+    let answer = with_listener!(request, l)
         .send()
         .await
         .map_err(|e| sdk("CreateListener", e))?;
@@ -456,16 +464,8 @@ pub async fn create_listener(
 }
 
 pub async fn modify_listener(c: &Clients, arn: &str, l: Listener<'_>) -> Result<(), AwsError> {
-    c.elb
-        .modify_listener()
-        .listener_arn(arn)
-        .port(i32::from(l.port))
-        .protocol(protocol(l.certificate))
-        .set_certificates(
-            l.certificate
-                .map(|a| vec![Certificate::builder().certificate_arn(a).build()]),
-        )
-        .default_actions(action(l.forward.as_deref()))
+    let request = c.elb.modify_listener().listener_arn(arn);
+    with_listener!(request, l)
         .send()
         .await
         .map_err(|e| sdk("ModifyListener", e))?;
