@@ -219,7 +219,7 @@ pub struct RunFlags {
     /// no host is contacted.
     #[arg(long)]
     pub cloud_only: bool,
-    /// How many hosts at once (0 = all).
+    /// How many hosts at once, within a release batch too (0 = all).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub parallel: usize,
     /// Override a variable, highest precedence: --var app.gunicorn.workers=8

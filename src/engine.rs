@@ -379,7 +379,7 @@ fn count_resources(d: &DesiredHost) -> usize {
 }
 
 /// `--parallel N` hosts at a time; 0 means all of them.
-fn host_slots(parallel: usize) -> Semaphore {
+pub(crate) fn host_slots(parallel: usize) -> Semaphore {
     Semaphore::new(if parallel == 0 {
         Semaphore::MAX_PERMITS
     } else {

@@ -201,7 +201,9 @@ pub fn rollback_cmd(
             if switches.is_empty() {
                 continue;
             }
-            if let Err(f) = crate::rollout::roll(role, &switches, &secrets, &sink, false).await {
+            if let Err(f) =
+                crate::rollout::roll(role, &switches, &secrets, &sink, false, flags.parallel).await
+            {
                 failures = f;
                 break;
             }

@@ -304,13 +304,15 @@ pub async fn once(
 /// Switches `switches` batch by batch: each host's `current` to its release and reload, then
 /// the health check of every host of the batch. A failing batch is switched back to where it
 /// was (and reloaded), and the roll stops: later batches are not touched. After a batch passes,
-/// its hosts' old releases beyond `keep` are pruned when `prune`.
+/// its hosts' old releases beyond `keep` are pruned when `prune`. At most `parallel` hosts of
+/// a batch are worked on at a time (0: all of them).
 pub async fn roll(
     role: &RoleRoll,
     switches: &[Switch<'_>],
     secrets: &Secrets,
     sink: &Sink,
     prune: bool,
+    parallel: usize,
 ) -> Result<(), Vec<Failure>> {
     let names: Vec<String> = switches.iter().map(|s| s.host.to_string()).collect();
     for batch in infra_core::rollout::batches(&names, role.batch) {
@@ -318,22 +320,39 @@ pub async fn roll(
             .iter()
             .filter(|s| batch.iter().any(|b| b == s.host))
             .collect();
-        // The hosts of a batch switch at once, then are checked at once.
-        let switched = join_all(members.iter().map(|s| switch(s, &s.to, secrets, sink))).await;
+        // The hosts of a batch switch together, then are checked together (`--parallel` at
+        // a time).
+        let switched = join_limited(
+            members.iter().map(|s| switch(s, &s.to, secrets, sink)),
+            parallel,
+        )
+        .await;
         let mut failures: Vec<Failure> = switched.into_iter().filter_map(Result::err).collect();
         if let (true, Some(h)) = (failures.is_empty(), &role.health) {
-            let checked = join_all(members.iter().map(|s| health(s, h, secrets, sink))).await;
+            let checked = join_limited(
+                members.iter().map(|s| health(s, h, secrets, sink)),
+                parallel,
+            )
+            .await;
             failures.extend(checked.into_iter().filter_map(Result::err));
         }
         if !failures.is_empty() {
             // Every host of the batch goes back, one that failed to switch included (its
             // switch may have gone halfway: its reload failed, say).
-            let back = join_all(members.iter().map(|s| switch_back(s, secrets, sink))).await;
+            let back = join_limited(
+                members.iter().map(|s| switch_back(s, secrets, sink)),
+                parallel,
+            )
+            .await;
             failures.extend(back.into_iter().flatten());
             return Err(failures);
         }
         if prune {
-            join_all(members.iter().map(|s| prune_one(s, secrets, sink))).await;
+            join_limited(
+                members.iter().map(|s| prune_one(s, secrets, sink)),
+                parallel,
+            )
+            .await;
         }
     }
     Ok(())
@@ -348,6 +367,22 @@ async fn prune_one(s: &Switch<'_>, secrets: &Secrets, sink: &Sink) {
         let text = format!("could not prune old releases: {}", lines.join(" / "));
         event(sink, s.host, text, true);
     }
+}
+
+/// Runs `futures` concurrently on this task, at most `limit` of them at a time (0: all, as
+/// `--parallel 0`); their outputs in order.
+pub async fn join_limited<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+    limit: usize,
+) -> Vec<F::Output> {
+    let slots = crate::engine::host_slots(limit);
+    let slots = &slots;
+    join_all(futures.into_iter().map(|f| async move {
+        // The semaphore is never closed: a permit always comes.
+        let _slot = slots.acquire().await;
+        f.await
+    }))
+    .await
 }
 
 /// Runs `futures` concurrently on this task; their outputs in order.
@@ -466,7 +501,7 @@ pub fn mark(recaps: &mut [Recap], failures: &[Failure]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{join_all, order_roles, RoleRoll};
+    use super::{join_all, join_limited, order_roles, RoleRoll};
 
     fn role(name: &str, hosts: &[&str]) -> RoleRoll {
         RoleRoll {
@@ -492,6 +527,29 @@ mod tests {
     }
 
     /// The first future waits for the second: run one after the other, they never end.
+    /// `--parallel N` within a batch: at most N of the hosts' futures run at a time (0: all),
+    /// outputs in order.
+    #[tokio::test]
+    async fn join_limited_runs_at_most_limit_at_a_time() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for (limit, most) in [(2, 2), (1, 1), (0, 5), (9, 5)] {
+            let (running, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let (running, peak) = (&running, &peak);
+            let tasks = (0..5).map(|i| async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                i * 10
+            });
+            let out = join_limited(tasks, limit).await;
+            assert_eq!(out, [0, 10, 20, 30, 40]);
+            assert_eq!(peak.load(Ordering::SeqCst), most, "limit {limit}");
+        }
+    }
+
     #[tokio::test]
     async fn join_all_runs_the_futures_together_and_keeps_their_order() {
         let notify = std::sync::Arc::new(tokio::sync::Notify::new());

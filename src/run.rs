@@ -953,7 +953,13 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
         } else {
             Outcome::Partial
         };
-        let phases = release_phases(&targets, &rollout, &failed, &secrets, &sink);
+        let phases = release_phases(
+            &targets,
+            &rollout,
+            &failed,
+            &secrets,
+            (&sink, flags.parallel),
+        );
         if let Err(failures) = phases.await {
             crate::rollout::mark(&mut recaps, &failures);
             outcome = Outcome::RollStopped;
@@ -976,7 +982,7 @@ async fn release_phases(
     rollout: &Rollout,
     failed: &BTreeSet<String>,
     secrets: &Secrets,
-    sink: &engine::Sink,
+    (sink, parallel): (&engine::Sink, usize),
 ) -> Result<(), Vec<crate::rollout::Failure>> {
     for role in &rollout.roles {
         let switches = crate::rollout::switches(targets, role);
@@ -1009,7 +1015,7 @@ async fn release_phases(
                 .map_err(|f| vec![f])?;
             }
         }
-        crate::rollout::roll(role, &switches, secrets, sink, true).await?;
+        crate::rollout::roll(role, &switches, secrets, sink, true, parallel).await?;
     }
     Ok(())
 }
