@@ -64,11 +64,32 @@ fn holders<'e>(env: &'e Environment, selected: &BTreeSet<&str>) -> Holders<'e> {
     out
 }
 
+/// An [`AfterLink`] borrowed from the environment (a walk over 1,000 hosts visits tens of
+/// thousands of them; only a cycle's are copied out).
+#[derive(Clone, Copy)]
+struct Link<'e> {
+    host: &'e str,
+    role: &'e str,
+    after: &'e str,
+    other: &'e str,
+}
+
+impl Link<'_> {
+    fn owned(&self) -> AfterLink {
+        AfterLink {
+            host: self.host.to_string(),
+            role: self.role.to_string(),
+            after: self.after.to_string(),
+            other: self.other.to_string(),
+        }
+    }
+}
+
 /// What a host waits for: every other selected host holding a role that one of its roles
 /// (includes counted) is `after`. A role after a role of the same host waits for nothing: the
 /// host applies its roles in order.
-fn links(env: &Environment, holders: &Holders, host: &str) -> Vec<AfterLink> {
-    let Some(h) = env.hosts.get(host) else {
+fn links<'e>(env: &'e Environment, holders: &Holders<'e>, host: &str) -> Vec<Link<'e>> {
+    let Some((host, h)) = env.hosts.get_key_value(host) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -81,11 +102,11 @@ fn links(env: &Environment, holders: &Holders, host: &str) -> Vec<AfterLink> {
                 .get(after.value.as_str())
                 .map_or(&[][..], Vec::as_slice);
             for other in others.iter().filter(|o| **o != host) {
-                out.push(AfterLink {
-                    host: host.to_string(),
-                    role: role.clone(),
-                    after: after.value.clone(),
-                    other: other.to_string(),
+                out.push(Link {
+                    host,
+                    role,
+                    after: &after.value,
+                    other,
                 });
             }
         }
@@ -105,11 +126,11 @@ pub fn waits_for_each(env: &Environment, hosts: &[String]) -> BTreeMap<String, V
 }
 
 fn waits_of(env: &Environment, holders: &Holders, host: &str) -> Vec<String> {
-    let others: BTreeSet<String> = links(env, holders, host)
+    let others: BTreeSet<&str> = links(env, holders, host)
         .into_iter()
         .map(|l| l.other)
         .collect();
-    others.into_iter().collect()
+    others.into_iter().map(str::to_string).collect()
 }
 
 /// The waves `hosts` are applied in: a host's wave is one more than the highest wave of the
@@ -124,35 +145,33 @@ pub fn waves(env: &Environment, hosts: &[String]) -> Result<Vec<Vec<String>>, Wa
     struct Walk<'a> {
         env: &'a Environment<'a>,
         holders: Holders<'a>,
-        marks: BTreeMap<String, Mark>,
+        marks: BTreeMap<&'a str, Mark>,
         /// `path[i]` is the link from the i-th host of the walk to the next.
-        path: Vec<AfterLink>,
+        path: Vec<Link<'a>>,
     }
-    impl Walk<'_> {
-        fn wave(&mut self, host: &str) -> Result<usize, WaveCycle> {
+    impl<'a> Walk<'a> {
+        fn wave(&mut self, host: &'a str) -> Result<usize, WaveCycle> {
             if let Some(Mark::Done(k)) = self.marks.get(host) {
                 return Ok(*k);
             }
-            self.marks.insert(host.to_string(), Mark::Active);
+            self.marks.insert(host, Mark::Active);
             let mut k = 0;
             for link in links(self.env, &self.holders, host) {
-                if let Some(Mark::Active) = self.marks.get(&link.other) {
-                    let start = self
-                        .path
-                        .iter()
+                if let Some(Mark::Active) = self.marks.get(link.other) {
+                    let start = (self.path.iter())
                         .position(|l| l.host == link.other)
                         .unwrap_or(self.path.len());
-                    let mut links = self.path[start..].to_vec();
-                    links.push(link);
-                    return Err(WaveCycle { links });
+                    let links = self.path[start..].iter().chain([&link]);
+                    return Err(WaveCycle {
+                        links: links.map(Link::owned).collect(),
+                    });
                 }
-                let other = link.other.clone();
                 self.path.push(link);
-                let before = self.wave(&other)?;
+                let before = self.wave(link.other)?;
                 self.path.pop();
                 k = k.max(before + 1);
             }
-            self.marks.insert(host.to_string(), Mark::Done(k));
+            self.marks.insert(host, Mark::Done(k));
             Ok(k)
         }
     }
