@@ -111,23 +111,22 @@ fn watch(
         done: done.clone(),
         finished,
     });
+    let take = || done.lock().unwrap_or_else(PoisonError::into_inner).take();
     let mut seen = 0;
-    let failure = loop {
+    let (failure, results) = loop {
         match wait.recv_timeout(limits.max_time) {
-            Ok(()) => break None,
+            Ok(()) => break (None, take()),
             // The worker panicked inside the template engine.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break Some(Failure::Crashed),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break (Some(Failure::Crashed), take()),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let n = done
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_ref()
-                    .map_or(0, Vec::len);
+                let mut finished = done.lock().unwrap_or_else(PoisonError::into_inner);
+                let n = finished.as_ref().map_or(0, Vec::len);
                 // Nothing finished for a whole period: the current render took longer.
                 // Tera cannot be interrupted: it is left to its thread (which ends with
-                // the process, as the run now fails).
+                // the process, as the run now fails). Given up on under the lock the
+                // worker pushes under: a render ending now is not counted as the next.
                 if n == seen {
-                    break Some(Failure::TooSlow(limits.max_time));
+                    break (Some(Failure::TooSlow(limits.max_time)), finished.take());
                 }
                 seen = n;
             }
@@ -136,7 +135,6 @@ fn watch(
     if failure.is_some() {
         Worker::drop_current();
     }
-    let results = done.lock().unwrap_or_else(PoisonError::into_inner).take();
     out.extend(results.unwrap_or_default().into_iter().map(Some));
     failure
 }
