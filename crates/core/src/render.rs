@@ -1321,26 +1321,31 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A site with one role whose file renders `template`, and a host `h1` holding it.
-    fn one_template(template: &str) -> (tempfile::TempDir, Site) {
+    const INVENTORY: &str = "environment: e\ndomain: example.org\ninternal_domain: e.internal\nprovider: {type: static}\nhosts:\n  h1: {roles: [r], address: 10.0.0.1}\n";
+
+    /// A site of `files` (path, text), loaded without a problem.
+    fn site_of(files: &[(&str, &str)]) -> (tempfile::TempDir, Site) {
         let dir = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
+        for (path, text) in files {
             let path = dir.path().join(path);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
-        };
-        write(
-            "roles/r.yaml",
-            "name: r\nfiles:\n  - {template: t.j2, dest: /etc/t}\n",
-        );
-        write("templates/t.j2", template);
-        write(
-            "inventories/e.yaml",
-            "environment: e\ndomain: example.org\ninternal_domain: e.internal\nprovider: {type: static}\nhosts:\n  h1: {roles: [r], address: 10.0.0.1}\n",
-        );
+        }
         let (site, diags) = Site::load(dir.path()).unwrap();
         assert!(diags.is_empty(), "{diags:?}");
         (dir, site)
+    }
+
+    /// A site with one role whose file renders `template`, and a host `h1` holding it.
+    fn one_template(template: &str) -> (tempfile::TempDir, Site) {
+        site_of(&[
+            (
+                "roles/r.yaml",
+                "name: r\nfiles:\n  - {template: t.j2, dest: /etc/t}\n",
+            ),
+            ("templates/t.j2", template),
+            ("inventories/e.yaml", INVENTORY),
+        ])
     }
 
     fn render_one(site: &Site, limits: Limits) -> HostRender {
@@ -1398,28 +1403,20 @@ mod tests {
 
     #[test]
     fn a_slow_template_is_reported_and_the_files_around_it_still_render() {
-        let dir = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = dir.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        write(
-            "roles/r.yaml",
-            "name: r\nfiles:\n  - {template: a.j2, dest: /etc/a}\n  - {template: slow.j2, dest: /etc/slow}\n  - {template: b.j2, dest: '/etc/{{ host.name }}'}\n",
-        );
-        write("templates/a.j2", "a on {{ host.name }}");
-        write(
-            "templates/slow.j2",
-            "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
-        );
-        write("templates/b.j2", "b");
-        write(
-            "inventories/e.yaml",
-            "environment: e\ndomain: example.org\ninternal_domain: e.internal\nprovider: {type: static}\nhosts:\n  h1: {roles: [r], address: 10.0.0.1}\n  h2: {roles: [r], address: 10.0.0.2}\n",
-        );
-        let (site, diags) = Site::load(dir.path()).unwrap();
-        assert!(diags.is_empty(), "{diags:?}");
+        let two_hosts = format!("{INVENTORY}  h2: {{roles: [r], address: 10.0.0.2}}\n");
+        let (_dir, site) = site_of(&[
+            (
+                "roles/r.yaml",
+                "name: r\nfiles:\n  - {template: a.j2, dest: /etc/a}\n  - {template: slow.j2, dest: /etc/slow}\n  - {template: b.j2, dest: '/etc/{{ host.name }}'}\n",
+            ),
+            ("templates/a.j2", "a on {{ host.name }}"),
+            (
+                "templates/slow.j2",
+                "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
+            ),
+            ("templates/b.j2", "b"),
+            ("inventories/e.yaml", &two_hosts),
+        ]);
         let env = Environment::resolve(&site, "e", &[]).unwrap();
         let (renderer, _) = Renderer::new(&site);
         let renderer = renderer.with_limits(Limits {
