@@ -324,11 +324,7 @@ impl Renderer {
         fields: &[(String, &Sp<String>)],
     ) -> Result<Vec<String>, Box<Diagnostic>> {
         let site = env.site;
-        let mut ctx = Context::new();
-        ctx.insert_value("env", shared.env.clone());
-        ctx.insert_value("hosts", shared.hosts.clone());
-        ctx.insert_value("by_role", shared.by_role.clone());
-        ctx.insert_value("host", shared.view(host));
+        let mut ctx = shared.context(host);
         ctx.insert_value(
             "vars",
             Value::from_serializable(&env.file_vars(host, &Default::default())),
@@ -378,15 +374,15 @@ pub struct SharedContext {
     env: Value,
     hosts: Value,
     by_role: Value,
-    views: HashMap<String, Value>,
+    views: BTreeMap<String, Value>,
     unset: Mutex<HashMap<Vec<String>, Arc<Scanner>>>,
 }
 
 impl SharedContext {
     pub fn new(env: &Environment) -> SharedContext {
         // Each host's view converted once: `hosts`, `by_role` and its own `host` share it.
-        let views: BTreeMap<&str, Value> = (env.hosts.iter())
-            .map(|(name, h)| (name.as_str(), Value::from_serializable(&h.view)))
+        let views: BTreeMap<String, Value> = (env.hosts.iter())
+            .map(|(name, h)| (name.clone(), Value::from_serializable(&h.view)))
             .collect();
         let mut by_role: BTreeMap<String, Vec<Value>> = (env.site.roles.keys())
             .map(|r| (r.clone(), Vec::new()))
@@ -394,7 +390,7 @@ impl SharedContext {
         for (name, h) in &env.hosts {
             for r in &h.view.all_roles {
                 let list = by_role.entry(r.clone()).or_default();
-                list.extend(views.get(name.as_str()).cloned());
+                list.extend(views.get(name).cloned());
             }
         }
         let inv = env.inventory;
@@ -409,17 +405,22 @@ impl SharedContext {
             env: Value::from_serializable(&env_value),
             hosts: Value::from(views.values().cloned().collect::<Vec<_>>()),
             by_role: Value::from(by_role),
-            views: (views.into_iter())
-                .map(|(name, v)| (name.to_string(), v))
-                .collect(),
+            views,
             unset: Mutex::default(),
         }
     }
 
-    /// The `host` of `host`'s context: its view, converted once.
-    fn view(&self, host: &ResolvedHost) -> Value {
-        (self.views.get(&host.view.name).cloned())
-            .unwrap_or_else(|| Value::from_serializable(&host.view))
+    /// What every template of `host` sees whatever it renders: `env`, `hosts`, `by_role` and
+    /// `host` (its view, converted once).
+    fn context(&self, host: &ResolvedHost) -> Context {
+        let view = (self.views.get(&host.view.name).cloned())
+            .unwrap_or_else(|| Value::from_serializable(&host.view));
+        let mut ctx = Context::new();
+        ctx.insert_value("env", self.env.clone());
+        ctx.insert_value("hosts", self.hosts.clone());
+        ctx.insert_value("by_role", self.by_role.clone());
+        ctx.insert_value("host", view);
+        ctx
     }
 
     /// The scanner for the placeholders of the secrets in `values` (as a host's templates saw
@@ -493,11 +494,7 @@ pub(crate) fn host_context(
             }
         }
     }
-    let mut base = Context::new();
-    base.insert_value("env", shared.env.clone());
-    base.insert_value("hosts", shared.hosts.clone());
-    base.insert_value("by_role", shared.by_role.clone());
-    base.insert_value("host", shared.view(host));
+    let mut base = shared.context(host);
     base.insert_value("secrets", Value::from_serializable(&secret_values));
     (base, secret_values)
 }
@@ -523,8 +520,7 @@ impl Renderer {
         }
         let mut results = self.run(batch);
         let host = &host.view.name;
-        (0..names.len())
-            .zip(names)
+        (names.iter().enumerate())
             .map(|(i, n)| {
                 results.take(i).map_err(|f| {
                     f.diagnostic(env.site, &n.what, host, n.tera_at.clone(), n.at.clone())

@@ -37,8 +37,8 @@ impl Scanner {
         if patterns.is_empty() {
             return Scanner::default();
         }
-        // A contiguous NFA: built in microseconds (a scanner is built per rendered host; a DFA's
-        // construction cost more than the scans it saves). Needles come from the environment's
+        // A contiguous NFA: built in microseconds (a scanner is built per set of unset names a
+        // rendering meets; a DFA's construction cost more than the scans it saves). Needles come from the environment's
         // own secrets, a handful per value: building fails only past aho-corasick's size
         // limits, far beyond any secrets file.
         let automaton = aho_corasick::AhoCorasick::builder()

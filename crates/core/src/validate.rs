@@ -372,12 +372,9 @@ fn reverse_dns_behind_lb(
     let rdns = r.reverse_dns.as_ref().filter(|v| v.value)?;
     let lb = r.load_balancer.as_ref()?;
     let role_name = r.hostname.as_ref()?;
-    let shared = match &lb.value.hostname {
-        None => true,
-        Some(h) => {
-            h.value.trim().trim_end_matches('.') == role_name.value.trim().trim_end_matches('.')
-        }
-    };
+    let normal = crate::cloud::records::normal;
+    let shared =
+        (lb.value.hostname.as_ref()).is_none_or(|h| normal(&h.value) == normal(&role_name.value));
     shared.then(|| {
         Diagnostic::error(format!(
             "role `{stem}` asks for reverse DNS of `{}`, which its load balancer answers for",

@@ -4,6 +4,7 @@
 //! another availability zone, and the alias record of the hostname (handed to `records`);
 //! planned against what the provider found by the `infra:env` and `infra:role` tags.
 
+use super::records::{in_zone, normal};
 use super::{added, changed, group_name, q, removed, CloudAction, Planner};
 use crate::diagnostic::{Diagnostic, SourceLocation};
 use crate::environment::{hostname_error, render_hostname, Environment, ResolvedHost};
@@ -134,11 +135,7 @@ pub(crate) fn desired(
 ) -> Result<Vec<DesiredLb>, Box<Diagnostic>> {
     let site = env.site;
     let shared = SharedContext::new(env);
-    let public = env
-        .inventory
-        .domain
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let public = normal(&env.inventory.domain);
     let mut out = Vec::new();
     for (name, role) in &site.roles {
         let Some(lb) = &role.value.load_balancer else {
@@ -185,7 +182,7 @@ pub(crate) fn desired(
             (None, None) => None,
         };
         if let Some((h, sp)) = &hostname {
-            if !(h == &public || h.ends_with(&format!(".{public}"))) {
+            if !in_zone(h, &public) {
                 let message = format!("the hostname {h} is not in the public zone {public}");
                 let hint = "the alias record goes in the environment's `domain`: give a name that ends with it";
                 return Err(match sp {
@@ -226,25 +223,10 @@ fn same_ids(have: &[String], want: &[Ref]) -> bool {
     want.is_some_and(|w| w == have.iter().map(String::as_str).collect())
 }
 
-fn ids(ids: &[String]) -> String {
-    format!(
-        "[{}]",
-        ids.iter().map(|i| q(i)).collect::<Vec<_>>().join(", ")
-    )
-}
-
-fn refs(refs: &[Ref]) -> String {
-    format!(
-        "[{}]",
-        refs.iter()
-            .map(|r| q(&r.to_string()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
-}
-
-fn normal(name: &str) -> String {
-    name.trim().trim_end_matches('.').to_ascii_lowercase()
+/// `[a, b]`: ids or references as the plan shows a load balancer's subnets and groups.
+fn list(items: impl IntoIterator<Item = impl std::fmt::Display>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// The alias records of `lbs`, each to a load balancer made in this apply.
@@ -487,7 +469,7 @@ impl<'f> Planner<'f> {
         let mut attrs = Vec::new();
         let mut ops = Vec::new();
         if !same_ids(&l.subnets, subnets) {
-            attrs.push(changed("subnets", ids(&l.subnets), refs(subnets)));
+            attrs.push(changed("subnets", list(&l.subnets), list(subnets)));
             ops.push(CloudOp::SetLbSubnets {
                 arn: l.arn.clone(),
                 subnets: subnets.to_vec(),
@@ -497,8 +479,8 @@ impl<'f> Planner<'f> {
         if !same_ids(&l.security_groups, group) {
             attrs.push(changed(
                 "security_groups",
-                ids(&l.security_groups),
-                refs(group),
+                list(&l.security_groups),
+                list(group),
             ));
             ops.push(CloudOp::SetLbGroups {
                 arn: l.arn.clone(),
@@ -514,11 +496,6 @@ impl<'f> Planner<'f> {
         let name = aws_name(&format!("{}-{}", self.env, d.role));
         let group_name = group_name(&self.env, &group_key(&d.role));
         let group = self.lb_group(d, groups);
-        let subnet_list = subnets
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
         self.push(
             lb_address(&d.role),
             CloudAction::Create,
@@ -527,7 +504,7 @@ impl<'f> Planner<'f> {
                 added("load_balancer_type", q("application")),
                 added("internal", "false".into()),
                 added("security_groups", format!("[{}]", q(&group_name))),
-                added("subnets", format!("[{subnet_list}]")),
+                added("subnets", list(subnets)),
                 added("dns_name", infra_protocol::KNOWN_AFTER_APPLY.into()),
             ],
             vec![CloudOp::CreateLoadBalancer {

@@ -84,11 +84,11 @@ pub fn txt(text: &str) -> String {
 }
 
 /// A record name as compared: lowercase, without the trailing dot.
-fn normal(name: &str) -> String {
+pub(crate) fn normal(name: &str) -> String {
     name.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn in_zone(name: &str, zone: &str) -> bool {
+pub(crate) fn in_zone(name: &str, zone: &str) -> bool {
     name == zone || name.ends_with(&format!(".{zone}"))
 }
 
