@@ -953,13 +953,7 @@ fn apply_hosts(planned: Planned, flags: &RunFlags, style: &Style) -> Result<Outc
         } else {
             Outcome::Partial
         };
-        let phases = release_phases(
-            &targets,
-            &rollout,
-            &failed,
-            &secrets,
-            (&sink, flags.parallel),
-        );
+        let phases = release_phases(&targets, &rollout, &failed, &secrets, &sink, flags.parallel);
         if let Err(failures) = phases.await {
             crate::rollout::mark(&mut recaps, &failures);
             outcome = Outcome::RollStopped;
@@ -982,7 +976,8 @@ async fn release_phases(
     rollout: &Rollout,
     failed: &BTreeSet<String>,
     secrets: &Secrets,
-    (sink, parallel): (&engine::Sink, usize),
+    sink: &engine::Sink,
+    parallel: usize,
 ) -> Result<(), Vec<crate::rollout::Failure>> {
     for role in &rollout.roles {
         let switches = crate::rollout::switches(targets, role);

@@ -7,7 +7,7 @@ use aws_sdk_elasticloadbalancingv2::client::Waiters;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, Matcher,
     ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, Tag, TargetDescription,
-    TargetHealthStateEnum, TargetTypeEnum,
+    TargetHealthDescription, TargetHealthStateEnum, TargetTypeEnum,
 };
 use infra_protocol::{
     HealthCheck, ListenerFact, LoadBalancerFact, ProviderEvent, Scope, TargetGroupFact, TAG_ENV,
@@ -227,7 +227,8 @@ async fn target_groups(c: &Clients, scope: &Scope) -> Result<Vec<TargetGroupFact
 }
 
 /// The instances registered in a target group (those draining out left out), sorted.
-async fn targets(c: &Clients, tg: &str) -> Result<Vec<String>, AwsError> {
+/// The targets registered in `tg`, with their health.
+async fn target_health(c: &Clients, tg: &str) -> Result<Vec<TargetHealthDescription>, AwsError> {
     let answer = c
         .elb
         .describe_target_health()
@@ -235,8 +236,12 @@ async fn targets(c: &Clients, tg: &str) -> Result<Vec<String>, AwsError> {
         .send()
         .await
         .map_err(|e| sdk(format!("describe the targets of {tg}"), e))?;
-    let mut out: Vec<String> = answer
-        .target_health_descriptions()
+    Ok(answer.target_health_descriptions.unwrap_or_default())
+}
+
+async fn targets(c: &Clients, tg: &str) -> Result<Vec<String>, AwsError> {
+    let mut out: Vec<String> = target_health(c, tg)
+        .await?
         .iter()
         .filter(|d| {
             d.target_health()
@@ -526,15 +531,8 @@ pub async fn register(c: &Clients, tg: &str, instance: &str, port: u16) -> Resul
 /// Deregisters `instance` from `tg` on each port it is registered on (a target registered on
 /// a port other than the group's is only removed when its port is given).
 pub async fn deregister(c: &Clients, tg: &str, instance: &str) -> Result<(), AwsError> {
-    let answer = c
-        .elb
-        .describe_target_health()
-        .target_group_arn(tg)
-        .send()
-        .await
-        .map_err(|e| sdk(format!("describe the targets of {tg}"), e))?;
-    let registered: Vec<TargetDescription> = answer
-        .target_health_descriptions()
+    let registered: Vec<TargetDescription> = target_health(c, tg)
+        .await?
         .iter()
         .filter_map(|d| d.target())
         .filter(|t| t.id() == Some(instance))
